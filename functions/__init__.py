@@ -1,0 +1,1 @@
+"""Thin function handlers: unpack the event, call one typed function in ``shared``."""

@@ -1,0 +1,41 @@
+"""``embed``: Cloud Tasks HTTP target that embeds one batch of a version's chunks."""
+
+from __future__ import annotations
+
+import logging
+
+import flask
+import functions_framework
+from pydantic import ValidationError
+
+from shared.config import get_settings
+from shared.db import get_database
+from shared.log import configure_logging
+from shared.models import EmbedTask
+from shared.pipeline.runner import run_step
+from shared.pipeline.steps import dead_letter, embed_batch
+
+configure_logging()
+log = logging.getLogger(__name__)
+
+
+@functions_framework.http
+def embed(request: flask.Request) -> flask.typing.ResponseReturnValue:
+    """Embed the task's chunks; 2xx acknowledges the task, 5xx makes Cloud Tasks retry."""
+    try:
+        task = EmbedTask.model_validate_json(request.get_data())
+    except ValidationError as error:
+        # Cloud Tasks retries any non-2xx, so a malformed task is acknowledged, not retried.
+        log.error("dropping malformed embed task: %s", error)
+        return {"status": "ignored", "reason": "malformed task"}, 200
+    database = get_database()
+    retries = int(request.headers.get("X-CloudTasks-TaskRetryCount", "0") or 0)
+    try:
+        run_step(database, "embed", task.version_id, lambda: embed_batch(database, task))
+    except Exception:
+        # Cloud Tasks has no dead-letter queue: on the last attempt, fail the version here.
+        if retries + 1 >= get_settings().max_attempts:
+            dead_letter(database, task.version_id, retries + 1)
+            return {"status": "failed"}, 200
+        raise
+    return {"status": "ok"}, 200

@@ -1,0 +1,19 @@
+"""``manage``: knowledge bases and documents over HTTP."""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+
+from shared.api.http import Router
+from shared.api.manage import ROUTES
+from shared.log import configure_logging
+
+configure_logging()
+_router = Router(ROUTES)
+
+
+@functions_framework.http
+def manage(request: flask.Request) -> flask.Response:
+    """Route the request to its handler."""
+    return _router(request)  # type: ignore[return-value]

@@ -1,0 +1,328 @@
+# Shared locals: the function catalogue and the grants each function identity needs. Everything
+# else (functions.tf, iam.tf, pubsub.tf, loadbalancer.tf) iterates over these maps, so adding a
+# function or a permission is a one-line change here.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  project_number = data.google_project.this.number
+
+  upload_bucket_name = coalesce(var.upload_bucket_name, "${var.project_id}-${var.name_prefix}-uploads")
+  work_bucket_name   = coalesce(var.work_bucket_name, "${var.project_id}-${var.name_prefix}-work")
+
+  # Topic key -> topic name. Keys are what the maps below refer to.
+  topics = {
+    parse       = var.topic_parse
+    chunk       = var.topic_chunk
+    index       = var.topic_index
+    lifecycle   = var.topic_lifecycle
+    dead_letter = var.topic_dead_letter
+  }
+
+  # Every deployed function. Keys name the deployment (function "<prefix>-<key>"), entry_point
+  # is the target in main.py, identity is the key of its service account (both ingest
+  # deployments share one). trigger: http (public API), tasks (Cloud Tasks OIDC), pubsub (our
+  # push subscription on `topic`), gcs (Eventarc storage event `event_type`).
+  functions = {
+    upload = {
+      entry_point   = "upload"
+      identity      = "upload"
+      description   = "Validate an upload, create the document version and return a V4 signed PUT URL."
+      trigger       = "http"
+      public        = true
+      memory        = "1Gi"
+      cpu           = "1"
+      timeout       = 120
+      min_instances = 0
+      max_instances = 20
+      concurrency   = 4
+      topic         = null
+      event_type    = null
+      secrets       = []
+    }
+    manage = {
+      entry_point   = "manage"
+      identity      = "manage"
+      description   = "Knowledge bases, documents, status, history, feedback, access, analytics, audit."
+      trigger       = "http"
+      public        = true
+      memory        = "512Mi"
+      cpu           = "1"
+      timeout       = 60
+      min_instances = 0
+      max_instances = 20
+      concurrency   = 4
+      topic         = null
+      event_type    = null
+      secrets       = []
+    }
+    answer = {
+      entry_point   = "answer"
+      identity      = "answer"
+      description   = "Hybrid retrieval and grounded, cited answers (JSON and SSE)."
+      trigger       = "http"
+      public        = true
+      memory        = "1Gi"
+      cpu           = "1"
+      timeout       = 300 # streamed answers hold the request open
+      min_instances = var.answer_min_instances
+      max_instances = 50
+      concurrency   = 4
+      topic         = null
+      event_type    = null
+      secrets       = ["openai"]
+    }
+    embed = {
+      entry_point   = "embed"
+      identity      = "embed"
+      description   = "Embed a batch of chunks (Cloud Tasks HTTP target, OIDC)."
+      trigger       = "tasks"
+      public        = false
+      memory        = "512Mi"
+      cpu           = "1"
+      timeout       = 300
+      min_instances = 0
+      max_instances = var.embed_max_concurrent_dispatches
+      concurrency   = 1
+      topic         = null
+      event_type    = null
+      secrets       = ["openai"]
+    }
+    ingest = {
+      entry_point   = "ingest"
+      identity      = "ingest"
+      description   = "Map a finalized upload object to a knowledge base, dedupe, create a version, publish parse."
+      trigger       = "gcs"
+      public        = false
+      memory        = "512Mi"
+      cpu           = "1"
+      timeout       = 120
+      min_instances = 0
+      max_instances = 20
+      concurrency   = 1
+      topic         = null
+      event_type    = "google.cloud.storage.object.v1.finalized"
+      secrets       = []
+    }
+    ingest_deleted = {
+      entry_point   = "ingest"
+      identity      = "ingest"
+      description   = "Same target as ingest, for deleted upload objects (removes the document)."
+      trigger       = "gcs"
+      public        = false
+      memory        = "512Mi"
+      cpu           = "1"
+      timeout       = 120
+      min_instances = 0
+      max_instances = 10
+      concurrency   = 1
+      topic         = null
+      event_type    = "google.cloud.storage.object.v1.deleted"
+      secrets       = []
+    }
+    parse = {
+      entry_point   = "parse"
+      identity      = "parse"
+      description   = "Extract structured text and write parsed JSON to the work bucket; publish chunk."
+      trigger       = "pubsub"
+      public        = false
+      memory        = "2Gi"
+      cpu           = "1"
+      timeout       = 540 # <= 600: the push subscription's ack deadline mirrors it
+      min_instances = 0
+      max_instances = 10
+      concurrency   = 1
+      topic         = "parse"
+      event_type    = null
+      secrets       = []
+    }
+    chunk = {
+      entry_point   = "chunk"
+      identity      = "chunk"
+      description   = "Split parsed text into token-bounded chunks, upsert rows, enqueue embed tasks."
+      trigger       = "pubsub"
+      public        = false
+      memory        = "1Gi"
+      cpu           = "1"
+      timeout       = 300
+      min_instances = 0
+      max_instances = 10
+      concurrency   = 1
+      topic         = "chunk"
+      event_type    = null
+      secrets       = []
+    }
+    index = {
+      entry_point   = "index"
+      identity      = "index"
+      description   = "Activate the new version atomically, drop the superseded chunks, mark ready."
+      trigger       = "pubsub"
+      public        = false
+      memory        = "512Mi"
+      cpu           = "1"
+      timeout       = 120
+      min_instances = 0
+      max_instances = 10
+      concurrency   = 1
+      topic         = "index"
+      event_type    = null
+      secrets       = []
+    }
+    dead_letter = {
+      entry_point   = "dead_letter"
+      identity      = "dead_letter"
+      description   = "Fail the version of a dead-lettered message with its last error."
+      trigger       = "pubsub"
+      public        = false
+      memory        = "256Mi"
+      cpu           = "0.583" # Cloud Run's default for 256Mi; concurrency 1 allows < 1 vCPU
+      timeout       = 60
+      min_instances = 0
+      max_instances = 5
+      concurrency   = 1
+      topic         = "dead_letter"
+      event_type    = null
+      secrets       = []
+    }
+  }
+
+  # What each identity may touch. buckets: bucket key -> role on that bucket only; publishes:
+  # topic keys it may publish to; secrets: secret keys it may read.
+  identities = {
+    upload = {
+      # objectAdmin: a signed PUT may overwrite, and the multipart/URL paths write directly.
+      buckets   = { uploads = "roles/storage.objectAdmin" }
+      publishes = []
+      secrets   = []
+    }
+    manage = {
+      # Deleting a document removes its upload object and parsed JSON; reprocessing and
+      # re-embedding start the pipeline again.
+      buckets   = { uploads = "roles/storage.objectAdmin", work = "roles/storage.objectAdmin" }
+      publishes = ["parse", "chunk", "lifecycle"]
+      secrets   = []
+    }
+    answer = {
+      buckets   = {}
+      publishes = []
+      secrets   = ["openai"]
+    }
+    ingest = {
+      buckets   = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
+      publishes = ["parse", "lifecycle"]
+      secrets   = []
+    }
+    parse = {
+      buckets   = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
+      publishes = ["chunk", "lifecycle"]
+      secrets   = []
+    }
+    chunk = {
+      buckets   = { work = "roles/storage.objectViewer" }
+      publishes = ["lifecycle"]
+      secrets   = []
+    }
+    embed = {
+      # Cloud Tasks has no dead-letter topic: on its last attempt embed forwards the failure to
+      # the dead-letter topic itself, so the version is failed like any other step.
+      buckets   = {}
+      publishes = ["index", "lifecycle", "dead_letter"]
+      secrets   = ["openai"]
+    }
+    index = {
+      buckets   = {}
+      publishes = ["lifecycle"]
+      secrets   = []
+    }
+    dead_letter = {
+      buckets   = {}
+      publishes = ["lifecycle"]
+      secrets   = []
+    }
+  }
+
+  # Identities that call other services on the platform's behalf (never run code).
+  invokers = {
+    push     = "Pub/Sub push subscriptions (OIDC) -> parse, chunk, index, dead_letter"
+    tasks    = "Cloud Tasks embed tasks (OIDC) -> embed"
+    eventarc = "Eventarc storage triggers -> ingest"
+  }
+
+  # Which invoker may call which function; public functions are invocable by allUsers.
+  invoker_of_trigger = {
+    pubsub = "push"
+    tasks  = "tasks"
+    gcs    = "eventarc"
+  }
+
+  # The embed function's URL, needed by chunk (task target) before embed exists in the same
+  # for_each. Cloud Run's deterministic URL avoids a self-reference cycle and is an accepted
+  # OIDC audience.
+  embed_url = "https://${var.name_prefix}-embed-${local.project_number}.${var.region}.run.app"
+
+  # Production HTTP path map (load balancer and local stack alike). Evaluated in priority
+  # order; anything unmatched (rest of /v1, /healthz) goes to manage.
+  lb_routes = [
+    {
+      priority = 10
+      function = "upload"
+      method   = "POST"
+      # {id} is one path segment.
+      templates = ["/v1/knowledge-bases/*/documents"]
+      prefixes  = []
+      paths     = []
+    },
+    {
+      priority  = 20
+      function  = "upload"
+      method    = null
+      templates = ["/v1/knowledge-bases/*/uploads", "/v1/knowledge-bases/*/uploads/**"]
+      prefixes  = []
+      paths     = []
+    },
+    {
+      priority  = 30
+      function  = "answer"
+      method    = null
+      templates = []
+      prefixes  = ["/v1/turns/", "/v1/sessions/"]
+      paths     = ["/v1/ask", "/v1/ask/stream", "/v1/retrieve"]
+    },
+  ]
+  lb_default_function = "manage"
+
+  common_env = merge(
+    {
+      RAGLINE_PROJECT               = var.project_id
+      RAGLINE_REGION                = var.region
+      RAGLINE_CLOUDSQL_INSTANCE     = google_sql_database_instance.main.connection_name
+      RAGLINE_DB_NAME               = var.db_name
+      RAGLINE_UPLOAD_BUCKET         = google_storage_bucket.uploads.name
+      RAGLINE_WORK_BUCKET           = google_storage_bucket.work.name
+      RAGLINE_TOPIC_PARSE           = google_pubsub_topic.topic["parse"].name
+      RAGLINE_TOPIC_CHUNK           = google_pubsub_topic.topic["chunk"].name
+      RAGLINE_TOPIC_INDEX           = google_pubsub_topic.topic["index"].name
+      RAGLINE_TOPIC_LIFECYCLE       = google_pubsub_topic.topic["lifecycle"].name
+      RAGLINE_TOPIC_DEAD_LETTER     = google_pubsub_topic.topic["dead_letter"].name
+      RAGLINE_TASKS_LOCATION        = google_cloud_tasks_queue.embed.location
+      RAGLINE_TASKS_QUEUE           = google_cloud_tasks_queue.embed.name
+      RAGLINE_EMBED_URL             = local.embed_url
+      RAGLINE_TASKS_SERVICE_ACCOUNT = google_service_account.invoker["tasks"].email
+      RAGLINE_MAX_ATTEMPTS          = tostring(var.max_delivery_attempts)
+      RAGLINE_MAX_EVENT_AGE_S       = tostring(var.max_event_age_seconds)
+      # Logs are JSON lines on stdout; Cloud Logging parses severity from them.
+      PYTHONUNBUFFERED = "1"
+    },
+    var.function_env,
+  )
+
+  # Secret key -> Secret Manager secret and the environment variable it is exposed as.
+  secrets = {
+    openai = {
+      secret_id = google_secret_manager_secret.openai_api_key.secret_id
+      env       = "OPENAI_API_KEY"
+    }
+  }
+}

@@ -1,0 +1,32 @@
+# Cloud Tasks queue of embed tasks. chunk enqueues HTTP tasks targeting the embed function with
+# an OIDC token of the tasks invoker service account; task names are deterministic so a
+# redelivered chunk message cannot enqueue a batch twice.
+
+resource "google_cloud_tasks_queue" "embed" {
+  name     = var.tasks_queue_name
+  project  = var.project_id
+  location = var.region
+
+  # Bounded to stay inside the embeddings provider's rate limits; the embed function's
+  # max_instance_count follows max_concurrent_dispatches.
+  rate_limits {
+    max_dispatches_per_second = var.embed_max_dispatches_per_second
+    max_concurrent_dispatches = var.embed_max_concurrent_dispatches
+  }
+
+  # Same attempt budget as the Pub/Sub steps. Cloud Tasks has no dead-letter queue: embed sees
+  # X-CloudTasks-TaskRetryCount and, on the last attempt, publishes the failure to the
+  # dead-letter topic itself.
+  retry_config {
+    max_attempts  = var.max_delivery_attempts
+    min_backoff   = "${var.retry_min_backoff_seconds}s"
+    max_backoff   = "${var.retry_max_backoff_seconds}s"
+    max_doublings = 5
+  }
+
+  stackdriver_logging_config {
+    sampling_ratio = 1.0
+  }
+
+  depends_on = [google_project_service.api]
+}

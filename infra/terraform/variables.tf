@@ -1,0 +1,315 @@
+variable "project_id" {
+  description = "Google Cloud project id to deploy Ragline into."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a valid Google Cloud project id."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, buckets, Cloud SQL, Cloud Tasks and the GCS trigger (they must match for the storage trigger)."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every named resource (functions, service accounts, instance). Short, because service account ids are capped at 30 characters."
+  type        = string
+  default     = "ragline"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,9}$", var.name_prefix))
+    error_message = "name_prefix must be 2-10 characters of lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "labels" {
+  description = "Labels applied to every resource that supports them."
+  type        = map(string)
+  default     = { app = "ragline" }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Delivery
+# ---------------------------------------------------------------------------------------------
+
+variable "max_delivery_attempts" {
+  description = "Deliveries of a Pub/Sub message (and attempts of an embed task) before it is dead-lettered. Pub/Sub accepts 5-100."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
+    error_message = "max_delivery_attempts must be between 5 and 100 (the Pub/Sub dead-letter limits)."
+  }
+}
+
+variable "retry_min_backoff_seconds" {
+  description = "Minimum delay before a failed Pub/Sub push or Cloud Tasks attempt is retried."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.retry_min_backoff_seconds >= 0 && var.retry_min_backoff_seconds <= 600
+    error_message = "retry_min_backoff_seconds must be between 0 and 600."
+  }
+}
+
+variable "retry_max_backoff_seconds" {
+  description = "Maximum delay between retries of a failed Pub/Sub push or Cloud Tasks attempt."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.retry_max_backoff_seconds >= 0 && var.retry_max_backoff_seconds <= 600
+    error_message = "retry_max_backoff_seconds must be between 0 and 600 (the Pub/Sub maximum)."
+  }
+}
+
+variable "max_event_age_seconds" {
+  description = "Events older than this are failed instead of retried (RAGLINE_MAX_EVENT_AGE_S); bounds Eventarc's 24h retry window."
+  type        = number
+  default     = 21600
+}
+
+# ---------------------------------------------------------------------------------------------
+# Topics and queue (names are passed to the functions as RAGLINE_TOPIC_* / RAGLINE_TASKS_QUEUE)
+# ---------------------------------------------------------------------------------------------
+
+variable "topic_parse" {
+  description = "Topic ingest publishes to; the parse function's push subscription reads it."
+  type        = string
+  default     = "ragline-parse"
+}
+
+variable "topic_chunk" {
+  description = "Topic parse publishes to; the chunk function's push subscription reads it."
+  type        = string
+  default     = "ragline-chunk"
+}
+
+variable "topic_index" {
+  description = "Topic embed publishes to when a version has no chunk left to embed; read by index."
+  type        = string
+  default     = "ragline-index"
+}
+
+variable "topic_lifecycle" {
+  description = "Topic of document lifecycle events (stage changes, ready, failed, deleted) for the live event stream."
+  type        = string
+  default     = "ragline-lifecycle"
+}
+
+variable "topic_dead_letter" {
+  description = "Dead-letter topic of the pipeline subscriptions; read by the dead_letter function."
+  type        = string
+  default     = "ragline-dead-letter"
+}
+
+variable "tasks_queue_name" {
+  description = "Cloud Tasks queue of embed tasks. A deleted queue's name cannot be reused for about 7 days."
+  type        = string
+  default     = "ragline-embed"
+}
+
+variable "embed_max_dispatches_per_second" {
+  description = "Rate limit of embed task dispatches (protects the embeddings provider's rate limits)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.embed_max_dispatches_per_second > 0 && var.embed_max_dispatches_per_second <= 500
+    error_message = "embed_max_dispatches_per_second must be in (0, 500]."
+  }
+}
+
+variable "embed_max_concurrent_dispatches" {
+  description = "Most embed tasks in flight at once; also caps the embed function's instances."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.embed_max_concurrent_dispatches >= 1
+    error_message = "embed_max_concurrent_dispatches must be at least 1."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Storage
+# ---------------------------------------------------------------------------------------------
+
+variable "upload_bucket_name" {
+  description = "Name of the uploads bucket (empty: <project_id>-<name_prefix>-uploads). Objects here ARE the documents: deleting one deletes the document."
+  type        = string
+  default     = ""
+}
+
+variable "work_bucket_name" {
+  description = "Name of the work bucket holding parsed JSON (empty: <project_id>-<name_prefix>-work)."
+  type        = string
+  default     = ""
+}
+
+variable "allowed_origins" {
+  description = "Browser origins allowed to PUT to V4 signed upload URLs (uploads bucket CORS)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for o in var.allowed_origins : can(regex("^https?://[^/]+$", o))])
+    error_message = "allowed_origins must be scheme://host[:port] origins without a path, e.g. https://app.example.com."
+  }
+}
+
+variable "upload_cors_headers" {
+  description = "Request headers a browser may send with a signed PUT (must include every header the signed URL signs, e.g. x-goog-meta-*)."
+  type        = list(string)
+  default     = ["Content-Type", "Content-MD5", "x-goog-content-sha256"]
+}
+
+variable "work_retention_days" {
+  description = "Delete parsed JSON in the work bucket after this many days (0 keeps it; re-chunking a version needs its parsed JSON)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.work_retention_days >= 0
+    error_message = "work_retention_days must be >= 0."
+  }
+}
+
+variable "function_source_dir" {
+  description = "Repository root zipped as the function source (main.py, functions/, shared/, requirements.txt)."
+  type        = string
+  default     = "../.."
+}
+
+# ---------------------------------------------------------------------------------------------
+# Database
+# ---------------------------------------------------------------------------------------------
+
+variable "database_version" {
+  description = "Cloud SQL PostgreSQL major version; the schema needs pgvector >= 0.8 (iterative index scans)."
+  type        = string
+  default     = "POSTGRES_17"
+
+  validation {
+    condition     = contains(["POSTGRES_16", "POSTGRES_17", "POSTGRES_18"], var.database_version)
+    error_message = "database_version must be POSTGRES_16, POSTGRES_17 or POSTGRES_18."
+  }
+}
+
+variable "db_edition" {
+  description = "Cloud SQL edition. PostgreSQL 16+ defaults to ENTERPRISE_PLUS, which needs db-perf-optimized-* tiers."
+  type        = string
+  default     = "ENTERPRISE"
+
+  validation {
+    condition     = contains(["ENTERPRISE", "ENTERPRISE_PLUS"], var.db_edition)
+    error_message = "db_edition must be ENTERPRISE or ENTERPRISE_PLUS."
+  }
+}
+
+variable "db_tier" {
+  description = "Cloud SQL machine tier (HNSW index builds want memory: size maintenance_work_mem accordingly)."
+  type        = string
+  default     = "db-custom-2-8192"
+}
+
+variable "db_availability_type" {
+  description = "ZONAL or REGIONAL (high availability)."
+  type        = string
+  default     = "ZONAL"
+
+  validation {
+    condition     = contains(["ZONAL", "REGIONAL"], var.db_availability_type)
+    error_message = "db_availability_type must be ZONAL or REGIONAL."
+  }
+}
+
+variable "db_disk_size_gb" {
+  description = "Initial disk size in GB (auto-resizes)."
+  type        = number
+  default     = 20
+}
+
+variable "db_name" {
+  description = "Database name (RAGLINE_DB_NAME)."
+  type        = string
+  default     = "ragline"
+}
+
+variable "db_backup_retained_count" {
+  description = "Automated backups kept."
+  type        = number
+  default     = 14
+}
+
+variable "deletion_protection" {
+  description = "Protect the Cloud SQL instance from deletion (both Terraform's guard and the API-level flag)."
+  type        = bool
+  default     = true
+}
+
+variable "migrator_service_account_email" {
+  description = "Service account that runs schema migrations (usually the Cloud Build deployer). Gets an IAM database user; grant it cloudsqlsuperuser once (README). Empty: none."
+  type        = string
+  default     = ""
+}
+
+# ---------------------------------------------------------------------------------------------
+# Secrets and functions
+# ---------------------------------------------------------------------------------------------
+
+variable "openai_secret_id" {
+  description = "Secret Manager secret holding the OpenAI API key (value added out of band, never by Terraform)."
+  type        = string
+  default     = "openai-api-key"
+}
+
+variable "function_env" {
+  description = "Extra environment variables for every function (e.g. RAGLINE_DEFAULT_EMBEDDING_MODEL). Never put secrets here."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, _ in var.function_env : can(regex("^[A-Z][A-Z0-9_]*$", k))])
+    error_message = "function_env keys must be upper-case environment variable names."
+  }
+}
+
+variable "answer_min_instances" {
+  description = "Warm instances of the answer function (cold starts hurt interactive latency)."
+  type        = number
+  default     = 0
+}
+
+variable "build_service_account_email" {
+  description = "Service account Cloud Build uses to build the functions (empty: a dedicated one is created)."
+  type        = string
+  default     = ""
+}
+
+# ---------------------------------------------------------------------------------------------
+# Load balancer
+# ---------------------------------------------------------------------------------------------
+
+variable "enable_load_balancer" {
+  description = "Front upload/manage/answer with a global HTTPS load balancer (serverless NEGs, /v1 path map). When false the functions' own URLs are public."
+  type        = bool
+  default     = true
+}
+
+variable "lb_domains" {
+  description = "Domains of the load balancer's Google-managed certificate (required when enable_load_balancer is true; point their DNS at the load_balancer_ip output)."
+  type        = list(string)
+  default     = []
+}
+
+variable "lb_security_policy" {
+  description = "Optional Cloud Armor security policy (self link or id) attached to the public backends."
+  type        = string
+  default     = null
+}

@@ -1,0 +1,35 @@
+"""Entry points of every Ragline function (one source zip, many targets).
+
+Each target lives in its own module under ``functions/`` and is imported only when the
+runtime asks for it (module ``__getattr__``), so an instance serving ``parse`` never
+imports the code, or the libraries, of ``upload`` or ``embed``: cold starts matter.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# target name -> module under functions/ that defines it
+TARGETS: dict[str, str] = {
+    "upload": "functions.upload",
+    "ingest": "functions.ingest",
+    "parse": "functions.parse",
+    "chunk": "functions.chunk",
+    "embed": "functions.embed",
+    "index": "functions.index",
+    "dead_letter": "functions.dead_letter",
+    "manage": "functions.manage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module of target ``name`` on first access and return its function."""
+    module = TARGETS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *TARGETS])

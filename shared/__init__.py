@@ -1,0 +1,1 @@
+"""Ragline's library: everything the thin function handlers call into."""

@@ -1,0 +1,111 @@
+"""HTTP plumbing shared by the HTTP functions: routing, JSON, errors, auth hook.
+
+Errors always render as ``{"error": {"code", "message"}}`` with the right status; an
+unexpected exception is logged and becomes a 500 with no internals leaked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from shared.auth import Principal, authenticate
+from shared.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One API route: method, werkzeug path pattern, handler."""
+
+    method: str
+    path: str
+    handler: Handler
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response."""
+    return Response(
+        json.dumps(body, default=str), status=status, mimetype="application/json", headers=headers
+    )
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    """An error in the API's format."""
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+def read_json(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object (400 with a clear message otherwise)."""
+    if not request.data:
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    try:
+        body = json.loads(request.data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {error}") from error
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return body
+
+
+def int_arg(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``low..high`` (400 otherwise)."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as error:
+        raise ApiError(400, "invalid_parameter", f"{name} must be an integer") from error
+    if not low <= value <= high:
+        raise ApiError(400, "invalid_parameter", f"{name} must be between {low} and {high}")
+    return value
+
+
+class Router:
+    """Dispatches a request to the route matching its method and path."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self._handlers: dict[str, Handler] = {}
+        rules = []
+        for index, route in enumerate(routes):
+            endpoint = f"r{index}"
+            self._handlers[endpoint] = route.handler
+            rules.append(Rule(route.path, methods=[route.method], endpoint=endpoint))
+        self._map = Map(rules, strict_slashes=False)
+
+    def __call__(self, request: Request) -> Response:
+        """Handle ``request``; never raises."""
+        try:
+            adapter = self._map.bind_to_environ(request.environ)
+            endpoint, args = adapter.match()
+            principal: Principal = authenticate(request)
+            return self._handlers[str(endpoint)](request, principal, **args)
+        except ApiError as error:
+            return error_response(error.status, error.code, error.message)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+            return error_response(400, "invalid_request", f"{where}: {first.get('msg')}")
+        except MethodNotAllowed:
+            return error_response(
+                405, "method_not_allowed", f"{request.method} is not allowed here"
+            )
+        except NotFound:
+            return error_response(404, "not_found", f"no route for {request.method} {request.path}")
+        except HTTPException as error:
+            return error_response(error.code or 500, "http_error", error.description or "error")
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return error_response(500, "internal", "internal error; it has been logged")

@@ -1,0 +1,198 @@
+"""Routes of the ``manage`` function: knowledge bases and documents."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from werkzeug.wrappers import Request, Response
+
+from shared import documents
+from shared.api.http import Route, int_arg, json_response, read_json
+from shared.auth import Principal, authorize
+from shared.db import get_database
+from shared.errors import ApiError
+from shared.knowledge_bases import (
+    KnowledgeBase,
+    create_knowledge_base,
+    find_knowledge_base,
+    list_knowledge_bases,
+)
+
+TERMINAL_EVENTS = frozenset({"ready", "failed"})
+
+
+class CreateKnowledgeBase(BaseModel):
+    """Body of ``POST /v1/knowledge-bases``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=63)
+    description: str = Field("", max_length=2000)
+    embedding_model: str | None = None
+    embedding_dimensions: int | None = Field(None, ge=1, le=16000)
+    chunk_tokens: int | None = Field(None, ge=16, le=8192)
+    chunk_overlap: int | None = Field(None, ge=0, le=4096)
+
+
+def require_kb(ref: str, principal: Principal, action: Any = "read") -> KnowledgeBase:
+    """The knowledge base ``ref`` (id or name) if the principal may act on it; else 404/403."""
+    kb = find_knowledge_base(get_database(), ref, principal.workspace)
+    if kb is None:
+        raise ApiError(404, "knowledge_base_not_found", f"knowledge base {ref!r} not found")
+    authorize(principal, action, kb.id)
+    return kb
+
+
+def require_document(document_id: str, principal: Principal, action: Any = "read") -> str:
+    """The document's knowledge-base id if the principal may act on it; else 404/403."""
+    kb_id = documents.document_kb(get_database(), document_id)
+    if kb_id is None:
+        raise ApiError(404, "document_not_found", f"document {document_id!r} not found")
+    authorize(principal, action, kb_id)
+    return kb_id
+
+
+def healthz(request: Request, principal: Principal) -> Response:
+    """Liveness plus a database round trip."""
+    get_database().scalar("SELECT 1")
+    return json_response({"status": "ok"})
+
+
+def post_knowledge_base(request: Request, principal: Principal) -> Response:
+    """Create a knowledge base."""
+    authorize(principal, "admin")
+    body = CreateKnowledgeBase.model_validate(read_json(request))
+    kb = create_knowledge_base(
+        get_database(),
+        name=body.name,
+        principal=principal.id,
+        description=body.description,
+        embedding_model=body.embedding_model,
+        embedding_dim=body.embedding_dimensions,
+        chunk_tokens=body.chunk_tokens,
+        chunk_overlap=body.chunk_overlap,
+        workspace=principal.workspace,
+    )
+    return json_response(kb.to_json(), 201)
+
+
+def get_knowledge_bases(request: Request, principal: Principal) -> Response:
+    """List the workspace's knowledge bases."""
+    authorize(principal, "read")
+    kbs = list_knowledge_bases(get_database(), principal.workspace)
+    return json_response({"knowledge_bases": [kb.to_json() for kb in kbs]})
+
+
+def _decode_page_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = int(json.loads(base64.urlsafe_b64decode(token.encode()))["o"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ApiError(
+            400, "invalid_page_token", "page_token is not one this API issued"
+        ) from error
+    if offset < 0:
+        raise ApiError(400, "invalid_page_token", "page_token is not one this API issued")
+    return offset
+
+
+def _encode_page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def get_documents(request: Request, principal: Principal, kb_id: str) -> Response:
+    """List a knowledge base's documents (``status`` filter, ``limit`` + ``page_token``)."""
+    kb = require_kb(kb_id, principal)
+    limit = int_arg(request, "limit", 50, 1, 500)
+    offset = _decode_page_token(request.args.get("page_token"))
+    items, more = documents.list_documents(
+        get_database(), kb.id, status=request.args.get("status") or None, limit=limit, offset=offset
+    )
+    body: dict[str, Any] = {"documents": items}
+    body["next_page_token"] = _encode_page_token(offset + limit) if more else None
+    return json_response(body)
+
+
+def get_document(request: Request, principal: Principal, document_id: str) -> Response:
+    """A document's status, stage timestamps, counts, error and versions."""
+    require_document(document_id, principal)
+    document = documents.get_document(get_database(), document_id)
+    if document is None:
+        raise ApiError(404, "document_not_found", f"document {document_id!r} not found")
+    return json_response(document)
+
+
+def delete_document(request: Request, principal: Principal, document_id: str) -> Response:
+    """Delete a document: its chunks, versions and objects."""
+    require_document(document_id, principal, "write")
+    documents.delete_document(get_database(), document_id)
+    return Response(status=204)
+
+
+def reindex_document(request: Request, principal: Principal, document_id: str) -> Response:
+    """Process the document again as a new version (e.g. after a settings change)."""
+    require_document(document_id, principal, "write")
+    registered = documents.reindex_document(get_database(), document_id)
+    return json_response(
+        {
+            "document_id": registered.document_id,
+            "version_id": registered.version_id,
+            "status": registered.status,
+        },
+        202,
+    )
+
+
+def document_events(request: Request, principal: Principal, document_id: str) -> Response:
+    """Server-sent progress events; resumes after ``Last-Event-ID``; ends at ready/failed."""
+    require_document(document_id, principal)
+    try:
+        after = int(request.headers.get("Last-Event-ID") or request.args.get("after") or 0)
+    except ValueError as error:
+        raise ApiError(400, "invalid_parameter", "Last-Event-ID must be an integer") from error
+    timeout_s = int_arg(request, "timeout", 300, 1, 3600)
+    return Response(
+        _event_stream(document_id, after, timeout_s),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _event_stream(document_id: str, after: int, timeout_s: int) -> Iterator[str]:
+    database = get_database()
+    deadline = time.monotonic() + timeout_s
+    last_beat = time.monotonic()
+    yield "retry: 2000\n\n"
+    while time.monotonic() < deadline:
+        events = documents.events_after(database, document_id, after)
+        for event in events:
+            after = event["id"]
+            yield f"id: {event['id']}\nevent: {event['status']}\ndata: {json.dumps(event)}\n\n"
+        document = documents.get_document(database, document_id)
+        if document is None:
+            yield 'event: deleted\ndata: {"status": "deleted"}\n\n'
+            return
+        if not events and document["status"] in TERMINAL_EVENTS:
+            return
+        if time.monotonic() - last_beat > 15:
+            last_beat = time.monotonic()
+            yield ": keep-alive\n\n"
+        time.sleep(0.25)
+
+
+ROUTES = [
+    Route("GET", "/healthz", healthz),
+    Route("POST", "/v1/knowledge-bases", post_knowledge_base),
+    Route("GET", "/v1/knowledge-bases", get_knowledge_bases),
+    Route("GET", "/v1/knowledge-bases/<kb_id>/documents", get_documents),
+    Route("GET", "/v1/documents/<document_id>", get_document),
+    Route("DELETE", "/v1/documents/<document_id>", delete_document),
+    Route("POST", "/v1/documents/<document_id>/reindex", reindex_document),
+    Route("GET", "/v1/documents/<document_id>/events", document_events),
+]

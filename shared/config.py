@@ -1,0 +1,102 @@
+"""Configuration from the environment (``RAGLINE_*``), read once per instance.
+
+Secret values may be Secret Manager references (``sm://projects/p/secrets/s/versions/v``
+or ``sm://s``); :mod:`shared.secrets` resolves them lazily and caches them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ParseLimits(BaseSettings):
+    """Limits that protect the parse step from hostile or oversized input."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGLINE_PARSE_", extra="ignore")
+
+    max_bytes: int = Field(100 * 1024 * 1024, description="largest document accepted")
+    max_pages: int = Field(2000, description="most PDF pages parsed")
+    max_text_chars: int = Field(20_000_000, description="most characters of extracted text")
+    max_unzipped_bytes: int = Field(
+        200 * 1024 * 1024, description="most bytes a DOCX may expand to (zip-bomb guard)"
+    )
+    max_compression_ratio: float = Field(
+        100.0, description="largest uncompressed/compressed ratio of any DOCX member"
+    )
+
+
+class Settings(BaseSettings):
+    """Every setting a Ragline function reads.
+
+    Defaults suit the local stack; production values come from Terraform.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RAGLINE_", env_file=".env", extra="ignore")
+
+    project: str = Field("ragline-local", description="Google Cloud project id")
+    region: str = "us-central1"
+
+    # Database: a libpq-style URL locally (unix socket via ?host=), Cloud SQL in production.
+    database_url: str = Field(
+        "", description="postgresql://user:pass@/db?host=/socket/dir or host:port form"
+    )
+    cloudsql_instance: str = Field("", description="project:region:instance (production)")
+    db_user: str = "ragline"
+    db_name: str = "ragline"
+    db_password: str = Field("", description="empty for IAM database auth; may be sm://")
+    db_pool_size: int = 4
+
+    # Buckets.
+    upload_bucket: str = "ragline-uploads"
+    work_bucket: str = "ragline-work"
+
+    # Pub/Sub topics and Cloud Tasks.
+    topic_parse: str = "ragline-parse"
+    topic_chunk: str = "ragline-chunk"
+    topic_index: str = "ragline-index"
+    topic_lifecycle: str = "ragline-lifecycle"
+    topic_dead_letter: str = "ragline-dead-letter"
+    tasks_location: str = "us-central1"
+    tasks_queue: str = "ragline-embed"
+    embed_url: str = Field("", description="HTTPS URL of the embed function (task target)")
+    tasks_service_account: str = Field("", description="identity for the OIDC token of tasks")
+
+    # Delivery.
+    max_attempts: int = Field(5, description="deliveries before a message is dead-lettered")
+    max_event_age_s: int = Field(
+        6 * 3600, description="older events are failed instead of retried forever"
+    )
+
+    # Ingestion.
+    max_upload_bytes: int = Field(
+        25 * 1024 * 1024, description="largest multipart upload; larger files use signed URLs"
+    )
+    signed_url_ttl_s: int = 900
+    signing_key_file: str = Field(
+        "", description="service-account JSON that signs upload URLs locally (unset in GCP)"
+    )
+    default_embedding_model: str = Field(
+        "hashing-384", description="model new knowledge bases use unless they choose one"
+    )
+    chunk_tokens: int = 500
+    chunk_overlap: int = 50
+    embed_batch_size: int = Field(64, description="chunks per embed task")
+
+    # Identity (local stack: a single built-in principal until the identity issue lands).
+    default_principal: str = "local-user"
+    default_workspace: str = "default"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the settings of this instance, read from the environment once."""
+    return Settings()  # type: ignore[call-arg]
+
+
+@lru_cache(maxsize=1)
+def get_parse_limits() -> ParseLimits:
+    """Return the parse limits of this instance, read from the environment once."""
+    return ParseLimits()  # type: ignore[call-arg]

@@ -1,0 +1,245 @@
+"""One small interface over pg8000 connections, local or Cloud SQL.
+
+pg8000 has two front ends: ``pg8000.native`` (what the local stack opens) and
+``pg8000.dbapi`` (what the Cloud SQL connector hands out). Both share
+``pg8000.core.CoreConnection``, so :class:`Database` talks to that core directly with
+named parameters (``:name``) and explicit transactions, and behaves the same on both.
+Vectors cross the wire as text (``'[1,2,3]'::vector``), which needs no adapter
+registration and therefore works on either connection type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+from shared.config import Settings, get_settings
+
+Row = tuple[Any, ...]
+ConnectionFactory = Callable[[], Any]
+
+# Errors after which a connection cannot be trusted and is thrown away.
+_BROKEN_HINTS = ("network error", "connection is closed", "broken pipe", "unexpected eof")
+
+
+class Session:
+    """A connection checked out of the pool; runs statements with named parameters."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def run(self, sql: str, stream: Any = None, **params: Any) -> list[Row]:
+        """Run ``sql`` with ``:name`` parameters and return all rows (empty if none).
+
+        Args:
+            sql: The statement; parameters are written ``:name``.
+            stream: A file-like object for ``COPY ... FROM STDIN`` / ``TO STDOUT``.
+            **params: Values for the named parameters.
+        """
+        from pg8000.native import to_statement
+
+        if not params and stream is None:
+            context = self._connection.execute_simple(sql)
+        else:
+            statement, make_values = to_statement(sql)
+            context = self._connection.execute_unnamed(
+                statement, make_values(params), stream=stream
+            )
+        return list(context.rows or [])
+
+    def one(self, sql: str, **params: Any) -> Row | None:
+        """Run ``sql`` and return its first row, or None."""
+        rows = self.run(sql, **params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        """Run ``sql`` and return the first column of its first row, or None."""
+        row = self.one(sql, **params)
+        return row[0] if row else None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Run the block in a transaction: commit on success, roll back on error."""
+        self._connection.execute_simple("BEGIN")
+        try:
+            yield self
+        except BaseException:
+            self._connection.execute_simple("ROLLBACK")
+            raise
+        self._connection.execute_simple("COMMIT")
+
+
+class Database:
+    """A thread-safe pool of connections made by ``factory`` (at most ``size`` open)."""
+
+    def __init__(self, factory: ConnectionFactory, size: int = 4) -> None:
+        self._factory = factory
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """Check a connection out for the block (autocommit unless a transaction is opened)."""
+        self._slots.acquire()
+        connection = None
+        try:
+            try:
+                connection = self._idle.get_nowait()
+            except queue.Empty:
+                connection = self._factory()
+            yield Session(connection)
+        except Exception as error:
+            if connection is not None and _is_broken(error):
+                _close_quietly(connection)
+                connection = None
+            elif connection is not None:
+                # A failed statement may leave an aborted transaction behind.
+                try:
+                    connection.execute_simple("ROLLBACK")
+                except Exception:
+                    _close_quietly(connection)
+                    connection = None
+            raise
+        finally:
+            if connection is not None:
+                self._idle.put(connection)
+            self._slots.release()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Check a connection out and run the block in one transaction."""
+        with self.session() as session, session.transaction():
+            yield session
+
+    def run(self, sql: str, **params: Any) -> list[Row]:
+        """Run one statement on a pooled connection (autocommit)."""
+        with self.session() as session:
+            return session.run(sql, **params)
+
+    def one(self, sql: str, **params: Any) -> Row | None:
+        """Run one statement and return its first row, or None."""
+        with self.session() as session:
+            return session.one(sql, **params)
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        """Run one statement and return the first column of its first row, or None."""
+        with self.session() as session:
+            return session.scalar(sql, **params)
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        while True:
+            try:
+                _close_quietly(self._idle.get_nowait())
+            except queue.Empty:
+                return
+
+
+def _is_broken(error: Exception) -> bool:
+    import pg8000.exceptions
+
+    if isinstance(error, pg8000.exceptions.InterfaceError):
+        return True
+    text = str(error).lower()
+    return any(hint in text for hint in _BROKEN_HINTS)
+
+
+def _close_quietly(connection: Any) -> None:
+    with contextlib.suppress(Exception):
+        connection.close()
+
+
+def url_connection_factory(url: str, password: str = "") -> ConnectionFactory:
+    """Connections to a ``postgresql://`` URL; ``?host=/dir`` means a Unix socket in ``/dir``.
+
+    Args:
+        url: e.g. ``postgresql://postgres@/ragline?host=/data/pg`` or
+            ``postgresql://user:pw@localhost:5432/ragline``.
+        password: Used when the URL has none (resolved from Secret Manager upstream).
+    """
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    kwargs: dict[str, Any] = {
+        "user": unquote(parsed.username or "postgres"),
+        "database": (parsed.path or "/postgres").lstrip("/") or "postgres",
+        "password": unquote(parsed.password) if parsed.password else (password or None),
+        "application_name": "ragline",
+    }
+    socket_dir = query.get("host", [""])[0]
+    port = parsed.port or 5432
+    if socket_dir.startswith("/"):
+        kwargs["unix_sock"] = f"{socket_dir}/.s.PGSQL.{port}"
+    else:
+        kwargs["host"] = parsed.hostname or "localhost"
+        kwargs["port"] = port
+
+    def connect() -> Any:
+        import pg8000.native
+
+        return pg8000.native.Connection(**kwargs)
+
+    return connect
+
+
+def cloudsql_connection_factory(settings: Settings) -> ConnectionFactory:
+    """Connections to Cloud SQL through the connector, with IAM auth unless a password is set."""
+    from shared.secrets import resolve_secret
+
+    password = resolve_secret(settings.db_password) if settings.db_password else ""
+    state: dict[str, Any] = {}
+
+    def connect() -> Any:
+        from google.cloud.sql.connector import Connector
+
+        connector = state.get("connector")
+        if connector is None:
+            connector = state["connector"] = Connector(refresh_strategy="lazy")
+        kwargs: dict[str, Any] = {"user": settings.db_user, "db": settings.db_name}
+        if password:
+            kwargs["password"] = password
+        else:
+            kwargs["enable_iam_auth"] = True
+        return connector.connect(settings.cloudsql_instance, "pg8000", **kwargs)
+
+    return connect
+
+
+_lock = threading.Lock()
+_database: Database | None = None
+
+
+def get_database() -> Database:
+    """Return this instance's database pool, created on first use from the settings."""
+    global _database
+    with _lock:
+        if _database is None:
+            settings = get_settings()
+            if settings.cloudsql_instance:
+                factory = cloudsql_connection_factory(settings)
+            elif settings.database_url:
+                factory = url_connection_factory(settings.database_url)
+            else:
+                raise RuntimeError(
+                    "No database configured: set RAGLINE_DATABASE_URL (local) or "
+                    "RAGLINE_CLOUDSQL_INSTANCE (Cloud SQL)."
+                )
+            _database = Database(factory, size=settings.db_pool_size)
+        return _database
+
+
+def set_database(database: Database | None) -> None:
+    """Install ``database`` for this process (the local stack and tests do this)."""
+    global _database
+    with _lock:
+        if _database is not None and _database is not database:
+            _database.close()
+        _database = database
+
+
+def vector_literal(values: Sequence[float]) -> str:
+    """Render a vector as pgvector's text form, e.g. ``[0.1,0.2]``."""
+    return "[" + ",".join(f"{value:.7g}" for value in values) + "]"

@@ -1,0 +1,46 @@
+"""Structured logging: one JSON line per entry, the shape Cloud Logging parses.
+
+Configured once per process; ``extra={"version_id": ...}`` fields become JSON keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+_CONTEXT_KEYS = ("version_id", "document_id", "kb_id", "step", "event_id", "task", "error")
+_configured = False
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as a Cloud Logging structured entry."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as one JSON line."""
+        entry: dict[str, Any] = {
+            "severity": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+        }
+        for key in _CONTEXT_KEYS:
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send this process's logs to stderr as JSON lines (idempotent)."""
+    global _configured
+    if _configured:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    _configured = True

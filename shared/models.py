@@ -1,0 +1,131 @@
+"""Typed data that crosses module boundaries: parsed documents, chunks, messages.
+
+Pipeline messages carry ids, never documents (big data lives in the work bucket), and
+every message has a schema version so old and new handlers can coexist during a deploy.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# ---------------------------------------------------------------------------
+# Parsed documents (written to the work bucket as JSON by the parse step)
+# ---------------------------------------------------------------------------
+
+BlockKind = Literal["heading", "paragraph", "list", "table", "code"]
+
+
+class Block(BaseModel):
+    """One structural unit of the parsed text.
+
+    ``start``/``end`` are character offsets into :attr:`ParsedDocument.text`
+    (``text[start:end]`` is the block's text). Blocks are in reading order and do not
+    overlap; the text between blocks is separator whitespace only.
+    """
+
+    kind: BlockKind
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    page: int | None = Field(default=None, description="1-based page number, if paged")
+    level: int | None = Field(default=None, description="heading level 1..6 for headings")
+
+
+class PageSpan(BaseModel):
+    """A page's character range in the parsed text (``text[start:end]``)."""
+
+    number: int = Field(ge=1)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class ParsedDocument(BaseModel):
+    """The result of parsing one document version.
+
+    Attributes:
+        content_type: Detected MIME type (from the bytes, not the file name).
+        text: The whole extracted text; blocks are separated by blank lines and
+            tables are rendered as Markdown tables.
+        blocks: Structural blocks in reading order, with offsets into ``text``.
+        pages: Page spans for paged formats (PDF); empty otherwise.
+        title: A title if the document declares one.
+    """
+
+    schema_version: int = 1
+    content_type: str
+    text: str
+    blocks: list[Block]
+    pages: list[PageSpan] = Field(default_factory=list)
+    title: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def page_count(self) -> int:
+        """Number of pages (0 for unpaged formats)."""
+        return len(self.pages)
+
+
+class ChunkDraft(BaseModel):
+    """A chunk as produced by the chunker, before it is stored and embedded.
+
+    ``text`` equals ``parsed.text[char_start:char_end]`` of the document it came from.
+    """
+
+    ordinal: int = Field(ge=0)
+    text: str
+    char_start: int = Field(ge=0)
+    char_end: int = Field(ge=0)
+    page_start: int | None = None
+    page_end: int | None = None
+    heading_path: list[str] = Field(default_factory=list)
+    token_count: int = Field(ge=0)
+
+
+# ---------------------------------------------------------------------------
+# Pipeline messages
+# ---------------------------------------------------------------------------
+
+
+class Message(BaseModel):
+    """Base of every pipeline message: ids only, with a schema version."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: int = 1
+
+
+class ParseRequested(Message):
+    """Published to the ``parse`` topic once a version's object is in the bucket."""
+
+    version_id: str
+
+
+class ChunkRequested(Message):
+    """Published to the ``chunk`` topic once parsed JSON is in the work bucket."""
+
+    version_id: str
+
+
+class EmbedTask(Message):
+    """Body of an ``embed`` Cloud Task: embed chunks ``first_ordinal..last_ordinal``."""
+
+    version_id: str
+    first_ordinal: int = Field(ge=0)
+    last_ordinal: int = Field(ge=0)
+
+
+class IndexRequested(Message):
+    """Published to the ``index`` topic when a version has no chunk left to embed."""
+
+    version_id: str
+
+
+class DocumentLifecycleEvent(Message):
+    """Published to the ``lifecycle`` topic when a version becomes ready, fails or is deleted."""
+
+    document_id: str
+    version_id: str | None = None
+    knowledge_base_id: str
+    status: str
+    error: str | None = None

@@ -1,0 +1,228 @@
+"""Objects in, versions out: the first step of the pipeline.
+
+Both the bucket's finalize events and the upload function land here, through
+:func:`register_object`, which is idempotent per object generation and dedupes by
+checksum against the document's latest version.
+
+Bucket layout (the uploads bucket):
+- ``<kb>/<path...>``: dropped by operators; ``<kb>`` is a knowledge-base name (created
+  on first use) or id, and ``<path>`` identifies the document inside it.
+- ``_uploads/<document_id>/<filename>``: written by the upload function (multipart) or
+  by a client through a signed URL; the document already exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from shared.config import get_settings
+from shared.db import Database
+from shared.events import get_publisher
+from shared.ids import is_uuid
+from shared.knowledge_bases import create_knowledge_base, find_knowledge_base
+from shared.models import ParseRequested
+from shared.pipeline.versions import record_event
+from shared.storage import ObjectInfo
+
+log = logging.getLogger(__name__)
+
+UPLOADS_PREFIX = "_uploads/"
+BUCKET_PRINCIPAL = "bucket"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The version an object maps to."""
+
+    document_id: str
+    version_id: str
+    status: str
+    created: bool
+
+
+def upload_object_name(document_id: str, filename: str) -> str:
+    """Where an uploaded file for ``document_id`` is stored in the uploads bucket."""
+    return f"{UPLOADS_PREFIX}{document_id}/{filename}"
+
+
+def ensure_document(
+    database: Database, kb_id: str, source_key: str, filename: str, principal: str
+) -> str:
+    """Return the id of the document at ``source_key`` in the knowledge base, creating it."""
+    with database.transaction() as session:
+        session.run(
+            "INSERT INTO documents (kb_id, source_key, filename, created_by)"
+            " VALUES (CAST(:k AS uuid), :s, :f, :p) ON CONFLICT (kb_id, source_key) DO NOTHING",
+            k=kb_id,
+            s=source_key,
+            f=filename,
+            p=principal,
+        )
+        return str(
+            session.scalar(
+                "SELECT id::text FROM documents WHERE kb_id = CAST(:k AS uuid) AND source_key = :s",
+                k=kb_id,
+                s=source_key,
+            )
+        )
+
+
+def register_object(
+    database: Database,
+    document_id: str,
+    obj: ObjectInfo,
+    *,
+    declared_type: str | None = None,
+    force: bool = False,
+) -> Registered | None:
+    """Create the version for ``obj`` (or find it) and start the pipeline for it.
+
+    Idempotent: the same object generation always maps to the same version, and an
+    object whose checksum equals the document's latest (non-failed) version creates no
+    new version. ``force`` skips the checksum dedupe (reindex).
+
+    Returns:
+        The version, or None if the document no longer exists.
+    """
+    with database.transaction() as session:
+        doc = session.one(
+            "SELECT kb_id::text FROM documents WHERE id = CAST(:d AS uuid) FOR UPDATE",
+            d=document_id,
+        )
+        if doc is None:
+            return None
+        kb_id = doc[0]
+        if obj.generation is not None:
+            same = session.one(
+                "SELECT id::text, status FROM document_versions WHERE object_bucket = :b"
+                " AND object_name = :n AND object_generation = :g",
+                b=obj.bucket,
+                n=obj.name,
+                g=obj.generation,
+            )
+            if same is not None:
+                registered = Registered(document_id, same[0], same[1], created=False)
+                return _start(registered)
+        latest = session.one(
+            "SELECT id::text, status, checksum FROM document_versions"
+            " WHERE document_id = CAST(:d AS uuid) ORDER BY number DESC LIMIT 1",
+            d=document_id,
+        )
+        if (
+            not force
+            and latest is not None
+            and latest[1] not in ("failed", "superseded")
+            and obj.checksum is not None
+            and latest[2] == obj.checksum
+        ):
+            return _start(Registered(document_id, latest[0], latest[1], created=False))
+        version_id = str(
+            session.scalar(
+                "INSERT INTO document_versions (document_id, kb_id, number, checksum,"
+                " size_bytes, declared_type, object_bucket, object_name, object_generation,"
+                " status, received_at)"
+                " VALUES (CAST(:d AS uuid), CAST(:k AS uuid),"
+                " (SELECT coalesce(max(number), 0) + 1 FROM document_versions"
+                "  WHERE document_id = CAST(:d AS uuid)),"
+                " :c, :size, :t, :b, :n, :g, 'received', now()) RETURNING id::text",
+                d=document_id,
+                k=kb_id,
+                c=obj.checksum,
+                size=obj.size,
+                t=declared_type or obj.content_type,
+                b=obj.bucket,
+                n=obj.name,
+                g=None if force else obj.generation,
+            )
+        )
+        session.run(
+            "UPDATE documents SET latest_version_id = CAST(:v AS uuid), updated_at = now()"
+            " WHERE id = CAST(:d AS uuid)",
+            v=version_id,
+            d=document_id,
+        )
+        record_event(
+            session,
+            document_id=document_id,
+            version_id=version_id,
+            kb_id=kb_id,
+            status="received",
+            detail={"size_bytes": obj.size, "object": f"gs://{obj.bucket}/{obj.name}"},
+        )
+    return _start(Registered(document_id, version_id, "received", created=True))
+
+
+def _start(registered: Registered) -> Registered:
+    # Publish whenever the version still waits for parsing, not only when it was just
+    # created: if an earlier delivery committed the version but failed to publish, the
+    # retry must not leave it stuck in `received`. Duplicate parse messages are no-ops.
+    if registered.status == "received":
+        get_publisher().publish(
+            get_settings().topic_parse, ParseRequested(version_id=registered.version_id)
+        )
+    return registered
+
+
+def ingest_finalized(database: Database, obj: ObjectInfo) -> Registered | None:
+    """Handle a finalized object in the uploads bucket (a GCS ``object.finalized`` event)."""
+    if obj.name.endswith("/"):
+        return None  # a "folder" placeholder object
+    if obj.name.startswith(UPLOADS_PREFIX):
+        document_id = obj.name[len(UPLOADS_PREFIX) :].split("/", 1)[0]
+        if not is_uuid(document_id):
+            log.warning("ignoring upload object with no document id: %s", obj.name)
+            return None
+        return register_object(database, document_id, obj)
+    kb_ref, _, source_key = obj.name.partition("/")
+    if not source_key:
+        log.warning("ignoring object outside any knowledge-base folder: %s", obj.name)
+        return None
+    kb = find_knowledge_base(database, kb_ref)
+    if kb is None:
+        from shared.errors import ApiError
+
+        try:
+            kb = create_knowledge_base(database, name=kb_ref, principal=BUCKET_PRINCIPAL)
+        except ApiError as error:
+            if error.status != 409:
+                log.warning("cannot create knowledge base %r for %s: %s", kb_ref, obj.name, error)
+                return None
+            kb = find_knowledge_base(database, kb_ref)
+            assert kb is not None
+    filename = source_key.rsplit("/", 1)[-1]
+    document_id = ensure_document(database, kb.id, source_key, filename, BUCKET_PRINCIPAL)
+    return register_object(database, document_id, obj)
+
+
+def ingest_deleted(
+    database: Database, bucket: str, name: str, generation: int | None
+) -> str | None:
+    """Handle a deleted object: delete its document unless the object was only replaced.
+
+    GCS also reports ``deleted`` for the old generation when an object is overwritten, so
+    the document goes only if no live object remains at that name.
+
+    Returns:
+        The id of the deleted document, if one was deleted.
+    """
+    from shared import storage
+    from shared.documents import delete_document
+
+    if name.startswith(UPLOADS_PREFIX) or "/" not in name:
+        return None
+    if storage.stat(bucket, name) is not None:
+        return None
+    kb_ref, _, source_key = name.partition("/")
+    kb = find_knowledge_base(database, kb_ref)
+    if kb is None:
+        return None
+    row = database.one(
+        "SELECT id::text FROM documents WHERE kb_id = CAST(:k AS uuid) AND source_key = :s",
+        k=kb.id,
+        s=source_key,
+    )
+    if row is None:
+        return None
+    delete_document(database, row[0])
+    return str(row[0])

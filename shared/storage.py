@@ -1,0 +1,208 @@
+"""Objects in Cloud Storage through the real ``google-cloud-storage`` client.
+
+Locally the same client talks to the GCS emulator (``STORAGE_EMULATOR_HOST``). The
+client is created lazily, once per instance.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import PermanentError, TransientError
+
+_lock = threading.Lock()
+_client: Any = None
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What Ragline needs to know about a stored object."""
+
+    bucket: str
+    name: str
+    generation: int | None
+    size: int
+    md5_hex: str | None
+    content_type: str | None
+    metadata: dict[str, str]
+
+    @property
+    def checksum(self) -> str | None:
+        """The dedupe key: ``md5:<hex>`` (computed the same way for direct uploads)."""
+        return f"md5:{self.md5_hex}" if self.md5_hex else None
+
+
+class ObjectMissingError(PermanentError):
+    """The object (or that generation of it) is gone."""
+
+    code = "object_missing"
+
+
+def get_client() -> Any:
+    """Return this instance's storage client, created on first use."""
+    global _client
+    with _lock:
+        if _client is None:
+            from google.cloud import storage
+
+            if os.environ.get("STORAGE_EMULATOR_HOST"):
+                from google.auth.credentials import AnonymousCredentials
+
+                project = os.environ.get("RAGLINE_PROJECT", "ragline-local")
+                _client = storage.Client(project=project, credentials=AnonymousCredentials())
+            else:
+                _client = storage.Client()
+        return _client
+
+
+def set_client(client: Any) -> None:
+    """Install a storage client for this process (tests and the local stack)."""
+    global _client
+    with _lock:
+        _client = client
+
+
+def md5_checksum(data: bytes) -> str:
+    """The checksum :attr:`ObjectInfo.checksum` would report for ``data``."""
+    import hashlib
+
+    return "md5:" + hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _info(blob: Any) -> ObjectInfo:
+    md5_hex = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
+    return ObjectInfo(
+        bucket=blob.bucket.name,
+        name=blob.name,
+        generation=int(blob.generation) if blob.generation is not None else None,
+        size=int(blob.size or 0),
+        md5_hex=md5_hex,
+        content_type=blob.content_type,
+        metadata=dict(blob.metadata or {}),
+    )
+
+
+def _transient(error: Exception) -> Exception:
+    return TransientError(f"storage error: {error}")
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a storage call, classifying its errors (NotFound stays for the caller)."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        return fn(*args, **kwargs)
+    except gexc.NotFound:
+        raise
+    except (gexc.TooManyRequests, gexc.ServerError, gexc.ServiceUnavailable) as error:
+        raise _transient(error) from error
+    except (ConnectionError, TimeoutError) as error:
+        raise _transient(error) from error
+
+
+def stat(bucket: str, name: str) -> ObjectInfo | None:
+    """Return the object's info, or None if it does not exist."""
+    blob = _call(get_client().bucket(bucket).get_blob, name)
+    return _info(blob) if blob is not None else None
+
+
+def upload_bytes(
+    bucket: str,
+    name: str,
+    data: bytes,
+    *,
+    content_type: str = "application/octet-stream",
+    metadata: dict[str, str] | None = None,
+) -> ObjectInfo:
+    """Write ``data`` to ``gs://bucket/name`` and return the stored object's info."""
+    blob = get_client().bucket(bucket).blob(name)
+    if metadata:
+        blob.metadata = metadata
+    _call(blob.upload_from_string, data, content_type=content_type)
+    info = stat(bucket, name)
+    if info is None:  # pragma: no cover - the write just succeeded
+        raise TransientError(f"gs://{bucket}/{name} vanished right after upload")
+    return info
+
+
+def download_bytes(bucket: str, name: str, generation: int | None = None) -> bytes:
+    """Read an object (a specific generation if given).
+
+    Raises:
+        ObjectMissingError: The object or generation no longer exists.
+    """
+    from google.api_core import exceptions as gexc
+
+    blob = get_client().bucket(bucket).blob(name, generation=generation)
+    try:
+        return bytes(_call(blob.download_as_bytes))
+    except gexc.NotFound as error:
+        raise ObjectMissingError(
+            f"gs://{bucket}/{name} (generation {generation}) no longer exists"
+        ) from error
+
+
+def delete(bucket: str, name: str) -> None:
+    """Delete an object; a missing object is not an error (deletes are idempotent)."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        _call(get_client().bucket(bucket).blob(name).delete)
+    except gexc.NotFound:
+        return
+
+
+def write_json(bucket: str, name: str, payload: Any) -> None:
+    """Write a JSON document (a pydantic model's ``model_dump_json`` string or a value)."""
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    blob = get_client().bucket(bucket).blob(name)
+    _call(blob.upload_from_string, body.encode(), content_type="application/json")
+
+
+def read_text(bucket: str, name: str) -> str:
+    """Read an object as UTF-8 text (raises ObjectMissingError when absent)."""
+    return download_bytes(bucket, name).decode()
+
+
+def signed_upload_url(
+    bucket: str,
+    name: str,
+    *,
+    content_type: str,
+    ttl_s: int,
+    signing_credentials: Any = None,
+) -> str:
+    """A V4 signed URL a client can PUT the object's bytes to.
+
+    In Cloud Functions the runtime credentials hold no private key, so signing goes
+    through the IAM signBlob API with the function's service account and an access
+    token; locally a generated service-account key signs instead.
+    """
+    blob = get_client().bucket(bucket).blob(name)
+    kwargs: dict[str, Any] = {
+        "version": "v4",
+        "expiration": dt.timedelta(seconds=ttl_s),
+        "method": "PUT",
+        "content_type": content_type,
+    }
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator:
+        kwargs["api_access_endpoint"] = emulator
+    if signing_credentials is not None:
+        kwargs["credentials"] = signing_credentials
+    else:
+        import google.auth
+        import google.auth.transport.requests
+
+        credentials, _ = google.auth.default()
+        if not hasattr(credentials, "sign_bytes") or not getattr(credentials, "signer", None):
+            credentials.refresh(google.auth.transport.requests.Request())
+            kwargs["service_account_email"] = credentials.service_account_email
+            kwargs["access_token"] = credentials.token
+    return str(blob.generate_signed_url(**kwargs))

@@ -1,0 +1,381 @@
+"""Build good and bad documents for the parsing tests, programmatically, at test time.
+
+PDFs are written by hand (a few objects and a correct xref table) so each test controls
+exactly where text sits on the page; DOCX files come from python-docx itself.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import docx
+from docx.enum.style import WD_STYLE_TYPE
+
+CORPUS = Path("/work/shared/corpus/sec-10q")
+
+# A line of PDF text: (x, y, font size, text). y is in points from the page bottom.
+PdfLine = tuple[float, float, float, str]
+
+
+def _pdf_string(text: str) -> str:
+    return "(" + text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+
+
+def _content_stream(lines: list[PdfLine], *, draw_box: bool = False) -> bytes:
+    ops: list[str] = []
+    if draw_box:
+        ops.append("0.5 g 72 72 200 200 re f")  # a filled rectangle: an "image" page
+    for x, y, size, text in lines:
+        ops.append(f"BT /F1 {size} Tf {x} {y} Td {_pdf_string(text)} Tj ET")
+    return "\n".join(ops).encode("latin-1")
+
+
+def build_pdf(
+    pages: list[list[PdfLine]],
+    *,
+    encrypt: bool = False,
+    title: str | None = None,
+    draw_box: bool = False,
+) -> bytes:
+    """Write a minimal, valid PDF with Helvetica text lines on each page.
+
+    Args:
+        pages: The lines of each page.
+        encrypt: Add a standard-security /Encrypt dictionary whose user password is not
+            empty, so readers must ask for a password.
+        title: A /Title for the document information dictionary.
+        draw_box: Draw a filled rectangle on every page (a text-less "scan").
+
+    Returns:
+        The PDF bytes.
+    """
+    objects: list[bytes] = []
+
+    def add(body: bytes) -> int:
+        objects.append(body)
+        return len(objects)
+
+    catalog = add(b"")  # filled in once the page tree number is known
+    pages_id = add(b"")
+    font = add(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    kids: list[int] = []
+    for lines in pages:
+        stream = _content_stream(lines, draw_box=draw_box)
+        content = add(
+            b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"
+        )
+        kids.append(
+            add(
+                (
+                    f"<< /Type /Page /Parent {pages_id} 0 R /MediaBox [0 0 612 792] "
+                    f"/Resources << /Font << /F1 {font} 0 R >> >> /Contents {content} 0 R >>"
+                ).encode()
+            )
+        )
+    objects[catalog - 1] = f"<< /Type /Catalog /Pages {pages_id} 0 R >>".encode()
+    kid_refs = " ".join(f"{kid} 0 R" for kid in kids)
+    objects[pages_id - 1] = f"<< /Type /Pages /Kids [{kid_refs}] /Count {len(kids)} >>".encode()
+    info = add(f"<< /Title {_pdf_string(title)} >>".encode()) if title else None
+    encrypt_id = None
+    if encrypt:
+        # RC4 40-bit standard handler with random O/U strings: no password matches them.
+        o_value, u_value = os.urandom(32).hex(), os.urandom(32).hex()
+        encrypt_id = add(
+            f"<< /Filter /Standard /V 1 /R 2 /O <{o_value}> /U <{u_value}> /P -44 >>".encode()
+        )
+
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    trailer = f"<< /Size {len(objects) + 1} /Root {catalog} 0 R"
+    if info:
+        trailer += f" /Info {info} 0 R"
+    if encrypt_id:
+        file_id = os.urandom(16).hex()
+        trailer += f" /Encrypt {encrypt_id} 0 R /ID [<{file_id}> <{file_id}>]"
+    out.write(f"trailer\n{trailer} >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    return out.getvalue()
+
+
+def paragraph_lines(paragraphs: list[list[str]], *, top: float = 720) -> list[PdfLine]:
+    """Lay out paragraphs of 11pt lines: 13pt leading, 26pt between paragraphs.
+
+    Args:
+        paragraphs: Each paragraph's lines.
+        top: The y of the first line.
+
+    Returns:
+        Positioned lines for :func:`build_pdf`.
+    """
+    lines: list[PdfLine] = []
+    y = top
+    for paragraph in paragraphs:
+        for text in paragraph:
+            lines.append((72, y, 11, text))
+            y -= 13
+        y -= 13
+    return lines
+
+
+def sample_pdf() -> bytes:
+    """A three-page PDF: two paragraphs, one paragraph, then two paragraphs."""
+    return build_pdf(
+        [
+            paragraph_lines(
+                [
+                    ["Quarterly results improved.", "Revenue grew in every segment."],
+                    ["Operating costs were flat."],
+                ]
+            ),
+            paragraph_lines([["Page two has one paragraph only."]]),
+            paragraph_lines([["Risk factors are unchanged."], ["Legal proceedings: none."]]),
+        ],
+        title="Sample Quarterly Report",
+    )
+
+
+def scanned_pdf() -> bytes:
+    """A two-page PDF with graphics but no text layer."""
+    return build_pdf([[], []], draw_box=True)
+
+
+def encrypted_pdf() -> bytes:
+    """A PDF whose standard security handler needs an unknown user password."""
+    return build_pdf([paragraph_lines([["Secret"]])], encrypt=True)
+
+
+def many_pages_pdf(count: int) -> bytes:
+    """A PDF with ``count`` one-line pages."""
+    return build_pdf([paragraph_lines([[f"Page {n}"]]) for n in range(1, count + 1)])
+
+
+def sample_docx() -> bytes:
+    """A DOCX with a title, headings, a bullet list, a numbered list, a table, and
+    paragraphs between them, so document order can be checked."""
+    document = docx.Document()
+    document.core_properties.title = ""
+    document.add_paragraph("Annual Plan", style="Title")
+    document.add_heading("Goals", level=1)
+    document.add_paragraph("We focus on three goals this year.")
+    document.add_paragraph("Grow revenue", style="List Bullet")
+    document.add_paragraph("Cut churn", style="List Bullet")
+    document.add_paragraph("Hire | train", style="List Bullet 2")
+    document.add_heading("Budget", level=2)
+    table = document.add_table(rows=3, cols=3)
+    for r, row in enumerate([["Team", "Q1", "Q2"], ["Sales", "10", "12"], ["R|D", "5", "6"]]):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    document.add_paragraph("Numbers are in millions.")
+    document.add_paragraph("First step", style="List Number")
+    document.add_paragraph("Second step", style="List Number")
+    document.add_heading("Deep heading", level=6)
+    document.add_paragraph("Closing words.")
+    return _save(document)
+
+
+def merged_table_docx() -> bytes:
+    """A DOCX whose only table has a horizontally merged header cell."""
+    document = docx.Document()
+    table = document.add_table(rows=2, cols=3)
+    merged = table.cell(0, 0).merge(table.cell(0, 1))
+    merged.text = "Region"
+    table.cell(0, 2).text = "Total"
+    for c, value in enumerate(["EU", "US", "30"]):
+        table.cell(1, c).text = value
+    return _save(document)
+
+
+def custom_heading_docx() -> bytes:
+    """A DOCX with a custom paragraph style based on Heading 2."""
+    document = docx.Document()
+    style = document.styles.add_style("Fancy Section", WD_STYLE_TYPE.PARAGRAPH)
+    style.base_style = document.styles["Heading 2"]
+    document.add_paragraph("Custom section", style="Fancy Section")
+    document.add_paragraph("Body text.")
+    return _save(document)
+
+
+def empty_docx() -> bytes:
+    """A valid DOCX with only empty paragraphs."""
+    document = docx.Document()
+    document.add_paragraph("")
+    document.add_paragraph("   ")
+    return _save(document)
+
+
+def _save(document: object) -> bytes:
+    buffer = io.BytesIO()
+    document.save(buffer)  # type: ignore[attr-defined]
+    return buffer.getvalue()
+
+
+def with_extra_member(docx_bytes: bytes, name: str, payload: bytes) -> bytes:
+    """Copy a DOCX, adding one extra (deflated) member.
+
+    Args:
+        docx_bytes: A valid DOCX.
+        name: The member's name.
+        payload: Its uncompressed content.
+
+    Returns:
+        The new DOCX bytes.
+    """
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(docx_bytes)) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for item in source.infolist():
+            target.writestr(item, source.read(item.filename))
+        target.writestr(name, payload)
+    return out.getvalue()
+
+
+def zip_bomb_docx(megabytes: int = 4) -> bytes:
+    """A DOCX carrying a member of zeros that compresses about a thousandfold."""
+    return with_extra_member(sample_docx(), "word/media/zeros.bin", bytes(megabytes * 2**20))
+
+
+def macro_docx() -> bytes:
+    """A DOCX relabelled as a macro-enabled document (.docm) in [Content_Types].xml."""
+    source = sample_docx()
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(source)) as archive,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for item in archive.infolist():
+            data = archive.read(item.filename)
+            if item.filename == "[Content_Types].xml":
+                data = data.replace(
+                    b"wordprocessingml.document.main+xml", b"ms-word.document.macroEnabled.main+xml"
+                )
+            target.writestr(item, data)
+    return out.getvalue()
+
+
+def docx_missing_part() -> bytes:
+    """A ZIP that has word/document.xml but no [Content_Types].xml or relationships."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("word/document.xml", "<w:document/>")
+    return out.getvalue()
+
+
+def docx_bad_xml() -> bytes:
+    """A DOCX whose main document part is not well-formed XML."""
+    source = sample_docx()
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(source)) as archive,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for item in archive.infolist():
+            data = archive.read(item.filename)
+            if item.filename == "word/document.xml":
+                data = data[: len(data) // 2]
+            target.writestr(item, data)
+    return out.getvalue()
+
+
+def plain_zip(members: dict[str, bytes]) -> bytes:
+    """A ZIP archive with the given members."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def ole_file(stream_name: str) -> bytes:
+    """A stand-in compound file: the CFB signature plus a UTF-16LE directory name.
+
+    Only the parts detection looks at are real; enough to check the classification.
+    """
+    header = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)
+    return header + stream_name.encode("utf-16-le") + bytes(64)
+
+
+def random_binary(size: int = 4096) -> bytes:
+    """Random bytes (with NULs), reproducible."""
+    return bytes((n * 7919 + 13) % 256 for n in range(size))
+
+
+def html_page() -> bytes:
+    """A page with chrome (nav, header, footer, scripts, a search form) around an article."""
+    return b"""<!DOCTYPE html>
+<html><head><title>  Pricing &amp; Plans </title>
+<style>body { color: red }</style><script>var tracking = "SCRIPTNOISE";</script></head>
+<body>
+<header><a href="/">HEADERNOISE</a></header>
+<nav><ul><li>NAVNOISE Home</li><li>About</li></ul></nav>
+<form><input name="q"><button>FORMNOISE</button>Search here</form>
+<main>
+  <h1>Pricing</h1>
+  <p>Our plans are <b>simple</b> and <a href="#">transparent</a>.<br>No hidden fees.</p>
+  <p>Un<em>believ</em>able value, really.</p>
+  <h2>Tiers</h2>
+  <ul><li>Free tier</li><li>Pro tier<ul><li>Monthly</li><li>Yearly</li></ul></li></ul>
+  <ol start="3"><li>Third</li><li>Fourth</li></ol>
+  <table>
+    <thead><tr><th>Plan</th><th>Price</th></tr></thead>
+    <tbody><tr><td>Free</td><td>$0</td></tr><tr><td>A|B</td><td>$10</td></tr></tbody>
+  </table>
+  <pre>def price():
+    return 10</pre>
+  <blockquote>Best value in town.</blockquote>
+  <div>Loose <span>inline</span> text in a div.</div>
+  <aside>ASIDENOISE</aside>
+  <noscript>NOSCRIPTNOISE</noscript>
+</main>
+<footer>FOOTERNOISE</footer>
+</body></html>"""
+
+
+def markdown_doc() -> str:
+    """Markdown with front matter, headings, a list, a table, fenced code, a setext heading."""
+    return """---
+title: Team Handbook
+author: ops
+---
+
+# Handbook
+
+Welcome to the team.
+This line continues the paragraph.
+
+## Tools
+
+- Laptop
+- Editor
+  - Vim or VS Code
+- Coffee
+
+| Tool | Owner |
+|------|-------|
+| CI   | ops   |
+| Wiki | docs  |
+
+```python
+def hello():
+
+    return "# not a heading"
+```
+
+Setext Heading
+--------------
+
+###### Tiny heading
+
+Final paragraph.
+"""
