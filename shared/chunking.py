@@ -33,16 +33,26 @@ from shared.tokens import TokenCounter
 # Break priorities of a token boundary (the chunk ends just before that token).
 _NO_BREAK = -1  # inside a table/code block/heading that is kept whole
 _TOKEN = 0  # inside a word (only for monster words), or right after a heading
-_WORD = 1
-_SENTENCE = 2  # sentence end or line start (list items, table rows, code lines)
-_BLOCK = 3  # paragraph/list/table start, or a blank line in unstructured text
-_HEADING = 4
-_END = 5  # the end of the document: the rest fits, take it
+_CELL_WORD = 1  # a word boundary inside a table too large to keep whole
+_WORD = 2
+_SENTENCE = 4  # sentence end or line start (list items, table rows, code lines)
+_BLOCK = 6  # paragraph/list/table start, or a blank line in unstructured text
+_HEADING = 8
+_END = 10  # the end of the document: the rest fits, take it
 
 # A break of a given priority is only taken if the chunk is at least this full (as a
 # fraction of the tokens that would fit): a heading may end a short chunk, a word
-# boundary only a nearly full one. Without any eligible break the best one wins anyway.
-_MIN_FILL = {_HEADING: 0.2, _BLOCK: 0.5, _SENTENCE: 0.6, _WORD: 0.8, _TOKEN: 0.0}
+# boundary only a nearly full one. Without any eligible break, the best break anywhere
+# wins; a word inside a table row is never "eligible", so large tables are cut between
+# rows even when that leaves a chunk half empty.
+_MIN_FILL = {
+    _TOKEN: 0.0,
+    _CELL_WORD: 2.0,
+    _WORD: 0.8,
+    _SENTENCE: 0.6,
+    _BLOCK: 0.5,
+    _HEADING: 0.2,
+}
 
 _KEEP_WHOLE = frozenset({"table", "code", "heading"})
 
@@ -194,6 +204,10 @@ class _Planner:
             if block.kind in _KEEP_WHOLE and self._fits(first, after, block.start, block.end):
                 for k in range(first + 1, after):
                     priority[k] = _NO_BREAK
+            elif block.kind == "table":
+                for k in range(first + 1, after):
+                    if priority[k] == _WORD:
+                        priority[k] = _CELL_WORD
         return priority
 
     def _fits(self, first: int, after: int, start: int, end: int) -> bool:
@@ -325,7 +339,7 @@ class _Planner:
         best, best_priority = -1, _NO_BREAK
         for k in range(highest, floor - 1, -1):  # scanning down: first seen = rightmost
             p = priority[k]
-            if p > best_priority and k >= fill[min(p, _HEADING)]:
+            if p > best_priority and p >= _TOKEN and k >= fill[p]:
                 best, best_priority = k, p
                 if p >= _HEADING:
                     break

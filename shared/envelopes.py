@@ -53,13 +53,21 @@ def pubsub_payload(cloud_event: Any, model: type[M]) -> M | None:
 
 
 def delivery_attempt(cloud_event: Any) -> int | None:
-    """The Pub/Sub delivery attempt, when the subscription has a dead-letter policy."""
+    """How often the message was delivered before it was dead-lettered, if known.
+
+    Pub/Sub stamps dead-lettered messages with ``CloudPubSubDeadLetterSourceDeliveryCount``
+    (functions-framework drops the push body's own ``deliveryAttempt``).
+    """
     data = cloud_event.data if hasattr(cloud_event, "data") else None
     try:
-        value = data.get("deliveryAttempt") or data["message"].get("deliveryAttempt")
+        attributes = data["message"].get("attributes") or {}
+        value = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount")
     except (AttributeError, KeyError, TypeError):
         return None
-    return int(value) if value else None
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
 
 
 def storage_object(cloud_event: Any) -> ObjectInfo | None:

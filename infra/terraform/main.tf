@@ -225,10 +225,10 @@ locals {
       secrets   = []
     }
     embed = {
-      # Cloud Tasks has no dead-letter topic: on its last attempt embed forwards the failure to
-      # the dead-letter topic itself, so the version is failed like any other step.
+      # Cloud Tasks has no dead-letter queue: on its last attempt (X-CloudTasks-TaskRetryCount
+      # vs RAGLINE_MAX_ATTEMPTS) embed fails the version itself and announces it on lifecycle.
       buckets   = {}
-      publishes = ["index", "lifecycle", "dead_letter"]
+      publishes = ["index", "lifecycle"]
       secrets   = ["openai"]
     }
     index = {

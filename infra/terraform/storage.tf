@@ -101,7 +101,7 @@ resource "google_storage_bucket" "source" {
 data "archive_file" "source" {
   type        = "zip"
   source_dir  = abspath("${path.module}/${var.function_source_dir}")
-  output_path = "${path.module}/.build/ragline-source.zip"
+  output_path = "${path.module}/.terraform/build/ragline-source.zip" # git-ignored
 
   excludes = [
     ".git/**",

@@ -14,9 +14,9 @@ resource "google_cloud_tasks_queue" "embed" {
     max_concurrent_dispatches = var.embed_max_concurrent_dispatches
   }
 
-  # Same attempt budget as the Pub/Sub steps. Cloud Tasks has no dead-letter queue: embed sees
-  # X-CloudTasks-TaskRetryCount and, on the last attempt, publishes the failure to the
-  # dead-letter topic itself.
+  # Same attempt budget as the Pub/Sub steps (RAGLINE_MAX_ATTEMPTS). Cloud Tasks has no
+  # dead-letter queue: embed reads X-CloudTasks-TaskRetryCount and, on the last attempt, fails
+  # the version itself instead of raising.
   retry_config {
     max_attempts  = var.max_delivery_attempts
     min_backoff   = "${var.retry_min_backoff_seconds}s"

@@ -108,7 +108,7 @@ class LocalBus:
                 self.publish_raw(
                     subscription.dead_letter_topic,
                     data,
-                    {**attributes, "deliveryAttempt": str(attempts)},
+                    {**attributes, "CloudPubSubDeadLetterSourceDeliveryCount": str(attempts)},
                 )
 
         self._dispatcher.submit(

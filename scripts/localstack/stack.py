@@ -127,6 +127,8 @@ class LocalStack:
                 "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{gcs_port}",
                 "RAGLINE_DATABASE_URL": database_url,
                 "RAGLINE_SIGNING_KEY_FILE": str(data / "signing-key.json"),
+                # The embed handler fails a version itself on the queue's last attempt.
+                "RAGLINE_MAX_ATTEMPTS": str(config.delivery.max_attempts),
                 **config.env,
             }
         )

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 from hashlib import blake2b
+from itertools import pairwise
 
 from shared.tokens import TokenCounter, get_counter
 
@@ -57,7 +58,7 @@ class HashingEmbedder:
         words = _WORD.findall(text.lower())
         features = Counter(words)
         # "\x1f" cannot occur inside a \w+ token, so bigram keys never collide with words.
-        features.update(f"{a}\x1f{b}" for a, b in zip(words, words[1:], strict=False))
+        features.update(f"{a}\x1f{b}" for a, b in pairwise(words))
         vector = [0.0] * self.dimension
         for feature, tf in features.items():
             index, sign = _slot(feature, self.dimension)

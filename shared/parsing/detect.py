@@ -77,7 +77,9 @@ _HTML_TAGS = re.compile(
 )
 _MD_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.M)
 _MD_FENCE = re.compile(r"^ {0,3}(```|~~~)", re.M)
-_MD_TABLE_RULE = re.compile(r"^ {0,3}\|?[ \t]*:?-{3,}:?[ \t]*(\|[ \t]*:?-{3,}:?[ \t]*)+\|?[ \t]*$", re.M)
+_MD_TABLE_RULE = re.compile(
+    r"^ {0,3}\|?[ \t]*:?-{3,}:?[ \t]*(\|[ \t]*:?-{3,}:?[ \t]*)+\|?[ \t]*$", re.M
+)
 _MD_LIST = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\S", re.M)
 _MD_LINK = re.compile(r"\[[^\]\n]+\]\((?:https?://|/|#|\.)[^)\s]*\)")
 _MD_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd")
@@ -145,7 +147,7 @@ def sniff(data: bytes, filename: str | None = None) -> Detection:
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
-    """Decode bytes as text: BOM-marked UTF-8/16/32, UTF-8, then Windows-1252.
+    """Decode bytes as text: BOM-marked UTF-8/16/32, UTF-8, then Windows-1252/Latin-1.
 
     Windows-1252 is a deliberate fallback: legacy text exported from Windows tools is
     common and would otherwise be rejected; it is accepted only when nearly free of
@@ -185,15 +187,25 @@ def decode_text(data: bytes) -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
-    try:
-        text = data.decode("cp1252")
-    except UnicodeDecodeError:
-        text = ""
+    # Not valid UTF-8. If it still holds well-formed multi-byte sequences it is UTF-8
+    # with a few damaged bytes (keep it, marking the damage with U+FFFD); otherwise it is
+    # most likely legacy single-byte text.
+    lenient = data.decode("utf-8", errors="replace")
+    damaged = lenient.count("\ufffd")
+    multibyte = sum(1 for ch in lenient[:65536] if ord(ch) > 127) - damaged
+    if multibyte > 0 and damaged <= max(len(lenient) // 1000, 8):
+        text, encoding = lenient, "utf-8"
+    else:
+        try:
+            text, encoding = data.decode("cp1252"), "cp1252"
+        except UnicodeDecodeError:
+            # Five bytes are undefined in Windows-1252; Latin-1 maps every byte.
+            text, encoding = data.decode("latin-1"), "latin-1"
     sample = text[:65536]
     controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\f")
-    if not sample or controls > len(sample) / 100:
+    if controls > len(sample) / 100:
         raise _binary_error(data)
-    return text, "cp1252"
+    return text, encoding
 
 
 def _unsupported(kind: str) -> UnsupportedContentError:
@@ -210,8 +222,9 @@ def _binary_error(data: bytes) -> UnsupportedContentError:
     if data[4:8] == b"ftyp":
         return _unsupported("an MP4/QuickTime media file")
     if data.startswith(b"RIFF") and data[8:12] in (b"WEBP", b"WAVE", b"AVI "):
-        return _unsupported({b"WEBP": "a WebP image", b"WAVE": "a WAV audio file"}.get(
-            data[8:12], "an AVI video"))
+        return _unsupported(
+            {b"WEBP": "a WebP image", b"WAVE": "a WAV audio file"}.get(data[8:12], "an AVI video")
+        )
     return UnsupportedContentError(
         f"File looks like binary data, not a document; {SUPPORTED_HINT}",
         code="binary_content",
@@ -232,9 +245,11 @@ def looks_like_html(text: str) -> bool:
         return True
     if not head.startswith("<") or head.startswith("<?xml"):
         return head.startswith("<?xml") and "<html" in head.lower()
-    # A fragment such as "<div><p>...": demand a few distinct tags so a Markdown file
-    # that opens with an inline tag is not misread.
-    return len({m.group(1).lower() for m in _HTML_TAGS.finditer(head)}) >= 3
+    # A fragment such as "<div><p>...": demand two distinct tags, or one that is also
+    # closed, so a Markdown file that opens with a stray "<" is not misread.
+    tags = {m.group(1).lower() for m in _HTML_TAGS.finditer(head)}
+    lowered = head.lower()
+    return len(tags) >= 2 or any(f"</{tag}>" in lowered for tag in tags)
 
 
 def _text_kind(text: str, filename: str | None) -> str:
@@ -244,9 +259,7 @@ def _text_kind(text: str, filename: str | None) -> str:
     if head.startswith("<?xml") or head.startswith("<svg"):
         raise _unsupported("an SVG image" if "<svg" in head else "an XML document")
     sample = text[:200_000]
-    strong = bool(
-        _MD_HEADING.search(sample) or _MD_TABLE_RULE.search(sample) or _fenced(sample)
-    )
+    strong = bool(_MD_HEADING.search(sample) or _MD_TABLE_RULE.search(sample) or _fenced(sample))
     weak = len(_MD_LIST.findall(sample)) >= 2 or bool(_MD_LINK.search(sample))
     name = (filename or "").lower()
     if strong:
@@ -274,11 +287,7 @@ def _zip_kind(data: bytes) -> str:
         ) from exc
     if "word/document.xml" in names:
         return DOCX
-    for member, kind in _ZIP_KINDS:
-        if member in names:
-            break
-    else:
-        kind = "a ZIP archive"
+    kind = next((kind for member, kind in _ZIP_KINDS if member in names), "a ZIP archive")
     if "mimetype" in names and "content.xml" in names:
         kind = "an OpenDocument file (ODT/ODS/ODP)"
     raise _unsupported(kind)
@@ -297,7 +306,6 @@ def _ole_error(data: bytes) -> Exception:
     else:
         kind = "a legacy Microsoft Office file (.doc/.xls/.ppt)"
     return UnsupportedContentError(
-        f"File looks like {kind}, which cannot be parsed; save it as .docx or PDF and "
-        "upload again",
+        f"File looks like {kind}, which cannot be parsed; save it as .docx or PDF and upload again",
         code="legacy_office",
     )

@@ -9,19 +9,25 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 
 import docx
 from docx.document import Document as DocxDocument
 from docx.opc.exceptions import OpcError
 from docx.oxml.ns import qn
-from docx.styles.style import BaseStyle
+from docx.styles.style import BaseStyle, ParagraphStyle
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 from lxml import etree
 
 from shared.config import ParseLimits
-from shared.errors import CorruptContentError, LimitExceededError, UnsupportedContentError
+from shared.errors import (
+    CorruptContentError,
+    EncryptedContentError,
+    LimitExceededError,
+    UnsupportedContentError,
+)
 from shared.parsing.builder import DocumentBuilder, markdown_table
 
 # Ratios are only meaningful for big members: tiny XML parts compress extremely well
@@ -31,7 +37,9 @@ _MAX_MEMBERS = 10_000
 _HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.I)
 _TAG_P, _TAG_TBL, _TAG_SDT = qn("w:p"), qn("w:tbl"), qn("w:sdt")
 _TAG_SDT_CONTENT, _TAG_NUMPR, _TAG_ILVL = qn("w:sdtContent"), qn("w:numPr"), qn("w:ilvl")
-_TAG_OUTLINE = qn("w:outlineLvl")
+_TAG_OUTLINE, _TAG_R = qn("w:outlineLvl"), qn("w:r")
+# Runs under these are deleted text (tracked changes) and must not be read.
+_DELETED = frozenset({qn("w:del"), qn("w:moveFrom")})
 
 
 def check_zip_bomb(data: bytes, limits: ParseLimits) -> None:
@@ -46,6 +54,7 @@ def check_zip_bomb(data: bytes, limits: ParseLimits) -> None:
 
     Raises:
         LimitExceededError: On excessive total size, member count or compression ratio.
+        EncryptedContentError: If archive members are encrypted (ZIP encryption).
         CorruptContentError: If the archive cannot be read.
     """
     try:
@@ -58,6 +67,11 @@ def check_zip_bomb(data: bytes, limits: ParseLimits) -> None:
             f"DOCX archive has {len(members):,} entries (limit {_MAX_MEMBERS:,}); "
             "it looks like a zip bomb and was rejected",
             code="zip_bomb",
+        )
+    if any(member.flag_bits & 0x1 for member in members):
+        raise EncryptedContentError(
+            "DOCX archive is encrypted; remove the password and upload again",
+            code="office_encrypted",
         )
     total = sum(member.file_size for member in members)
     if total > limits.max_unzipped_bytes:
@@ -113,6 +127,8 @@ def parse_docx(data: bytes, builder: DocumentBuilder, limits: ParseLimits) -> st
         IndexError,
         etree.LxmlError,
         zipfile.BadZipFile,
+        zlib.error,
+        NotImplementedError,  # zipfile: an unknown compression method
         OSError,
         EOFError,
     ) as exc:
@@ -165,7 +181,7 @@ class _Reader:
                     stack.extend(reversed(list(content)))
 
     def _paragraph(self, paragraph: Paragraph) -> None:
-        text = paragraph.text
+        text = paragraph_text(paragraph)
         if not text.strip():
             return  # empty paragraphs are spacing, and must not break a list
         style = _style_names(paragraph.style)
@@ -190,6 +206,34 @@ class _Reader:
             self._list.clear()
 
 
+def paragraph_text(paragraph: Paragraph) -> str:
+    """Return a paragraph's text, including runs that ``Paragraph.text`` skips.
+
+    python-docx reads only direct runs and hyperlinks, losing tracked insertions
+    (``w:ins``), inline content controls, smart tags and simple fields; every run is read
+    here instead, except tracked deletions.
+
+    Args:
+        paragraph: The paragraph.
+
+    Returns:
+        Its text, with tabs and line breaks as python-docx renders them.
+    """
+    p = paragraph._p
+    parts: list[str] = []
+    for run in p.iter(_TAG_R):
+        deleted = False
+        for ancestor in run.iterancestors():
+            if ancestor is p:
+                break
+            if ancestor.tag in _DELETED:
+                deleted = True
+                break
+        if not deleted:
+            parts.append(run.text)
+    return "".join(parts)
+
+
 def _style_names(style: BaseStyle | None) -> list[str]:
     # A custom style based on "Heading 2" is still a heading: follow the base chain
     # (bounded, in case a damaged file makes it circular).
@@ -198,7 +242,7 @@ def _style_names(style: BaseStyle | None) -> list[str]:
         if style is None or not style.name:
             break
         names.append(style.name.lower())
-        style = style.base_style
+        style = style.base_style if isinstance(style, ParagraphStyle) else None
     return names
 
 

@@ -60,7 +60,7 @@ def redecode(data: bytes, text: str, encoding: str | None) -> str:
     Returns:
         The best decoding of the page.
     """
-    if encoding != "cp1252":
+    if encoding not in ("cp1252", "latin-1"):
         return text
     match = _META_CHARSET.search(data[:8192])
     if not match:
@@ -92,7 +92,8 @@ def parse_html(text: str, builder: DocumentBuilder) -> str | None:
             "HTML could not be parsed; check that the file is a complete web page",
             code="corrupt_html",
         ) from exc
-    title_node = tree.css_first("title")
+    # The document's <title> lives in <head>; an <svg><title> in the body is a tooltip.
+    title_node = tree.css_first("head > title") or tree.css_first("title")
     title = collapse_whitespace(title_node.text()) if title_node is not None else ""
     body = tree.body or tree.root
     if body is None:
@@ -129,7 +130,9 @@ class _Walker:
     def walk(self, root: LexborNode) -> None:
         root_text = len(_inline_text(root))
         # (node, exiting, inside an article/main)
-        stack: list[tuple[LexborNode, bool, bool]] = [(root, False, root.tag in ("main", "article"))]
+        stack: list[tuple[LexborNode, bool, bool]] = [
+            (root, False, root.tag in ("main", "article"))
+        ]
         while stack:
             node, exiting, in_content = stack.pop()
             if exiting:

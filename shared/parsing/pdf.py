@@ -7,6 +7,7 @@ line structure inside a paragraph is kept because it is what keeps tables readab
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ _GAP_IN_FONT_SIZES = 1.6
 _MAX_GAP_IN_FONT_SIZES = 2.3
 # Text jumping up by more than this many line spacings starts a new column or frame.
 _COLUMN_JUMP = 4.0
+# Paragraphs this short are fragments and join the previous paragraph.
+_FRAGMENT_CHARS = 4
 # Soft hyphens at a line end (pdfium reports them as U+0002 or U+00AD) join the word.
 _SOFT_HYPHEN_END = re.compile("[\x02\u00ad]$")
 _LIGATURES = str.maketrans(
@@ -120,8 +123,7 @@ def _open(data: bytes) -> pdfium.PdfDocument:
                 code="pdf_encrypted",
             ) from exc
         raise CorruptContentError(
-            "PDF is damaged or incomplete and cannot be opened; upload the original file "
-            "again",
+            "PDF is damaged or incomplete and cannot be opened; upload the original file again",
             code="corrupt_pdf",
         ) from exc
 
@@ -157,7 +159,7 @@ def _lines(textpage: pdfium.PdfTextPage) -> list[_Line]:
         if positioned:
             first = start + len(piece) - len(piece.lstrip())
             # The loose box spans the font's ascent to descent: about the font size.
-            left, bottom, right, top = textpage.get_charbox(first, loose=True)
+            _, bottom, _, top = textpage.get_charbox(first, loose=True)
             line.bottom, line.height = bottom, top - bottom
         lines.append(line)
     return lines
@@ -167,7 +169,7 @@ def _paragraphs(lines: list[_Line]) -> list[str]:
     """Group lines into paragraphs by blank lines and vertical gaps."""
     leads = [
         prev.bottom - cur.bottom
-        for prev, cur in zip(lines, lines[1:], strict=False)
+        for prev, cur in itertools.pairwise(lines)
         if prev.bottom is not None and cur.bottom is not None and prev.bottom > cur.bottom
     ]
     # The median downward lead is the page's normal line spacing.
@@ -188,7 +190,15 @@ def _paragraphs(lines: list[_Line]) -> list[str]:
             current.append(line.text)
         previous = line
     _close(paragraphs, current)
-    return [_tidy(paragraph) for paragraph in paragraphs]
+    merged: list[str] = []
+    for paragraph in map(_tidy, paragraphs):
+        # Stray fragments ("(1)" footnote markers, a lone page number) that pdfium emits
+        # apart from their line are not paragraphs of their own.
+        if merged and len(paragraph) <= _FRAGMENT_CHARS:
+            merged[-1] = f"{merged[-1]}\n{paragraph}"
+        elif paragraph:
+            merged.append(paragraph)
+    return merged
 
 
 def _is_break(previous: _Line, line: _Line, spacing: float | None) -> bool:

@@ -181,10 +181,10 @@ def _list_block(lines: list[str], i: int, builder: DocumentBuilder) -> int:
             break
         if j > i and (_ATX.match(line) or _FENCE.match(line) or _THEMATIC.match(line)):
             break
-        if not _LIST_ITEM.match(line) and not line.startswith((" ", "\t")) and items:
-            # A lazy continuation line directly under an item belongs to it.
-            if not lines[j - 1].strip():
-                break
+        unindented = not _LIST_ITEM.match(line) and not line.startswith((" ", "\t"))
+        if unindented and not lines[j - 1].strip():
+            # Only a lazy continuation line directly under an item belongs to it.
+            break
         items.append(line.rstrip())
         j += 1
     builder.add("list", tidy_list("\n".join(items)))

@@ -13,11 +13,21 @@ from pathlib import Path
 
 import docx
 from docx.enum.style import WD_STYLE_TYPE
+from docx.oxml import OxmlElement
+from docx.oxml.ns import qn
+
+from shared.config import ParseLimits, get_parse_limits
+from shared.models import ParsedDocument
 
 CORPUS = Path("/work/shared/corpus/sec-10q")
 
 # A line of PDF text: (x, y, font size, text). y is in points from the page bottom.
 PdfLine = tuple[float, float, float, str]
+
+
+def limits(**overrides: float) -> ParseLimits:
+    """The instance's parse limits with some values overridden."""
+    return get_parse_limits().model_copy(update=overrides)
 
 
 def _pdf_string(text: str) -> str:
@@ -64,9 +74,7 @@ def build_pdf(
     kids: list[int] = []
     for lines in pages:
         stream = _content_stream(lines, draw_box=draw_box)
-        content = add(
-            b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"
-        )
+        content = add(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
         kids.append(
             add(
                 (
@@ -202,6 +210,26 @@ def custom_heading_docx() -> bytes:
     style.base_style = document.styles["Heading 2"]
     document.add_paragraph("Custom section", style="Fancy Section")
     document.add_paragraph("Body text.")
+    return _save(document)
+
+
+def tracked_changes_docx() -> bytes:
+    """A DOCX with a tracked insertion, a tracked deletion and an inline content control."""
+    document = docx.Document()
+    paragraph = document.add_paragraph("Kept ")
+    for wrapper_tag, text in (("w:ins", "inserted "), ("w:del", "deleted "), ("w:sdt", "boxed")):
+        wrapper = OxmlElement(wrapper_tag)
+        holder = wrapper
+        if wrapper_tag == "w:sdt":
+            holder = OxmlElement("w:sdtContent")
+            wrapper.append(holder)
+        run = OxmlElement("w:r")
+        text_element = OxmlElement("w:delText" if wrapper_tag == "w:del" else "w:t")
+        text_element.text = text
+        text_element.set(qn("xml:space"), "preserve")
+        run.append(text_element)
+        holder.append(run)
+        paragraph._p.append(wrapper)
     return _save(document)
 
 
@@ -379,3 +407,41 @@ Setext Heading
 
 Final paragraph.
 """
+
+
+def assert_invariants(doc: ParsedDocument) -> None:
+    """The block/page contract every parser must honour."""
+    assert doc.text == doc.text.strip()
+    previous_end = 0
+    for index, block in enumerate(doc.blocks):
+        piece = doc.text[block.start : block.end]
+        assert piece, block
+        assert piece == piece.strip(), block
+        assert block.start >= previous_end, "blocks overlap or are out of order"
+        gap = doc.text[previous_end : block.start]
+        assert not gap.strip(), f"non-separator text between blocks: {gap!r}"
+        if index:
+            assert gap == "\n\n"
+        if block.kind == "heading":
+            assert block.level is not None and 1 <= block.level <= 6
+            assert "\n" not in piece
+        else:
+            assert block.level is None
+        previous_end = block.end
+    assert previous_end == len(doc.text)
+    if doc.pages:
+        numbers = [page.number for page in doc.pages]
+        assert numbers == list(range(1, len(numbers) + 1))
+        spans = {page.number: page for page in doc.pages}
+        for block in doc.blocks:
+            assert block.page is not None
+            span = spans[block.page]
+            assert span.start <= block.start and block.end <= span.end
+        for first, second in zip(doc.pages, doc.pages[1:], strict=False):
+            assert first.end <= second.start
+    else:
+        assert all(block.page is None for block in doc.blocks)
+
+
+def texts(doc: ParsedDocument, kind: str | None = None) -> list[str]:
+    return [doc.text[b.start : b.end] for b in doc.blocks if kind is None or b.kind == kind]

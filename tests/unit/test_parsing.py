@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from shared.config import ParseLimits
 from shared.errors import (
     CorruptContentError,
     EmptyContentError,
@@ -13,7 +14,6 @@ from shared.errors import (
     PermanentError,
     UnsupportedContentError,
 )
-from shared.models import ParsedDocument
 from shared.parsing import (
     DOCX,
     HTML,
@@ -24,45 +24,7 @@ from shared.parsing import (
     parse_document,
 )
 from tests.unit import parsing_fixtures as fx
-
-
-def assert_invariants(doc: ParsedDocument) -> None:
-    """The block/page contract every parser must honour."""
-    assert doc.text == doc.text.strip()
-    previous_end = 0
-    for index, block in enumerate(doc.blocks):
-        piece = doc.text[block.start : block.end]
-        assert piece, block
-        assert piece == piece.strip(), block
-        assert block.start >= previous_end, "blocks overlap or are out of order"
-        gap = doc.text[previous_end : block.start]
-        assert not gap.strip(), f"non-separator text between blocks: {gap!r}"
-        if index:
-            assert gap == "\n\n"
-        if block.kind == "heading":
-            assert block.level is not None and 1 <= block.level <= 6
-            assert "\n" not in piece
-        else:
-            assert block.level is None
-        previous_end = block.end
-    assert previous_end == len(doc.text)
-    if doc.pages:
-        numbers = [page.number for page in doc.pages]
-        assert numbers == list(range(1, len(numbers) + 1))
-        spans = {page.number: page for page in doc.pages}
-        for block in doc.blocks:
-            assert block.page is not None
-            span = spans[block.page]
-            assert span.start <= block.start and block.end <= span.end
-        for first, second in zip(doc.pages, doc.pages[1:], strict=False):
-            assert first.end <= second.start
-    else:
-        assert all(block.page is None for block in doc.blocks)
-
-
-def texts(doc: ParsedDocument, kind: str | None = None) -> list[str]:
-    return [doc.text[b.start : b.end] for b in doc.blocks if kind is None or b.kind == kind]
-
+from tests.unit.parsing_fixtures import assert_invariants, texts
 
 # --------------------------------------------------------------------------- detection
 
@@ -75,6 +37,8 @@ def texts(doc: ParsedDocument, kind: str | None = None) -> list[str]:
         (fx.sample_docx(), DOCX),
         (fx.html_page(), HTML),
         (b"<div><p>Hello</p><span>x</span></div>", HTML),
+        (b"<p>Hello</p>", HTML),
+        (b"<3 this tool\n\nreally", PLAIN),
         (b'<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"></html>', HTML),
         (fx.markdown_doc().encode(), MARKDOWN),
         (b"Intro\n\n| a | b |\n|---|---|\n| 1 | 2 |\n", MARKDOWN),
@@ -153,7 +117,7 @@ def test_empty_input(data: bytes) -> None:
 def test_max_bytes_checked_first() -> None:
     # Random binary would be unsupported; the size limit must win regardless.
     with pytest.raises(LimitExceededError, match="limit is"):
-        parse_document(fx.random_binary(2048), limits=ParseLimits(max_bytes=1024))
+        parse_document(fx.random_binary(2048), limits=fx.limits(max_bytes=1024))
 
 
 @pytest.mark.parametrize(
@@ -162,7 +126,7 @@ def test_max_bytes_checked_first() -> None:
 )
 def test_max_text_chars(data: bytes) -> None:
     with pytest.raises(LimitExceededError, match="characters"):
-        parse_document(data, limits=ParseLimits(max_text_chars=50))
+        parse_document(data, limits=fx.limits(max_text_chars=50))
 
 
 # --------------------------------------------------------------------------- plain text
@@ -188,6 +152,13 @@ def test_legacy_windows_text_is_decoded() -> None:
     doc = parse_document("Caf\u00e9 \u2013 na\u00efve".encode("cp1252"))
     assert doc.text == "Caf\u00e9 \u2013 na\u00efve"
     assert doc.metadata["encoding"] == "cp1252"
+
+
+def test_slightly_damaged_utf8_is_kept() -> None:
+    data = "Stra\u00dfe und Br\u00fccke".encode() + b"\xff" + " \u2014 Ende".encode()
+    doc = parse_document(data)
+    assert doc.text == "Stra\u00dfe und Br\u00fccke\ufffd \u2014 Ende"
+    assert doc.metadata["encoding"] == "utf-8"
 
 
 def test_control_characters_are_removed() -> None:
@@ -312,3 +283,37 @@ def test_html_meta_charset() -> None:
 def test_html_only_chrome_is_empty() -> None:
     with pytest.raises(EmptyContentError, match="HTML document contains no text"):
         parse_document(b"<html><body><nav>Menu</nav><script>x()</script></body></html>")
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def _mutations(seed: bytes, count: int, rng: random.Random) -> list[bytes]:
+    out: list[bytes] = []
+    for _ in range(count):
+        data = bytearray(seed)
+        mode = rng.choice(["flip", "truncate", "splice"])
+        if mode == "flip":
+            for _ in range(rng.randint(1, 20)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif mode == "truncate":
+            data = data[: rng.randrange(1, len(data))]
+        else:
+            at = rng.randrange(len(data))
+            data[at : at + rng.randint(1, 300)] = rng.randbytes(rng.randint(0, 300))
+        out.append(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize(
+    "build", [fx.sample_pdf, fx.sample_docx, fx.html_page, lambda: fx.markdown_doc().encode()]
+)
+def test_damaged_input_only_raises_permanent_errors(build) -> None:
+    rng = random.Random(20240601)
+    for data in _mutations(build(), 60, rng):
+        try:
+            doc = parse_document(data)
+        except PermanentError as exc:
+            assert str(exc), type(exc)
+        else:
+            assert_invariants(doc)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ParseLimits
 from shared.errors import (
     CorruptContentError,
     EmptyContentError,
@@ -13,7 +12,7 @@ from shared.errors import (
 )
 from shared.parsing import DOCX, parse_document
 from tests.unit import parsing_fixtures as fx
-from tests.unit.test_parsing import assert_invariants, texts
+from tests.unit.parsing_fixtures import assert_invariants, texts
 
 
 def test_structure_in_document_order() -> None:
@@ -37,7 +36,9 @@ def test_structure_in_document_order() -> None:
         "- First step\n- Second step",
     ]
     (table,) = texts(doc, "table")
-    assert table == "| Team | Q1 | Q2 |\n| --- | --- | --- |\n| Sales | 10 | 12 |\n| R\\|D | 5 | 6 |"
+    assert (
+        table == "| Team | Q1 | Q2 |\n| --- | --- | --- |\n| Sales | 10 | 12 |\n| R\\|D | 5 | 6 |"
+    )
     assert doc.pages == []
     assert_invariants(doc)
 
@@ -53,6 +54,11 @@ def test_style_based_on_heading_is_a_heading() -> None:
     assert [(b.kind, b.level) for b in doc.blocks] == [("heading", 2), ("paragraph", None)]
 
 
+def test_tracked_insertions_and_content_controls_are_read() -> None:
+    doc = parse_document(fx.tracked_changes_docx())
+    assert texts(doc) == ["Kept inserted boxed"]
+
+
 def test_zip_bomb_ratio() -> None:
     with pytest.raises(LimitExceededError, match="zip bomb") as info:
         parse_document(fx.zip_bomb_docx())
@@ -61,8 +67,8 @@ def test_zip_bomb_ratio() -> None:
 
 def test_zip_bomb_total_size() -> None:
     data = fx.with_extra_member(fx.sample_docx(), "word/media/blob.bin", fx.random_binary(300_000))
-    limits = ParseLimits(max_unzipped_bytes=200_000)
-    with pytest.raises(LimitExceededError, match="expand to .* when unzipped"):
+    limits = fx.limits(max_unzipped_bytes=200_000)
+    with pytest.raises(LimitExceededError, match=r"expand to .* when unzipped"):
         parse_document(data, limits=limits)
 
 

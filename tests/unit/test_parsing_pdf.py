@@ -5,12 +5,15 @@ from __future__ import annotations
 import pypdfium2 as pdfium
 import pytest
 
-from shared.config import ParseLimits
-from shared.errors import CorruptContentError, EmptyContentError, EncryptedContentError
-from shared.errors import LimitExceededError
+from shared.errors import (
+    CorruptContentError,
+    EmptyContentError,
+    EncryptedContentError,
+    LimitExceededError,
+)
 from shared.parsing import PDF, parse_document
 from tests.unit import parsing_fixtures as fx
-from tests.unit.test_parsing import assert_invariants, texts
+from tests.unit.parsing_fixtures import assert_invariants, texts
 
 
 def test_pages_and_paragraphs() -> None:
@@ -40,7 +43,7 @@ def test_blank_page_gets_an_empty_span() -> None:
 
 def test_column_jump_splits_paragraphs() -> None:
     # Two evenly spaced columns drawn one after the other: the second starts back at the top.
-    lines = [(72, 700 - 13 * n, 11, f"left line {n}") for n in range(8)]
+    lines: list[fx.PdfLine] = [(72, 700 - 13 * n, 11, f"left line {n}") for n in range(8)]
     lines += [(320, 700 - 13 * n, 11, f"right line {n}") for n in range(8)]
     doc = parse_document(fx.build_pdf([lines]))
     assert [len(text.splitlines()) for text in texts(doc)] == [8, 8]
@@ -50,7 +53,7 @@ def test_column_jump_splits_paragraphs() -> None:
 
 def test_too_many_pages() -> None:
     with pytest.raises(LimitExceededError, match="PDF has 5 pages; at most 3 are allowed"):
-        parse_document(fx.many_pages_pdf(5), limits=ParseLimits(max_pages=3))
+        parse_document(fx.many_pages_pdf(5), limits=fx.limits(max_pages=3))
 
 
 def test_encrypted_pdf() -> None:
@@ -59,7 +62,7 @@ def test_encrypted_pdf() -> None:
 
 
 def test_scanned_pdf_has_no_text() -> None:
-    with pytest.raises(EmptyContentError, match="no extractable text.*OCR is not supported"):
+    with pytest.raises(EmptyContentError, match=r"no extractable text.*OCR is not supported"):
         parse_document(fx.scanned_pdf())
 
 

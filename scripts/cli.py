@@ -1,0 +1,317 @@
+"""``scripts/ragline``: run the local stack, migrate, ingest files, show status.
+
+``ingest`` and ``status`` talk to a running stack over its HTTP API (the same API a
+frontend uses), at ``--url`` or ``$RAGLINE_URL`` (default http://127.0.0.1:8080).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+TERMINAL = {"ready", "failed"}
+
+
+# --------------------------------------------------------------------------- dev, migrate
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Start the whole local stack and serve it until interrupted."""
+    from scripts.localstack.stack import LocalStack, StackConfig
+    from shared.log import configure_logging
+
+    configure_logging()
+    stack = LocalStack(StackConfig(data_dir=Path(args.data), port=args.port)).start()
+    data = Path(args.data).resolve()
+    print(
+        f"Ragline local stack on http://127.0.0.1:{args.port}\n"
+        f"  data:        {data}\n"
+        f"  drop folder: {data / 'drop'}/<knowledge-base>/...\n"
+        f"  storage:     {os.environ['STORAGE_EMULATOR_HOST']} (GCS emulator)\n"
+        "Ctrl-C stops it.",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        stack.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply pending migrations (to the local database, or $RAGLINE_DATABASE_URL)."""
+    from scripts.localstack.stack import start_postgres
+    from shared.db.connection import Database, url_connection_factory
+    from shared.db.migrate import migrate
+
+    url = os.environ.get("RAGLINE_DATABASE_URL") or start_postgres(Path(args.data).resolve() / "pg")
+    database = Database(url_connection_factory(url), size=1)
+    applied = migrate(database)
+    database.close()
+    if applied:
+        for migration in applied:
+            print(f"applied {migration.version:04d}_{migration.name}")
+    else:
+        print("schema is up to date")
+    return 0
+
+
+# --------------------------------------------------------------------------- HTTP client
+
+
+class Api:
+    """A small client of the HTTP API."""
+
+    def __init__(self, base_url: str) -> None:
+        import requests
+
+        self.base_url = base_url.rstrip("/")
+        self.http = requests.Session()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call the API; raise SystemExit with the API's error message on failure."""
+        import requests
+
+        try:
+            response = self.http.request(method, self.base_url + path, timeout=120, **kwargs)
+        except requests.ConnectionError:
+            raise SystemExit(
+                f"ragline: cannot reach {self.base_url}; start the stack with 'make dev'"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                message = f"{error['code']}: {error['message']}"
+            except (ValueError, KeyError):
+                message = response.text[:200]
+            raise ApiFailure(response.status_code, message)
+        return response.json() if response.content else None
+
+    def knowledge_base(self, name: str, create: bool) -> dict[str, Any]:
+        """The knowledge base called ``name`` (created if asked and missing)."""
+        for kb in self.call("GET", "/v1/knowledge-bases")["knowledge_bases"]:
+            if kb["name"] == name or kb["id"] == name:
+                return dict(kb)
+        if not create:
+            raise SystemExit(f"ragline: no knowledge base named {name!r}")
+        return dict(self.call("POST", "/v1/knowledge-bases", json={"name": name}))
+
+    def documents(self, kb_id: str) -> Iterator[dict[str, Any]]:
+        """Every document of a knowledge base, following pages."""
+        token: str | None = None
+        while True:
+            params = {"limit": 500, **({"page_token": token} if token else {})}
+            page = self.call("GET", f"/v1/knowledge-bases/{kb_id}/documents", params=params)
+            yield from page["documents"]
+            token = page.get("next_page_token")
+            if not token:
+                return
+
+
+class ApiFailure(Exception):
+    """An error response from the API."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def collect_files(paths: list[str]) -> list[Path]:
+    """Files named, and files inside folders named (recursively), skipping hidden ones."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and not any(part.startswith(".") for part in p.parts)
+                )
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SystemExit(f"ragline: no such file or folder: {raw}")
+    return found
+
+
+def upload_file(api: Api, kb_id: str, path: Path, max_multipart: int) -> dict[str, Any]:
+    """Upload one file (multipart when small, else through a signed URL)."""
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    size = path.stat().st_size
+    if size <= max_multipart:
+        with path.open("rb") as handle:
+            return dict(
+                api.call(
+                    "POST",
+                    f"/v1/knowledge-bases/{kb_id}/documents",
+                    files={"file": (path.name, handle, content_type)},
+                )
+            )
+    grant = api.call(
+        "POST",
+        f"/v1/knowledge-bases/{kb_id}/uploads",
+        json={"filename": path.name, "content_type": content_type, "size": size},
+    )
+    with path.open("rb") as handle:
+        response = api.http.put(grant["upload_url"], data=handle, headers=grant["headers"])
+    if response.status_code >= 400:
+        raise ApiFailure(response.status_code, f"upload to signed URL failed: {response.text[:200]}")
+    return {"document_id": grant["document_id"], "version_id": None, "status": "awaiting_upload"}
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Upload files and folders, follow them to ready/failed, print a summary."""
+    from tqdm import tqdm
+
+    api = Api(args.url)
+    files = collect_files(args.paths)
+    if not files:
+        print("ragline: nothing to ingest", file=sys.stderr)
+        return 1
+    kb = api.knowledge_base(args.kb, create=True)
+    results: dict[Path, dict[str, Any]] = {}
+    with tqdm(total=len(files) * 2, unit="step", desc="uploading", file=sys.stderr) as bar:
+        for path in files:
+            try:
+                results[path] = upload_file(api, kb["id"], path, args.max_multipart)
+            except ApiFailure as failure:
+                results[path] = {"document_id": None, "status": "failed", "error": str(failure)}
+                bar.update(1)
+            bar.update(1)
+        bar.set_description("processing")
+        pending = {path for path, result in results.items() if result.get("document_id")}
+        deadline = time.monotonic() + args.timeout
+        while pending and time.monotonic() < deadline:
+            for path in sorted(pending):
+                document = api.call("GET", f"/v1/documents/{results[path]['document_id']}")
+                if document["status"] in TERMINAL and (
+                    results[path].get("version_id") in (None, document["latest_version_id"])
+                ):
+                    results[path].update(
+                        status=document["status"],
+                        error=document.get("error"),
+                        pages=document.get("page_count"),
+                        chunks=document.get("chunk_count"),
+                    )
+                    pending.discard(path)
+                    bar.update(1)
+            if pending:
+                time.sleep(0.5)
+    for path in pending:
+        results[path].update(status="timeout", error=f"not finished after {args.timeout} s")
+    failed = [path for path, result in results.items() if result["status"] != "ready"]
+    print_summary(results)
+    return 1 if failed else 0
+
+
+def print_summary(results: dict[Path, dict[str, Any]]) -> None:
+    """A table of files with status, pages and chunks, then the totals."""
+    width = max((len(str(path)) for path in results), default=4)
+    for path, result in results.items():
+        pages = result.get("pages")
+        chunks = result.get("chunks")
+        line = f"{str(path):<{width}}  {result['status']:<8}"
+        if result["status"] == "ready":
+            line += f"  {pages or 0:>5} pages  {chunks or 0:>6} chunks"
+        elif result.get("error"):
+            line += f"  {result['error']}"
+        print(line)
+    ready = sum(1 for result in results.values() if result["status"] == "ready")
+    print(f"\n{ready} of {len(results)} ready, {len(results) - ready} failed")
+
+
+# --------------------------------------------------------------------------- status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Documents and their status, per knowledge base."""
+    api = Api(args.url)
+    kbs = (
+        [api.knowledge_base(args.kb, create=False)]
+        if args.kb
+        else api.call("GET", "/v1/knowledge-bases")["knowledge_bases"]
+    )
+    report = [{"knowledge_base": kb, "documents": list(api.documents(kb["id"]))} for kb in kbs]
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for entry in report:
+        kb, documents = entry["knowledge_base"], entry["documents"]
+        counts: dict[str, int] = {}
+        for document in documents:
+            counts[document["status"]] = counts.get(document["status"], 0) + 1
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+        print(f"{kb['name']} ({kb['embedding_model']}): {len(documents)} documents; {summary}")
+        for document in documents:
+            detail = document.get("error") or (
+                f"{document.get('page_count') or 0} pages, {document.get('chunk_count') or 0} chunks"
+            )
+            print(f"  {document['status']:<10} {document['filename']}  {detail}")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="ragline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    data_default = os.environ.get("RAGLINE_DATA", ".data")
+
+    dev = commands.add_parser("dev", help="run the whole local stack")
+    dev.add_argument("--port", type=int, default=int(os.environ.get("RAGLINE_PORT", "8080")))
+    dev.add_argument("--data", default=data_default, help="data folder (kept across runs)")
+    dev.set_defaults(run=cmd_dev)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--data", default=data_default)
+    migrate.set_defaults(run=cmd_migrate)
+
+    url_default = os.environ.get("RAGLINE_URL", DEFAULT_URL)
+    ingest = commands.add_parser("ingest", help="upload files or folders and wait for them")
+    ingest.add_argument("paths", nargs="+")
+    ingest.add_argument("--kb", required=True, help="knowledge base name (created if missing)")
+    ingest.add_argument("--url", default=url_default)
+    ingest.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
+    ingest.add_argument(
+        "--max-multipart", type=int, default=20 * 1024 * 1024, help="larger files use signed URLs"
+    )
+    ingest.set_defaults(run=cmd_ingest)
+
+    status = commands.add_parser("status", help="documents and their status")
+    status.add_argument("--kb", help="only this knowledge base")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--url", default=url_default)
+    status.set_defaults(run=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ApiFailure as failure:
+        print(f"ragline: {failure}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Shared fixtures: one real local stack per test session, cleaned between tests.
+
+The stack is the one ``scripts/ragline dev`` runs: embedded PostgreSQL + pgvector, the
+GCS emulator behind the real storage client, the in-process bus and task queue, and
+every function hosted by functions-framework. Nothing of Ragline's own is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.localstack.bus import DeliveryOptions
+from scripts.localstack.dispatcher import Backoff
+from scripts.localstack.stack import LocalStack, StackConfig
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CORPUS = Path(os.environ.get("RAGLINE_CORPUS", SHARED / "corpus" / "sec-10q"))
+
+_TABLES = "chunks, document_events, document_versions, documents, knowledge_bases, workspaces"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The whole local stack, started once for the test session."""
+    data = tmp_path_factory.mktemp("stack")
+    config = StackConfig(
+        data_dir=data,
+        port=0,
+        delivery=DeliveryOptions(max_attempts=4),
+        backoff=Backoff(base_s=0.02, max_s=0.2),
+        notify_interval_s=0.2,
+        env={"RAGLINE_PROJECT": "ragline-test"},
+    )
+    local = LocalStack(config).start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def clean_stack(stack: LocalStack) -> Iterator[LocalStack]:
+    """The stack with an empty database and buckets, and default delivery options."""
+    stack.wait_idle(120)
+    _wipe(stack)
+    yield stack
+    stack.config.delivery.duplicate = False
+    stack.config.delivery.max_jitter_s = 0.0
+    stack.wait_idle(120)
+
+
+def _wipe(stack: LocalStack) -> None:
+    import shutil
+
+    from shared import storage
+
+    # Files first (the drop folder deletes their objects), then objects, then rows, so
+    # no event still in flight can recreate anything.
+    if stack.drop is not None:
+        for child in stack.drop.root.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        stack.drop.sync_once()
+    client = storage.get_client()
+    for bucket in (stack.settings.upload_bucket, stack.settings.work_bucket):
+        for blob in list(client.list_blobs(bucket)):
+            storage.delete(bucket, blob.name)
+    if stack.notifier is not None:
+        stack.notifier.poll_once()
+    stack.wait_idle(60)
+    stack.database.run(f"TRUNCATE {_TABLES} CASCADE")
+    stack.bus.published.clear()
+
+
+@pytest.fixture
+def corpus() -> Path:
+    """The SEC 10-Q corpus beside the checkout (skips if it is not there)."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus not found at {CORPUS}")
+    return CORPUS
