@@ -19,7 +19,7 @@ from docx.oxml.ns import qn
 from shared.config import ParseLimits, get_parse_limits
 from shared.models import ParsedDocument
 
-CORPUS = Path("/work/shared/corpus/sec-10q")
+from tests.conftest import CORPUS  # noqa: E402  (the corpus beside the checkout)
 
 # A line of PDF text: (x, y, font size, text). y is in points from the page bottom.
 PdfLine = tuple[float, float, float, str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 
@@ -29,7 +30,7 @@ def build(
     text, blocks, position = "", [], 0
     for index, part in enumerate(parts):
         kind, body = part[0], part[1]
-        level = part[2] if len(part) > 2 else (1 if kind == "heading" else None)  # type: ignore[misc]
+        level = part[2] if len(part) > 2 else (1 if kind == "heading" else None)
         if text:
             text += "\n\n"
             position += 2
@@ -89,7 +90,9 @@ def paragraph(rng: random.Random, words: int) -> str:
 def table(rows: int, columns: int = 3) -> str:
     header = "| " + " | ".join(f"Col {c}" for c in range(columns)) + " |"
     rule = "|" + "---|" * columns
-    body = ["| " + " | ".join(f"r{r}c{c} 1,234" for c in range(columns)) + " |" for r in range(rows)]
+    body = [
+        "| " + " | ".join(f"r{r}c{c} 1,234" for c in range(columns)) + " |" for r in range(rows)
+    ]
     return "\n".join([header, rule, *body])
 
 
@@ -102,7 +105,9 @@ def test_blank_document_has_no_chunks(counter: WordPieceCounter) -> None:
 
 
 def test_small_document_is_one_chunk(counter: WordPieceCounter) -> None:
-    parsed = ParsedDocument(content_type="text/plain", text="\n  Hello there, world.  \n", blocks=[])
+    parsed = ParsedDocument(
+        content_type="text/plain", text="\n  Hello there, world.  \n", blocks=[]
+    )
     [chunk] = chunk_document(parsed, max_tokens=50, overlap_tokens=5, counter=counter)
     assert chunk.text == "Hello there, world."
     assert (chunk.char_start, chunk.char_end) == (3, 22)
@@ -111,7 +116,8 @@ def test_small_document_is_one_chunk(counter: WordPieceCounter) -> None:
 
 
 @pytest.mark.parametrize(
-    ("max_tokens", "overlap", "hard_max_bytes"), [(0, 0, None), (10, 10, None), (10, -1, None), (10, 2, 3)]
+    ("max_tokens", "overlap", "hard_max_bytes"),
+    [(0, 0, None), (10, 10, None), (10, -1, None), (10, 2, 3)],
 )
 def test_rejects_inconsistent_limits(
     counter: WordPieceCounter, max_tokens: int, overlap: int, hard_max_bytes: int | None
@@ -134,7 +140,7 @@ def test_long_paragraphs_overlap_at_word_boundaries(counter: WordPieceCounter) -
     check_invariants(parsed, chunks, counter, 60)
     assert len(chunks) > 10
     overlaps = 0
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert parsed.text[after.char_start - 1].isspace()  # starts at a word
         if after.char_start < before.char_end:
             overlaps += 1
@@ -220,9 +226,7 @@ def test_heading_paths_follow_levels(counter: WordPieceCounter) -> None:
     # A chunk that starts inside the Revenue section carries the whole path.
     revenue = parsed.blocks[6]
     inside = [c for c in chunks if revenue.start < c.char_start < revenue.end]
-    assert inside and all(
-        c.heading_path == ["Annual Report", "Results", "Revenue"] for c in inside
-    )
+    assert inside and all(c.heading_path == ["Annual Report", "Results", "Revenue"] for c in inside)
 
 
 def test_headings_start_chunks_and_never_end_them(counter: WordPieceCounter) -> None:
@@ -237,7 +241,7 @@ def test_headings_start_chunks_and_never_end_them(counter: WordPieceCounter) -> 
     heading_spans = [(b.start, b.end) for b in parsed.blocks if b.kind == "heading"]
     starts_at_heading = 0
     for chunk in chunks:
-        for start, end in heading_spans:
+        for _, end in heading_spans:
             assert chunk.char_end != end, "a heading was left at the end of a chunk"
         starts_at_heading += any(chunk.char_start == start for start, _ in heading_spans)
     assert starts_at_heading >= len(chunks) * 0.6
@@ -277,7 +281,9 @@ def test_monster_words_are_cut(counter: WordPieceCounter) -> None:
     cjk = "日本語の文章" * 200  # one char per token, no spaces
     unk = "a" * 5000  # a single [UNK] word piece
     parsed = build([("paragraph", "Intro words. " + cjk), ("code", unk), ("paragraph", "End.")])
-    chunks = chunk_document(parsed, max_tokens=40, overlap_tokens=5, counter=counter, hard_max_bytes=300)
+    chunks = chunk_document(
+        parsed, max_tokens=40, overlap_tokens=5, counter=counter, hard_max_bytes=300
+    )
     check_invariants(parsed, chunks, counter, 40, 300)
 
 
@@ -285,7 +291,9 @@ def test_hard_byte_limit_with_multibyte_text(counter: WordPieceCounter) -> None:
     rng = random.Random(8)
     text = " ".join(rng.choice(["ünïcödé", "emoji🎉🎉", "東京都", "plain"]) for _ in range(2000))
     parsed = build([("paragraph", text)])
-    chunks = chunk_document(parsed, max_tokens=500, overlap_tokens=20, counter=counter, hard_max_bytes=400)
+    chunks = chunk_document(
+        parsed, max_tokens=500, overlap_tokens=20, counter=counter, hard_max_bytes=400
+    )
     check_invariants(parsed, chunks, counter, 500, 400)
     assert max(len(c.text.encode()) for c in chunks) > 300  # the byte limit is what binds
 
@@ -297,7 +305,9 @@ def test_dropped_characters_are_still_covered(counter: WordPieceCounter) -> None
     chunks = chunk_document(parsed, max_tokens=30, overlap_tokens=5, counter=counter)
     check_invariants(parsed, chunks, counter, 30)
     only_dropped = ParsedDocument(content_type="text/plain", text="\x00\x01\x02" * 50, blocks=[])
-    chunks = chunk_document(only_dropped, max_tokens=5, overlap_tokens=1, counter=counter, hard_max_bytes=40)
+    chunks = chunk_document(
+        only_dropped, max_tokens=5, overlap_tokens=1, counter=counter, hard_max_bytes=40
+    )
     check_invariants(only_dropped, chunks, counter, 5, 40)
 
 
@@ -330,16 +340,30 @@ def random_document(rng: random.Random) -> ParsedDocument:
     for _ in range(rng.randint(1, 12)):
         kind = rng.choice(["heading", "paragraph", "paragraph", "list", "table", "code"])
         if kind == "heading":
-            parts.append(("heading", " ".join(rng.choices(_ALPHABET, k=rng.randint(1, 6))), rng.randint(1, 4)))
+            parts.append(
+                (
+                    "heading",
+                    " ".join(rng.choices(_ALPHABET, k=rng.randint(1, 6))),
+                    rng.randint(1, 4),
+                )
+            )
         elif kind == "table":
             parts.append(("table", table(rng.randint(1, 15), rng.randint(1, 4))))
         elif kind == "list":
-            items = [" ".join(rng.choices(_ALPHABET, k=rng.randint(1, 15))) for _ in range(rng.randint(1, 6))]
+            items = [
+                " ".join(rng.choices(_ALPHABET, k=rng.randint(1, 15)))
+                for _ in range(rng.randint(1, 6))
+            ]
             parts.append(("list", "\n".join(f"- {item}" for item in items)))
         else:
             words = rng.choices(_ALPHABET, k=rng.randint(1, 200))
             separators = rng.choices([" ", " ", " ", ". ", "\n", ", ", ""], k=len(words))
-            parts.append((kind, "".join(w + s for w, s in zip(words, separators, strict=True)).strip() or "x"))
+            parts.append(
+                (
+                    kind,
+                    "".join(w + s for w, s in zip(words, separators, strict=True)).strip() or "x",
+                )
+            )
     pages = sorted(rng.choices(range(1, 5), k=len(parts)))
     return build(parts, pages=pages)
 
