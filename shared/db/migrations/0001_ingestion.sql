@@ -130,3 +130,9 @@ CREATE TABLE document_events (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX document_events_document ON document_events (document_id, id);
+
+-- HNSW (cosine) for the default 384-dimension models (MiniLM, hashing-384); other
+-- dimensions get theirs when the first knowledge base using them is created.
+CREATE INDEX chunks_embedding_hnsw_384 ON chunks
+    USING hnsw ((embedding::vector(384)) vector_cosine_ops)
+    WITH (m = 16, ef_construction = 64) WHERE embedding_dim = 384;

@@ -1,0 +1,51 @@
+"""Schema migrations: versioned, applied once, in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.localstack.stack import LocalStack
+from shared.db.migrate import discover, migrate
+
+
+def test_migrations_are_applied_once(stack: LocalStack) -> None:
+    assert migrate(stack.database) == [], "the stack already applied everything"
+    applied = stack.database.run("SELECT version, name FROM schema_migrations ORDER BY version")
+    assert [(m.version, m.name) for m in discover()] == [tuple(row) for row in applied]
+    extension = stack.database.scalar("SELECT extversion FROM pg_extension WHERE extname='vector'")
+    assert tuple(int(part) for part in extension.split(".")[:2]) >= (0, 8)
+
+
+def test_a_new_migration_is_applied_and_recorded(stack: LocalStack, tmp_path: Path) -> None:
+    for migration in discover():
+        (tmp_path / migration.path.name).write_text(migration.path.read_text())
+    (tmp_path / "9999_probe.sql").write_text("CREATE TABLE migration_probe (id int);")
+    try:
+        applied = migrate(stack.database, tmp_path)
+        assert [m.version for m in applied] == [9999]
+        assert migrate(stack.database, tmp_path) == []
+        assert stack.database.scalar("SELECT count(*) FROM migration_probe") == 0
+    finally:
+        stack.database.run("DROP TABLE IF EXISTS migration_probe")
+        stack.database.run("DELETE FROM schema_migrations WHERE version = 9999")
+
+
+def test_duplicate_versions_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("SELECT 1;")
+    (tmp_path / "0001_b.sql").write_text("SELECT 1;")
+    with pytest.raises(RuntimeError, match="duplicate"):
+        discover(tmp_path)
+
+
+def test_hnsw_and_full_text_indexes_exist(stack: LocalStack) -> None:
+    indexes = {
+        row[0]: row[1]
+        for row in stack.database.run(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'"
+        )
+    }
+    assert "gin (tsv)" in indexes["chunks_tsv"]
+    hnsw = [definition for definition in indexes.values() if "hnsw" in definition]
+    assert hnsw and all("vector_cosine_ops" in definition for definition in hnsw)
