@@ -95,7 +95,7 @@ class Api:
                 message = f"{error['code']}: {error['message']}"
             except (ValueError, KeyError):
                 message = response.text[:200]
-            raise ApiFailure(response.status_code, message)
+            raise ApiFailureError(response.status_code, message)
         return response.json() if response.content else None
 
     def knowledge_base(self, name: str, create: bool) -> dict[str, Any]:
@@ -119,7 +119,7 @@ class Api:
                 return
 
 
-class ApiFailure(Exception):
+class ApiFailureError(Exception):
     """An error response from the API."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -171,7 +171,8 @@ def upload_file(api: Api, kb_id: str, path: Path, max_multipart: int) -> dict[st
     with path.open("rb") as handle:
         response = api.http.put(grant["upload_url"], data=handle, headers=grant["headers"])
     if response.status_code >= 400:
-        raise ApiFailure(response.status_code, f"upload to signed URL failed: {response.text[:200]}")
+        failure = f"upload to signed URL failed: {response.text[:200]}"
+        raise ApiFailureError(response.status_code, failure)
     return {"document_id": grant["document_id"], "version_id": None, "status": "awaiting_upload"}
 
 
@@ -190,7 +191,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         for path in files:
             try:
                 results[path] = upload_file(api, kb["id"], path, args.max_multipart)
-            except ApiFailure as failure:
+            except ApiFailureError as failure:
                 results[path] = {"document_id": None, "status": "failed", "error": str(failure)}
                 bar.update(1)
             bar.update(1)
@@ -226,7 +227,7 @@ def print_summary(results: dict[Path, dict[str, Any]]) -> None:
     for path, result in results.items():
         pages = result.get("pages")
         chunks = result.get("chunks")
-        line = f"{str(path):<{width}}  {result['status']:<8}"
+        line = f"{path!s:<{width}}  {result['status']:<8}"
         if result["status"] == "ready":
             line += f"  {pages or 0:>5} pages  {chunks or 0:>6} chunks"
         elif result.get("error"):
@@ -247,7 +248,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.kb
         else api.call("GET", "/v1/knowledge-bases")["knowledge_bases"]
     )
-    report = [{"knowledge_base": kb, "documents": list(api.documents(kb["id"]))} for kb in kbs]
+    report: list[dict[str, Any]] = [
+        {"knowledge_base": kb, "documents": list(api.documents(kb["id"]))} for kb in kbs
+    ]
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -259,9 +262,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
         print(f"{kb['name']} ({kb['embedding_model']}): {len(documents)} documents; {summary}")
         for document in documents:
-            detail = document.get("error") or (
-                f"{document.get('page_count') or 0} pages, {document.get('chunk_count') or 0} chunks"
-            )
+            pages, chunks = document.get("page_count") or 0, document.get("chunk_count") or 0
+            detail = document.get("error") or f"{pages} pages, {chunks} chunks"
             print(f"  {document['status']:<10} {document['filename']}  {detail}")
     return 0
 
@@ -308,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except ApiFailure as failure:
+    except ApiFailureError as failure:
         print(f"ragline: {failure}", file=sys.stderr)
         return 1
 

@@ -38,7 +38,7 @@ def pubsub_payload(cloud_event: Any, model: type[M]) -> M | None:
     Returns:
         The message, or None for a poison message (logged).
     """
-    data = cloud_event.data if hasattr(cloud_event, "data") else None
+    data: Any = getattr(cloud_event, "data", None)
     try:
         encoded = data["message"]["data"]
         return model.model_validate_json(base64.b64decode(encoded))
@@ -58,7 +58,7 @@ def delivery_attempt(cloud_event: Any) -> int | None:
     Pub/Sub stamps dead-lettered messages with ``CloudPubSubDeadLetterSourceDeliveryCount``
     (functions-framework drops the push body's own ``deliveryAttempt``).
     """
-    data = cloud_event.data if hasattr(cloud_event, "data") else None
+    data: Any = getattr(cloud_event, "data", None)
     try:
         attributes = data["message"].get("attributes") or {}
         value = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount")
@@ -72,7 +72,7 @@ def delivery_attempt(cloud_event: Any) -> int | None:
 
 def storage_object(cloud_event: Any) -> ObjectInfo | None:
     """The object a GCS CloudEvent (``google.cloud.storage.object.v1.*``) describes."""
-    data = cloud_event.data if hasattr(cloud_event, "data") else None
+    data: Any = getattr(cloud_event, "data", None)
     if isinstance(data, bytes | str):
         try:
             data = json.loads(data)

@@ -6,9 +6,10 @@ every message has a schema version so old and new handlers can coexist during a 
 
 from __future__ import annotations
 
-from typing import Literal
+import uuid
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # ---------------------------------------------------------------------------
 # Parsed documents (written to the work bucket as JSON by the parse step)
@@ -87,6 +88,15 @@ class ChunkDraft(BaseModel):
 # ---------------------------------------------------------------------------
 
 
+def _canonical_uuid(value: str) -> str:
+    return str(uuid.UUID(value))
+
+
+# An id in a message: validated as a UUID, so a malformed one is a poison message
+# (acknowledged) rather than a database error (retried until dead-lettered).
+Id = Annotated[str, AfterValidator(_canonical_uuid)]
+
+
 class Message(BaseModel):
     """Base of every pipeline message: ids only, with a schema version."""
 
@@ -98,19 +108,19 @@ class Message(BaseModel):
 class ParseRequested(Message):
     """Published to the ``parse`` topic once a version's object is in the bucket."""
 
-    version_id: str
+    version_id: Id
 
 
 class ChunkRequested(Message):
     """Published to the ``chunk`` topic once parsed JSON is in the work bucket."""
 
-    version_id: str
+    version_id: Id
 
 
 class EmbedTask(Message):
     """Body of an ``embed`` Cloud Task: embed chunks ``first_ordinal..last_ordinal``."""
 
-    version_id: str
+    version_id: Id
     first_ordinal: int = Field(ge=0)
     last_ordinal: int = Field(ge=0)
 
@@ -118,14 +128,14 @@ class EmbedTask(Message):
 class IndexRequested(Message):
     """Published to the ``index`` topic when a version has no chunk left to embed."""
 
-    version_id: str
+    version_id: Id
 
 
 class DocumentLifecycleEvent(Message):
     """Published to the ``lifecycle`` topic when a version becomes ready, fails or is deleted."""
 
-    document_id: str
-    version_id: str | None = None
-    knowledge_base_id: str
+    document_id: Id
+    version_id: Id | None = None
+    knowledge_base_id: Id
     status: str
     error: str | None = None

@@ -49,15 +49,15 @@ def get_client() -> Any:
     global _client
     with _lock:
         if _client is None:
-            from google.cloud import storage
+            from google.cloud.storage import Client
 
             if os.environ.get("STORAGE_EMULATOR_HOST"):
                 from google.auth.credentials import AnonymousCredentials
 
                 project = os.environ.get("RAGLINE_PROJECT", "ragline-local")
-                _client = storage.Client(project=project, credentials=AnonymousCredentials())
+                _client = Client(project=project, credentials=AnonymousCredentials())
             else:
-                _client = storage.Client()
+                _client = Client()
         return _client
 
 
@@ -203,6 +203,6 @@ def signed_upload_url(
         credentials, _ = google.auth.default()
         if not hasattr(credentials, "sign_bytes") or not getattr(credentials, "signer", None):
             credentials.refresh(google.auth.transport.requests.Request())
-            kwargs["service_account_email"] = credentials.service_account_email
+            kwargs["service_account_email"] = getattr(credentials, "service_account_email", None)
             kwargs["access_token"] = credentials.token
     return str(blob.generate_signed_url(**kwargs))

@@ -93,7 +93,7 @@ def register_object(
         if doc is None:
             return None
         kb_id = doc[0]
-        if obj.generation is not None:
+        if obj.generation is not None and not force:
             same = session.one(
                 "SELECT id::text, status FROM document_versions WHERE object_bucket = :b"
                 " AND object_name = :n AND object_generation = :g",

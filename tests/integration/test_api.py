@@ -136,9 +136,7 @@ def test_invalid_knowledge_base_is_400(
     assert body(api.get("/v1/knowledge-bases"))["knowledge_bases"] == []
 
 
-@pytest.mark.parametrize(
-    "data", [b"{not json", b"", b"[1, 2]", b'"name"', b"\xff\xfe"], ids=repr
-)
+@pytest.mark.parametrize("data", [b"{not json", b"", b"[1, 2]", b'"name"', b"\xff\xfe"], ids=repr)
 def test_bad_json_body_is_400(clean_stack: LocalStack, data: bytes) -> None:
     api = Api(clean_stack)
     response = api.post("/v1/knowledge-bases", data=data, content_type="application/json")
@@ -148,7 +146,9 @@ def test_bad_json_body_is_400(clean_stack: LocalStack, data: bytes) -> None:
 def test_unknown_knowledge_base_is_404(clean_stack: LocalStack) -> None:
     api = Api(clean_stack)
     for ref in (str(uuid.uuid4()), "no-such-kb"):
-        assert_error(api.get(f"/v1/knowledge-bases/{ref}/documents"), 404, "knowledge_base_not_found")
+        assert_error(
+            api.get(f"/v1/knowledge-bases/{ref}/documents"), 404, "knowledge_base_not_found"
+        )
         response = api.post(
             f"/v1/knowledge-bases/{ref}/documents", data={"file": (io.BytesIO(b"hi"), "a.txt")}
         )
@@ -244,7 +244,7 @@ def test_document_detail_of_ready_and_failed_documents(clean_stack: LocalStack) 
     assert bad["stages"]["failed"] is not None
     assert bad["stages"]["ready"] is None
     assert bad["versions"][0]["status"] == "failed"
-    assert bad["versions"][0]["error"]["code"] == "unsupported_content"
+    assert bad["versions"][0]["error"]["code"] == "binary_content"
     assert bad["versions"][0]["error"]["message"] == bad["error"]
     assert visible_chunks(clean_stack, bad["id"]) == []
 
@@ -307,9 +307,10 @@ def test_documents_page_through_every_document_once(clean_stack: LocalStack) -> 
 
     whole = body(api.get(f"/v1/knowledge-bases/{kb['id']}/documents?limit=3"))
     assert len(whole["documents"]) == 3 and whole["next_page_token"]
-    assert body(api.get(f"/v1/knowledge-bases/{kb['id']}/documents?limit=4"))[
-        "next_page_token"
-    ] is None
+    assert (
+        body(api.get(f"/v1/knowledge-bases/{kb['id']}/documents?limit=4"))["next_page_token"]
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -408,7 +409,9 @@ def parse_sse(text: str) -> list[SseEvent]:
 
 
 def test_parse_sse_helper() -> None:
-    text = "retry: 2000\n\n: keep-alive\n\nid: 7\nevent: ready\ndata: {\"a\": 1}\n\ndata: x\ndata: y\n\n"
+    text = (
+        'retry: 2000\n\n: keep-alive\n\nid: 7\nevent: ready\ndata: {"a": 1}\n\ndata: x\ndata: y\n\n'
+    )
     assert parse_sse(text) == [SseEvent("7", "ready", '{"a": 1}'), SseEvent(None, None, "x\ny")]
 
 
@@ -455,4 +458,4 @@ def test_events_of_a_failed_document_end_with_failed(clean_stack: LocalStack) ->
     assert statuses[0] == "received"
     assert statuses[-1] == "failed"
     assert "ready" not in statuses
-    assert events[-1].json()["detail"]["error_code"] == "unsupported_content"
+    assert events[-1].json()["detail"]["error_code"] == "binary_content"

@@ -40,9 +40,12 @@ def test_bad_input_fails_only_its_version(clean_stack: LocalStack, filename: str
     assert error["code"] == code, error
     assert words.lower() in error["message"].lower(), error
     assert document["versions"][0]["stages"]["failed"] is not None
-    assert clean_stack.database.scalar(
-        "SELECT count(*) FROM chunks WHERE document_id = CAST(:d AS uuid)", d=document["id"]
-    ) == 0
+    assert (
+        clean_stack.database.scalar(
+            "SELECT count(*) FROM chunks WHERE document_id = CAST(:d AS uuid)", d=document["id"]
+        )
+        == 0
+    )
     assert api.document(good["document_id"])["status"] == "ready"
 
 

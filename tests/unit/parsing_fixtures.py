@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from pathlib import Path
 
 import docx
 from docx.enum.style import WD_STYLE_TYPE
@@ -18,8 +17,7 @@ from docx.oxml.ns import qn
 
 from shared.config import ParseLimits, get_parse_limits
 from shared.models import ParsedDocument
-
-from tests.conftest import CORPUS  # noqa: E402  (the corpus beside the checkout)
+from tests.conftest import CORPUS as CORPUS  # the corpus beside the checkout
 
 # A line of PDF text: (x, y, font size, text). y is in points from the page bottom.
 PdfLine = tuple[float, float, float, str]

@@ -13,7 +13,15 @@ import pytest
 import main
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("torch", "sentence_transformers", "openai", "pypdfium2", "docx", "selectolax", "tokenizers")
+HEAVY = (
+    "torch",
+    "sentence_transformers",
+    "openai",
+    "pypdfium2",
+    "docx",
+    "selectolax",
+    "tokenizers",
+)
 
 # The heavy libraries each target may import when it loads (others are loaded lazily
 # inside the step that needs them, or never).
@@ -28,8 +36,8 @@ def test_each_target_is_served_by_functions_framework(target: str) -> None:
 
 def _loaded_modules(target: str) -> set[str]:
     code = (
-        "import json, sys; import main; getattr(main, %r);"
-        " print(json.dumps(sorted(sys.modules)))" % target
+        f"import json, sys; import main; getattr(main, {target!r});"
+        " print(json.dumps(sorted(sys.modules)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
