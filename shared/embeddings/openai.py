@@ -238,6 +238,12 @@ class OpenAIEmbedder:
                 )
             except openai.APIStatusError as exc:
                 status = exc.status_code
+                if status in (401, 403):
+                    # A missing or revoked key is the deployment's fault, not the
+                    # document's: retry (and dead-letter) rather than fail it for good.
+                    raise TransientError(
+                        f"OpenAI refused the credentials ({status}): {exc.message}"
+                    ) from exc
                 if status < 500 and status not in _RETRYABLE_STATUS:
                     raise PermanentError(
                         f"OpenAI rejected the embeddings request ({status}): {exc.message}",

@@ -100,15 +100,14 @@ def chunk_version(database: Database, version_id: str) -> bool:
     embedder = get_embedder(kb.embedding_model, kb.embedding_dim)
     max_tokens = min(kb.chunk_tokens, embedder.max_input_tokens)
     overlap = min(kb.chunk_overlap, max_tokens // 4)
-    # OpenAI models count tokens in their own BPE, which is not available offline; a
-    # BPE token is at least one UTF-8 byte, so bounding bytes bounds tokens provably.
-    hard_max_bytes = 8191 if kb.embedding_model.startswith("openai:") else None
     drafts = chunk_document(
         parsed,
         max_tokens=max_tokens,
         overlap_tokens=overlap,
         counter=embedder.counter,
-        hard_max_bytes=hard_max_bytes,
+        # OpenAI counts tokens in its own BPE, not available offline: a BPE token is at
+        # least one UTF-8 byte, so the embedder's byte bound bounds tokens provably.
+        hard_max_bytes=embedder.max_input_bytes,
     )
     if not drafts:
         raise PermanentError("the document produced no text to index", code="empty_content")

@@ -169,7 +169,17 @@ def test_connection_errors_are_retried(
     assert len(server.requests) == 3 and len(sleeps) == 2
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 422])
+@pytest.mark.parametrize("status", [401, 403])
+def test_credential_errors_are_transient_not_the_documents_fault(
+    server: OpenAIServer, embedder: OpenAIEmbedder, sleeps: list[float], status: int
+) -> None:
+    server.fail(status)
+    with pytest.raises(TransientError, match=f"credentials \\({status}\\)"):
+        embedder.embed(["hello"])
+    assert len(server.requests) == 1 and sleeps == []
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
 def test_other_4xx_are_permanent(
     server: OpenAIServer, embedder: OpenAIEmbedder, sleeps: list[float], status: int
 ) -> None:
