@@ -7,6 +7,7 @@ import json
 import re
 import threading
 import unicodedata
+import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -92,7 +93,7 @@ def post_document(request: Request, principal: Principal, kb_id: str) -> Respons
     _set_metadata(document_id, _metadata(request.form.get("metadata")))
     info = storage.upload_bytes(
         settings.upload_bucket,
-        upload_object_name(document_id, filename),
+        upload_object_name(document_id, storage.md5_checksum(data)[4:20], filename),
         data,
         content_type=upload.mimetype or "application/octet-stream",
         metadata={"document-id": document_id, "uploaded-by": principal.id},
@@ -141,7 +142,7 @@ def post_upload(request: Request, principal: Principal, kb_id: str) -> Response:
     database = get_database()
     document_id = ensure_document(database, kb.id, filename, filename, principal.id)
     _set_metadata(document_id, body.metadata)
-    object_name = upload_object_name(document_id, filename)
+    object_name = upload_object_name(document_id, uuid.uuid4().hex[:16], filename)
     url = storage.signed_upload_url(
         settings.upload_bucket,
         object_name,

@@ -7,8 +7,10 @@ checksum against the document's latest version.
 Bucket layout (the uploads bucket):
 - ``<kb>/<path...>``: dropped by operators; ``<kb>`` is a knowledge-base name (created
   on first use) or id, and ``<path>`` identifies the document inside it.
-- ``_uploads/<document_id>/<filename>``: written by the upload function (multipart) or
-  by a client through a signed URL; the document already exists.
+- ``_uploads/<document_id>/<key>/<filename>``: written by the upload function
+  (multipart; ``key`` from the content's MD5) or by a client through a signed URL
+  (``key`` random); the document already exists. A distinct name per upload means a new
+  upload never overwrites the object a version still in flight is reading.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ class Registered:
     created: bool
 
 
-def upload_object_name(document_id: str, filename: str) -> str:
+def upload_object_name(document_id: str, key: str, filename: str) -> str:
     """Where an uploaded file for ``document_id`` is stored in the uploads bucket."""
-    return f"{UPLOADS_PREFIX}{document_id}/{filename}"
+    return f"{UPLOADS_PREFIX}{document_id}/{key}/{filename}"
 
 
 def ensure_document(

@@ -56,9 +56,17 @@ def parse_version(database: Database, version_id: str) -> bool:
         raise LimitExceededError(
             f"file is {version.size_bytes:,} bytes; the limit is {limits.max_bytes:,} bytes"
         )
-    data = storage.download_bytes(
-        version.object_bucket, version.object_name, version.object_generation
-    )
+    try:
+        data = storage.download_bytes(
+            version.object_bucket, version.object_name, version.object_generation
+        )
+    except storage.ObjectMissingError:
+        if _has_newer_version(database, version.document_id, version.number):
+            # Replaced before it was parsed: the newer version carries on instead.
+            with database.transaction() as session:
+                transition(session, version_id, "superseded", ("parsing",))
+            return False
+        raise
     parsed = parse_document(data, filename=version.filename, limits=limits)
     storage.write_json(
         settings.work_bucket, parsed_object_name(version_id), parsed.model_dump_json()
@@ -79,6 +87,17 @@ def parse_version(database: Database, version_id: str) -> bool:
             )
     get_publisher().publish(settings.topic_chunk, ChunkRequested(version_id=version_id))
     return True
+
+
+def _has_newer_version(database: Database, document_id: str, number: int) -> bool:
+    return bool(
+        database.scalar(
+            "SELECT count(*) FROM document_versions WHERE document_id = CAST(:d AS uuid)"
+            " AND number > :n",
+            d=document_id,
+            n=number,
+        )
+    )
 
 
 def chunk_version(database: Database, version_id: str) -> bool:

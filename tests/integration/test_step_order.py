@@ -54,7 +54,9 @@ def _version(stack: LocalStack, kb_id: str, text: str) -> tuple[str, str]:
     """Store ``text`` as report.md and register it; return (document_id, version_id)."""
     document_id = ensure_document(stack.database, kb_id, "report.md", "report.md", "tester")
     info = storage.upload_bytes(
-        stack.settings.upload_bucket, f"_uploads/{document_id}/report.md", text.encode()
+        stack.settings.upload_bucket,
+        f"_uploads/{document_id}/{abs(hash(text))}/report.md",
+        text.encode(),
     )
     registered = register_object(stack.database, document_id, info)
     assert registered is not None
@@ -154,3 +156,24 @@ def test_messages_for_a_deleted_document_are_acknowledged(
     assert not embed_batch(db, tasks[0])
     assert not index_version(db, version)
     assert db.scalar("SELECT count(*) FROM chunks") == 0
+
+
+def test_a_version_whose_object_was_replaced_before_parsing_is_superseded(
+    clean_stack: LocalStack, recorder: Recorder
+) -> None:
+    db = clean_stack.database
+    kb = Api(clean_stack).create_kb("replaced")
+    document_id, v1 = _version(clean_stack, kb["id"], TEXT_V1)
+    _, v2 = _version(clean_stack, kb["id"], TEXT_V2)
+    v1_object = db.scalar(
+        "SELECT object_name FROM document_versions WHERE id = CAST(:v AS uuid)", v=v1
+    )
+    storage.delete(clean_stack.settings.upload_bucket, v1_object)
+
+    assert not parse_version(db, v1)
+    assert _status(clean_stack, v1) == "superseded"
+    assert parse_version(db, v2) and chunk_version(db, v2)
+    _embed_all(clean_stack, recorder, v2)
+    assert index_version(db, v2)
+    assert _status(clean_stack, v2) == "ready"
+    assert {row[0] for row in all_chunks(clean_stack, document_id)} == {v2}

@@ -1,0 +1,194 @@
+"""The ``scripts/ragline`` CLI, run as a process against the stack served over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from scripts.localstack.stack import LocalStack, free_port
+from tests.support.api import Api, visible_chunks
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GUIDE = "# Guide\n\n" + "Start the service, then check its health endpoint. " * 40
+FAQ = "Frequently asked questions.\n\n" + "Ask the team before changing the schedule. " * 30
+SETUP = "# Setup\n\n## Install\n\n" + "Install the package and configure the database. " * 30
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m scripts.cli ARGS`` from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.cli", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture
+def url(clean_stack: LocalStack) -> Iterator[str]:
+    """The stack's one origin served on a real port while the test runs."""
+    server = make_server("127.0.0.1", 0, clean_stack.app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="cli-test-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+def make_folder(root: Path, *, bad: bool) -> Path:
+    folder = root / "docs"
+    (folder / "guides" / "deep").mkdir(parents=True)
+    (folder / "guide.md").write_text(GUIDE)
+    (folder / "guides" / "faq.txt").write_text(FAQ)
+    (folder / "guides" / "deep" / "setup.md").write_text(SETUP)
+    (folder / ".hidden.md").write_text("# Hidden\n\nSkipped by the CLI.")
+    if bad:
+        (folder / "guides" / "broken.bin").write_bytes(b"\x00\x01\x02binary")
+    return folder
+
+
+def summary_lines(stdout: str) -> dict[str, str]:
+    """File name -> status, from the summary table."""
+    lines: dict[str, str] = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and "/" in parts[0]:
+            lines[Path(parts[0]).name] = parts[1]
+    return lines
+
+
+def test_ingest_a_folder_with_a_bad_file_reports_it_and_exits_1(
+    clean_stack: LocalStack, url: str, tmp_path: Path
+) -> None:
+    folder = make_folder(tmp_path, bad=True)
+    result = run_cli("ingest", str(folder), "--kb", "cli", "--url", url)
+
+    assert result.returncode == 1, result.stderr
+    assert summary_lines(result.stdout) == {
+        "guide.md": "ready",
+        "faq.txt": "ready",
+        "setup.md": "ready",
+        "broken.bin": "failed",
+    }
+    assert "3 of 4 ready, 1 failed" in result.stdout
+    assert "Hidden" not in result.stdout and ".hidden.md" not in result.stdout
+    broken = next(line for line in result.stdout.splitlines() if "broken.bin" in line)
+    assert "binary" in broken, "the failure reason is shown"
+
+    api = Api(clean_stack)
+    listed = api.get("/v1/knowledge-bases/cli/documents").json or {}
+    statuses = {d["filename"]: d["status"] for d in listed["documents"]}
+    assert statuses == {
+        "guide.md": "ready",
+        "faq.txt": "ready",
+        "setup.md": "ready",
+        "broken.bin": "failed",
+    }
+
+
+def test_ingest_good_files_exits_0_and_status_reports_them(
+    clean_stack: LocalStack, url: str, tmp_path: Path
+) -> None:
+    folder = make_folder(tmp_path, bad=False)
+    single = tmp_path / "extra.txt"
+    single.write_text("An extra note given as a file argument.")
+    result = run_cli("ingest", str(folder), str(single), "--kb", "cli", "--url", url)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary_lines(result.stdout) == {
+        "guide.md": "ready",
+        "faq.txt": "ready",
+        "setup.md": "ready",
+        "extra.txt": "ready",
+    }
+    assert "4 of 4 ready, 0 failed" in result.stdout
+
+    as_json = run_cli("status", "--kb", "cli", "--json", "--url", url)
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert len(report) == 1
+    assert report[0]["knowledge_base"]["name"] == "cli"
+    documents = {d["filename"]: d for d in report[0]["documents"]}
+    assert set(documents) == {"guide.md", "faq.txt", "setup.md", "extra.txt"}
+    assert {d["status"] for d in documents.values()} == {"ready"}
+    guide = documents["guide.md"]
+    assert guide["chunk_count"] == len(visible_chunks(clean_stack, guide["id"])) >= 1
+
+    text = run_cli("status", "--url", url)
+    assert text.returncode == 0, text.stderr
+    assert "cli (" in text.stdout
+    assert "4 documents; 4 ready" in text.stdout
+    for name in ("guide.md", "faq.txt", "setup.md", "extra.txt"):
+        assert name in text.stdout
+
+
+def test_ingest_again_makes_no_new_versions(
+    clean_stack: LocalStack, url: str, tmp_path: Path
+) -> None:
+    folder = make_folder(tmp_path, bad=False)
+    assert run_cli("ingest", str(folder), "--kb", "cli", "--url", url).returncode == 0
+    again = run_cli("ingest", str(folder), "--kb", "cli", "--url", url)
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "3 of 3 ready" in again.stdout
+    api = Api(clean_stack)
+    for document in (api.get("/v1/knowledge-bases/cli/documents").json or {})["documents"]:
+        assert len(api.document(document["id"])["versions"]) == 1
+
+
+def test_status_of_an_unknown_knowledge_base_fails_clearly(
+    clean_stack: LocalStack, url: str
+) -> None:
+    result = run_cli("status", "--kb", "nope", "--url", url)
+    assert result.returncode != 0
+    assert "no knowledge base named 'nope'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_cli_without_a_server_says_it_cannot_reach_it(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("# A\n\nText.")
+    url = f"http://127.0.0.1:{free_port()}"
+    for args in (
+        ("status", "--url", url),
+        ("ingest", str(tmp_path), "--kb", "cli", "--url", url),
+    ):
+        result = run_cli(*args)
+        assert result.returncode != 0
+        assert f"cannot reach {url}" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_ingest_of_a_missing_path_fails(tmp_path: Path) -> None:
+    missing = tmp_path / "does-not-exist"
+    result = run_cli("ingest", str(missing), "--kb", "cli", "--url", "http://127.0.0.1:9")
+    assert result.returncode != 0
+    assert f"no such file or folder: {missing}" in result.stderr
+
+
+def test_ingest_of_an_empty_folder_fails(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run_cli("ingest", str(tmp_path / "empty"), "--kb", "cli", "--url", "http://x")
+    assert result.returncode != 0
+    assert "nothing to ingest" in result.stderr
+
+
+def test_migrate_reports_the_schema_up_to_date(clean_stack: LocalStack) -> None:
+    result = run_cli(
+        "migrate", env={"RAGLINE_DATABASE_URL": os.environ["RAGLINE_DATABASE_URL"]}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "schema is up to date"
