@@ -77,7 +77,9 @@ def run(model: str, corpus: Path) -> dict[str, object]:
         stack = LocalStack(StackConfig(data_dir=Path(data), drop_folder=False)).start()
         try:
             client = Client(stack.app)
-            kb = client.post("/v1/knowledge-bases", json={"name": "bench", "embedding_model": model})
+            kb = client.post(
+                "/v1/knowledge-bases", json={"name": "bench", "embedding_model": model}
+            )
             kb_id = kb.json["id"]  # type: ignore[index]
             with timed_steps() as busy:
                 started = time.perf_counter()
@@ -100,9 +102,7 @@ def run(model: str, corpus: Path) -> dict[str, object]:
     chunks = sum(v["chunks"] or 0 for v in versions)
     stages = {}
     for name, start, end in STAGES:
-        durations = [
-            (v[end] - v[start]).total_seconds() for v in versions if v[start] and v[end]
-        ]
+        durations = [(v[end] - v[start]).total_seconds() for v in versions if v[start] and v[end]]
         stages[name] = {
             # Seconds inside the step's function, summed over documents and batches.
             "work_s": round(busy[name], 2),

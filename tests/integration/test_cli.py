@@ -187,8 +187,6 @@ def test_ingest_of_an_empty_folder_fails(tmp_path: Path) -> None:
 
 
 def test_migrate_reports_the_schema_up_to_date(clean_stack: LocalStack) -> None:
-    result = run_cli(
-        "migrate", env={"RAGLINE_DATABASE_URL": os.environ["RAGLINE_DATABASE_URL"]}
-    )
+    result = run_cli("migrate", env={"RAGLINE_DATABASE_URL": os.environ["RAGLINE_DATABASE_URL"]})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "schema is up to date"

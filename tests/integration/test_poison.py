@@ -55,7 +55,7 @@ def test_an_event_older_than_the_maximum_age_fails_the_version(clean_stack: Loca
     clean_stack.bus.options.max_attempts = 4
 
     payload = ParseRequested(version_id=accepted["version_id"]).model_dump_json().encode()
-    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
     event = CloudEvent(
         {
             "type": "google.cloud.pubsub.topic.v1.messagePublished",
