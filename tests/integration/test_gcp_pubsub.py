@@ -71,7 +71,10 @@ def test_publish_round_trips_through_a_pull_subscription(pubsub_emulator, admin,
     subscription = f"projects/{project}/subscriptions/{topic}-pull"
     admin[1].create_subscription(name=subscription, topic=f"projects/{project}/topics/{topic}")
     message = DocumentLifecycleEvent(
-        document_id="doc-1", version_id="ver-1", knowledge_base_id="kb-1", status="ready"
+        document_id="00000000-0000-4000-8000-00000000d0c1",
+        version_id="00000000-0000-4000-8000-0000000000e1",
+        knowledge_base_id="00000000-0000-4000-8000-0000000000b1",
+        status="ready",
     )
 
     # No client passed: created lazily, honouring PUBSUB_EMULATOR_HOST natively.
@@ -84,9 +87,9 @@ def test_publish_round_trips_through_a_pull_subscription(pubsub_emulator, admin,
     assert dict(received.attributes) == {
         "type": "DocumentLifecycleEvent",
         "schema_version": "1",
-        "version_id": "ver-1",
-        "document_id": "doc-1",
-        "knowledge_base_id": "kb-1",
+        "version_id": "00000000-0000-4000-8000-0000000000e1",
+        "document_id": "00000000-0000-4000-8000-00000000d0c1",
+        "knowledge_base_id": "00000000-0000-4000-8000-0000000000b1",
     }
 
 
@@ -96,10 +99,16 @@ def test_publish_accepts_an_injected_client_and_full_topic_path(pubsub_emulator,
     admin[1].create_subscription(name=subscription, topic=f"projects/{project}/topics/{topic}")
 
     publisher = PubSubPublisher(project, client=admin[0])
-    publisher.publish(f"projects/{project}/topics/{topic}", ParseRequested(version_id="v-9"))
+    publisher.publish(
+        f"projects/{project}/topics/{topic}",
+        ParseRequested(version_id="00000000-0000-4000-8000-000000000009"),
+    )
 
     received = pull_one(admin[1], subscription)
-    assert ParseRequested.model_validate_json(received.data).version_id == "v-9"
+    assert (
+        ParseRequested.model_validate_json(received.data).version_id
+        == "00000000-0000-4000-8000-000000000009"
+    )
     assert received.attributes["type"] == "ParseRequested"
 
 
@@ -107,7 +116,9 @@ def test_publish_to_a_missing_topic_raises_transient_error(pubsub_emulator):  # 
     publisher = PubSubPublisher(pubsub_emulator.project)
 
     with pytest.raises(TransientError, match="ragline-missing"):
-        publisher.publish("ragline-missing", ParseRequested(version_id="v"))
+        publisher.publish(
+            "ragline-missing", ParseRequested(version_id="00000000-0000-4000-8000-00000000000a")
+        )
 
 
 def test_unreachable_broker_raises_transient_error_within_the_timeout(monkeypatch):
@@ -117,7 +128,9 @@ def test_unreachable_broker_raises_transient_error_within_the_timeout(monkeypatc
 
     started = time.monotonic()
     with pytest.raises(TransientError):
-        publisher.publish("ragline-parse", ParseRequested(version_id="v"))
+        publisher.publish(
+            "ragline-parse", ParseRequested(version_id="00000000-0000-4000-8000-00000000000a")
+        )
     assert time.monotonic() - started < 10
 
 
@@ -206,7 +219,7 @@ def test_push_subscription_body_becomes_a_cloud_event(
         topic=f"projects/{project}/topics/{topic}",
         push_config={"push_endpoint": url},
     )
-    message = ParseRequested(version_id="ver-42")
+    message = ParseRequested(version_id="00000000-0000-4000-8000-000000000042")
 
     message_id = PubSubPublisher(project).publish(topic, message)
 
@@ -227,5 +240,8 @@ def test_push_subscription_body_becomes_a_cloud_event(
     assert event["type"] == "google.cloud.pubsub.topic.v1.messagePublished"
     assert event["source"] == f"//pubsub.googleapis.com/projects/{project}/topics/{topic}"
     assert event["id"] == message_id
-    assert event["data"] == {"v": 1, "version_id": "ver-42"}
+    assert event["data"] == {
+        "v": 1,
+        "version_id": "00000000-0000-4000-8000-000000000042",
+    }
     assert event["attributes"] == message_attributes(message)

@@ -45,7 +45,9 @@ def make_queue(
 
 
 def test_enqueue_creates_http_task_with_oidc_token(fake, client):
-    task = EmbedTask(version_id="ver-1", first_ordinal=0, last_ordinal=63)
+    task = EmbedTask(
+        version_id="00000000-0000-4000-8000-0000000000e1", first_ordinal=0, last_ordinal=63
+    )
 
     created = make_queue(client).enqueue("embed-ver-1-0-63", task)
 
@@ -59,7 +61,7 @@ def test_enqueue_creates_http_task_with_oidc_token(fake, client):
     assert EmbedTask.model_validate_json(http.body) == task
     assert json.loads(http.body) == {
         "v": 1,
-        "version_id": "ver-1",
+        "version_id": "00000000-0000-4000-8000-0000000000e1",
         "first_ordinal": 0,
         "last_ordinal": 63,
     }
@@ -71,7 +73,10 @@ def test_enqueue_creates_http_task_with_oidc_token(fake, client):
 
 def test_enqueue_without_service_account_sends_no_token(fake, client):
     make_queue(client, service_account="").enqueue(
-        "t1", EmbedTask(version_id="v", first_ordinal=0, last_ordinal=0)
+        "t1",
+        EmbedTask(
+            version_id="00000000-0000-4000-8000-00000000000a", first_ordinal=0, last_ordinal=0
+        ),
     )
 
     (task,) = fake.tasks.values()
@@ -81,7 +86,9 @@ def test_enqueue_without_service_account_sends_no_token(fake, client):
 
 def test_duplicate_task_name_returns_false(fake, client):
     queue = make_queue(client)
-    task = EmbedTask(version_id="ver-1", first_ordinal=64, last_ordinal=127)
+    task = EmbedTask(
+        version_id="00000000-0000-4000-8000-0000000000e1", first_ordinal=64, last_ordinal=127
+    )
 
     assert queue.enqueue("embed-ver-1-64-127", task) is True
     assert queue.enqueue("embed-ver-1-64-127", task) is False
@@ -95,7 +102,12 @@ def test_unavailable_server_raises_transient_error_after_retrying(fake, client):
     queue = make_queue(client, timeout_s=0.5)
 
     with pytest.raises(TransientError, match="creating task"):
-        queue.enqueue("t", EmbedTask(version_id="v", first_ordinal=0, last_ordinal=0))
+        queue.enqueue(
+            "t",
+            EmbedTask(
+                version_id="00000000-0000-4000-8000-00000000000a", first_ordinal=0, last_ordinal=0
+            ),
+        )
 
     # CreateTask with a fixed name is idempotent, so the queue retries before failing.
     assert fake.create_calls > 1
@@ -106,7 +118,12 @@ def test_other_grpc_errors_raise_transient_error(fake, client):
     fake.fail_with = grpc.StatusCode.PERMISSION_DENIED
 
     with pytest.raises(TransientError):
-        make_queue(client).enqueue("t", EmbedTask(version_id="v", first_ordinal=0, last_ordinal=0))
+        make_queue(client).enqueue(
+            "t",
+            EmbedTask(
+                version_id="00000000-0000-4000-8000-00000000000a", first_ordinal=0, last_ordinal=0
+            ),
+        )
 
     assert fake.create_calls == 1  # not retryable: no second attempt
 
@@ -118,12 +135,19 @@ def test_unreachable_server_raises_transient_error():
     queue = make_queue(tasks_client(address), timeout_s=0.5)
 
     with pytest.raises(TransientError):
-        queue.enqueue("t", EmbedTask(version_id="v", first_ordinal=0, last_ordinal=0))
+        queue.enqueue(
+            "t",
+            EmbedTask(
+                version_id="00000000-0000-4000-8000-00000000000a", first_ordinal=0, last_ordinal=0
+            ),
+        )
 
 
 def test_invalid_task_names_are_sanitized_deterministically(fake, client):
     queue = make_queue(client)
-    task = EmbedTask(version_id="v", first_ordinal=0, last_ordinal=0)
+    task = EmbedTask(
+        version_id="00000000-0000-4000-8000-00000000000a", first_ordinal=0, last_ordinal=0
+    )
 
     assert queue.enqueue("embed/v.1:0", task) is True
     assert queue.enqueue("embed/v.1:0", task) is False  # same name -> same id
