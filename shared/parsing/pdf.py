@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import statistics
+import threading
 from dataclasses import dataclass
 
 import pypdfium2 as pdfium
@@ -51,7 +52,23 @@ class _Line:
     height: float | None = None
 
 
+# PDFium is not thread-safe, not even across different documents (pypdfium2's docs), and
+# an instance may parse several PDFs at once on worker threads: every PDFium call of a
+# parse happens under this lock. Pages and text pages are closed explicitly inside it,
+# so no PDFium work is left for the garbage collector to run outside it.
+_PDFIUM_LOCK = threading.Lock()
+
+
 def parse_pdf(data: bytes, builder: DocumentBuilder, limits: ParseLimits) -> str | None:
+    """Parse a PDF page by page into ``builder``; return its title, if any.
+
+    Serialised process-wide because PDFium is not thread-safe (see ``_PDFIUM_LOCK``).
+    """
+    with _PDFIUM_LOCK:
+        return _parse_pdf_unlocked(data, builder, limits)
+
+
+def _parse_pdf_unlocked(data: bytes, builder: DocumentBuilder, limits: ParseLimits) -> str | None:
     """Extract paragraph blocks page by page, keeping page numbers.
 
     Args:
