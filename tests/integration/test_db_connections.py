@@ -1,0 +1,77 @@
+"""The database layer on both pg8000 front ends: ``native`` (local) and ``dbapi``.
+
+The Cloud SQL connector hands out ``pg8000.dbapi`` connections, so the same code paths,
+vectors included, must work on those too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pg8000.dbapi
+import pytest
+
+from scripts.localstack.stack import LocalStack
+from shared.db.connection import Database, url_connection_factory, vector_literal
+
+
+def _dbapi_factory(url: str) -> Any:
+    parsed = urlparse(url)
+    socket_dir = parse_qs(parsed.query)["host"][0]
+
+    def connect() -> Any:
+        return pg8000.dbapi.connect(
+            user="postgres",
+            database=parsed.path.lstrip("/"),
+            unix_sock=f"{socket_dir}/.s.PGSQL.5432",
+        )
+
+    return connect
+
+
+@pytest.fixture(params=["native", "dbapi"])
+def database(request: pytest.FixtureRequest, stack: LocalStack) -> Any:
+    url = stack.settings.database_url
+    factory = url_connection_factory(url) if request.param == "native" else _dbapi_factory(url)
+    db = Database(factory, size=2)
+    yield db
+    db.close()
+
+
+def test_named_parameters_vectors_and_arrays(database: Database) -> None:
+    with database.session() as session:
+        session.run("CREATE TEMP TABLE v (id int, embedding vector(3), tags text[])")
+        session.run(
+            "INSERT INTO v SELECT u.i, CAST(u.v AS vector), CAST(u.t AS text[])"
+            " FROM unnest(CAST(:ids AS int[]), CAST(:vs AS text[]), CAST(:tags AS text[]))"
+            " AS u(i, v, t)",
+            ids=[1, 2],
+            vs=[vector_literal([1, 0, 0]), vector_literal([0, 1, 0])],
+            tags=['{"a"}', '{"b","c"}'],
+        )
+        nearest = session.run(
+            "SELECT id FROM v ORDER BY embedding <=> CAST(:q AS vector) LIMIT 1",
+            q=vector_literal([0.1, 0.9, 0]),
+        )
+        assert [tuple(row) for row in nearest] == [(2,)]
+        assert session.scalar("SELECT embedding::text FROM v WHERE id = 1") == "[1,0,0]"
+        assert session.scalar("SELECT tags FROM v WHERE id = 2") == ["b", "c"]
+
+
+def test_transactions_commit_and_roll_back(database: Database) -> None:
+    with database.session() as session:
+        session.run("CREATE TEMP TABLE t (id int)")
+        with session.transaction():
+            session.run("INSERT INTO t VALUES (1)")
+        with pytest.raises(RuntimeError), session.transaction():
+            session.run("INSERT INTO t VALUES (2)")
+            raise RuntimeError("abort")
+        assert session.scalar("SELECT count(*) FROM t") == 1
+        assert session.scalar("SELECT array_agg(id) FROM t") == [1]
+
+
+def test_a_failed_statement_leaves_the_pooled_connection_usable(database: Database) -> None:
+    with pytest.raises(Exception, match="division by zero"), database.transaction() as session:
+        session.run("SELECT 1 / 0")
+    assert database.scalar("SELECT 41 + 1") == 42
