@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import mimetypes
 import os
 import sys
@@ -29,6 +30,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from shared.log import configure_logging
 
     configure_logging()
+    # One line per emulator request would drown the functions' own logs.
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)
     stack = LocalStack(StackConfig(data_dir=Path(args.data), port=args.port)).start()
     data = Path(args.data).resolve()
     print(
