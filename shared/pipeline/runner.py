@@ -12,10 +12,13 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from shared.config import get_settings
-from shared.db import Database
+from shared.db import Database, get_database
+from shared.envelopes import event_time, pubsub_payload
 from shared.errors import PermanentError
+from shared.models import ParseRequested
 from shared.pipeline.steps import fail_and_announce
 from shared.pipeline.versions import record_transient_error
 
@@ -54,3 +57,26 @@ def run_step(
         with contextlib.suppress(Exception):
             record_transient_error(database, version_id, step, error)
         raise
+
+
+def run_pubsub_step(
+    cloud_event: Any,
+    step: str,
+    work: Callable[[Database, str], object],
+) -> None:
+    """Unwrap a pipeline message from a Pub/Sub CloudEvent and run ``work`` on its version.
+
+    Every pipeline message names its version, so :class:`ParseRequested` (which reads
+    just that field, ignoring the rest) validates them all; a malformed one is dropped.
+    """
+    message = pubsub_payload(cloud_event, ParseRequested)
+    if message is None:
+        return
+    database = get_database()
+    run_step(
+        database,
+        step,
+        message.version_id,
+        lambda: work(database, message.version_id),
+        event_time=event_time(cloud_event),
+    )
