@@ -3,15 +3,23 @@
 PDFs have no paragraphs, only positioned lines. Paragraph breaks are inferred from the
 vertical gap between consecutive lines relative to the page's usual line spacing; the
 line structure inside a paragraph is kept because it is what keeps tables readable.
+
+PDFs have no headings either. Once the whole document is read, a short paragraph of one
+to three lines is a heading when its font is clearly larger than the body text's, or
+bold where the body text is not, and it does not read like a sentence, a table row or a
+running header/footer. SEC filing structure ("PART I", "Item 2.") is recognised by its
+wording. Levels rank the heading font sizes, largest first.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import re
 import statistics
 import threading
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -23,7 +31,7 @@ from shared.errors import (
     EncryptedContentError,
     LimitExceededError,
 )
-from shared.parsing.builder import DocumentBuilder, clean_text
+from shared.parsing.builder import BLOCK_SEPARATOR, DocumentBuilder, clean_text
 
 # A gap this many times the page's usual line spacing separates paragraphs.
 _PARAGRAPH_GAP = 1.3
@@ -44,12 +52,81 @@ _LIGATURES = str.maketrans(
      "\ufb05": "st", "\ufb06": "st"}
 )  # fmt: skip
 
+# --- Heading detection -------------------------------------------------------------
+# Font sizes are the loose char box heights (ascent to descent): pdfium's own
+# FPDFText_GetFontSize ignores some text matrices (it reports 800 for 8pt text in
+# real filings), the box does not.
+# A heading is a paragraph of at most this many lines and characters.
+_HEADING_MAX_LINES = 3
+_HEADING_MAX_CHARS = 120
+_SEC_HEADING_MAX_CHARS = 160
+# A font at least this much larger than the body's is a heading font (bold: a bit less).
+_LARGER = 1.15
+_LARGER_BOLD = 1.08
+# Bold text this close to the body size (or larger) is a heading at body size; smaller
+# bold text is table column labels and captions.
+_BODY_SIZE_TOLERANCE = 0.95
+# Heading sizes closer than this ratio are one level (rounding, different fonts).
+_SAME_LEVEL = 0.93
+# Above this share of bold characters, bold says nothing about headings.
+_BOLD_BODY_SHARE = 0.5
+# A line repeated at the same height on this many pages (at least 3) is a running header
+# or footer ("Apple Inc. | Q1 2023 Form 10-Q | 12", "PART II Item 1A"), never a heading.
+_RUNNING_MIN_PAGES = 3
+_RUNNING_SHARE = 0.05
+_RUNNING_Y = 4.0  # points per height bucket
+_DIGITS = re.compile(r"\d+")
+# A line wider than this many font sizes per character is spread out like column labels
+# ("Compute & Networking   Graphics   All Other"): body text takes about half of that.
+_SPREAD = 0.8
+# Bold text at body size further right than this share of the page is column labels.
+_COLUMN_LABEL_LEFT = 0.45
+# Headings start with an upper-case letter, a digit or an opening mark; sentence
+# punctuation at the end makes a sentence, not a heading.
+_HEADING_START = re.compile(r"[A-Z0-9(\"'\u2018\u201c\u00a7\u2022]")
+_SENTENCE_END = re.compile(r"[.,;!?]$")
+# Numbers as in table cells ("117,154", "$(393)", "12.5%") and ids ("94-2404110"); a
+# dash is an empty cell.
+_NUMBER = re.compile(r"^[$(\u2014\u2013-]*\d[\d,./-]*%?\)?$")
+_DASH = re.compile(r"^[$\u2014\u2013%-]$")
+_YEAR = re.compile(r"^(19|20)\d\d$")
+# "PART II" alone or titled, not the running header "PART II Item 1A" or "Part I, Item 2".
+_SEC_PART = re.compile(r"^PART\s+[IVX]+\b(?!\s*,|\s+Item\b)", re.IGNORECASE)
+_SEC_ITEM = re.compile(r"^Item\s+\d+[A-Z]?\.", re.IGNORECASE)
+_SEC_NOTE = re.compile(r"^Note\s+\d+\s*[-:.\u2013\u2014]", re.IGNORECASE)
+# "Apple Inc.", "Washington, D.C.": a final period that ends an abbreviation.
+_ABBREVIATION_END = re.compile(r"^(?:[A-Z][a-z]{0,3}|(?:[A-Z]\.)+[A-Z])\.$")
+# A heading line ending like this continues on the next line.
+_RUNS_ON = re.compile(
+    r"(?:\b(?:and|or|of|the|to|in|for|on|with|by|a|an)|[,&\u2013\u2014-])\s*$", re.I
+)
+_BOLD_FONT = re.compile(rb"bold|black|heavy|semibold|demi", re.IGNORECASE)
+_FORCE_BOLD_FLAG = 1 << 18
+_WORD_CHAR = re.compile(r"\w")
+
 
 @dataclass
 class _Line:
     text: str
     bottom: float | None = None  # baseline-ish y in PDF points (y grows upwards)
     height: float | None = None
+    left: float | None = None
+    right: float | None = None
+    size: float | None = None  # the font size of the first letter or digit
+    bold: bool = False  # the first and last letters or digits are in a bold font
+
+
+@dataclass
+class _Paragraph:
+    text: str
+    lines: list[_Line]
+    level: int | None = None  # set for headings
+
+
+@dataclass
+class _Page:
+    width: float = 0.0
+    paragraphs: list[_Paragraph] = field(default_factory=list)
 
 
 # PDFium is not thread-safe, not even across different documents (pypdfium2's docs), and
@@ -69,12 +146,12 @@ def parse_pdf(data: bytes, builder: DocumentBuilder, limits: ParseLimits) -> str
 
 
 def _parse_pdf_unlocked(data: bytes, builder: DocumentBuilder, limits: ParseLimits) -> str | None:
-    """Extract paragraph blocks page by page, keeping page numbers.
+    """Extract heading and paragraph blocks page by page, keeping page numbers.
 
     Args:
         data: The PDF bytes.
         builder: Receives the blocks and page spans.
-        limits: The parse limits (``max_pages``).
+        limits: The parse limits (``max_pages``, ``max_text_chars``).
 
     Returns:
         The document's metadata title, if set.
@@ -82,7 +159,7 @@ def _parse_pdf_unlocked(data: bytes, builder: DocumentBuilder, limits: ParseLimi
     Raises:
         EncryptedContentError: For password-protected PDFs.
         CorruptContentError: For unreadable PDFs.
-        LimitExceededError: For too many pages.
+        LimitExceededError: For too many pages or too much text.
         EmptyContentError: When no page has extractable text (e.g. a scan).
     """
     pdf = _open(data)
@@ -95,30 +172,44 @@ def _parse_pdf_unlocked(data: bytes, builder: DocumentBuilder, limits: ParseLimi
                 code="too_many_pages",
             )
         unreadable: list[int] = []
+        pages: list[_Page] = []
+        chars = -len(BLOCK_SEPARATOR)
         for index in range(page_count):
-            builder.begin_page(index + 1)
             try:
-                lines = _page_lines(pdf, index)
+                page = _read_page(pdf, index)
             except pdfium.PdfiumError:
                 # One broken page should not sink a 300-page report; it is recorded.
                 unreadable.append(index + 1)
-                lines = []
-            for paragraph in _paragraphs(lines):
-                builder.add("paragraph", paragraph)
-            builder.end_page()
-        if len(unreadable) == page_count:
-            raise CorruptContentError(
-                "PDF pages could not be read; the file is damaged", code="corrupt_pdf"
-            )
-        if builder.block_count == 0:
-            raise EmptyContentError(
-                f"PDF has {page_count:,} page(s) but no extractable text; it is probably "
-                "scanned images, and OCR is not supported. Upload a PDF with a text layer",
-                code="pdf_no_text",
-            )
+                page = _Page()
+            pages.append(page)
+            # Headings need the whole document, so blocks are added at the end; stop
+            # reading once the text is too long anyway. Paragraph texts are already
+            # clean, so this is the builder's count and it raises below.
+            chars += sum(len(p.text) + len(BLOCK_SEPARATOR) for p in page.paragraphs)
+            if chars > limits.max_text_chars:
+                break
         title = _metadata_title(pdf)
     finally:
         pdf.close()
+    _mark_headings(pages)
+    for number, page in enumerate(pages, start=1):
+        builder.begin_page(number)
+        for paragraph in page.paragraphs:
+            if paragraph.level is None:
+                builder.add("paragraph", paragraph.text)
+            else:
+                builder.add("heading", paragraph.text, level=paragraph.level)
+        builder.end_page()
+    if len(unreadable) == page_count:
+        raise CorruptContentError(
+            "PDF pages could not be read; the file is damaged", code="corrupt_pdf"
+        )
+    if builder.block_count == 0:
+        raise EmptyContentError(
+            f"PDF has {page_count:,} page(s) but no extractable text; it is probably "
+            "scanned images, and OCR is not supported. Upload a PDF with a text layer",
+            code="pdf_no_text",
+        )
     if unreadable:
         builder.metadata["unreadable_pages"] = ",".join(map(str, unreadable))
     return title
@@ -145,16 +236,42 @@ def _open(data: bytes) -> pdfium.PdfDocument:
         ) from exc
 
 
-def _page_lines(pdf: pdfium.PdfDocument, index: int) -> list[_Line]:
+def _read_page(pdf: pdfium.PdfDocument, index: int) -> _Page:
     page = pdf[index]
     try:
+        width = page.get_width()
         textpage = page.get_textpage()
         try:
-            return _lines(textpage)
+            lines = _lines(textpage)
         finally:
             textpage.close()
     finally:
         page.close()
+    return _Page(width=width, paragraphs=_paragraphs(lines))
+
+
+class _FontReader:
+    """Reads whether a char's font is bold, caching the answer per font name."""
+
+    def __init__(self, textpage: pdfium.PdfTextPage) -> None:
+        self._textpage = textpage
+        self._buffer = ctypes.create_string_buffer(256)
+        self._flags = ctypes.c_int()
+        self._bold: dict[bytes, bool] = {}
+
+    def bold(self, index: int) -> bool:
+        size = pdfium_c.FPDFText_GetFontInfo(
+            self._textpage, index, self._buffer, len(self._buffer), ctypes.byref(self._flags)
+        )
+        if self._flags.value & _FORCE_BOLD_FLAG:
+            return True
+        if not 0 < size <= len(self._buffer):
+            return False
+        name = self._buffer.value
+        bold = self._bold.get(name)
+        if bold is None:
+            bold = self._bold[name] = _BOLD_FONT.search(name) is not None
+        return bold
 
 
 def _lines(textpage: pdfium.PdfTextPage) -> list[_Line]:
@@ -162,6 +279,7 @@ def _lines(textpage: pdfium.PdfTextPage) -> list[_Line]:
     # Char boxes are looked up by index, which is only valid when the text maps 1:1 to
     # pdfium's char list (nearly always); otherwise fall back to text-only splitting.
     positioned = len(raw) == textpage.count_chars()
+    fonts = _FontReader(textpage)
     lines: list[_Line] = []
     offset = 0
     for piece in re.split(r"(\r\n|\n|\r)", raw):
@@ -176,13 +294,44 @@ def _lines(textpage: pdfium.PdfTextPage) -> list[_Line]:
         if positioned:
             first = start + len(piece) - len(piece.lstrip())
             # The loose box spans the font's ascent to descent: about the font size.
-            _, bottom, _, top = textpage.get_charbox(first, loose=True)
-            line.bottom, line.height = bottom, top - bottom
+            left, bottom, _, top = textpage.get_charbox(first, loose=True)
+            line.bottom, line.height, line.left = bottom, top - bottom, left
+            line.right = textpage.get_charbox(start + len(piece.rstrip()) - 1, loose=True)[2]
+            _read_style(textpage, fonts, piece, start, first, line)
         lines.append(line)
     return lines
 
 
-def _paragraphs(lines: list[_Line]) -> list[str]:
+def _read_style(
+    textpage: pdfium.PdfTextPage,
+    fonts: _FontReader,
+    piece: str,
+    start: int,
+    first: int,
+    line: _Line,
+) -> None:
+    """Set the line's font size and boldness from its first and last word characters.
+
+    A bullet or symbol font before the words would misstate the size; a bold run-in
+    heading followed by plain text is not a bold line.
+    """
+    word = _WORD_CHAR.search(piece)
+    if word is None:
+        line.size = line.height
+        return
+    head = start + word.start()
+    if head == first:
+        line.size = line.height
+    else:
+        _, bottom, _, top = textpage.get_charbox(head, loose=True)
+        line.size = top - bottom
+    tail = start + len(piece.rstrip()) - 1
+    while tail > head and not piece[tail - start].isalnum():
+        tail -= 1
+    line.bold = fonts.bold(head) and (tail == head or fonts.bold(tail))
+
+
+def _paragraphs(lines: list[_Line]) -> list[_Paragraph]:
     """Group lines into paragraphs by blank lines and vertical gaps."""
     leads = [
         prev.bottom - cur.bottom
@@ -191,30 +340,33 @@ def _paragraphs(lines: list[_Line]) -> list[str]:
     ]
     # The median downward lead is the page's normal line spacing.
     spacing = statistics.median(leads) if len(leads) >= _MIN_LEADS else None
-    paragraphs: list[list[str]] = []
-    current: list[str] = []
+    groups: list[list[_Line]] = []
+    current: list[_Line] = []
     previous: _Line | None = None
     for line in lines:
         if not line.text.strip():
-            _close(paragraphs, current)
+            _close(groups, current)
             previous = None
             continue
         if previous is not None and _is_break(previous, line, spacing):
-            _close(paragraphs, current)
-        if current and _SOFT_HYPHEN_END.search(current[-1].rstrip()):
-            current[-1] = current[-1].rstrip()[:-1] + line.text.strip()
+            _close(groups, current)
+        if current and _SOFT_HYPHEN_END.search(current[-1].text.rstrip()):
+            current[-1].text = current[-1].text.rstrip()[:-1] + line.text.strip()
+            current[-1].bold = current[-1].bold and line.bold
         else:
-            current.append(line.text)
+            current.append(line)
         previous = line
-    _close(paragraphs, current)
-    merged: list[str] = []
-    for paragraph in map(_tidy, paragraphs):
+    _close(groups, current)
+    merged: list[_Paragraph] = []
+    for group in groups:
+        text = _tidy([line.text for line in group])
         # Stray fragments ("(1)" footnote markers, a lone page number) that pdfium emits
         # apart from their line are not paragraphs of their own.
-        if merged and len(paragraph) <= _FRAGMENT_CHARS:
-            merged[-1] = f"{merged[-1]}\n{paragraph}"
-        elif paragraph:
-            merged.append(paragraph)
+        if merged and len(text) <= _FRAGMENT_CHARS:
+            merged[-1].text = f"{merged[-1].text}\n{text}"
+            merged[-1].lines.extend(group)
+        elif text:
+            merged.append(_Paragraph(text, group))
     return merged
 
 
@@ -234,15 +386,246 @@ def _is_break(previous: _Line, line: _Line, spacing: float | None) -> bool:
     return lead > gap or lead < -(spacing or size) * _COLUMN_JUMP
 
 
-def _close(paragraphs: list[list[str]], current: list[str]) -> None:
+def _close(groups: list[list[_Line]], current: list[_Line]) -> None:
     if current:
-        paragraphs.append(list(current))
+        groups.append(list(current))
         current.clear()
 
 
 def _tidy(lines: list[str]) -> str:
     text = clean_text("\n".join(lines)).replace("\u00ad", "")
     return "\n".join(" ".join(line.split()) for line in text.split("\n") if line.strip())
+
+
+# --- Headings ------------------------------------------------------------------------
+
+
+@dataclass
+class _Candidate:
+    paragraph: _Paragraph
+    level: int | None = None  # fixed by wording: PART 1, Item 2, Note 3 (filings only)
+    size: float | None = None  # a larger-than-body font; None for bold at body size
+
+
+def _mark_headings(pages: list[_Page]) -> None:
+    """Split headings off their paragraphs and set their ``level`` (see the docstring)."""
+    finder = _HeadingFinder.for_document(pages)
+    if finder is None:
+        return
+    candidates: list[_Candidate] = []
+    for page in pages:
+        paragraphs = [
+            part for paragraph in page.paragraphs for part in finder.split(paragraph, page.width)
+        ]
+        page.paragraphs = paragraphs
+        for index, paragraph in enumerate(paragraphs):
+            candidate = finder.candidate(paragraph, page.width)
+            if candidate is None:
+                continue
+            # Bold body-size text between table rows labels the rows ("Operations",
+            # "Liabilities and stockholders' equity" in a financial statement).
+            if (
+                candidate.size is None
+                and candidate.level is None
+                and 0 < index < len(paragraphs) - 1
+                and _table_row(paragraphs[index - 1].lines[-1].text)
+                and _table_row(paragraphs[index + 1].lines[0].text)
+            ):
+                continue
+            candidates.append(candidate)
+    _assign_levels(candidates)
+
+
+def _table_row(text: str) -> bool:
+    tokens = text.split()
+    return bool(tokens) and bool(_NUMBER.match(tokens[-1]) or _DASH.match(tokens[-1]))
+
+
+def _assign_levels(candidates: list[_Candidate]) -> None:
+    """Rank the heading sizes, largest first; bold at body size is the deepest level."""
+    rank: dict[float, int] = {}
+    level, top = 0, 0.0  # top: the largest size of the current level
+    for size in sorted({c.size for c in candidates if c.size is not None}, reverse=True):
+        if not level or size < top * _SAME_LEVEL:
+            level, top = level + 1, size
+        rank[size] = level
+    # In a filing PART and Item are levels 1 and 2 (and Note 3); the others go below.
+    filing = any(c.level == 2 for c in candidates)
+    offset = 2 if filing else 0
+    for c in candidates:
+        if c.level is not None and (filing or c.level < 3):
+            c.paragraph.level = c.level
+        else:
+            found = rank[c.size] if c.size is not None else level + 1
+            c.paragraph.level = min(found + offset, 6)
+
+
+class _HeadingFinder:
+    """Decides which paragraphs are headings, knowing the document's body font."""
+
+    def __init__(self, body_size: float, body_bold: bool, running: set[tuple[str, int]]):
+        self.body_size = body_size
+        self.body_bold = body_bold
+        self.running = running
+
+    @classmethod
+    def for_document(cls, pages: list[_Page]) -> _HeadingFinder | None:
+        sizes: Counter[float] = Counter()
+        bold = total = 0
+        for page in pages:
+            for paragraph in page.paragraphs:
+                for line in paragraph.lines:
+                    if line.size is not None and line.size > 0:
+                        sizes[round(line.size, 1)] += len(line.text)
+                        total += len(line.text)
+                        bold += len(line.text) if line.bold else 0
+        if not total:
+            return None
+        # The body font is the median over characters (not lines: tables have many).
+        seen, body_size = 0, 0.0
+        for body_size in sorted(sizes):
+            seen += sizes[body_size]
+            if seen * 2 >= total:
+                break
+        return cls(body_size, bold > total * _BOLD_BODY_SHARE, _running_lines(pages))
+
+    def heading_style(self, line: _Line) -> bool:
+        """Whether the line's font is a heading font: larger, or bold at body size."""
+        if line.size is None:
+            return False
+        if line.size >= self.body_size * _LARGER:
+            return True
+        bold = line.bold and not self.body_bold
+        return bold and line.size >= self.body_size * _BODY_SIZE_TOLERANCE
+
+    def split(self, paragraph: _Paragraph, page_width: float) -> list[_Paragraph]:
+        """Split leading heading lines off a paragraph, when they make headings.
+
+        Headings set with normal line spacing ("Item 1A. Risk Factors" right above its
+        text, "PART II" right above "Item 1.") arrive in one paragraph with what follows.
+        """
+        lines = paragraph.lines
+        if len(lines) < 2 or not self.heading_style(lines[0]):
+            return [paragraph]
+        count = 1
+        while count < len(lines) and self.heading_style(lines[count]):
+            count += 1
+        if count > _HEADING_MAX_LINES:
+            return [paragraph]  # a bold passage, not a heading
+        groups = _heading_groups(lines[:count])
+        heads = len(groups)
+        if count < len(lines):
+            groups.append(lines[count:])
+        if len(groups) == 1:
+            return [paragraph]
+        parts = [_Paragraph(_tidy([line.text for line in group]), group) for group in groups]
+        if all(self.candidate(part, page_width) for part in parts[:heads]):
+            return parts
+        return [paragraph]
+
+    def candidate(self, paragraph: _Paragraph, page_width: float) -> _Candidate | None:
+        """The paragraph as a heading, or ``None`` when it is not one."""
+        lines = paragraph.lines
+        text = " ".join(paragraph.text.split())
+        if len(lines) > _HEADING_MAX_LINES or len(text) > _SEC_HEADING_MAX_CHARS:
+            return None
+        if not _HEADING_START.match(text) or sum(ch.isalpha() for ch in text) < 2:
+            return None
+        if text.startswith("(") and text.endswith(")"):
+            return None  # "(In millions)", "(Unaudited)"
+        tokens = text.split()
+        last = tokens[-1]
+        # A table row has numbers; a table-of-contents line ends in a page number.
+        numbers = sum(1 for token in tokens if _NUMBER.match(token))
+        if numbers >= 2 or ((_NUMBER.match(last) or _DASH.match(last)) and not _YEAR.match(last)):
+            return None
+        if any(key in self.running for key in map(_running_key, lines)) or any(map(_spread, lines)):
+            return None
+        if len(lines) <= 2 and _sec_heading(text):
+            return _Candidate(paragraph, level=1 if _SEC_PART.match(text) else 2)
+        if len(text) > _HEADING_MAX_CHARS:
+            return None
+        if _SENTENCE_END.search(text) and not _ABBREVIATION_END.search(last):
+            return None
+        if not all(map(self.heading_style, lines)):
+            return None
+        size = min(line.size or 0.0 for line in lines)
+        note = 3 if _SEC_NOTE.match(text) else None
+        bold = not self.body_bold and all(line.bold for line in lines)
+        if size >= self.body_size * (_LARGER_BOLD if bold else _LARGER):
+            return _Candidate(paragraph, level=note, size=size)
+        # Body-size bold text in the right part of the page is a table's column labels.
+        left = lines[0].left
+        if page_width > 0 and left is not None and left > page_width * _COLUMN_LABEL_LEFT:
+            return None
+        return _Candidate(paragraph, level=note)
+
+
+def _sec_heading(text: str) -> bool:
+    return bool(_SEC_PART.match(text) or _SEC_ITEM.match(text))
+
+
+def _numbered_heading(text: str) -> bool:
+    return _sec_heading(text) or bool(_SEC_NOTE.match(text))
+
+
+def _spread(line: _Line) -> bool:
+    """Whether the line's words are spread across the page like table column labels."""
+    if line.left is None or line.right is None or not line.size:
+        return False
+    return line.right - line.left > len(line.text.strip()) * line.size * _SPREAD
+
+
+def _heading_groups(lines: list[_Line]) -> list[list[_Line]]:
+    """Split consecutive heading lines into headings: at each PART, Item or Note line,
+    after one (unless its text runs on), and where the font size changes."""
+    groups: list[list[_Line]] = []
+    for line in lines:
+        text = line.text.strip()
+        if groups:
+            group, previous = groups[-1], groups[-1][-1]
+            runs_on = _RUNS_ON.search(previous.text) or text[:1].islower()
+            same_size = _same_size(previous.size, line.size)
+            after_numbered = _numbered_heading(group[0].text.strip()) and not runs_on
+            if same_size and not after_numbered and not _numbered_heading(text):
+                group.append(line)
+                continue
+        groups.append([line])
+    return groups
+
+
+def _same_size(a: float | None, b: float | None) -> bool:
+    if not a or not b:
+        return a == b
+    return min(a, b) >= max(a, b) * _SAME_LEVEL
+
+
+def _running_lines(pages: list[_Page]) -> set[tuple[str, int]]:
+    """Line texts (digits masked) repeated at the same height on many pages: running
+    headers and footers ("Apple Inc. | Q1 2023 Form 10-Q | 12", "PART II Item 1A")."""
+    threshold = max(_RUNNING_MIN_PAGES, _RUNNING_SHARE * len(pages))
+    if len(pages) < threshold:
+        return set()
+    seen: defaultdict[tuple[str, int], set[int]] = defaultdict(set)
+    for number, page in enumerate(pages):
+        for paragraph in page.paragraphs:
+            for line in paragraph.lines:
+                key = _running_key(line)
+                if key is not None:
+                    seen[key].add(number)
+    running: set[tuple[str, int]] = set()
+    for text, bucket in seen:
+        # Neighbouring buckets too: a line near a bucket edge may fall on either side.
+        where = set().union(*(seen.get((text, b), set()) for b in (bucket - 1, bucket, bucket + 1)))
+        if len(where) >= threshold:
+            running.add((text, bucket))
+    return running
+
+
+def _running_key(line: _Line) -> tuple[str, int] | None:
+    if line.bottom is None or len(line.text) > _SEC_HEADING_MAX_CHARS:
+        return None
+    return _DIGITS.sub("#", " ".join(line.text.lower().split())), round(line.bottom / _RUNNING_Y)
 
 
 def _metadata_title(pdf: pdfium.PdfDocument) -> str | None:

@@ -443,3 +443,79 @@ def assert_invariants(doc: ParsedDocument) -> None:
 
 def texts(doc: ParsedDocument, kind: str | None = None) -> list[str]:
     return [doc.text[b.start : b.end] for b in doc.blocks if kind is None or b.kind == kind]
+
+
+# A line of PDF text with a font weight: (x, y, font size, text, bold).
+StyledPdfLine = tuple[float, float, float, str, bool]
+
+
+def build_styled_pdf(pages: list[list[StyledPdfLine]]) -> bytes:
+    """Write a minimal, valid PDF whose lines are in Helvetica or Helvetica-Bold.
+
+    Args:
+        pages: The lines of each page.
+
+    Returns:
+        The PDF bytes.
+    """
+    objects: list[bytes] = [b"", b""]  # catalog and page tree, filled in below
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold >>")
+    kids: list[int] = []
+    for lines in pages:
+        ops = [
+            f"BT /{'F2' if bold else 'F1'} {size} Tf {x} {y} Td {_pdf_string(text)} Tj ET"
+            for x, y, size, text, bold in lines
+        ]
+        stream = "\n".join(ops).encode("latin-1")
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        objects.append(
+            (
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources "
+                f"<< /Font << /F1 3 0 R /F2 4 0 R >> >> /Contents {len(objects)} 0 R >>"
+            ).encode()
+        )
+        kids.append(len(objects))
+    objects[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
+    kid_refs = " ".join(f"{kid} 0 R" for kid in kids)
+    objects[1] = f"<< /Type /Pages /Kids [{kid_refs}] /Count {len(kids)} >>".encode()
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return out.getvalue()
+
+
+def styled_lines(
+    blocks: list[tuple[float, bool, list[str]]], *, top: float = 720, gap: float = 20
+) -> list[StyledPdfLine]:
+    """Lay out blocks of lines at x=72: each block is (font size, bold, lines).
+
+    Lines sit 1.2 font sizes apart; ``gap`` extra points separate blocks (the default
+    is a paragraph break whatever the page's usual line spacing).
+
+    Args:
+        blocks: The blocks, top to bottom.
+        top: The y of the first line.
+        gap: Extra space between blocks.
+
+    Returns:
+        Positioned lines for :func:`build_styled_pdf`.
+    """
+    lines: list[StyledPdfLine] = []
+    y = top
+    for size, bold, texts_ in blocks:
+        for text in texts_:
+            lines.append((72, y, size, text, bold))
+            y -= round(size * 1.2)
+        y -= gap
+    return lines

@@ -1,17 +1,20 @@
-"""PDF parsing: pages, paragraphs, limits, bad input and a real 10-Q filing."""
+"""PDF parsing: pages, paragraphs, headings, limits, bad input and a real 10-Q filing."""
 
 from __future__ import annotations
 
 import pypdfium2 as pdfium
 import pytest
 
+from shared.chunking import chunk_document
 from shared.errors import (
     CorruptContentError,
     EmptyContentError,
     EncryptedContentError,
     LimitExceededError,
 )
+from shared.models import ParsedDocument
 from shared.parsing import PDF, parse_document
+from shared.tokens import get_counter
 from tests.unit import parsing_fixtures as fx
 from tests.unit.parsing_fixtures import assert_invariants, texts
 
@@ -48,6 +51,122 @@ def test_column_jump_splits_paragraphs() -> None:
     doc = parse_document(fx.build_pdf([lines]))
     assert [len(text.splitlines()) for text in texts(doc)] == [8, 8]
     assert texts(doc)[1].startswith("right line 0")
+    assert_invariants(doc)
+
+
+def outline(doc: ParsedDocument) -> list[tuple[str, int | None, str]]:
+    """(kind, level, text) of every block."""
+    return [(b.kind, b.level, doc.text[b.start : b.end]) for b in doc.blocks]
+
+
+# Enough body lines for the parser to learn the usual line spacing.
+BODY = [
+    "Net sales grew in every segment and region,",
+    "helped by new products and services, while",
+    "margins held up well despite the strong",
+    "dollar and higher component costs.",
+]
+
+
+def test_headings_from_font_sizes() -> None:
+    lines: list[fx.PdfLine] = [
+        (72, 720, 20, "Quarterly Report"),
+        (72, 685, 14, "Results of Operations"),
+        *fx.paragraph_lines([BODY], top=660),
+        (72, 590, 11, "Costs were flat."),
+        # A table row in a large font stands alone, but numbers make it no heading.
+        (72, 555, 14, "Total net sales 117,154 123,945"),
+        (72, 520, 14, "Liquidity and Capital Resources"),
+        (72, 495, 11, "Cash is ample."),
+    ]
+    doc = parse_document(fx.build_pdf([lines]))
+    assert outline(doc) == [
+        ("heading", 1, "Quarterly Report"),
+        ("heading", 2, "Results of Operations"),
+        ("paragraph", None, "\n".join(BODY)),
+        ("paragraph", None, "Costs were flat."),
+        ("paragraph", None, "Total net sales 117,154 123,945"),
+        ("heading", 2, "Liquidity and Capital Resources"),
+        ("paragraph", None, "Cash is ample."),
+    ]
+    assert_invariants(doc)
+    chunks = chunk_document(doc, max_tokens=12, overlap_tokens=0, counter=get_counter())
+    assert chunks[0].heading_path == ["Quarterly Report"]
+    assert ["Quarterly Report", "Results of Operations"] in [c.heading_path for c in chunks]
+    assert chunks[-1].heading_path == ["Quarterly Report", "Liquidity and Capital Resources"]
+
+
+def test_bold_headings_at_body_size() -> None:
+    page = fx.styled_lines(
+        [
+            (18, False, ["Annual Review"]),
+            (11, True, ["Risk Factors"]),
+            (11, False, BODY),
+            # Bold text that reads as a sentence, or in a table, is no heading.
+            (11, True, ["All amounts are in millions."]),
+            (11, True, ["Revenue 1,200 1,100"]),
+            (11, False, ["Demand may fall."]),
+        ]
+    )
+    # A bold heading set right above its text (normal line spacing) is split off.
+    page += [(72, 450, 11, "Legal Proceedings", True), (72, 437, 11, "There are none.", False)]
+    doc = parse_document(fx.build_styled_pdf([page]))
+    assert outline(doc) == [
+        ("heading", 1, "Annual Review"),
+        ("heading", 2, "Risk Factors"),
+        ("paragraph", None, "\n".join(BODY)),
+        ("paragraph", None, "All amounts are in millions."),
+        ("paragraph", None, "Revenue 1,200 1,100"),
+        ("paragraph", None, "Demand may fall."),
+        ("heading", 2, "Legal Proceedings"),
+        ("paragraph", None, "There are none."),
+    ]
+    assert_invariants(doc)
+
+
+def test_bold_column_labels_are_not_headings() -> None:
+    page = fx.styled_lines([(11, False, BODY)])
+    page += [(380, 660, 11, "Three Months Ended", True)]  # right-aligned column label
+    page += [(72, 620, 11, "Operating income 36,016 41,488", False)]
+    page += [(72, 590, 11, "Segment Results", True)]  # between table rows: a row label
+    page += [(72, 560, 11, "Americas 1,000 2,000", False)]
+    doc = parse_document(fx.build_styled_pdf([page]))
+    assert texts(doc, "heading") == []
+    assert "Three Months Ended" in doc.text and "Segment Results" in doc.text
+
+
+def test_running_headers_are_not_headings() -> None:
+    header = fx.styled_lines([(11, True, ["ACME Corp | Report"]), (11, False, BODY)])
+    pages = [[*header, (72, 40, 14, f"ACME Corp {n}", False)] for n in range(1, 5)]
+    pages[1] += fx.styled_lines([(11, True, ["Outlook"]), (11, False, BODY)], top=500)
+    doc = parse_document(fx.build_styled_pdf(pages))
+    assert [(b.page, b.level) for b in doc.blocks if b.kind == "heading"] == [(2, 1)]
+    assert texts(doc, "heading") == ["Outlook"]
+    assert texts(doc).count("ACME Corp | Report") == 4
+    assert_invariants(doc)
+
+
+def test_sec_filing_structure() -> None:
+    page = fx.styled_lines(
+        [
+            (11, False, ["Item 1. Financial Statements 3"]),  # a contents line: page number
+            (11, True, ["PART I - FINANCIAL INFORMATION"]),
+            (11, True, ["Item 2. Discussion and Analysis"]),
+            (11, True, ["Segment Operating Performance"]),
+            (11, False, BODY),
+            (11, False, ["PART II"]),  # a plain "PART" line standing alone
+            (11, False, ["Item 1A. Risk Factors"]),
+            (11, False, ["Refer to Part I, Item 2 of this report."]),
+        ]
+    )
+    doc = parse_document(fx.build_styled_pdf([page]))
+    assert [(b.level, doc.text[b.start : b.end]) for b in doc.blocks if b.kind == "heading"] == [
+        (1, "PART I - FINANCIAL INFORMATION"),
+        (2, "Item 2. Discussion and Analysis"),
+        (3, "Segment Operating Performance"),
+        (1, "PART II"),
+        (2, "Item 1A. Risk Factors"),
+    ]
     assert_invariants(doc)
 
 
@@ -108,4 +227,12 @@ def test_real_10q_filing() -> None:
     assert "CONDENSED CONSOLIDATED STATEMENTS OF OPERATIONS" in doc.text
     assert "Total net sales 117,154 123,945" in doc.text  # table rows stay on one line
     assert doc.title is None  # the metadata title is an accession number, not a title
+    headings = [(b.level, doc.text[b.start : b.end]) for b in doc.blocks if b.kind == "heading"]
+    assert (1, "PART I \u2014 FINANCIAL INFORMATION") in headings
+    assert (2, "Item 1. Financial Statements") in headings
+    assert any(level == 2 and text.startswith("Item 2. ") for level, text in headings)
+    assert any(level == 3 and text.startswith("Note 1 ") for level, text in headings)
+    # No table rows ("Total net sales 117,154 123,945") or contents lines ("... 21").
+    assert not [text for _, text in headings if text.split()[-1].strip("$(),.%").isdigit()]
+    assert 30 <= len(headings) <= 120
     assert_invariants(doc)
