@@ -93,6 +93,17 @@ def build_pdf(
             f"<< /Filter /Standard /V 1 /R 2 /O <{o_value}> /U <{u_value}> /P -44 >>".encode()
         )
 
+    trailer = f"/Root {catalog} 0 R"
+    if info:
+        trailer += f" /Info {info} 0 R"
+    if encrypt_id:
+        file_id = os.urandom(16).hex()
+        trailer += f" /Encrypt {encrypt_id} 0 R /ID [<{file_id}> <{file_id}>]"
+    return _assemble_pdf(objects, trailer)
+
+
+def _assemble_pdf(objects: list[bytes], trailer: str) -> bytes:
+    """Serialise numbered objects with a correct xref table; ``trailer`` adds entries."""
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
@@ -103,13 +114,9 @@ def build_pdf(
     out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
     for offset in offsets:
         out.write(b"%010d 00000 n \n" % offset)
-    trailer = f"<< /Size {len(objects) + 1} /Root {catalog} 0 R"
-    if info:
-        trailer += f" /Info {info} 0 R"
-    if encrypt_id:
-        file_id = os.urandom(16).hex()
-        trailer += f" /Encrypt {encrypt_id} 0 R /ID [<{file_id}> <{file_id}>]"
-    out.write(f"trailer\n{trailer} >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    out.write(
+        f"trailer\n<< /Size {len(objects) + 1} {trailer} >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
     return out.getvalue()
 
 
@@ -479,20 +486,7 @@ def build_styled_pdf(pages: list[list[StyledPdfLine]]) -> bytes:
     objects[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
     kid_refs = " ".join(f"{kid} 0 R" for kid in kids)
     objects[1] = f"<< /Type /Pages /Kids [{kid_refs}] /Count {len(kids)} >>".encode()
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return out.getvalue()
+    return _assemble_pdf(objects, "/Root 1 0 R")
 
 
 def styled_lines(
