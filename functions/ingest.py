@@ -20,6 +20,6 @@ def ingest(cloud_event: CloudEvent) -> None:
     if obj is None:
         return
     if str(cloud_event["type"]).endswith(".deleted"):
-        ingest_deleted(get_database(), obj.bucket, obj.name, obj.generation)
+        ingest_deleted(get_database(), obj.bucket, obj.name)
     else:
         ingest_finalized(get_database(), obj)

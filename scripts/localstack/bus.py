@@ -15,6 +15,7 @@ import itertools
 import logging
 import random
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +58,8 @@ class LocalBus:
         self._subscriptions: dict[str, list[Subscription]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self.published: list[tuple[str, dict[str, Any]]] = []
+        # The latest messages, for tests and debugging (bounded: the stack may run for days).
+        self.published: deque[tuple[str, dict[str, Any]]] = deque(maxlen=10_000)
 
     def subscribe(self, subscription: Subscription) -> None:
         """Add a push subscription."""

@@ -197,9 +197,7 @@ def ingest_finalized(database: Database, obj: ObjectInfo) -> Registered | None:
     return register_object(database, document_id, obj)
 
 
-def ingest_deleted(
-    database: Database, bucket: str, name: str, generation: int | None
-) -> str | None:
+def ingest_deleted(database: Database, bucket: str, name: str) -> str | None:
     """Handle a deleted object: delete its document unless the object was only replaced.
 
     GCS also reports ``deleted`` for the old generation when an object is overwritten, so
