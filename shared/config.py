@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         6 * 3600, description="older events are failed instead of retried forever"
     )
 
+    # The sweeper: versions with no progress for this long are re-driven, and failed
+    # after max_sweeps re-drives (so nothing stays "in progress" forever).
+    stall_after_s: int = Field(900, description="seconds without progress before a re-drive")
+    max_sweeps: int = Field(3, description="re-drives before a stalled version fails")
+
     # Ingestion.
     max_upload_bytes: int = Field(
         25 * 1024 * 1024, description="largest multipart upload; larger files use signed URLs"

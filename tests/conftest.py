@@ -34,6 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         delivery=DeliveryOptions(max_attempts=4),
         backoff=Backoff(base_s=0.02, max_s=0.2),
         notify_interval_s=0.2,
+        sweep_interval_s=None,  # tests sweep explicitly
         env={"RAGLINE_PROJECT": "ragline-test"},
     )
     local = LocalStack(config).start()

@@ -24,7 +24,9 @@ locals {
   # Every deployed function. Keys name the deployment (function "<prefix>-<key>"), entry_point
   # is the target in main.py, identity is the key of its service account (both ingest
   # deployments share one). trigger: http (public API), tasks (Cloud Tasks OIDC), pubsub (our
-  # push subscription on `topic`), gcs (Eventarc storage event `event_type`).
+  # push subscription on `topic`), gcs (Eventarc storage event `event_type`), scheduler (a Cloud
+  # Scheduler job, OIDC; scheduler.tf). env: variables for this function only, on top of
+  # local.common_env.
   functions = {
     upload = {
       entry_point   = "upload"
@@ -41,6 +43,7 @@ locals {
       topic         = null
       event_type    = null
       secrets       = []
+      env           = {}
     }
     manage = {
       entry_point   = "manage"
@@ -57,6 +60,7 @@ locals {
       topic         = null
       event_type    = null
       secrets       = []
+      env           = {}
     }
     answer = {
       entry_point   = "answer"
@@ -73,6 +77,7 @@ locals {
       topic         = null
       event_type    = null
       secrets       = ["openai"]
+      env           = {}
     }
     embed = {
       entry_point   = "embed"
@@ -89,6 +94,7 @@ locals {
       topic         = null
       event_type    = null
       secrets       = ["openai"]
+      env           = {}
     }
     ingest = {
       entry_point   = "ingest"
@@ -105,6 +111,7 @@ locals {
       topic         = null
       event_type    = "google.cloud.storage.object.v1.finalized"
       secrets       = []
+      env           = {}
     }
     ingest_deleted = {
       entry_point   = "ingest"
@@ -121,6 +128,7 @@ locals {
       topic         = null
       event_type    = "google.cloud.storage.object.v1.deleted"
       secrets       = []
+      env           = {}
     }
     parse = {
       entry_point   = "parse"
@@ -137,6 +145,7 @@ locals {
       topic         = "parse"
       event_type    = null
       secrets       = []
+      env           = {}
     }
     chunk = {
       entry_point   = "chunk"
@@ -153,6 +162,7 @@ locals {
       topic         = "chunk"
       event_type    = null
       secrets       = []
+      env           = {}
     }
     index = {
       entry_point   = "index"
@@ -169,6 +179,7 @@ locals {
       topic         = "index"
       event_type    = null
       secrets       = []
+      env           = {}
     }
     dead_letter = {
       entry_point   = "dead_letter"
@@ -185,76 +196,118 @@ locals {
       topic         = "dead_letter"
       event_type    = null
       secrets       = []
+      env           = {}
+    }
+    sweep = {
+      entry_point   = "sweep"
+      identity      = "sweep"
+      description   = "Re-drive versions stalled in the pipeline (republish parse/chunk/index, re-enqueue embed tasks); fail those stalled too often."
+      trigger       = "scheduler"
+      public        = false
+      memory        = "512Mi"
+      cpu           = "1"
+      timeout       = 300 # < the scheduler job's attempt_deadline (320 s)
+      min_instances = 0
+      max_instances = 1 # one sweep at a time: overlapping sweeps would re-drive the same versions
+      concurrency   = 1
+      topic         = null
+      event_type    = null
+      secrets       = []
+      env = {
+        RAGLINE_STALL_AFTER_S = tostring(var.stall_after_seconds)
+        RAGLINE_MAX_SWEEPS    = tostring(var.max_sweeps)
+      }
     }
   }
 
   # What each identity may touch. buckets: bucket key -> role on that bucket only; publishes:
-  # topic keys it may publish to; secrets: secret keys it may read.
+  # topic keys it may publish to; secrets: secret keys it may read; enqueues_embed: may create
+  # embed tasks (enqueuer on the queue, actAs the tasks invoker whose OIDC token they carry).
   identities = {
     upload = {
       # objectAdmin: a signed PUT may overwrite, and the multipart/URL paths write directly.
-      buckets   = { uploads = "roles/storage.objectAdmin" }
-      publishes = []
-      secrets   = []
+      buckets        = { uploads = "roles/storage.objectAdmin" }
+      publishes      = []
+      secrets        = []
+      enqueues_embed = false
     }
     manage = {
       # Deleting a document removes its upload object and parsed JSON; reprocessing and
       # re-embedding start the pipeline again.
-      buckets   = { uploads = "roles/storage.objectAdmin", work = "roles/storage.objectAdmin" }
-      publishes = ["parse", "chunk", "lifecycle"]
-      secrets   = []
+      buckets        = { uploads = "roles/storage.objectAdmin", work = "roles/storage.objectAdmin" }
+      publishes      = ["parse", "chunk", "lifecycle"]
+      secrets        = []
+      enqueues_embed = false
     }
     answer = {
-      buckets   = {}
-      publishes = []
-      secrets   = ["openai"]
+      buckets        = {}
+      publishes      = []
+      secrets        = ["openai"]
+      enqueues_embed = false
     }
     ingest = {
-      buckets   = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
-      publishes = ["parse", "lifecycle"]
-      secrets   = []
+      buckets        = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
+      publishes      = ["parse", "lifecycle"]
+      secrets        = []
+      enqueues_embed = false
     }
     parse = {
-      buckets   = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
-      publishes = ["chunk", "lifecycle"]
-      secrets   = []
+      buckets        = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
+      publishes      = ["chunk", "lifecycle"]
+      secrets        = []
+      enqueues_embed = false
     }
     chunk = {
-      buckets   = { work = "roles/storage.objectViewer" }
-      publishes = ["lifecycle"]
-      secrets   = []
+      buckets        = { work = "roles/storage.objectViewer" }
+      publishes      = ["lifecycle"]
+      secrets        = []
+      enqueues_embed = true
     }
     embed = {
       # Cloud Tasks has no dead-letter queue: on its last attempt (X-CloudTasks-TaskRetryCount
       # vs RAGLINE_MAX_ATTEMPTS) embed fails the version itself and announces it on lifecycle.
-      buckets   = {}
-      publishes = ["index", "lifecycle"]
-      secrets   = ["openai"]
+      buckets        = {}
+      publishes      = ["index", "lifecycle"]
+      secrets        = ["openai"]
+      enqueues_embed = false
     }
     index = {
-      buckets   = {}
-      publishes = ["lifecycle"]
-      secrets   = []
+      buckets        = {}
+      publishes      = ["lifecycle"]
+      secrets        = []
+      enqueues_embed = false
     }
     dead_letter = {
-      buckets   = {}
-      publishes = ["lifecycle"]
-      secrets   = []
+      buckets        = {}
+      publishes      = ["lifecycle"]
+      secrets        = []
+      enqueues_embed = false
+    }
+    sweep = {
+      # Re-drives stalled versions: republishes the step message a version is stuck at, or
+      # re-enqueues its embed tasks (hence enqueuer + actAs the tasks invoker, like chunk), and
+      # announces versions it gives up on. Reads and writes only the database, no bucket.
+      buckets        = {}
+      publishes      = ["parse", "chunk", "index", "lifecycle"]
+      secrets        = []
+      enqueues_embed = true
     }
   }
 
   # Identities that call other services on the platform's behalf (never run code).
   invokers = {
-    push     = "Pub/Sub push subscriptions (OIDC) -> parse, chunk, index, dead_letter"
-    tasks    = "Cloud Tasks embed tasks (OIDC) -> embed"
-    eventarc = "Eventarc storage triggers -> ingest"
+    push      = "Pub/Sub push subscriptions (OIDC) -> parse, chunk, index, dead_letter"
+    tasks     = "Cloud Tasks embed tasks (OIDC) -> embed"
+    eventarc  = "Eventarc storage triggers -> ingest"
+    scheduler = "Cloud Scheduler sweep job (OIDC) -> sweep"
   }
 
   # Which invoker may call which function; public functions are invocable by allUsers.
   invoker_of_trigger = {
-    pubsub = "push"
-    tasks  = "tasks"
-    gcs    = "eventarc"
+    pubsub    = "push"
+    tasks     = "tasks"
+    gcs       = "eventarc"
+    scheduler = "scheduler"
   }
 
   # The embed function's URL, needed by chunk (task target) before embed exists in the same

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class StackConfig:
     notify: bool = True  # poll the bucket for finalize/delete events
     drop_folder: bool = True
     notify_interval_s: float = 0.5
+    sweep_interval_s: float | None = 60.0  # Cloud Scheduler's job; None: sweep by hand
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -103,6 +105,8 @@ class LocalStack:
         self.host: Any = None
         self._gcs: Any = None
         self._dispatchers: list[Dispatcher] = []
+        self._stopping = threading.Event()
+        self._scheduler: threading.Thread | None = None
 
     def start(self) -> LocalStack:
         """Start every component; the functions are ready to serve when this returns."""
@@ -180,12 +184,31 @@ class LocalStack:
                 max_attempts=delivery.max_attempts,
             )
             self.notifier.start()
+        if config.sweep_interval_s:
+            self._scheduler = threading.Thread(
+                target=self._run_scheduler, args=(config.sweep_interval_s,), daemon=True
+            )
+            self._scheduler.start()
         if config.drop_folder:
             self.drop = DropFolder(
                 data / "drop", settings.upload_bucket, interval_s=config.notify_interval_s
             )
             self.drop.start()
         return self
+
+    def sweep(self) -> dict[str, Any]:
+        """Call the sweep function as Cloud Scheduler does; return its report."""
+        from werkzeug.test import Client
+
+        response = Client(self.host.apps["sweep"]).post("/")
+        return dict(response.json or {})
+
+    def _run_scheduler(self, interval_s: float) -> None:
+        while not self._stopping.wait(interval_s):
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("scheduled sweep failed")
 
     def _dispatcher(self, name: str, workers: int) -> Dispatcher:
         dispatcher = Dispatcher(workers=workers, backoff=self.config.backoff, name=name)
@@ -218,6 +241,9 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop every component started here (the database keeps its data)."""
+        self._stopping.set()
+        if self._scheduler is not None:
+            self._scheduler.join(timeout=5)
         for component in (self.drop, self.notifier):
             if component is not None:
                 component.stop()

@@ -225,6 +225,11 @@ def embed_batch(database: Database, task: EmbedTask) -> bool:
             vectors=[vector_literal(vector) for vector in vectors],
             dim=kb.embedding_dim,
         )
+        # Progress, as the sweeper sees it: a long embedding stage is not a stalled one.
+        database.run(
+            "UPDATE document_versions SET updated_at = now() WHERE id = CAST(:v AS uuid)",
+            v=task.version_id,
+        )
     with database.transaction() as session:
         if count_unembedded(session, task.version_id) > 0:
             return True

@@ -1,0 +1,133 @@
+"""Re-drives versions that stopped making progress, so nothing stays stuck.
+
+At-least-once delivery covers a message that fails; it cannot cover one that was never
+sent (a publish that failed after its transaction committed, a task lost with its
+queue). The sweeper finds versions whose ``updated_at`` has not moved for
+``stall_after_s`` and re-sends the message their current stage waits for. Every step
+is idempotent, so a re-drive of a version that was merely slow does no harm. After
+``max_sweeps`` re-drives the version fails with a clear reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from shared.config import get_settings
+from shared.db import Database
+from shared.events import get_publisher, get_task_queue
+from shared.models import ChunkRequested, EmbedTask, IndexRequested, ParseRequested
+from shared.pipeline.steps import fail_and_announce
+from shared.pipeline.versions import record_event, transition
+
+log = logging.getLogger(__name__)
+
+IN_PROGRESS = ("received", "parsing", "chunking", "embedding", "indexing")
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did."""
+
+    redriven: dict[str, str] = field(default_factory=dict)  # version id -> stage
+    failed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        """The report as the sweep function returns it."""
+        return {"redriven": self.redriven, "failed": self.failed}
+
+
+def sweep_stalled(
+    database: Database,
+    *,
+    stall_after_s: int | None = None,
+    max_sweeps: int | None = None,
+    limit: int = 500,
+) -> SweepReport:
+    """Re-drive (or fail) every version with no progress for ``stall_after_s`` seconds."""
+    settings = get_settings()
+    stall_after_s = settings.stall_after_s if stall_after_s is None else stall_after_s
+    max_sweeps = settings.max_sweeps if max_sweeps is None else max_sweeps
+    with database.transaction() as session:
+        # Claim the stalled versions: bumping updated_at means a concurrent or the next
+        # sweep leaves them alone until they stall again.
+        claimed = session.run(
+            "UPDATE document_versions v SET sweeps = v.sweeps + 1, updated_at = now()"
+            " FROM (SELECT id FROM document_versions"
+            "       WHERE status = ANY(CAST(:stages AS text[]))"
+            "       AND updated_at < now() - make_interval(secs => :after)"
+            "       ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED) stalled"
+            " WHERE v.id = stalled.id"
+            " RETURNING v.id::text, v.document_id::text, v.kb_id::text, v.status, v.sweeps",
+            stages=list(IN_PROGRESS),
+            after=stall_after_s,
+            limit=limit,
+        )
+        for version_id, document_id, kb_id, status, sweeps in claimed:
+            if sweeps <= max_sweeps:
+                record_event(
+                    session,
+                    document_id=document_id,
+                    version_id=version_id,
+                    kb_id=kb_id,
+                    status="redriven",
+                    detail={"stage": status, "sweep": sweeps},
+                )
+    report = SweepReport()
+    for version_id, _document_id, _kb_id, status, sweeps in claimed:
+        if sweeps > max_sweeps:
+            fail_and_announce(
+                database,
+                version_id,
+                "stalled",
+                f"{status}: no progress after {max_sweeps} re-drives"
+                f" ({stall_after_s} s apart); upload the file again to retry",
+            )
+            report.failed.append(version_id)
+        else:
+            redrive(database, version_id, status, sweeps)
+            report.redriven[version_id] = status
+    if claimed:
+        log.info(
+            "sweep re-drove %d and failed %d versions", len(report.redriven), len(report.failed)
+        )
+    return report
+
+
+def redrive(database: Database, version_id: str, status: str, sweep: int) -> None:
+    """Send again whatever the version's current stage is waiting for."""
+    settings = get_settings()
+    publisher = get_publisher()
+    if status in ("received", "parsing"):
+        publisher.publish(settings.topic_parse, ParseRequested(version_id=version_id))
+    elif status == "chunking":
+        publisher.publish(settings.topic_chunk, ChunkRequested(version_id=version_id))
+    elif status == "embedding":
+        _redrive_embedding(database, version_id, sweep)
+    elif status == "indexing":
+        publisher.publish(settings.topic_index, IndexRequested(version_id=version_id))
+
+
+def _redrive_embedding(database: Database, version_id: str, sweep: int) -> None:
+    ordinals = [
+        row[0]
+        for row in database.run(
+            "SELECT ordinal FROM chunks WHERE version_id = CAST(:v AS uuid)"
+            " AND embedding IS NULL ORDER BY ordinal",
+            v=version_id,
+        )
+    ]
+    if not ordinals:
+        # Every vector is written but the index message was lost.
+        with database.transaction() as session:
+            transition(session, version_id, "indexing", ("embedding",))
+        get_publisher().publish(get_settings().topic_index, IndexRequested(version_id=version_id))
+        return
+    batch = max(1, get_settings().embed_batch_size)
+    queue = get_task_queue()
+    for start in range(0, len(ordinals), batch):
+        group = ordinals[start : start + batch]
+        first, last = group[0], group[-1]
+        task = EmbedTask(version_id=version_id, first_ordinal=first, last_ordinal=last)
+        # A new name per sweep: Cloud Tasks keeps names of finished tasks for a while.
+        queue.enqueue(f"embed-{version_id}-{first}-{last}-sweep{sweep}", task)
