@@ -8,6 +8,7 @@ locals {
       "cloudbuild.googleapis.com",       # function builds
       "cloudfunctions.googleapis.com",
       "cloudresourcemanager.googleapis.com",
+      "cloudscheduler.googleapis.com", # the sweep job
       "cloudtasks.googleapis.com",
       "eventarc.googleapis.com", # storage triggers of ingest
       "iam.googleapis.com",

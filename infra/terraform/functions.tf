@@ -1,8 +1,10 @@
 # Every Ragline function from one source zip, many entry points (see local.functions in main.tf).
 #
 # Ingress: public API functions accept internet traffic only through the load balancer when it
-# is enabled; every other function is internal-only. Pub/Sub push, Cloud Tasks and Eventarc in
-# the same project count as internal traffic, so the pipeline still reaches them.
+# is enabled; every other function is internal-only. Pub/Sub push, Cloud Tasks, Eventarc and
+# Cloud Scheduler in the same project count as internal traffic (they call the default run.app
+# URL), so the pipeline and the sweep job still reach them; IAM (run.invoker for one invoker
+# identity per function, OIDC) is the second layer.
 
 resource "google_cloudfunctions2_function" "function" {
   for_each = local.functions
@@ -42,7 +44,7 @@ resource "google_cloudfunctions2_function" "function" {
       : "ALLOW_INTERNAL_ONLY"
     )
 
-    environment_variables = merge(local.common_env, {
+    environment_variables = merge(local.common_env, each.value.env, {
       # IAM database users are named after the service account minus ".gserviceaccount.com".
       RAGLINE_DB_USER = trimsuffix(google_service_account.function[each.value.identity].email, ".gserviceaccount.com")
     })

@@ -60,6 +60,9 @@ locals {
     }
   ]...)
 
+  # Identities that create embed tasks (chunk, sweep).
+  embed_enqueuers = toset([for identity, grants in local.identities : identity if grants.enqueues_embed])
+
   secret_grants = merge([
     for identity, grants in local.identities : {
       for secret in grants.secrets :
@@ -120,19 +123,35 @@ resource "google_service_account_iam_member" "upload_sign_blob" {
   member             = "serviceAccount:${google_service_account.function["upload"].email}"
 }
 
-# chunk enqueues embed tasks that carry an OIDC token of the tasks invoker.
-resource "google_cloud_tasks_queue_iam_member" "chunk_enqueuer" {
+# chunk and sweep enqueue embed tasks that carry an OIDC token of the tasks invoker: enqueuer on
+# the queue only, and actAs on the tasks invoker only.
+resource "google_cloud_tasks_queue_iam_member" "embed_enqueuer" {
+  for_each = local.embed_enqueuers
+
   project  = var.project_id
   location = google_cloud_tasks_queue.embed.location
   name     = google_cloud_tasks_queue.embed.name
   role     = "roles/cloudtasks.enqueuer"
-  member   = "serviceAccount:${google_service_account.function["chunk"].email}"
+  member   = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
-resource "google_service_account_iam_member" "chunk_acts_as_tasks_invoker" {
+resource "google_service_account_iam_member" "acts_as_tasks_invoker" {
+  for_each = local.embed_enqueuers
+
   service_account_id = google_service_account.invoker["tasks"].name
   role               = "roles/iam.serviceAccountUser"
-  member             = "serviceAccount:${google_service_account.function["chunk"].email}"
+  member             = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# These grants were chunk-only resources before sweep; keep chunk's bindings in place.
+moved {
+  from = google_cloud_tasks_queue_iam_member.chunk_enqueuer
+  to   = google_cloud_tasks_queue_iam_member.embed_enqueuer["chunk"]
+}
+
+moved {
+  from = google_service_account_iam_member.chunk_acts_as_tasks_invoker
+  to   = google_service_account_iam_member.acts_as_tasks_invoker["chunk"]
 }
 
 # Invocation rights on the Cloud Run services behind the gen2 functions.

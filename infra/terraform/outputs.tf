@@ -72,6 +72,14 @@ output "tasks_queue" {
   }
 }
 
+output "sweep_job" {
+  description = "Cloud Scheduler job that POSTs to the sweep function (name and cron schedule, Etc/UTC)."
+  value = {
+    name     = google_cloud_scheduler_job.sweep.name
+    schedule = google_cloud_scheduler_job.sweep.schedule
+  }
+}
+
 output "embed_url" {
   description = "Target URL of embed tasks (RAGLINE_EMBED_URL)."
   value       = local.embed_url

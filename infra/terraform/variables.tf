@@ -75,6 +75,43 @@ variable "max_event_age_seconds" {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Sweeper (re-drives stalled versions; scheduler.tf)
+# ---------------------------------------------------------------------------------------------
+
+variable "sweep_schedule" {
+  description = "When Cloud Scheduler runs the sweep function (unix-cron, interpreted in Etc/UTC)."
+  type        = string
+  default     = "*/5 * * * *"
+
+  validation {
+    condition     = trimspace(var.sweep_schedule) != ""
+    error_message = "sweep_schedule must be a non-empty cron schedule, e.g. \"*/5 * * * *\"."
+  }
+}
+
+variable "stall_after_seconds" {
+  description = "A version with no progress for this long is re-driven by the sweep (RAGLINE_STALL_AFTER_S). Longer than the slowest step (parse, 540 s), so a running step is not re-driven."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.stall_after_seconds >= 600 && floor(var.stall_after_seconds) == var.stall_after_seconds
+    error_message = "stall_after_seconds must be a whole number of seconds, at least 600 (above the 540 s parse timeout)."
+  }
+}
+
+variable "max_sweeps" {
+  description = "Re-drives of a stalled version before the sweep fails it (RAGLINE_MAX_SWEEPS)."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.max_sweeps >= 1 && var.max_sweeps <= 20 && floor(var.max_sweeps) == var.max_sweeps
+    error_message = "max_sweeps must be a whole number between 1 and 20."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
 # Topics and queue (names are passed to the functions as RAGLINE_TOPIC_* / RAGLINE_TASKS_QUEUE)
 # ---------------------------------------------------------------------------------------------
 

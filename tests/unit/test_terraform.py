@@ -36,6 +36,7 @@ REQUIRED_FILES = {
     "secrets.tf",
     "iam.tf",
     "functions.tf",
+    "scheduler.tf",
 }
 
 Block = dict[str, Any]
@@ -186,9 +187,10 @@ def test_catalogue_covers_every_target_with_a_valid_trigger() -> None:
         "chunk",
         "index",
         "dead_letter",
+        "sweep",
     }
     for key, spec in specs.items():
-        assert spec["trigger"] in {"http", "tasks", "pubsub", "gcs"}, key
+        assert spec["trigger"] in {"http", "tasks", "pubsub", "gcs", "scheduler"}, key
         assert spec["public"] == (spec["trigger"] == "http"), key
         if spec["trigger"] == "pubsub":
             assert spec["topic"] in local("topics"), key
@@ -318,13 +320,34 @@ def test_delivery_attempts_default_and_task_retries_share_it() -> None:
     assert "rate_limits" in queue
 
 
-def test_chunk_may_enqueue_and_act_as_the_tasks_invoker() -> None:
-    enqueuer = resource("google_cloud_tasks_queue_iam_member", "chunk_enqueuer")
+def test_chunk_and_sweep_may_enqueue_and_act_as_the_tasks_invoker() -> None:
+    enqueuers = {
+        identity
+        for identity, grants in local("identities").items()
+        if grants["enqueues_embed"] is True
+    }
+    assert enqueuers == {"chunk", "sweep"}
+    assert "grants.enqueues_embed" in local("embed_enqueuers")
+    enqueuer = resource("google_cloud_tasks_queue_iam_member", "embed_enqueuer")
+    assert enqueuer["for_each"] == "${local.embed_enqueuers}"
     assert unquote(enqueuer["role"]) == "roles/cloudtasks.enqueuer"
-    assert 'function["chunk"]' in enqueuer["member"]
-    acts_as = resource("google_service_account_iam_member", "chunk_acts_as_tasks_invoker")
+    assert "google_cloud_tasks_queue.embed.name" in enqueuer["name"]
+    assert "function[each.key]" in enqueuer["member"]
+    acts_as = resource("google_service_account_iam_member", "acts_as_tasks_invoker")
+    assert acts_as["for_each"] == "${local.embed_enqueuers}"
     assert unquote(acts_as["role"]) == "roles/iam.serviceAccountUser"
-    assert 'invoker["tasks"]' in acts_as["service_account_id"]
+    assert 'invoker["tasks"].name' in acts_as["service_account_id"]
+    assert "function[each.key]" in acts_as["member"]
+    # The former chunk-only resources move into the maps instead of being replaced.
+    moves = {(m["from"], m["to"]) for m in all_blocks().get("moved", [])}
+    assert (
+        "${google_cloud_tasks_queue_iam_member.chunk_enqueuer}",
+        '${google_cloud_tasks_queue_iam_member.embed_enqueuer["chunk"]}',
+    ) in moves
+    assert (
+        "${google_service_account_iam_member.chunk_acts_as_tasks_invoker}",
+        '${google_service_account_iam_member.acts_as_tasks_invoker["chunk"]}',
+    ) in moves
 
 
 def test_upload_can_sign_urls_as_itself() -> None:
@@ -332,6 +355,100 @@ def test_upload_can_sign_urls_as_itself() -> None:
     assert unquote(grant["role"]) == "roles/iam.serviceAccountTokenCreator"
     assert 'function["upload"].name' in grant["service_account_id"]
     assert 'function["upload"].email' in grant["member"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweeper: Cloud Scheduler -> sweep (OIDC)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sweep_is_a_private_single_instance_function() -> None:
+    scheduled = {key for key, spec in functions().items() if spec["trigger"] == "scheduler"}
+    assert scheduled == {"sweep"}, "every scheduler-triggered function needs its own job"
+    spec = functions()["sweep"]
+    assert spec["entry_point"] == "sweep"
+    assert spec["identity"] == "sweep"
+    assert spec["public"] is False
+    assert spec["memory"] == "512Mi"
+    assert (spec["timeout"], spec["max_instances"], spec["concurrency"]) == (300, 1, 1)
+    assert spec["secrets"] == []
+    assert spec["env"] == {
+        "RAGLINE_STALL_AFTER_S": "${tostring(var.stall_after_seconds)}",
+        "RAGLINE_MAX_SWEEPS": "${tostring(var.max_sweeps)}",
+    }
+    # Non-public functions are internal-only: same-project Cloud Scheduler is internal traffic.
+    service = resource("google_cloudfunctions2_function", "function")["service_config"][0]
+    assert '"ALLOW_INTERNAL_ONLY"' in service["ingress_settings"]
+    assert "each.value.public" in service["ingress_settings"]
+    assert "each.value.env" in service["environment_variables"]
+
+
+def test_sweep_variables_default_and_are_validated() -> None:
+    assert unquote(variable_default("sweep_schedule")) == "*/5 * * * *"
+    assert variable_default("stall_after_seconds") == 900
+    assert variable_default("max_sweeps") == 3
+    for block in all_blocks()["variable"]:
+        for name, body in block.items():
+            if unquote(name) in {"sweep_schedule", "stall_after_seconds", "max_sweeps"}:
+                assert body.get("validation"), f"variable {name} is not validated"
+
+
+def test_scheduler_job_posts_to_sweep_with_an_oidc_token_of_the_scheduler_invoker() -> None:
+    job = resource("google_cloud_scheduler_job", "sweep")
+    assert job["schedule"] == "${var.sweep_schedule}"
+    assert unquote(job["time_zone"]) == "Etc/UTC"
+    assert unquote(job["attempt_deadline"]) == "320s"
+    assert int(unquote(job["attempt_deadline"]).rstrip("s")) > functions()["sweep"]["timeout"]
+    assert 1 <= job["retry_config"][0]["retry_count"] <= 3
+    target = job["http_target"][0]
+    assert unquote(target["http_method"]) == "POST"
+    sweep_uri = 'google_cloudfunctions2_function.function["sweep"].service_config[0].uri'
+    assert sweep_uri in target["uri"]
+    oidc = target["oidc_token"][0]
+    assert oidc["service_account_email"] == '${google_service_account.invoker["scheduler"].email}'
+    assert sweep_uri in oidc["audience"]
+    # The first run must find the invoker grant in place.
+    assert "${google_cloud_run_v2_service_iam_member.invoker}" in job["depends_on"]
+
+
+def test_scheduler_invoker_may_invoke_only_sweep() -> None:
+    assert "scheduler" in local("invokers")
+    triggers = {unquote(k): unquote(v) for k, v in local("invoker_of_trigger").items()}
+    assert triggers["scheduler"] == "scheduler"
+    invoked_by_scheduler = {
+        key
+        for key, spec in functions().items()
+        if not spec["public"] and triggers[spec["trigger"]] == "scheduler"
+    }
+    assert invoked_by_scheduler == {"sweep"}
+    # The only grants on run services: one run.invoker per function, from local.run_invokers.
+    assert set(resources("google_cloud_run_v2_service_iam_member")) == {"invoker"}
+    invoker = resource("google_cloud_run_v2_service_iam_member", "invoker")
+    assert invoker["for_each"] == "${local.run_invokers}"
+    assert unquote(invoker["role"]) == "roles/run.invoker"
+    # ... and the scheduler invoker appears in no other grant.
+    for rtype in (
+        "google_project_iam_member",
+        "google_service_account_iam_member",
+        "google_pubsub_topic_iam_member",
+        "google_storage_bucket_iam_member",
+        "google_cloud_tasks_queue_iam_member",
+        "google_secret_manager_secret_iam_member",
+    ):
+        for name, body in resources(rtype).items():
+            assert 'invoker["scheduler"]' not in str(body), f"{rtype}.{name}"
+
+
+def test_sweep_identity_is_least_privilege() -> None:
+    grants = local("identities")["sweep"]
+    assert grants["buckets"] == {}
+    assert set(unquote_all(grants["publishes"])) == {"parse", "chunk", "index", "lifecycle"}
+    assert unquote_all(grants["secrets"]) == []
+    assert grants["enqueues_embed"] is True
+
+
+def test_cloud_scheduler_api_is_enabled() -> None:
+    assert "cloudscheduler.googleapis.com" in str(local("apis"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,6 +465,8 @@ def _function_env_keys() -> set[str]:
     keys.update(
         re.findall(r"\b([A-Z][A-Z0-9_]+)\s*=", fn["service_config"][0]["environment_variables"])
     )
+    for spec in functions().values():
+        keys.update(spec["env"])
     return keys
 
 
