@@ -57,17 +57,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply pending migrations (to the local database, or $RAGLINE_DATABASE_URL)."""
     from scripts.localstack.stack import start_postgres
     from shared.db.connection import Database, url_connection_factory
-    from shared.db.migrate import migrate
+    from shared.db.migrate import grant_app_role, migrate
 
     url = os.environ.get("RAGLINE_DATABASE_URL") or start_postgres(Path(args.data).resolve() / "pg")
     database = Database(url_connection_factory(url), size=1)
-    applied = migrate(database)
-    database.close()
-    if applied:
-        for migration in applied:
-            print(f"applied {migration.version:04d}_{migration.name}")
-    else:
+    try:
+        applied = migrate(database)
+        granted = grant_app_role(database, args.grant.split(",")) if args.grant else []
+    finally:
+        database.close()
+    for migration in applied:
+        print(f"applied {migration.version:04d}_{migration.name}")
+    if not applied:
         print("schema is up to date")
+    for user in granted:
+        print(f"granted ragline_app to {user}")
     return 0
 
 
@@ -288,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("--data", default=data_default)
+    migrate.add_argument(
+        "--grant",
+        default=os.environ.get("RAGLINE_APP_DB_USERS", ""),
+        help="comma-separated database users to make members of the functions' role",
+    )
     migrate.set_defaults(run=cmd_migrate)
 
     url_default = os.environ.get("RAGLINE_URL", DEFAULT_URL)

@@ -66,3 +66,27 @@ def migrate(database: Database, directory: Path = MIGRATIONS_DIR) -> list[Migrat
         finally:
             session.run("SELECT pg_advisory_unlock(:key)", key=_LOCK_KEY)
     return applied_now
+
+
+APP_ROLE = "ragline_app"
+
+
+def grant_app_role(database: Database, users: list[str]) -> list[str]:
+    """Make each database user a member of the functions' role; return those granted.
+
+    Cloud SQL IAM users start with no privileges; the role (migration 0003) holds the
+    table privileges the functions need. Granting is idempotent.
+    """
+    granted = []
+    with database.session() as session:
+        existing = {row[0] for row in session.run("SELECT rolname FROM pg_roles")}
+        for user in users:
+            user = user.strip()
+            if not user:
+                continue
+            if user not in existing:
+                raise RuntimeError(f"database user {user!r} does not exist")
+            quoted = '"' + user.replace('"', '""') + '"'
+            session.run(f"GRANT {APP_ROLE} TO {quoted}")
+            granted.append(user)
+    return granted

@@ -8,7 +8,11 @@ the same expression and predicate to use it.
 
 from __future__ import annotations
 
+import logging
+
 from shared.db.connection import Session
+
+log = logging.getLogger(__name__)
 
 
 def index_name(dimension: int) -> str:
@@ -17,10 +21,28 @@ def index_name(dimension: int) -> str:
 
 
 def ensure_vector_index(session: Session, dimension: int) -> None:
-    """Create the HNSW (cosine) index for ``dimension`` if it does not exist yet."""
+    """Create the HNSW (cosine) index for ``dimension`` if it does not exist yet.
+
+    Runs in the caller's transaction. Migrations create the common dimensions' indexes;
+    for others this needs table ownership, which production functions lack: then the
+    knowledge base still works, with exact search, until a migration adds the index.
+    """
     if not 1 <= dimension <= 2000:
         # HNSW on `vector` supports up to 2,000 dimensions; larger models still work,
         # with exact search instead of an index.
+        return
+    exists = session.scalar(
+        "SELECT 1 FROM pg_indexes WHERE tablename = 'chunks' AND indexname = :n",
+        n=index_name(dimension),
+    )
+    if exists:
+        return
+    may_create = session.scalar(
+        "SELECT pg_has_role(current_user, tableowner, 'USAGE')"
+        " FROM pg_tables WHERE tablename = 'chunks'"
+    )
+    if not may_create:
+        log.warning("no HNSW index for dimension %d: not the owner of chunks", dimension)
         return
     session.run(
         f"CREATE INDEX IF NOT EXISTS {index_name(dimension)} ON chunks "

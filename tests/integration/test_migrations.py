@@ -49,3 +49,39 @@ def test_hnsw_and_full_text_indexes_exist(stack: LocalStack) -> None:
     assert "gin (tsv)" in indexes["chunks_tsv"]
     hnsw = [definition for definition in indexes.values() if "hnsw" in definition]
     assert hnsw and all("vector_cosine_ops" in definition for definition in hnsw)
+
+
+def test_function_users_get_table_privileges_through_the_app_role(stack: LocalStack) -> None:
+    from shared.db.connection import Database, url_connection_factory
+    from shared.db.migrate import grant_app_role
+    from shared.db.vector_index import ensure_vector_index, index_name
+
+    admin = stack.database
+    admin.run("DROP ROLE IF EXISTS fn_probe")
+    admin.run("CREATE ROLE fn_probe LOGIN")
+    url = stack.settings.database_url.replace("postgres@", "fn_probe@")
+    function_db = Database(url_connection_factory(url), size=1)
+    try:
+        with pytest.raises(Exception, match="permission denied"):
+            function_db.run("SELECT count(*) FROM documents")
+        assert grant_app_role(admin, ["fn_probe", " "]) == ["fn_probe"]
+        assert grant_app_role(admin, ["fn_probe"]) == ["fn_probe"], "granting is idempotent"
+
+        function_db.close()
+        assert function_db.scalar("SELECT count(*) FROM document_events") >= 0
+        with function_db.transaction() as session:
+            session.run(
+                "INSERT INTO workspaces (name) VALUES ('probe-ws') ON CONFLICT DO NOTHING"
+            )
+            session.run("DELETE FROM workspaces WHERE name = 'probe-ws'")
+            # Not the table owner: a new dimension's index is skipped, not an error.
+            ensure_vector_index(session, 97)
+        assert not admin.scalar(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = :n", n=index_name(97)
+        )
+        with pytest.raises(RuntimeError, match="does not exist"):
+            grant_app_role(admin, ["nobody_here"])
+    finally:
+        function_db.close()
+        admin.run("DROP OWNED BY fn_probe")
+        admin.run("DROP ROLE IF EXISTS fn_probe")
