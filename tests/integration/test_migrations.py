@@ -70,9 +70,7 @@ def test_function_users_get_table_privileges_through_the_app_role(stack: LocalSt
         function_db.close()
         assert function_db.scalar("SELECT count(*) FROM document_events") >= 0
         with function_db.transaction() as session:
-            session.run(
-                "INSERT INTO workspaces (name) VALUES ('probe-ws') ON CONFLICT DO NOTHING"
-            )
+            session.run("INSERT INTO workspaces (name) VALUES ('probe-ws') ON CONFLICT DO NOTHING")
             session.run("DELETE FROM workspaces WHERE name = 'probe-ws'")
             # Not the table owner: a new dimension's index is skipped, not an error.
             ensure_vector_index(session, 97)
