@@ -17,6 +17,7 @@ import pytest
 from scripts.localstack.bus import DeliveryOptions
 from scripts.localstack.dispatcher import Backoff
 from scripts.localstack.stack import LocalStack, StackConfig
+from tests.support.pipeline import Recorder, restore_transports
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CORPUS = Path(os.environ.get("RAGLINE_CORPUS", SHARED / "corpus" / "sec-10q"))
@@ -76,6 +77,13 @@ def _wipe(stack: LocalStack) -> None:
     stack.wait_idle(60)
     stack.database.run(f"TRUNCATE {_TABLES} CASCADE")
     stack.bus.published.clear()
+
+
+@pytest.fixture
+def recorder(clean_stack: LocalStack) -> Iterator[Recorder]:
+    """Messages and tasks sent during the test are recorded, not delivered."""
+    yield Recorder().install()
+    restore_transports(clean_stack)
 
 
 @pytest.fixture

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from scripts.localstack.stack import LocalStack
-from shared import events
 from shared.pipeline.steps import chunk_version, embed_batch, parse_version
-from tests.integration.test_step_order import TEXT_V1, Recorder, _version
 from tests.support.api import Api, visible_chunks
-
-
-@pytest.fixture
-def lost(clean_stack: LocalStack) -> Iterator[Recorder]:
-    """Messages published and tasks enqueued in the block go nowhere (they are lost)."""
-    recording = Recorder()
-    events.set_publisher(recording)
-    events.set_task_queue(recording)
-    yield recording
-    events.set_publisher(clean_stack.bus)
-    events.set_task_queue(clean_stack.tasks)
+from tests.support.pipeline import TEXT_V1, Recorder, restore_transports, store_version
 
 
 def _stall(stack: LocalStack, version_id: str, minutes: int = 60) -> None:
@@ -33,19 +19,14 @@ def _stall(stack: LocalStack, version_id: str, minutes: int = 60) -> None:
     )
 
 
-def _restore(stack: LocalStack) -> None:
-    events.set_publisher(stack.bus)
-    events.set_task_queue(stack.tasks)
-
-
 @pytest.mark.parametrize("stage", ["received", "chunking", "embedding", "indexing"])
 def test_a_version_whose_message_was_lost_is_redriven_to_ready(
-    clean_stack: LocalStack, lost: Recorder, stage: str
+    clean_stack: LocalStack, recorder: Recorder, stage: str
 ) -> None:
     db = clean_stack.database
     kb = Api(clean_stack).create_kb("lost")
-    document_id, version = _version(clean_stack, kb["id"], TEXT_V1)
-    # Drive the version to `stage` while every message it sends is lost.
+    document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
+    # Drive the version to `stage` while every message it sends is lost (recorded only).
     if stage != "received":
         parse_version(db, version)
         db.run(
@@ -59,13 +40,13 @@ def test_a_version_whose_message_was_lost_is_redriven_to_ready(
         )
         chunk_version(db, version)
     if stage == "indexing":
-        for task in lost.tasks_for(version):
+        for task in recorder.tasks_for(version):
             embed_batch(db, task)
     assert (
         db.scalar("SELECT status FROM document_versions WHERE id = CAST(:v AS uuid)", v=version)
         == stage
     )
-    _restore(clean_stack)
+    restore_transports(clean_stack)  # what follows is delivered again
 
     assert clean_stack.sweep() == {"redriven": {}, "failed": []}, "a recent version is left alone"
     _stall(clean_stack, version)
