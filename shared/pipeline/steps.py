@@ -24,6 +24,7 @@ from shared.models import (
     ParsedDocument,
 )
 from shared.pipeline.versions import (
+    IN_PROGRESS,
     count_unembedded,
     fail_version,
     load_version,
@@ -225,13 +226,14 @@ def embed_batch(database: Database, task: EmbedTask) -> bool:
             vectors=[vector_literal(vector) for vector in vectors],
             dim=kb.embedding_dim,
         )
-        # Progress, as the sweeper sees it: a long embedding stage is not a stalled one.
-        database.run(
-            "UPDATE document_versions SET updated_at = now() WHERE id = CAST(:v AS uuid)",
-            v=task.version_id,
-        )
     with database.transaction() as session:
         if count_unembedded(session, task.version_id) > 0:
+            if rows:
+                # Progress, as the sweeper sees it: a long embedding stage is not stalled.
+                session.run(
+                    "UPDATE document_versions SET updated_at = now() WHERE id = CAST(:v AS uuid)",
+                    v=task.version_id,
+                )
             return True
         # Every batch that finds nothing left publishes: the last one to commit always
         # sees zero, and a lost publish is retried by the task's own retry.
@@ -265,12 +267,12 @@ def index_version(database: Database, version_id: str) -> bool:
             stale_ids = [version_id]
         else:
             outcome = "ready"
+            # Every older version: the conditional transition below skips finished ones.
             stale_ids = [
                 row[0]
                 for row in session.run(
                     "SELECT id::text FROM document_versions WHERE document_id = CAST(:d AS uuid)"
-                    " AND number < :n AND status IN ('ready', 'received', 'parsing', 'chunking',"
-                    " 'embedding', 'indexing')",
+                    " AND number < :n",
                     d=version.document_id,
                     n=version.number,
                 )
@@ -283,12 +285,7 @@ def index_version(database: Database, version_id: str) -> bool:
             )
             transition(session, version_id, "ready", ("indexing",))
         for stale_id in stale_ids:
-            stale = transition(
-                session,
-                stale_id,
-                "superseded",
-                ("ready", "received", "parsing", "chunking", "embedding", "indexing"),
-            )
+            stale = transition(session, stale_id, "superseded", ("ready", *IN_PROGRESS))
             session.run("DELETE FROM chunks WHERE version_id = CAST(:v AS uuid)", v=stale_id)
             if stale is not None:
                 superseded.append((stale.id, stale.object_bucket, stale.object_name))

@@ -18,11 +18,9 @@ from shared.db import Database
 from shared.events import get_publisher, get_task_queue
 from shared.models import ChunkRequested, EmbedTask, IndexRequested, ParseRequested
 from shared.pipeline.steps import fail_and_announce
-from shared.pipeline.versions import record_event, transition
+from shared.pipeline.versions import IN_PROGRESS, record_event, transition
 
 log = logging.getLogger(__name__)
-
-IN_PROGRESS = ("received", "parsing", "chunking", "embedding", "indexing")
 
 
 @dataclass

@@ -18,7 +18,8 @@ from shared.db.connection import Session
 from shared.ids import is_uuid
 
 STAGES = ("received", "parsing", "chunking", "embedding", "indexing", "ready")
-TERMINAL = frozenset({"ready", "failed", "superseded"})
+# The states a version is still working through (the sweeper watches these).
+IN_PROGRESS = STAGES[:-1]
 _TIMESTAMPED = frozenset({*STAGES, "failed"})
 
 
@@ -125,17 +126,24 @@ def transition(
 
 
 def fail_version(database: Database, version_id: str, code: str, message: str) -> Version | None:
-    """Mark a version failed with a reason, unless it already finished (ready/superseded)."""
+    """Mark a version failed with a reason, unless it already finished (ready/superseded).
+
+    A failed version can never become active, so chunks it got as far as writing are
+    deleted with it rather than left behind in the table and its indexes.
+    """
     with database.transaction() as session:
-        return transition(
+        version = transition(
             session,
             version_id,
             "failed",
-            ("awaiting_upload", "received", "parsing", "chunking", "embedding", "indexing"),
+            IN_PROGRESS,
             detail={"error_code": code, "error": message},
             error_code=code,
             error=message[:2000],
         )
+        if version is not None:
+            session.run("DELETE FROM chunks WHERE version_id = CAST(:v AS uuid)", v=version_id)
+        return version
 
 
 def record_transient_error(

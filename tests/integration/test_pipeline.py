@@ -200,6 +200,7 @@ def test_a_step_failing_every_time_fails_the_version_through_the_dead_letter(
     failed = document["versions"][0]["error"]
     assert failed["code"] == "delivery_failed"
     assert f"{step} dependency is down" in failed["message"]
+    assert all_chunks(clean_stack, document["id"]) == [], "a failed version leaves no chunks"
     assert api.document(healthy["id"])["status"] == "ready"
 
 
