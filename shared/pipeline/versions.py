@@ -101,10 +101,15 @@ def transition(
     for name in columns:
         assignments.append(f"{name} = :col_{name}")
     params = {f"col_{name}": value for name, value in columns.items()}
+    # The sub-select locks the row and hands back the status it had, so a redelivered
+    # message that re-enters the stage it is already in (parsing -> parsing) updates
+    # the row but adds no second event to the progress stream.
     row = session.one(
-        f"UPDATE document_versions SET {', '.join(assignments)}"
-        " WHERE id = CAST(:id AS uuid) AND status = ANY(CAST(:allowed AS text[]))"
-        " RETURNING id::text",
+        f"UPDATE document_versions v SET {', '.join(assignments)}"
+        " FROM (SELECT id, status AS previous FROM document_versions"
+        "       WHERE id = CAST(:id AS uuid) FOR UPDATE) p"
+        " WHERE v.id = p.id AND p.previous = ANY(CAST(:allowed AS text[]))"
+        " RETURNING p.previous",
         id=version_id,
         to_status=to_status,
         allowed=list(allowed_from),
@@ -113,7 +118,7 @@ def transition(
     if row is None:
         return None
     version = load_version(session, version_id)
-    if version is not None:
+    if version is not None and row[0] != to_status:
         record_event(
             session,
             document_id=version.document_id,

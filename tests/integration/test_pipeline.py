@@ -83,6 +83,18 @@ def test_duplicate_and_out_of_order_delivery_yield_the_same_chunks(
     assert len(twice["versions"]) == 1
     assert _chunk_set(clean_stack, twice["id"]) == _chunk_set(clean_stack, baseline["id"])
     assert len(all_chunks(clean_stack, twice["id"])) == twice["chunk_count"]
+    statuses = clean_stack.database.run(
+        "SELECT status FROM document_events WHERE document_id = CAST(:d AS uuid) ORDER BY id",
+        d=twice["id"],
+    )
+    assert [row[0] for row in statuses] == [
+        "received",
+        "parsing",
+        "chunking",
+        "embedding",
+        "indexing",
+        "ready",
+    ], "a redelivered message re-enters its stage without a second progress event"
 
 
 def test_same_file_again_makes_no_new_version(clean_stack: LocalStack) -> None:
