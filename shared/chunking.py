@@ -9,6 +9,8 @@ a chunk are never cut; larger ones are cut between rows/lines.
 Guarantees (see ``tests/unit/test_chunking.py``):
 
 * ``chunk.text == parsed.text[chunk.char_start:chunk.char_end]`` (nothing injected);
+* ``chunk.boxes`` are the document's text boxes (PDF lines) that overlap the chunk,
+  their offsets clipped to it;
 * ``counter.count(chunk.text) <= max_tokens`` and, when given,
   ``len(chunk.text.encode()) <= hard_max_bytes``;
 * every non-whitespace character belongs to at least one chunk; no chunk is empty;
@@ -26,8 +28,9 @@ import math
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from typing import Any
 
-from shared.models import Block, ChunkDraft, ParsedDocument
+from shared.models import Block, ChunkDraft, PageSpan, ParsedDocument, TextBox
 from shared.tokens import TokenCounter
 
 # Break priorities of a token boundary (the chunk ends just before that token).
@@ -135,9 +138,39 @@ def chunk_document(
             page_end=locate.page(end - 1),
             heading_path=locate.heading_path(start),
             token_count=count,
+            boxes=locate.boxes(start, end),
         )
         for ordinal, ((start, end), count) in enumerate(zip(spans, counts, strict=True))
     ]
+
+
+def layout_metadata(draft: ChunkDraft, pages: Sequence[PageSpan]) -> dict[str, Any]:
+    """The chunk's place on its pages, compact, for ``chunks.metadata``.
+
+    Enough for a viewer to highlight the chunk without reading the parsed document:
+    ``{"boxes": [[page, x0, y0, x1, y1], ...], "page_sizes": {"3": [width, height]}}``
+    in the frame of :class:`~shared.models.TextBox`; each key only when there is
+    something to say (so ``{}`` for unpaged formats).
+
+    Args:
+        draft: The chunk.
+        pages: The parsed document's page spans (their sizes).
+    """
+    metadata: dict[str, Any] = {}
+    if draft.boxes:
+        metadata["boxes"] = [[box.page, box.x0, box.y0, box.x1, box.y1] for box in draft.boxes]
+    if draft.page_start is not None:
+        last = draft.page_end if draft.page_end is not None else draft.page_start
+        sizes = {
+            str(page.number): [page.width, page.height]
+            for page in pages
+            if draft.page_start <= page.number <= last
+            and page.width is not None
+            and page.height is not None
+        }
+        if sizes:
+            metadata["page_sizes"] = sizes
+    return metadata
 
 
 class _Planner:
@@ -412,6 +445,9 @@ class _Locator:
             stack.append((level, title))
             self.heading_starts.append(block.start)
             self.paths.append([t for _, t in stack])
+        # Boxes do not overlap one another, so sorted by start they are sorted by end.
+        self.text_boxes = sorted(parsed.boxes, key=lambda box: box.start)
+        self.box_ends = [box.end for box in self.text_boxes]
 
     def page(self, position: int) -> int | None:
         """The page holding ``position``: from page spans, else from the blocks."""
@@ -421,6 +457,20 @@ class _Locator:
             index = max(bisect_right(self.block_starts, position) - 1, 0)
             return self.paged_blocks[index].page
         return None
+
+    def boxes(self, start: int, end: int) -> list[TextBox]:
+        """The boxes overlapping ``start..end``, their offsets clipped to that range.
+
+        The geometry stays the whole line's: a chunk that starts or ends inside a line
+        (a word-level cut) highlights that line whole.
+        """
+        found: list[TextBox] = []
+        for index in range(bisect_right(self.box_ends, start), len(self.text_boxes)):
+            box = self.text_boxes[index]
+            if box.start >= end:
+                break
+            found.append(box._replace(start=max(box.start, start), end=min(box.end, end)))
+        return found
 
     def heading_path(self, position: int) -> list[str]:
         """Headings in effect at ``position`` (a heading starting there included)."""

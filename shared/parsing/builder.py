@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from shared.errors import LimitExceededError
-from shared.models import Block, BlockKind, PageSpan, ParsedDocument
+from shared.models import Block, BlockKind, PageSpan, ParsedDocument, TextBox
 
 BLOCK_SEPARATOR = "\n\n"
 
@@ -86,9 +86,12 @@ class DocumentBuilder:
         self._blocks: list[Block] = []
         self._pages: list[PageSpan] = []
         self._page: int | None = None
+        self._page_size: tuple[float | None, float | None] = (None, None)
         self._page_start_block = 0
         # Format parsers may record string facts here (e.g. unreadable PDF pages).
         self.metadata: dict[str, str] = {}
+        # Parsers that know the layout (PDF) append line boxes here, in text order.
+        self.boxes: list[TextBox] = []
 
     @property
     def block_count(self) -> int:
@@ -130,13 +133,18 @@ class DocumentBuilder:
         self._blocks.append(block)
         return block
 
-    def begin_page(self, number: int) -> None:
+    def begin_page(
+        self, number: int, *, width: float | None = None, height: float | None = None
+    ) -> None:
         """Start a page: blocks added until :meth:`end_page` belong to it.
 
         Args:
             number: The 1-based page number.
+            width: The page's displayed width in points, if known.
+            height: The page's displayed height in points, if known.
         """
         self._page = number
+        self._page_size = (width, height)
         self._page_start_block = len(self._blocks)
 
     def end_page(self) -> None:
@@ -148,7 +156,10 @@ class DocumentBuilder:
             start, end = page_blocks[0].start, page_blocks[-1].end
         else:
             start = end = self._length
-        self._pages.append(PageSpan(number=self._page, start=start, end=end))
+        width, height = self._page_size
+        self._pages.append(
+            PageSpan(number=self._page, start=start, end=end, width=width, height=height)
+        )
         self._page = None
 
     def build(
@@ -170,6 +181,7 @@ class DocumentBuilder:
             text="".join(self._parts),
             blocks=self._blocks,
             pages=self._pages,
+            boxes=self.boxes,
             title=title or None,
             metadata={**self.metadata, **(metadata or {})},
         )

@@ -162,7 +162,12 @@ class _Reader:
             else:
                 self._paragraph(item)
         self._flush_list()
-        declared = (self._document.core_properties.title or "").strip()
+        properties = self._document.core_properties
+        # When the document says it was written: answers about "the latest" use it.
+        written = properties.created or properties.modified
+        if written is not None:
+            self._builder.metadata["created"] = written.isoformat()
+        declared = (properties.title or "").strip()
         return declared or self._title
 
     def _body_items(self) -> Iterator[Paragraph | Table]:

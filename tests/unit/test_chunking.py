@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from shared.chunking import chunk_document
-from shared.models import Block, ChunkDraft, PageSpan, ParsedDocument
+from shared.chunking import chunk_document, layout_metadata
+from shared.models import Block, ChunkDraft, PageSpan, ParsedDocument, TextBox
 from shared.tokens import WordPieceCounter, get_counter
 
 
@@ -391,3 +391,76 @@ def test_invariants_hold_on_random_documents(counter: WordPieceCounter, seed: in
         hard_max_bytes=hard_max_bytes,
     )
     assert again == chunks
+
+
+# -- line boxes (PDF geometry) --------------------------------------------------------------
+
+
+def with_line_boxes(parsed: ParsedDocument) -> ParsedDocument:
+    """The document with a box per line of each block, as the PDF parser records them,
+    each line at its own height, and page sizes on its spans."""
+    boxes: list[TextBox] = []
+    for block in parsed.blocks:
+        position = block.start
+        for line in parsed.text[block.start : block.end].split("\n"):
+            top = 10.0 * len(boxes)
+            boxes.append(
+                TextBox(block.page or 1, position, position + len(line), 72, top, 540, top + 9)
+            )
+            position += len(line) + 1
+    pages = [page.model_copy(update={"width": 612.0, "height": 792.0}) for page in parsed.pages]
+    return parsed.model_copy(update={"boxes": boxes, "pages": pages})
+
+
+def test_chunk_boxes_are_exactly_the_lines_the_chunk_touches(counter: WordPieceCounter) -> None:
+    rng = random.Random(11)
+    # Paragraphs of lines, as PDF paragraphs keep them; lines of a few sentences, so
+    # chunks also end (and overlapping ones start) inside lines.
+    parts: list[tuple[str, str] | tuple[str, str, int]] = [
+        ("paragraph", "\n".join(paragraph(rng, 30) for _ in range(4))) for _ in range(8)
+    ]
+    parsed = with_line_boxes(build(parts, pages=[1, 1, 1, 2, 2, 2, 3, 3]))
+    chunks = chunk_document(parsed, max_tokens=60, overlap_tokens=12, counter=counter)
+    check_invariants(parsed, chunks, counter, 60)
+    assert len(chunks) > 5
+    clipped_somewhere = False
+    for chunk in chunks:
+        touched = [
+            box for box in parsed.boxes if box.start < chunk.char_end and chunk.char_start < box.end
+        ]
+        # The same lines (same geometry), in order, offsets clipped to the chunk.
+        assert [(b.page, b.y0) for b in chunk.boxes] == [(b.page, b.y0) for b in touched]
+        for mine, line in zip(chunk.boxes, touched, strict=True):
+            assert (mine.start, mine.end) == (
+                max(line.start, chunk.char_start),
+                min(line.end, chunk.char_end),
+            )
+            clipped_somewhere |= (mine.start, mine.end) != (line.start, line.end)
+        # Every character of the chunk's text is in one of its boxes.
+        inside = {i for box in chunk.boxes for i in range(box.start, box.end)}
+        assert all(
+            i in inside
+            for i in range(chunk.char_start, chunk.char_end)
+            if not parsed.text[i].isspace()
+        )
+        assert {b.page for b in chunk.boxes} == set(
+            range(chunk.page_start or 0, (chunk.page_end or 0) + 1)
+        )
+    assert clipped_somewhere, "overlapping chunks start inside lines"
+
+
+def test_layout_metadata_is_compact_and_lists_page_sizes(counter: WordPieceCounter) -> None:
+    rng = random.Random(5)
+    parts: list[tuple[str, str] | tuple[str, str, int]] = [
+        ("paragraph", "\n".join(paragraph(rng, 9) for _ in range(4))) for _ in range(4)
+    ]
+    parsed = with_line_boxes(build(parts, pages=[1, 1, 2, 2]))
+    [chunk] = chunk_document(parsed, max_tokens=500, overlap_tokens=0, counter=counter)
+    metadata = layout_metadata(chunk, parsed.pages)
+    assert metadata["page_sizes"] == {"1": [612.0, 792.0], "2": [612.0, 792.0]}
+    assert metadata["boxes"] == [[b.page, b.x0, b.y0, b.x1, b.y1] for b in parsed.boxes]
+    assert len(metadata["boxes"]) == 16
+    # Unpaged formats have nothing to record.
+    plain = build([("paragraph", "Just text.")])
+    [draft] = chunk_document(plain, max_tokens=50, overlap_tokens=0, counter=counter)
+    assert draft.boxes == [] and layout_metadata(draft, plain.pages) == {}

@@ -92,3 +92,18 @@ def test_macro_enabled_document() -> None:
 def test_empty_docx() -> None:
     with pytest.raises(EmptyContentError, match="DOCX document contains no text"):
         parse_document(fx.empty_docx())
+
+
+def test_the_documents_own_date_is_kept() -> None:
+    import datetime as dt
+    import io
+
+    import docx
+
+    document = docx.Document()
+    document.core_properties.created = dt.datetime(2023, 5, 4, 9, 30)
+    document.add_paragraph("Quarterly notes.")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    parsed = parse_document(buffer.getvalue(), filename="notes.docx")
+    assert parsed.metadata["created"].startswith("2023-05-04T09:30:00")
