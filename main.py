@@ -20,6 +20,7 @@ TARGETS: dict[str, str] = {
     "index": "functions.index",
     "dead_letter": "functions.dead_letter",
     "manage": "functions.manage",
+    "answer": "functions.answer",
     "sweep": "functions.sweep",
 }
 

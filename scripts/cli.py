@@ -1,6 +1,6 @@
-"""``scripts/ragline``: run the local stack, migrate, ingest files, show status.
+"""``scripts/ragline``: run the local stack, migrate, ingest files, show status, ask.
 
-``ingest`` and ``status`` talk to a running stack over its HTTP API (the same API a
+``ingest``, ``status`` and ``ask`` talk to a running stack over its HTTP API (the same API a
 frontend uses), at ``--url`` or ``$RAGLINE_URL`` (default http://127.0.0.1:8080).
 """
 
@@ -105,6 +105,27 @@ class Api:
                 message = response.text[:200]
             raise ApiFailureError(response.status_code, message)
         return response.json() if response.content else None
+
+    def stream(self, path: str, params: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+        """Server-sent events of a GET endpoint, as (event name, JSON data) pairs."""
+        import requests
+        import sseclient
+
+        try:
+            response = self.http.get(self.base_url + path, params=params, stream=True, timeout=300)
+        except requests.ConnectionError:
+            raise SystemExit(
+                f"ragline: cannot reach {self.base_url}; start the stack with 'make dev'"
+            ) from None
+        with response:
+            if response.status_code >= 400:
+                error = response.json().get("error", {})
+                raise ApiFailureError(
+                    response.status_code, f"{error.get('code')}: {error.get('message')}"
+                )
+            source = sseclient.SSEClient(response.iter_content(chunk_size=None))
+            for event in source.events():
+                yield event.event, json.loads(event.data)
 
     def knowledge_base(self, name: str, create: bool) -> dict[str, Any]:
         """The knowledge base called ``name`` (created if asked and missing)."""
@@ -276,6 +297,55 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- ask
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Ask a question: stream the answer to the terminal, then list its citations."""
+    api = Api(args.url)
+    kb_ids = [api.knowledge_base(name, create=False)["id"] for name in args.kb]
+    if args.json:
+        body = {"knowledge_base_ids": kb_ids, "question": args.question, "top_k": args.top_k}
+        if args.session:
+            body["session_id"] = args.session
+        print(json.dumps(api.call("POST", "/v1/ask", json=body), indent=2))
+        return 0
+    params: dict[str, Any] = {"knowledge_base_id": kb_ids, "q": args.question, "top_k": args.top_k}
+    if args.session:
+        params["session_id"] = args.session
+    done: dict[str, Any] | None = None
+    for name, data in api.stream("/v1/ask/stream", params):
+        if name == "token":
+            sys.stdout.write(data["t"])
+            sys.stdout.flush()
+        elif name == "error":
+            print(f"\nragline: {data['code']}: {data['message']}", file=sys.stderr)
+            return 1
+        elif name == "done":
+            done = data
+    if done is None:
+        print("\nragline: the answer stream ended early", file=sys.stderr)
+        return 1
+    print()
+    print_citations(done["citations"])
+    print(f"\nsession {done['session_id']}  turn {done['turn_id']}", file=sys.stderr)
+    return 0
+
+
+def print_citations(citations: list[dict[str, Any]]) -> None:
+    """The sources of an answer, one per line: marker, file, pages, snippet."""
+    if not citations:
+        return
+    print("\nSources:")
+    for citation in citations:
+        first, last = citation.get("page_start"), citation.get("page_end")
+        where = ""
+        if first:
+            where = f", p. {first}" if last in (None, first) else f", pp. {first}-{last}"
+        print(f"  [{citation['n']}] {citation['filename']}{where}")
+        print(f"      {citation['snippet']}")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -315,6 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--url", default=url_default)
     status.set_defaults(run=cmd_status)
+
+    ask = commands.add_parser("ask", help="ask a question; the answer streams, then its sources")
+    ask.add_argument("question")
+    ask.add_argument(
+        "--kb", required=True, action="append", help="knowledge base name (repeat for several)"
+    )
+    ask.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    ask.add_argument("--top-k", type=int, default=8, help="passages to retrieve")
+    ask.add_argument("--session", help="continue this session (follow-up question)")
+    ask.add_argument("--url", default=url_default)
+    ask.set_defaults(run=cmd_ask)
     return parser
 
 

@@ -94,6 +94,30 @@ class Settings(BaseSettings):
     default_principal: str = "local-user"
     default_workspace: str = "default"
 
+    # Answering. The OPENAI_* variables (key, model, base URL) are read without the
+    # RAGLINE_ prefix by shared.answering.generators, as the openai client does.
+    answer_context_tokens: int = Field(
+        6000, description="estimated tokens of the whole prompt: instructions, history, sources"
+    )
+    answer_max_tokens: int = Field(800, description="most tokens an answer may generate")
+    answer_temperature: float = Field(0.1, description="sampling temperature of answers")
+    answer_history_exchanges: int = Field(
+        3, description="earlier exchanges of a session included in the prompt"
+    )
+    openai_timeout_s: float = Field(
+        60.0, description="seconds to connect, or between two bytes of a response"
+    )
+    openai_max_retries: int = Field(
+        3, description="client retries on 408/409/429/5xx and connection errors"
+    )
+
+    # Answering: retrieval and request limits.
+    answer_top_k: int = Field(8, description="passages retrieved for a question by default")
+    answer_min_similarity: float | None = Field(
+        None, description="drop passages less cosine-similar to the question (None: keep)"
+    )
+    answer_max_question_chars: int = Field(4000, description="longest question accepted")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -126,16 +126,23 @@ def get_knowledge_base(database: Database | Session, kb_id: str) -> KnowledgeBas
 def find_knowledge_base(
     database: Database | Session, ref: str, workspace: str | None = None
 ) -> KnowledgeBase | None:
-    """Resolve ``ref`` as a knowledge-base id, else as a name in the workspace."""
-    kb = get_knowledge_base(database, ref)
-    if kb is not None:
-        return kb
-    row = database.one(
-        f"SELECT {_COLUMNS} FROM knowledge_bases WHERE name = :n AND workspace_id ="
-        " (SELECT id FROM workspaces WHERE name = :w)",
-        n=ref,
-        w=workspace or get_settings().default_workspace,
-    )
+    """Resolve ``ref`` as a knowledge-base id, else as a name, inside the workspace.
+
+    A knowledge base of another workspace is not found, whether named or given by id.
+    """
+    in_workspace = " AND workspace_id = (SELECT id FROM workspaces WHERE name = :w)"
+    w = workspace or get_settings().default_workspace
+    row = None
+    if is_uuid(ref):
+        row = database.one(
+            f"SELECT {_COLUMNS} FROM knowledge_bases WHERE id = CAST(:ref AS uuid){in_workspace}",
+            ref=ref,
+            w=w,
+        )
+    if row is None:
+        row = database.one(
+            f"SELECT {_COLUMNS} FROM knowledge_bases WHERE name = :ref{in_workspace}", ref=ref, w=w
+        )
     return KnowledgeBase(*row) if row else None
 
 

@@ -17,12 +17,12 @@ import pytest
 from scripts.localstack.bus import DeliveryOptions
 from scripts.localstack.dispatcher import Backoff
 from scripts.localstack.stack import LocalStack, StackConfig
+from tests.support.openai_server import LLM_API_KEY, LLM_MODEL, OpenAIServer
 from tests.support.pipeline import Recorder, restore_transports
+from tests.support.stack import wipe_stack
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CORPUS = Path(os.environ.get("RAGLINE_CORPUS", SHARED / "corpus" / "sec-10q"))
-
-_TABLES = "chunks, document_events, document_versions, documents, knowledge_bases, workspaces"
 
 
 @pytest.fixture(scope="session")
@@ -50,33 +50,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 def clean_stack(stack: LocalStack) -> Iterator[LocalStack]:
     """The stack with an empty database and buckets, and default delivery options."""
     stack.wait_idle(120)
-    _wipe(stack)
+    wipe_stack(stack)
     yield stack
     stack.config.delivery.duplicate = False
     stack.config.delivery.max_jitter_s = 0.0
     stack.wait_idle(120)
-
-
-def _wipe(stack: LocalStack) -> None:
-    import shutil
-
-    from shared import storage
-
-    # Files first (the drop folder deletes their objects), then objects, then rows, so
-    # no event still in flight can recreate anything.
-    if stack.drop is not None:
-        for child in stack.drop.root.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-        stack.drop.sync_once()
-    client = storage.get_client()
-    for bucket in (stack.settings.upload_bucket, stack.settings.work_bucket):
-        for blob in list(client.list_blobs(bucket)):
-            storage.delete(bucket, blob.name)
-    if stack.notifier is not None:
-        stack.notifier.poll_once()
-    stack.wait_idle(60)
-    stack.database.run(f"TRUNCATE {_TABLES} CASCADE")
-    stack.bus.published.clear()
 
 
 @pytest.fixture
@@ -86,9 +64,23 @@ def recorder(clean_stack: LocalStack) -> Iterator[Recorder]:
     restore_transports(clean_stack)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def corpus() -> Path:
     """The SEC 10-Q corpus beside the checkout (skips if it is not there)."""
     if not CORPUS.is_dir():
         pytest.skip(f"corpus not found at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture
+def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
+    """A local OpenAI-compatible server that ``OPENAI_*`` point at while the test runs."""
+    from shared.answering.generators import clear_generator_cache
+
+    with OpenAIServer(api_key=LLM_API_KEY) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", LLM_API_KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_MODEL", LLM_MODEL)
+        clear_generator_cache()
+        yield server
+        clear_generator_cache()

@@ -77,7 +77,13 @@ locals {
       topic         = null
       event_type    = null
       secrets       = ["openai"]
-      env           = {}
+      env = merge(
+        {
+          OPENAI_MODEL                  = var.openai_model
+          RAGLINE_ANSWER_MIN_SIMILARITY = var.answer_min_similarity == null ? "" : tostring(var.answer_min_similarity)
+        },
+        var.openai_base_url == "" ? {} : { OPENAI_BASE_URL = var.openai_base_url },
+      )
     }
     embed = {
       entry_point   = "embed"
@@ -340,8 +346,8 @@ locals {
       function  = "answer"
       method    = null
       templates = []
-      prefixes  = ["/v1/turns/", "/v1/sessions/"]
-      paths     = ["/v1/ask", "/v1/ask/stream", "/v1/retrieve"]
+      prefixes  = ["/v1/turns/", "/v1/sessions/", "/v1/citations/"]
+      paths     = ["/v1/ask", "/v1/ask/stream", "/v1/retrieve", "/v1/sessions"]
     },
   ]
   lb_default_function = "manage"

@@ -317,6 +317,24 @@ variable "function_env" {
   }
 }
 
+variable "openai_model" {
+  description = "Chat model the answer function writes answers with (OPENAI_MODEL)."
+  type        = string
+  default     = "gpt-4o-mini"
+}
+
+variable "openai_base_url" {
+  description = "An OpenAI-compatible endpoint to use instead of api.openai.com (empty: OpenAI)."
+  type        = string
+  default     = ""
+}
+
+variable "answer_min_similarity" {
+  description = "Drop retrieved passages whose cosine similarity to the question is lower (null: keep all)."
+  type        = number
+  default     = null
+}
+
 variable "answer_min_instances" {
   description = "Warm instances of the answer function (cold starts hurt interactive latency)."
   type        = number

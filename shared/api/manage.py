@@ -12,14 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
 from shared import documents
+from shared.api.access import require_document, require_kb
 from shared.api.http import Route, int_arg, json_response, read_json
 from shared.auth import Principal, authorize
 from shared.db import get_database
 from shared.errors import ApiError
 from shared.knowledge_bases import (
-    KnowledgeBase,
     create_knowledge_base,
-    find_knowledge_base,
     list_knowledge_bases,
 )
 
@@ -37,24 +36,6 @@ class CreateKnowledgeBase(BaseModel):
     embedding_dimensions: int | None = Field(None, ge=1, le=16000)
     chunk_tokens: int | None = Field(None, ge=16, le=8192)
     chunk_overlap: int | None = Field(None, ge=0, le=4096)
-
-
-def require_kb(ref: str, principal: Principal, action: Any = "read") -> KnowledgeBase:
-    """The knowledge base ``ref`` (id or name) if the principal may act on it; else 404/403."""
-    kb = find_knowledge_base(get_database(), ref, principal.workspace)
-    if kb is None:
-        raise ApiError(404, "knowledge_base_not_found", f"knowledge base {ref!r} not found")
-    authorize(principal, action, kb.id)
-    return kb
-
-
-def require_document(document_id: str, principal: Principal, action: Any = "read") -> str:
-    """The document's knowledge-base id if the principal may act on it; else 404/403."""
-    kb_id = documents.document_kb(get_database(), document_id)
-    if kb_id is None:
-        raise ApiError(404, "document_not_found", f"document {document_id!r} not found")
-    authorize(principal, action, kb_id)
-    return kb_id
 
 
 def healthz(request: Request, principal: Principal) -> Response:

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
 from shared import storage
+from shared.api.access import require_kb
 from shared.api.http import Route, json_response, read_json
-from shared.api.manage import get_documents, require_kb
+from shared.api.manage import get_documents
 from shared.auth import Principal
 from shared.config import get_parse_limits, get_settings
 from shared.db import get_database

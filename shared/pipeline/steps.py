@@ -7,6 +7,7 @@ transition and hands over to the next step by id.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from shared import storage
@@ -74,10 +75,16 @@ def parse_version(database: Database, version_id: str) -> bool:
     )
     with database.transaction() as session:
         session.run(
-            "UPDATE document_versions SET content_type = :t, page_count = :p"
+            "UPDATE document_versions SET content_type = :t, page_count = :p,"
+            " source_date = coalesce(CAST(:date AS timestamptz), received_at, created_at),"
+            # Dots, slashes and underscores split too, so "AMAZON.COM" or a file name's
+            # parts match the words a question uses ("Amazon").
+            " profile = to_tsvector('english', regexp_replace(:profile, '[._/@-]', ' ', 'g'))"
             " WHERE id = CAST(:id AS uuid)",
             t=parsed.content_type,
             p=parsed.page_count,
+            date=document_date(parsed),
+            profile=document_profile(version.filename, parsed),
             id=version_id,
         )
         if parsed.title:
@@ -88,6 +95,29 @@ def parse_version(database: Database, version_id: str) -> bool:
             )
     get_publisher().publish(settings.topic_chunk, ChunkRequested(version_id=version_id))
     return True
+
+
+# How much of a document's opening text its profile keeps: a title page or first
+# paragraphs name the company, product or person the document is about.
+PROFILE_OPENING_CHARS = 1500
+
+
+def document_profile(filename: str, parsed: ParsedDocument) -> str:
+    """The text a version's profile is built from: file name, title and opening text."""
+    return "\n".join(
+        part for part in (filename, parsed.title or "", parsed.text[:PROFILE_OPENING_CHARS]) if part
+    )
+
+
+def document_date(parsed: ParsedDocument) -> str | None:
+    """The date the document declares (e.g. a PDF's creation date) as ISO 8601, if any."""
+    value = parsed.metadata.get("created") or parsed.metadata.get("date")
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value).isoformat()
+    except ValueError:
+        return None
 
 
 def _has_newer_version(database: Database, document_id: str, number: int) -> bool:
@@ -103,7 +133,9 @@ def _has_newer_version(database: Database, document_id: str, number: int) -> boo
 
 def chunk_version(database: Database, version_id: str) -> bool:
     """Split the parsed text into chunks, store them, and enqueue their embed tasks."""
-    from shared.chunking import chunk_document
+    import json
+
+    from shared.chunking import chunk_document, layout_metadata
     from shared.embeddings import get_embedder
 
     settings = get_settings()
@@ -134,19 +166,21 @@ def chunk_version(database: Database, version_id: str) -> bool:
     with database.transaction() as session:
         session.run(
             "INSERT INTO chunks (version_id, document_id, kb_id, ordinal, text, page_start,"
-            " page_end, char_start, char_end, heading_path, token_count)"
+            " page_end, char_start, char_end, heading_path, token_count, metadata)"
             " SELECT CAST(:v AS uuid), CAST(:d AS uuid), CAST(:k AS uuid), u.ordinal, u.text,"
             " u.page_start, u.page_end, u.char_start, u.char_end,"
-            " CAST(u.heading_path AS text[]), u.token_count"
+            " CAST(u.heading_path AS text[]), u.token_count, CAST(u.metadata AS jsonb)"
             " FROM unnest(CAST(:ordinals AS int[]), CAST(:texts AS text[]),"
             " CAST(:page_starts AS int[]), CAST(:page_ends AS int[]), CAST(:char_starts AS int[]),"
-            " CAST(:char_ends AS int[]), CAST(:headings AS text[]), CAST(:tokens AS int[]))"
+            " CAST(:char_ends AS int[]), CAST(:headings AS text[]), CAST(:tokens AS int[]),"
+            " CAST(:metadata AS text[]))"
             " AS u(ordinal, text, page_start, page_end, char_start, char_end, heading_path,"
-            " token_count)"
+            " token_count, metadata)"
             " ON CONFLICT (version_id, ordinal) DO UPDATE SET text = excluded.text,"
             " page_start = excluded.page_start, page_end = excluded.page_end,"
             " char_start = excluded.char_start, char_end = excluded.char_end,"
             " heading_path = excluded.heading_path, token_count = excluded.token_count,"
+            " metadata = excluded.metadata,"
             # A redelivered chunk message reproduces the same text: keep its embedding.
             " embedding = CASE WHEN chunks.text = excluded.text THEN chunks.embedding END,"
             " embedded_at = CASE WHEN chunks.text = excluded.text THEN chunks.embedded_at END",
@@ -161,6 +195,9 @@ def chunk_version(database: Database, version_id: str) -> bool:
             char_ends=[draft.char_end for draft in drafts],
             headings=[_pg_text_array(draft.heading_path) for draft in drafts],
             tokens=[draft.token_count for draft in drafts],
+            # Where each chunk sits on its pages, for the citation viewer; sent as text[]
+            # and cast per row, like the other arrays.
+            metadata=[json.dumps(layout_metadata(draft, parsed.pages)) for draft in drafts],
         )
         session.run(
             "DELETE FROM chunks WHERE version_id = CAST(:v AS uuid) AND ordinal >= :n",

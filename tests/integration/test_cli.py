@@ -6,15 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from scripts.localstack.stack import LocalStack, free_port
 from tests.support.api import Api, visible_chunks
+from tests.support.stack import served
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GUIDE = "# Guide\n\n" + "Start the service, then check its health endpoint. " * 40
@@ -38,15 +37,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 @pytest.fixture
 def url(clean_stack: LocalStack) -> Iterator[str]:
     """The stack's one origin served on a real port while the test runs."""
-    server = make_server("127.0.0.1", 0, clean_stack.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="cli-test-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with served(clean_stack.app) as base_url:
+        yield base_url
 
 
 def make_folder(root: Path, *, bad: bool) -> Path:
@@ -190,3 +182,35 @@ def test_migrate_reports_the_schema_up_to_date(clean_stack: LocalStack) -> None:
     result = run_cli("migrate", env={"RAGLINE_DATABASE_URL": os.environ["RAGLINE_DATABASE_URL"]})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "schema is up to date"
+
+
+def test_ask_streams_the_answer_then_lists_its_sources(clean_stack: LocalStack, url: str) -> None:
+    api = Api(clean_stack)
+    kb = api.create_kb("guides")
+    api.ingest(kb["id"], "setup.md", SETUP.encode())
+    api.ingest(kb["id"], "faq.txt", FAQ.encode())
+
+    streamed = run_cli("ask", "How do I install the package?", "--kb", "guides", "--url", url)
+    assert streamed.returncode == 0, streamed.stderr
+    answer, _, sources = streamed.stdout.partition("\nSources:\n")
+    assert "Install the package and configure the database" in answer
+    assert "[1] setup.md" in sources
+    assert "session " in streamed.stderr
+
+    as_json = run_cli(
+        "ask", "How do I install the package?", "--kb", "guides", "--url", url, "--json"
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    body = json.loads(as_json.stdout)
+    assert body["citations"][0]["filename"] == "setup.md"
+    assert body["answer"].strip() == answer.strip()
+
+
+def test_ask_with_bad_input_fails_clearly(clean_stack: LocalStack, url: str) -> None:
+    Api(clean_stack).create_kb("guides")
+    unknown = run_cli("ask", "anything?", "--kb", "nope", "--url", url)
+    assert unknown.returncode != 0
+    assert "no knowledge base named 'nope'" in unknown.stderr
+    empty = run_cli("ask", "   ", "--kb", "guides", "--url", url)
+    assert empty.returncode == 1
+    assert "invalid_question: question must not be empty" in empty.stderr

@@ -77,3 +77,8 @@ def all_chunks(stack: LocalStack, document_id: str) -> list[tuple[Any, ...]]:
         " ORDER BY version_id, ordinal",
         d=document_id,
     )
+
+
+def body_of(response: TestResponse) -> Any:
+    """The response's JSON body (typed Any, so tests can index it)."""
+    return response.json

@@ -1,10 +1,14 @@
 """A local OpenAI-compatible HTTP server for tests, driven by the real ``openai`` client.
 
 It runs ``http.server`` in a background thread on an ephemeral port, records every
-request, answers ``POST /v1/embeddings`` with deterministic unit vectors, and lets a
-test script failures (status, headers, delays, dropped connections) or whole replies.
-Other endpoints (chat completions, streaming) plug in with :meth:`OpenAIServer.route`;
-a :class:`Reply` can stream Server-Sent Events for them.
+request, answers ``POST /v1/embeddings`` with deterministic unit vectors and
+``POST /v1/chat/completions`` with a scripted answer (:meth:`OpenAIServer.script_chat`;
+streamed as chunks in OpenAI's format, with a final usage chunk when the request asks
+for ``stream_options.include_usage``), and lets a test script failures (status,
+headers, delays, dropped connections) or whole replies. Other endpoints plug in with
+:meth:`OpenAIServer.route`; a :class:`Reply` can stream Server-Sent Events for them,
+and :attr:`OpenAIServer.streams` records how far each stream got before the client
+went away.
 
 Example::
 
@@ -22,12 +26,13 @@ import hashlib
 import json
 import math
 import random
+import re
 import socket
 import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,6 +43,9 @@ DEFAULT_DIMENSIONS = {
     "text-embedding-ada-002": 1536,
 }
 MAX_INPUTS = 2048
+# What the ``llm`` fixture (tests/conftest.py) configures the answer function with.
+LLM_API_KEY = "sk-local-test"
+LLM_MODEL = "test-chat-model"
 
 
 @dataclass
@@ -71,6 +79,7 @@ class Reply:
         raw: Bytes to send verbatim as the body.
         stream: Server-Sent Events: each item is sent as ``data: <item>\\n\\n`` and
             flushed (dicts are JSON-encoded), then ``data: [DONE]``.
+        interval: Seconds to wait between two streamed events (a slow model).
     """
 
     status: int = 200
@@ -80,6 +89,24 @@ class Reply:
     drop: bool = False
     raw: bytes | None = None
     stream: list[Any] | None = None
+    interval: float = 0.0
+
+
+@dataclass
+class StreamRecord:
+    """How one streamed reply went.
+
+    Attributes:
+        path: The request path.
+        total: Events the reply had (``[DONE]`` included).
+        sent: Events written before the stream ended.
+        aborted: The client closed the connection before the last event.
+    """
+
+    path: str
+    total: int
+    sent: int
+    aborted: bool
 
 
 Handler = Callable[[RecordedRequest], Reply]
@@ -140,6 +167,31 @@ def embeddings_handler(request: RecordedRequest) -> Reply:
     )
 
 
+def chat_usage(messages: list[dict[str, Any]], deltas: list[str]) -> dict[str, int]:
+    """Deterministic usage: prompt = words of all messages, completion = deltas."""
+    prompt = sum(len(str(message.get("content") or "").split()) for message in messages)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": len(deltas),
+        "total_tokens": prompt + len(deltas),
+    }
+
+
+def chat_chunk(model: str, delta: dict[str, Any], finish_reason: str | None = None) -> Any:
+    """One ``chat.completion.chunk`` event."""
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+
+
+ChatScript = str | list[str] | Callable[[RecordedRequest], str | list[str]]
+
+
 class OpenAIServer:
     """An OpenAI-compatible server on ``127.0.0.1:<ephemeral port>`` in a thread.
 
@@ -153,9 +205,16 @@ class OpenAIServer:
     def __init__(self, api_key: str | None = None) -> None:
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
-        self._routes: dict[str, Handler] = {"/v1/embeddings": embeddings_handler}
+        self._routes: dict[str, Handler] = {
+            "/v1/embeddings": embeddings_handler,
+            "/v1/chat/completions": self._chat_completions,
+        }
         self._scripted: dict[str, deque[Reply]] = {}
         self._lock = threading.Lock()
+        self._chat: ChatScript = "This is a scripted answer."
+        self._chat_interval = 0.0
+        self.streams: list[StreamRecord] = []
+        self._stream_done = threading.Condition(self._lock)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -215,10 +274,29 @@ class OpenAIServer:
         """Answer the next ``times`` requests to ``path`` with an error ``status``."""
         self.enqueue(*(error_reply(status, headers=headers) for _ in range(times)), path=path)
 
+    def script_chat(self, answer: ChatScript, *, interval: float = 0.0) -> None:
+        """Set what ``/v1/chat/completions`` answers from now on.
+
+        Args:
+            answer: The answer text (streamed word by word), the exact list of streamed
+                deltas, or a function of the request returning either.
+            interval: Seconds between two streamed chunks.
+        """
+        with self._lock:
+            self._chat = answer
+            self._chat_interval = interval
+
+    def wait_streams(self, count: int = 1, timeout: float = 5.0) -> list[StreamRecord]:
+        """Wait until ``count`` streamed replies have ended; return all records."""
+        with self._stream_done:
+            self._stream_done.wait_for(lambda: len(self.streams) >= count, timeout)
+            return list(self.streams)
+
     def reset(self) -> None:
-        """Forget recorded requests and pending scripted replies."""
+        """Forget recorded requests, stream records and pending scripted replies."""
         with self._lock:
             self.requests.clear()
+            self.streams.clear()
             self._scripted.clear()
 
     def requests_to(self, path: str) -> list[RecordedRequest]:
@@ -227,6 +305,58 @@ class OpenAIServer:
             return [r for r in self.requests if r.path == path]
 
     # -- serving -----------------------------------------------------------------------
+
+    def _chat_completions(self, request: RecordedRequest) -> Reply:
+        """Answer ``/v1/chat/completions`` like the API, with the scripted answer."""
+        payload = request.json
+        messages = payload.get("messages") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict) or "model" not in payload or not messages:
+            return error_reply(400, "model and messages are required")
+        if not all(isinstance(m, dict) and "role" in m for m in messages):
+            return error_reply(400, "each message needs a role")
+        with self._lock:
+            script, interval = self._chat, self._chat_interval
+        answer = script(request) if callable(script) else script
+        deltas = re.findall(r"\s*\S+", answer) if isinstance(answer, str) else list(answer)
+        model = payload["model"]
+        usage = chat_usage(messages, deltas)
+        if not payload.get("stream"):
+            return Reply(
+                body={
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": "".join(deltas),
+                                "refusal": None,
+                            },
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+        include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        events = [chat_chunk(model, {"role": "assistant", "content": ""})]
+        events += [chat_chunk(model, {"content": delta}) for delta in deltas]
+        events.append(chat_chunk(model, {}, "stop"))
+        if include_usage:
+            # As the API does: "usage": null on every chunk, then a choiceless usage chunk.
+            for event in events:
+                event["usage"] = None
+            events.append({**chat_chunk(model, {}), "choices": [], "usage": usage})
+        return Reply(stream=events, interval=interval)
+
+    def _record_stream(self, record: StreamRecord) -> None:
+        with self._stream_done:
+            self.streams.append(record)
+            self._stream_done.notify_all()
 
     def _answer(self, request: RecordedRequest) -> Reply:
         with self._lock:
@@ -287,12 +417,29 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            events: Iterable[Any] = [*(reply.stream or []), "[DONE]"]
-            for event in events:
-                data = event if isinstance(event, str) else json.dumps(event)
-                self.wfile.write(f"data: {data}\n\n".encode())
-                self.wfile.flush()
-            self.close_connection = True
+            events: list[Any] = [*(reply.stream or []), "[DONE]"]
+            sent, aborted = 0, False
+            try:
+                for index, event in enumerate(events):
+                    if index and reply.interval:
+                        time.sleep(reply.interval)
+                    data = event if isinstance(event, str) else json.dumps(event)
+                    self.wfile.write(f"data: {data}\n\n".encode())
+                    self.wfile.flush()
+                    sent += 1
+            except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+                # The client went away mid-stream (e.g. it closed the response).
+                aborted = True
+            finally:
+                self.close_connection = True
+                server._record_stream(
+                    StreamRecord(
+                        path=self.path.split("?", 1)[0],
+                        total=len(events),
+                        sent=sent,
+                        aborted=aborted,
+                    )
+                )
 
         do_POST = _handle  # noqa: N815 - http.server's naming
         do_GET = _handle  # noqa: N815

@@ -1,0 +1,19 @@
+"""``answer``: questions answered from the documents, with citations (JSON and SSE)."""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+
+from shared.api.answer import ROUTES
+from shared.api.http import Router
+from shared.log import configure_logging
+
+configure_logging()
+_router = Router(ROUTES)
+
+
+@functions_framework.http
+def answer(request: flask.Request) -> flask.Response:
+    """Route the request to its handler."""
+    return _router(request)  # type: ignore[return-value]

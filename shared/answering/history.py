@@ -1,0 +1,301 @@
+"""Chat history: sessions, their turns (question, answer, citations, usage) and feedback.
+
+A session belongs to one principal in one workspace; every read here is scoped to
+them in the SQL, so a session id alone never reveals someone else's conversation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.answering.types import Citation, Exchange, Usage
+from shared.auth import Principal
+from shared.db import Database
+from shared.ids import is_uuid
+
+# Earlier exchanges a follow-up is read against (question rewriting and the prompt).
+HISTORY_TURNS = 6
+TITLE_CHARS = 120
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A stored turn, as the API returns it."""
+
+    id: str
+    session_id: str
+    number: int
+    question: str
+    standalone_question: str
+    kb_ids: list[str]
+    top_k: int
+    filters: dict[str, Any]
+    status: str
+    answer: str
+    citations: list[dict[str, Any]]
+    generator: str | None
+    model: str | None
+    usage: dict[str, int]
+    error_code: str | None
+    error: str | None
+    regenerated_from: str | None
+    first_token_ms: int | None
+    latency_ms: int | None
+    created_at: str
+    finished_at: str | None
+    feedback: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The API representation."""
+        return dict(self.__dict__)
+
+
+_TURN_COLUMNS = (
+    "t.id::text, t.session_id::text, t.number, t.question, t.standalone_question,"
+    " t.kb_ids::text[], t.top_k, t.filters, t.status, t.answer, t.citations, t.generator,"
+    " t.model, t.prompt_tokens, t.completion_tokens, t.total_tokens, t.error_code, t.error,"
+    " t.regenerated_from::text, t.first_token_ms, t.latency_ms, t.created_at::text,"
+    " t.finished_at::text, (SELECT json_build_object('rating', f.rating, 'comment', f.comment)"
+    "  FROM turn_feedback f WHERE f.turn_id = t.id ORDER BY f.updated_at DESC LIMIT 1)"
+)
+# Joins that keep every read inside the caller's own sessions.
+_OWNED = (
+    " JOIN chat_sessions s ON s.id = t.session_id"
+    " JOIN workspaces w ON w.id = s.workspace_id AND w.name = :ws"
+    " WHERE s.principal = :principal"
+)
+
+
+def _json(value: Any, default: Any) -> Any:
+    if value is None:
+        return default
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _turn(row: Sequence[Any]) -> Turn:
+    return Turn(
+        id=row[0],
+        session_id=row[1],
+        number=row[2],
+        question=row[3],
+        standalone_question=row[4],
+        kb_ids=list(row[5] or []),
+        top_k=row[6],
+        filters=_json(row[7], {}),
+        status=row[8],
+        answer=row[9],
+        citations=_json(row[10], []),
+        generator=row[11],
+        model=row[12],
+        usage={"prompt_tokens": row[13], "completion_tokens": row[14], "total_tokens": row[15]},
+        error_code=row[16],
+        error=row[17],
+        regenerated_from=row[18],
+        first_token_ms=row[19],
+        latency_ms=row[20],
+        created_at=row[21],
+        finished_at=row[22],
+        feedback=_json(row[23], None),
+    )
+
+
+def create_session(
+    database: Database, principal: Principal, kb_ids: Sequence[str], first_question: str
+) -> str:
+    """Start a session for the principal; its title is the first question, shortened."""
+    title = " ".join(first_question.split())[:TITLE_CHARS]
+    return str(
+        database.scalar(
+            "INSERT INTO chat_sessions (workspace_id, principal, title, kb_ids)"
+            " SELECT id, :principal, :title, CAST(:kbs AS uuid[]) FROM workspaces"
+            " WHERE name = :ws RETURNING id::text",
+            principal=principal.id,
+            title=title,
+            kbs=list(kb_ids),
+            ws=principal.workspace,
+        )
+    )
+
+
+def session_exists(database: Database, principal: Principal, session_id: str) -> bool:
+    """True if ``session_id`` is one of the principal's sessions."""
+    if not is_uuid(session_id):
+        return False
+    return bool(
+        database.scalar(
+            "SELECT count(*) FROM chat_sessions s JOIN workspaces w ON w.id = s.workspace_id"
+            " WHERE s.id = CAST(:id AS uuid) AND w.name = :ws AND s.principal = :principal",
+            id=session_id,
+            ws=principal.workspace,
+            principal=principal.id,
+        )
+    )
+
+
+def list_sessions(
+    database: Database, principal: Principal, limit: int = 50, offset: int = 0
+) -> list[dict[str, Any]]:
+    """The principal's sessions, most recently active first."""
+    rows = database.run(
+        "SELECT s.id::text, s.title, s.kb_ids::text[], s.created_at::text, s.updated_at::text,"
+        " (SELECT count(*) FROM chat_turns t WHERE t.session_id = s.id)"
+        " FROM chat_sessions s JOIN workspaces w ON w.id = s.workspace_id AND w.name = :ws"
+        " WHERE s.principal = :principal ORDER BY s.updated_at DESC, s.id LIMIT :limit OFFSET :off",
+        ws=principal.workspace,
+        principal=principal.id,
+        limit=limit,
+        off=offset,
+    )
+    return [
+        {
+            "id": row[0],
+            "title": row[1],
+            "knowledge_base_ids": list(row[2] or []),
+            "created_at": row[3],
+            "updated_at": row[4],
+            "turn_count": int(row[5]),
+        }
+        for row in rows
+    ]
+
+
+def list_turns(database: Database, principal: Principal, session_id: str) -> list[Turn]:
+    """The session's turns in order (empty if it is not the principal's)."""
+    if not is_uuid(session_id):
+        return []
+    rows = database.run(
+        f"SELECT {_TURN_COLUMNS} FROM chat_turns t{_OWNED}"
+        " AND t.session_id = CAST(:sid AS uuid) ORDER BY t.number",
+        ws=principal.workspace,
+        principal=principal.id,
+        sid=session_id,
+    )
+    return [_turn(row) for row in rows]
+
+
+def get_turn(database: Database, principal: Principal, turn_id: str) -> Turn | None:
+    """The turn if it is in one of the principal's sessions."""
+    if not is_uuid(turn_id):
+        return None
+    row = database.one(
+        f"SELECT {_TURN_COLUMNS} FROM chat_turns t{_OWNED} AND t.id = CAST(:id AS uuid)",
+        ws=principal.workspace,
+        principal=principal.id,
+        id=turn_id,
+    )
+    return _turn(row) if row else None
+
+
+def history(database: Database, session_id: str, limit: int = HISTORY_TURNS) -> list[Exchange]:
+    """The session's last answered exchanges, oldest first.
+
+    A turn that was regenerated counts once, with its newest answer.
+    """
+    rows = database.run(
+        "SELECT question, answer FROM ("
+        " SELECT t.number, t.question, t.answer FROM chat_turns t"
+        " WHERE t.session_id = CAST(:sid AS uuid) AND t.status = 'answered'"
+        " AND NOT EXISTS (SELECT 1 FROM chat_turns r WHERE r.regenerated_from = t.id"
+        "                 AND r.status = 'answered')"
+        " ORDER BY t.number DESC LIMIT :limit) recent ORDER BY number",
+        sid=session_id,
+        limit=limit,
+    )
+    return [Exchange(question=row[0], answer=row[1]) for row in rows]
+
+
+def start_turn(
+    database: Database,
+    *,
+    session_id: str,
+    question: str,
+    standalone_question: str,
+    kb_ids: Sequence[str],
+    top_k: int,
+    filters: dict[str, Any],
+    retrieved: list[dict[str, Any]],
+    regenerated_from: str | None = None,
+) -> str:
+    """Record a turn being answered; returns its id. Numbers are per session, in order."""
+    with database.transaction() as session:
+        # The session row lock serialises concurrent questions of one session, so turn
+        # numbers never collide.
+        session.run(
+            "UPDATE chat_sessions SET updated_at = now() WHERE id = CAST(:sid AS uuid)",
+            sid=session_id,
+        )
+        return str(
+            session.scalar(
+                "INSERT INTO chat_turns (session_id, number, question, standalone_question,"
+                " kb_ids, top_k, filters, status, retrieved, regenerated_from)"
+                " SELECT CAST(:sid AS uuid), coalesce(max(number), 0) + 1, :q, :sq,"
+                " CAST(:kbs AS uuid[]), :top_k, CAST(:filters AS jsonb), 'answering',"
+                " CAST(:retrieved AS jsonb), CAST(:regen AS uuid)"
+                " FROM chat_turns WHERE session_id = CAST(:sid AS uuid) RETURNING id::text",
+                sid=session_id,
+                q=question,
+                sq=standalone_question,
+                kbs=list(kb_ids),
+                top_k=top_k,
+                filters=json.dumps(filters),
+                retrieved=json.dumps(retrieved),
+                regen=regenerated_from,
+            )
+        )
+
+
+def finish_turn(
+    database: Database,
+    turn_id: str,
+    *,
+    status: str,
+    answer: str,
+    citations: Sequence[Citation],
+    usage: Usage | None,
+    generator: str | None,
+    first_token_ms: int | None,
+    latency_ms: int,
+    error_code: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Store how a turn ended: answered, failed or cancelled (a client that went away)."""
+    database.run(
+        "UPDATE chat_turns SET status = :status, answer = :answer,"
+        " citations = CAST(:citations AS jsonb), generator = :generator, model = :model,"
+        " prompt_tokens = :pt, completion_tokens = :ct, total_tokens = :tt,"
+        " error_code = :error_code, error = :error, first_token_ms = :ftm,"
+        " latency_ms = :lat, finished_at = now()"
+        " WHERE id = CAST(:id AS uuid) AND status = 'answering'",
+        id=turn_id,
+        status=status,
+        answer=answer,
+        citations=json.dumps([citation.to_json() for citation in citations]),
+        generator=generator,
+        model=usage.model if usage else None,
+        pt=usage.prompt_tokens if usage else 0,
+        ct=usage.completion_tokens if usage else 0,
+        tt=usage.total_tokens if usage else 0,
+        error_code=error_code,
+        error=error[:2000] if error else None,
+        ftm=first_token_ms,
+        lat=latency_ms,
+    )
+
+
+def record_feedback(
+    database: Database, principal: Principal, turn_id: str, rating: str, comment: str
+) -> None:
+    """Store (or replace) the principal's rating of a turn."""
+    database.run(
+        "INSERT INTO turn_feedback (turn_id, principal, rating, comment)"
+        " VALUES (CAST(:id AS uuid), :principal, :rating, :comment)"
+        " ON CONFLICT (turn_id, principal) DO UPDATE SET rating = excluded.rating,"
+        " comment = excluded.comment, updated_at = now()",
+        id=turn_id,
+        principal=principal.id,
+        rating=rating,
+        comment=comment,
+    )

@@ -1,0 +1,327 @@
+"""One answer, from question to stored turn, as a stream of events every endpoint shares.
+
+``POST /v1/ask`` collects the events into one JSON body, ``GET /v1/ask/stream`` sends
+them as server-sent events, and regenerate replays a stored turn's question; all three
+go through :func:`prepare_turn` (session, follow-up rewriting, retrieval, relevance
+check, turn row) and :func:`answer_events` (generation, citation checking, storing).
+
+Events, in order: ``start {turn_id, session_id}``, ``token {t}`` (many),
+``citations {citations}``, ``done {turn_id, session_id, answer, citations, usage}``;
+or ``error {code, message}`` in place of the rest once something fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.answering import history
+from shared.answering.types import Citation, Exchange, GenerationRequest, Generator, Passage, Usage
+from shared.auth import Principal
+from shared.db import Database
+from shared.errors import ApiError
+from shared.retrieval import Retrieval, RetrievalRequest, retrieve
+from shared.retrieval.query import named_terms
+
+log = logging.getLogger(__name__)
+
+NOT_IN_DOCUMENTS = (
+    "The documents in this knowledge base do not contain information to answer this question."
+)
+
+
+@dataclass(frozen=True)
+class Question:
+    """A validated question and where to look for its answer."""
+
+    text: str
+    kb_ids: Sequence[str]
+    top_k: int = 8
+    document_ids: Sequence[str] | None = None
+    metadata: Mapping[str, Any] | None = None
+    min_similarity: float | None = None
+    session_id: str | None = None
+
+    def filters(self) -> dict[str, Any]:
+        """The filters as stored with the turn (and replayed by regenerate)."""
+        stored: dict[str, Any] = {}
+        if self.document_ids is not None:
+            stored["document_ids"] = list(self.document_ids)
+        if self.metadata:
+            stored["metadata"] = dict(self.metadata)
+        if self.min_similarity is not None:
+            stored["min_similarity"] = self.min_similarity
+        return stored
+
+
+@dataclass
+class PreparedTurn:
+    """Everything decided before generation starts."""
+
+    turn_id: str
+    session_id: str
+    question: str
+    standalone_question: str
+    passages: list[Passage]
+    history: list[Exchange]
+    retrieval: Retrieval
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One answering event: its name and JSON payload."""
+
+    name: str
+    data: dict[str, Any]
+
+
+def retrieve_for(database: Database, principal: Principal, question: Question) -> Retrieval:
+    """Hybrid retrieval for ``question`` inside the principal's scope."""
+    return retrieve(
+        database,
+        RetrievalRequest(
+            query=question.text,
+            kb_ids=question.kb_ids,
+            workspace=principal.workspace,
+            top_k=question.top_k,
+            document_ids=question.document_ids,
+            metadata=question.metadata,
+            min_similarity=question.min_similarity,
+        ),
+    )
+
+
+def prepare_turn(
+    database: Database,
+    principal: Principal,
+    question: Question,
+    *,
+    regenerated_from: str | None = None,
+) -> PreparedTurn:
+    """Open (or continue) the session, rewrite a follow-up, retrieve, and record the turn.
+
+    Raises:
+        ApiError: 404 if ``session_id`` is not one of the principal's sessions.
+    """
+    from shared.answering.rewrite import rewrite_question
+
+    if question.session_id is not None:
+        if not history.session_exists(database, principal, question.session_id):
+            raise ApiError(404, "session_not_found", f"session {question.session_id!r} not found")
+        session_id = question.session_id
+        earlier = history.history(database, session_id)
+    else:
+        session_id = history.create_session(database, principal, question.kb_ids, question.text)
+        earlier = []
+    standalone = rewrite_question(question.text, earlier) if earlier else question.text
+    retrieval = retrieve_for(
+        database,
+        principal,
+        Question(
+            text=standalone,
+            kb_ids=question.kb_ids,
+            top_k=question.top_k,
+            document_ids=question.document_ids,
+            metadata=question.metadata,
+            min_similarity=question.min_similarity,
+        ),
+    )
+    passages = retrieval.passages if is_relevant(standalone, retrieval) else []
+    turn_id = history.start_turn(
+        database,
+        session_id=session_id,
+        question=question.text,
+        standalone_question=standalone,
+        kb_ids=question.kb_ids,
+        top_k=question.top_k,
+        filters=question.filters(),
+        retrieved=[
+            {"chunk_id": p.chunk_id, "document_id": p.document_id, "score": p.score}
+            for p in retrieval.passages
+        ],
+        regenerated_from=regenerated_from,
+    )
+    return PreparedTurn(
+        turn_id=turn_id,
+        session_id=session_id,
+        question=question.text,
+        standalone_question=standalone,
+        passages=passages,
+        history=earlier,
+        retrieval=retrieval,
+    )
+
+
+def is_relevant(question: str, retrieval: Retrieval) -> bool:
+    """Whether the retrieved passages can answer ``question`` at all.
+
+    Nothing retrieved (empty scope, or every passage under the similarity threshold) is
+    irrelevant. So is a question whose names ("Tesla's revenue") appear neither in any
+    document's profile (no routing happened) nor in any retrieved passage: the passages
+    found are about something else, and answering from them would be a guess.
+    """
+    if not retrieval.passages:
+        return False
+    names = retrieval.names or named_terms(question)
+    if not names or retrieval.routed_to:
+        return True
+    text = " ".join(passage.text for passage in retrieval.passages).lower()
+    return any(name.lower() in text for name in names)
+
+
+def answer_events(
+    database: Database, prepared: PreparedTurn, generator: Generator
+) -> Iterator[Event]:
+    """Generate, check citations and store the turn, yielding events as they happen.
+
+    Closing the iterator early (a client that disconnected) closes the generation, so
+    the model stops writing, and stores the turn as ``cancelled`` with what was written.
+    """
+    from shared.answering.citations import CitationFilter, build_citations
+
+    yield Event("start", {"turn_id": prepared.turn_id, "session_id": prepared.session_id})
+    pieces: list[str] = []
+    first_token_ms: int | None = None
+    usage: Usage | None = None
+    passages = prepared.passages
+    status = "cancelled"
+    try:
+        if not passages:
+            usage = Usage(model="none")
+            pieces.append(NOT_IN_DOCUMENTS)
+            first_token_ms = _elapsed_ms(prepared.started)
+            yield Event("token", {"t": NOT_IN_DOCUMENTS})
+            citations: list[Citation] = []
+            generator_name = "none"
+        else:
+            request = GenerationRequest(
+                question=prepared.standalone_question,
+                passages=passages,
+                history=prepared.history,
+            )
+            generator_name = generator.kind
+            stream = generator.generate(request)
+            markers = CitationFilter(range(1, len(passages) + 1))
+            try:
+                for delta in stream:
+                    text = markers.feed(delta)
+                    if text:
+                        if first_token_ms is None:
+                            first_token_ms = _elapsed_ms(prepared.started)
+                        pieces.append(text)
+                        yield Event("token", {"t": text})
+                tail = markers.flush()
+                if tail:
+                    pieces.append(tail)
+                    yield Event("token", {"t": tail})
+            finally:
+                stream.close()
+                usage = stream.usage
+            # Only the passages that fit the context budget reached the model, so only
+            # they may be cited.
+            citations = build_citations("".join(pieces), passages, stream.included)
+        citation_json = [citation.to_json() for citation in citations]
+        yield Event("citations", {"citations": citation_json})
+        status = "answered"
+        history.finish_turn(
+            database,
+            prepared.turn_id,
+            status="answered",
+            answer="".join(pieces),
+            citations=citations,
+            usage=usage,
+            generator=generator_name,
+            first_token_ms=first_token_ms,
+            latency_ms=_elapsed_ms(prepared.started),
+        )
+        yield Event(
+            "done",
+            {
+                "turn_id": prepared.turn_id,
+                "session_id": prepared.session_id,
+                "answer": "".join(pieces),
+                "citations": citation_json,
+                "usage": (usage or Usage(model="none")).to_json(),
+            },
+        )
+    except GeneratorExit:
+        # The consumer went away (client disconnect): keep what was written.
+        if status != "answered":
+            _finish_unanswered(database, prepared, "cancelled", pieces, usage, first_token_ms)
+        raise
+    except Exception as error:
+        code, message, retryable = _describe(error)
+        if code == "answer_failed":
+            log.exception("answer failed for turn %s", prepared.turn_id)
+        else:
+            log.warning("answer failed for turn %s: %s", prepared.turn_id, message)
+        _finish_unanswered(
+            database, prepared, "failed", pieces, usage, first_token_ms, code, message
+        )
+        yield Event(
+            "error",
+            {"code": code, "message": message, "retryable": retryable, "turn_id": prepared.turn_id},
+        )
+
+
+def collect(events: Iterator[Event]) -> dict[str, Any]:
+    """Run an answer to its end; return the ``done`` payload or raise its error.
+
+    A model that failed is a 502 (503 if retrying later may work, e.g. rate limits).
+    """
+    for event in events:
+        if event.name == "done":
+            return event.data
+        if event.name == "error":
+            data = event.data
+            raise ApiError(
+                503 if data.get("retryable") else 502,
+                data["code"],
+                f"{data['message']} (turn {data.get('turn_id')})",
+            )
+    raise ApiError(500, "internal", "the answer ended without a result")
+
+
+def _describe(error: Exception) -> tuple[str, str, bool]:
+    """The code, message and retryability of a failure (internals never leak)."""
+    from shared.answering.generators import GenerationError
+
+    if isinstance(error, GenerationError):
+        return error.code, error.message, error.retryable
+    return "answer_failed", "the answer could not be generated; it has been logged", False
+
+
+def _finish_unanswered(
+    database: Database,
+    prepared: PreparedTurn,
+    status: str,
+    pieces: list[str],
+    usage: Usage | None,
+    first_token_ms: int | None,
+    code: str | None = None,
+    message: str | None = None,
+) -> None:
+    try:
+        history.finish_turn(
+            database,
+            prepared.turn_id,
+            status=status,
+            answer="".join(pieces),
+            citations=[],
+            usage=usage,
+            generator=None,
+            first_token_ms=first_token_ms,
+            latency_ms=_elapsed_ms(prepared.started),
+            error_code=code,
+            error=message,
+        )
+    except Exception:
+        log.exception("could not record the end of turn %s", prepared.turn_id)
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

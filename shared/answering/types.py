@@ -1,0 +1,137 @@
+"""The values answering passes around: retrieved passages, citations, usage, history.
+
+Retrieval (``shared.retrieval``) produces :class:`Passage` objects; a generator (see
+``shared.answering.generators``) turns a question and numbered passages into text that
+cites them as ``[n]``; citation checking maps each valid marker back to a
+:class:`Citation`. Everything here is plain data, JSON-ready through ``to_json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved chunk of an active, ready document version.
+
+    Attributes:
+        chunk_id: ``chunks.id``.
+        document_id, version_id, kb_id: Where the chunk lives.
+        filename: The document's file name; ``title`` its declared title, if any.
+        text: The chunk's text.
+        page_start, page_end: 1-based page span (None for unpaged formats).
+        char_start, char_end: Offsets of ``text`` in the parsed document's text.
+        heading_path: Section headings above the chunk, outermost first.
+        score: The fused relevance score (higher is better; see ``shared.retrieval``).
+        vector_score: Cosine similarity to the query (None if not a vector hit).
+        text_score: Full-text rank (None if not a full-text hit).
+    """
+
+    chunk_id: int
+    document_id: str
+    version_id: str
+    kb_id: str
+    filename: str
+    title: str | None
+    text: str
+    page_start: int | None
+    page_end: int | None
+    char_start: int
+    char_end: int
+    heading_path: tuple[str, ...]
+    score: float
+    vector_score: float | None = None
+    text_score: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The passage as a JSON object."""
+        body = asdict(self)
+        body["heading_path"] = list(self.heading_path)
+        return body
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A checked citation: marker ``[n]`` of the answer and the passage it points to."""
+
+    n: int
+    chunk_id: int
+    document_id: str
+    version_id: str
+    kb_id: str
+    filename: str
+    title: str | None
+    page_start: int | None
+    page_end: int | None
+    char_start: int
+    char_end: int
+    score: float
+    snippet: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The citation as a JSON object."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens a generation used (zero for the extractive answerer)."""
+
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The usage as a JSON object."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One earlier question and answer of the session (for follow-ups)."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What a generator answers: the question and the passages numbered 1..n in order."""
+
+    question: str
+    passages: Sequence[Passage]
+    history: Sequence[Exchange] = field(default_factory=tuple)
+
+
+GeneratorKind = Literal["llm", "extractive"]
+
+
+class GenerationStream(Protocol):
+    """A generation in progress: iterate for text deltas; ``close()`` stops it early.
+
+    ``usage`` is final once iteration has ended (or after ``close()``); ``included``
+    holds the passage numbers the generator actually used (those that fit its context
+    budget), the only ones its answer may cite.
+    """
+
+    usage: Usage
+    included: tuple[int, ...]
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+class Generator(Protocol):
+    """Writes an answer that cites the request's passages as ``[n]``."""
+
+    kind: GeneratorKind
+    model: str
+
+    def generate(self, request: GenerationRequest) -> GenerationStream:
+        """Start generating; nothing is sent until the stream is iterated."""
+        ...

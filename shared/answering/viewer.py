@@ -1,0 +1,126 @@
+"""Citation viewer data: where a cited chunk sits in its document, to highlight it.
+
+The parse step captures each PDF line's box (see ``shared.parsing.pdf``) and the chunk
+step stores the boxes of each chunk's lines, with its pages' sizes, in
+``chunks.metadata`` (see :func:`shared.chunking.layout_metadata`). A viewer request is
+therefore one primary-key read: no bucket read, no PDF work.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from shared.db import Database
+from shared.parsing.detect import PDF
+
+# chunks.id is a bigint: a larger id cannot exist (and would be a database error).
+_MAX_CHUNK_ID = 2**63 - 1
+
+
+def citation_viewer(
+    database: Database, chunk_id: int, kb_ids: Sequence[str] | None = None
+) -> dict[str, Any] | None:
+    """What a frontend needs to show a cited chunk in its document and highlight it.
+
+    Only chunks of a document's active version are visible, and with ``kb_ids`` only
+    those in these knowledge bases; both are checked in the query. Anything else reads
+    as "not found", so a caller cannot tell a chunk it may not see from a missing one.
+
+    Args:
+        database: The database.
+        chunk_id: ``chunks.id`` (a citation's ``chunk_id``).
+        kb_ids: The knowledge bases the caller may read; None for no restriction.
+
+    Returns:
+        None if the chunk is not visible, else a JSON-ready object::
+
+            {
+              "chunk_id": 42, "document_id": "...", "version_id": "...", "kb_id": "...",
+              "filename": "report.pdf", "content_type": "application/pdf",
+              "kind": "pdf",          # "pdf", or "text" for every other type
+              "char_start": 1200, "char_end": 2380,  # offsets in the parsed text
+              "text": "...",          # the chunk's text (parsed text[char_start:char_end])
+              "page_start": 3, "page_end": 4,        # None for unpaged formats
+              "pages": [              # one per page of the chunk; [] unless kind == "pdf"
+                {"number": 3, "width": 612.0, "height": 792.0,
+                 "boxes": [[x0, y0, x1, y1], ...]},
+                ...
+              ],
+            }
+
+        Page sizes and boxes are in PDF points with the origin at the top-left corner
+        of the page as displayed (crop box, rotation applied), y downwards: scale by
+        ``rendered width / width`` to draw them. A box is one line of the chunk (a chunk
+        that starts or ends inside a line highlights that whole line). ``width`` and
+        ``height`` are None, and ``boxes`` empty, for PDFs chunked before the geometry
+        was recorded and for pages whose text pdfium cannot position.
+    """
+    if not 0 < chunk_id <= _MAX_CHUNK_ID:
+        return None
+    scope = None if kb_ids is None else [kb for kb in kb_ids if _is_uuid(kb)]
+    if scope is not None and not scope:
+        return None
+    row = database.one(
+        "SELECT c.id, c.document_id::text, c.version_id::text, c.kb_id::text, d.filename,"
+        " v.content_type, c.char_start, c.char_end, c.text, c.page_start, c.page_end,"
+        " c.metadata"
+        " FROM chunks c"
+        " JOIN documents d ON d.id = c.document_id AND d.active_version_id = c.version_id"
+        " JOIN document_versions v ON v.id = c.version_id"
+        " WHERE c.id = :id"
+        " AND (CAST(:kbs AS uuid[]) IS NULL OR c.kb_id = ANY(CAST(:kbs AS uuid[])))",
+        id=chunk_id,
+        kbs=scope,
+    )
+    if row is None:
+        return None
+    content_type, page_start, page_end, metadata = row[5], row[9], row[10], row[11]
+    kind = "pdf" if content_type == PDF else "text"
+    if isinstance(metadata, str):  # jsonb arrives parsed from pg8000; be lenient anyway
+        metadata = json.loads(metadata)
+    return {
+        "chunk_id": int(row[0]),
+        "document_id": row[1],
+        "version_id": row[2],
+        "kb_id": row[3],
+        "filename": row[4],
+        "content_type": content_type,
+        "kind": kind,
+        "char_start": row[6],
+        "char_end": row[7],
+        "text": row[8],
+        "page_start": page_start,
+        "page_end": page_end,
+        "pages": _pages(metadata or {}, page_start, page_end) if kind == "pdf" else [],
+    }
+
+
+def _pages(
+    metadata: dict[str, Any], page_start: int | None, page_end: int | None
+) -> list[dict[str, Any]]:
+    """The chunk's pages with their sizes and the boxes on each, in page order."""
+    boxes: dict[int, list[list[float]]] = {}
+    for page, *box in metadata.get("boxes", []):
+        boxes.setdefault(int(page), []).append(box)
+    numbers = set(boxes)
+    if page_start is not None:
+        numbers.update(range(page_start, (page_end or page_start) + 1))
+    sizes: dict[str, list[float]] = metadata.get("page_sizes", {})
+    pages = []
+    for number in sorted(numbers):
+        width, height = sizes.get(str(number)) or (None, None)
+        pages.append(
+            {"number": number, "width": width, "height": height, "boxes": boxes.get(number, [])}
+        )
+    return pages
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True

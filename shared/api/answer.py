@@ -1,0 +1,322 @@
+"""Routes of the ``answer`` function: ask (JSON and SSE), retrieve, sessions, turns, citations.
+
+Input is validated before any work starts, so a bad request gets a 4xx in the API's
+error format (``{"error": {"code", "message"}}``) even on the streaming endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from werkzeug.wrappers import Request, Response
+
+from shared.answering import history
+from shared.answering.prompt import estimate_tokens
+from shared.answering.service import (
+    Event,
+    Question,
+    answer_events,
+    collect,
+    prepare_turn,
+    retrieve_for,
+)
+from shared.api.access import require_kb
+from shared.api.http import Route, int_arg, json_response, read_json
+from shared.auth import Principal, authorize
+from shared.config import get_settings
+from shared.db import get_database
+from shared.errors import ApiError
+from shared.ids import is_uuid
+
+MAX_KNOWLEDGE_BASES = 10
+MAX_TOP_K = 50
+MAX_DOCUMENT_FILTER = 1000
+SSE_HEADERS = {
+    # Proxies and load balancers must pass each event on at once, not buffer the body.
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",
+}
+
+
+class Filters(BaseModel):
+    """Optional narrowing of the search."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    document_ids: list[str] | None = Field(None, max_length=MAX_DOCUMENT_FILTER)
+    metadata: dict[str, Any] | None = None
+    min_similarity: float | None = Field(None, ge=-1.0, le=1.0)
+
+
+class AskBody(BaseModel):
+    """Body of ``POST /v1/ask`` and ``POST /v1/retrieve``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    knowledge_base_ids: list[str] = Field(min_length=1, max_length=MAX_KNOWLEDGE_BASES)
+    question: str | None = None
+    query: str | None = None  # /v1/retrieve also accepts "query"
+    top_k: int | None = None
+    filters: Filters | None = None
+    session_id: str | None = None
+
+
+class FeedbackBody(BaseModel):
+    """Body of ``POST /v1/turns/{id}/feedback``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rating: str
+    comment: str = Field("", max_length=4000)
+
+
+def _question_text(raw: str | None) -> str:
+    text = (raw or "").strip()
+    if not text:
+        raise ApiError(400, "invalid_question", "question must not be empty")
+    settings = get_settings()
+    limit = settings.answer_max_question_chars
+    if len(text) > limit:
+        raise ApiError(
+            400,
+            "question_too_long",
+            f"question is {len(text):,} characters; the limit is {limit:,}",
+        )
+    # The question must leave most of the model's context for the passages (a short
+    # question in a non-Latin script can still be many tokens).
+    tokens, token_limit = estimate_tokens(text), settings.answer_context_tokens // 4
+    if tokens > token_limit:
+        raise ApiError(
+            400,
+            "question_too_long",
+            f"question is about {tokens:,} tokens; the limit is {token_limit:,}",
+        )
+    return text
+
+
+def _top_k(value: int | None) -> int:
+    if value is None:
+        return get_settings().answer_top_k
+    if not 1 <= value <= MAX_TOP_K:
+        raise ApiError(400, "invalid_parameter", f"top_k must be between 1 and {MAX_TOP_K}")
+    return value
+
+
+def _kb_ids(refs: Sequence[str], principal: Principal) -> list[str]:
+    if not refs:
+        raise ApiError(400, "invalid_parameter", "knowledge_base_id is required")
+    if len(refs) > MAX_KNOWLEDGE_BASES:
+        raise ApiError(
+            400, "invalid_parameter", f"at most {MAX_KNOWLEDGE_BASES} knowledge bases per question"
+        )
+    return list(dict.fromkeys(require_kb(ref, principal).id for ref in refs))
+
+
+def _document_ids(values: Sequence[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    bad = [value for value in values if not is_uuid(value)]
+    if bad:
+        raise ApiError(400, "invalid_parameter", f"document id {bad[0]!r} is not a UUID")
+    return list(values)
+
+
+def _session_id(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not is_uuid(value):
+        raise ApiError(404, "session_not_found", f"session {value!r} not found")
+    return value
+
+
+def _question(body: AskBody, principal: Principal, text: str) -> Question:
+    filters = body.filters or Filters.model_validate({})
+    return Question(
+        text=text,
+        kb_ids=_kb_ids(body.knowledge_base_ids, principal),
+        top_k=_top_k(body.top_k),
+        document_ids=_document_ids(filters.document_ids),
+        metadata=filters.metadata,
+        min_similarity=(
+            filters.min_similarity
+            if filters.min_similarity is not None
+            else get_settings().answer_min_similarity
+        ),
+        session_id=_session_id(body.session_id),
+    )
+
+
+def _generator() -> Any:
+    from shared.answering.generators import get_generator
+
+    return get_generator()
+
+
+def _sse(events: Iterator[Event]) -> Iterator[str]:
+    # A comment first: some proxies hold the response until the first bytes arrive.
+    yield ": ragline answer stream\n\n"
+    for event in events:
+        yield f"event: {event.name}\ndata: {json.dumps(event.data)}\n\n"
+
+
+def _answer_response(request: Request, events: Iterator[Event]) -> Response:
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        return Response(_sse(events), mimetype="text/event-stream", headers=SSE_HEADERS)
+    return json_response(collect(events))
+
+
+def post_ask(request: Request, principal: Principal) -> Response:
+    """Answer a question as JSON (or as SSE when the client accepts text/event-stream)."""
+    body = AskBody.model_validate(read_json(request))
+    question = _question(body, principal, _question_text(body.question))
+    database = get_database()
+    prepared = prepare_turn(database, principal, question)
+    return _answer_response(request, answer_events(database, prepared, _generator()))
+
+
+def get_ask_stream(request: Request, principal: Principal) -> Response:
+    """Answer a question as server-sent events (for a browser ``EventSource``).
+
+    Query: ``knowledge_base_id`` (repeatable, or comma-separated), ``q``,
+    ``session_id``, ``top_k``, ``document_id`` (repeatable).
+    """
+    refs = [
+        ref
+        for value in request.args.getlist("knowledge_base_id")
+        for ref in value.split(",")
+        if ref.strip()
+    ]
+    text = _question_text(request.args.get("q") or request.args.get("question"))
+    question = Question(
+        text=text,
+        kb_ids=_kb_ids(refs, principal),
+        top_k=int_arg(request, "top_k", get_settings().answer_top_k, 1, MAX_TOP_K),
+        document_ids=_document_ids(request.args.getlist("document_id") or None),
+        min_similarity=get_settings().answer_min_similarity,
+        session_id=_session_id(request.args.get("session_id")),
+    )
+    database = get_database()
+    prepared = prepare_turn(database, principal, question)
+    return Response(
+        _sse(answer_events(database, prepared, _generator())),
+        mimetype="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+
+
+def post_retrieve(request: Request, principal: Principal) -> Response:
+    """Ranked passages only, for callers that bring their own model."""
+    body = AskBody.model_validate(read_json(request))
+    text = _question_text(body.query or body.question)
+    question = _question(body, principal, text)
+    retrieval = retrieve_for(get_database(), principal, question)
+    return json_response(
+        {
+            "query": text,
+            "passages": [passage.to_json() for passage in retrieval.passages],
+            "routed_to_document_ids": retrieval.routed_to,
+        }
+    )
+
+
+def _require_turn(principal: Principal, turn_id: str) -> history.Turn:
+    turn = history.get_turn(get_database(), principal, turn_id)
+    if turn is None:
+        raise ApiError(404, "turn_not_found", f"turn {turn_id!r} not found")
+    return turn
+
+
+def post_regenerate(request: Request, principal: Principal, turn_id: str) -> Response:
+    """Answer a turn's question again (fresh retrieval) as a new turn of its session."""
+    turn = _require_turn(principal, turn_id)
+    for kb_id in turn.kb_ids:
+        require_kb(kb_id, principal)
+    filters = turn.filters
+    question = Question(
+        text=turn.question,
+        kb_ids=turn.kb_ids,
+        top_k=turn.top_k,
+        document_ids=filters.get("document_ids"),
+        metadata=filters.get("metadata"),
+        min_similarity=filters.get("min_similarity"),
+        session_id=turn.session_id,
+    )
+    database = get_database()
+    prepared = prepare_turn(database, principal, question, regenerated_from=turn.id)
+    return _answer_response(request, answer_events(database, prepared, _generator()))
+
+
+def post_feedback(request: Request, principal: Principal, turn_id: str) -> Response:
+    """Rate a turn up or down, with an optional comment (a second rating replaces it)."""
+    turn = _require_turn(principal, turn_id)
+    body = FeedbackBody.model_validate(read_json(request))
+    if body.rating not in ("up", "down"):
+        raise ApiError(400, "invalid_rating", "rating must be 'up' or 'down'")
+    history.record_feedback(get_database(), principal, turn.id, body.rating, body.comment)
+    return json_response({"turn_id": turn.id, "rating": body.rating, "comment": body.comment})
+
+
+def get_sessions(request: Request, principal: Principal) -> Response:
+    """The caller's chat sessions, most recent first."""
+    limit = int_arg(request, "limit", 50, 1, 200)
+    offset = int_arg(request, "offset", 0, 0, 1_000_000)
+    sessions = history.list_sessions(get_database(), principal, limit, offset)
+    return json_response({"sessions": sessions})
+
+
+def get_session_turns(request: Request, principal: Principal, session_id: str) -> Response:
+    """A session's turns in order."""
+    database = get_database()
+    if not history.session_exists(database, principal, session_id):
+        raise ApiError(404, "session_not_found", f"session {session_id!r} not found")
+    turns = history.list_turns(database, principal, session_id)
+    return json_response({"session_id": session_id, "turns": [t.to_json() for t in turns]})
+
+
+def get_turn_citations(request: Request, principal: Principal, turn_id: str) -> Response:
+    """The checked citations of a turn."""
+    turn = _require_turn(principal, turn_id)
+    return json_response({"turn_id": turn.id, "citations": turn.citations})
+
+
+def get_citation_viewer(request: Request, principal: Principal, chunk_id: str) -> Response:
+    """Where a cited passage is: PDF pages and boxes to highlight, or the character span."""
+    from shared.answering.viewer import citation_viewer
+    from shared.knowledge_bases import list_knowledge_bases
+
+    if not chunk_id.isdigit():
+        raise ApiError(404, "citation_not_found", f"passage {chunk_id!r} not found")
+    database = get_database()
+    readable = [
+        kb.id
+        for kb in list_knowledge_bases(database, principal.workspace)
+        if _may_read(principal, kb.id)
+    ]
+    viewer = citation_viewer(database, int(chunk_id), readable)
+    if viewer is None:
+        raise ApiError(404, "citation_not_found", f"passage {chunk_id!r} not found")
+    return json_response(viewer)
+
+
+def _may_read(principal: Principal, kb_id: str) -> bool:
+    try:
+        authorize(principal, "read", kb_id)
+    except ApiError:
+        return False
+    return True
+
+
+ROUTES = [
+    Route("POST", "/v1/ask", post_ask),
+    Route("GET", "/v1/ask/stream", get_ask_stream),
+    Route("POST", "/v1/retrieve", post_retrieve),
+    Route("POST", "/v1/turns/<turn_id>/regenerate", post_regenerate),
+    Route("POST", "/v1/turns/<turn_id>/feedback", post_feedback),
+    Route("GET", "/v1/turns/<turn_id>/citations", get_turn_citations),
+    Route("GET", "/v1/sessions", get_sessions),
+    Route("GET", "/v1/sessions/<session_id>/turns", get_session_turns),
+    Route("GET", "/v1/citations/<chunk_id>/viewer", get_citation_viewer),
+]

@@ -1,0 +1,52 @@
+"""Resetting the shared local stack between tests (or modules that share data)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from werkzeug.serving import make_server
+
+from scripts.localstack.stack import LocalStack
+from shared import storage
+
+_TABLES = (
+    "turn_feedback, chat_turns, chat_sessions, chunks, document_events, document_versions,"
+    " documents, knowledge_bases, workspaces"
+)
+
+
+def wipe_stack(stack: LocalStack) -> None:
+    """Empty the stack's database, buckets and drop folder, with nothing left in flight."""
+    # Files first (the drop folder deletes their objects), then objects, then rows, so
+    # no event still in flight can recreate anything.
+    if stack.drop is not None:
+        for child in stack.drop.root.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        stack.drop.sync_once()
+    client = storage.get_client()
+    for bucket in (stack.settings.upload_bucket, stack.settings.work_bucket):
+        for blob in list(client.list_blobs(bucket)):
+            storage.delete(bucket, blob.name)
+    if stack.notifier is not None:
+        stack.notifier.poll_once()
+    stack.wait_idle(60)
+    stack.database.run(f"TRUNCATE {_TABLES} CASCADE")
+    stack.bus.published.clear()
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """Serve a WSGI app on a free local port (threaded) and yield its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="test-http-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
