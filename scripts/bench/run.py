@@ -1,0 +1,233 @@
+"""``make bench``: run every benchmark section, then write docs/benchmarks.md and .json.
+
+Each section runs in its own fresh interpreter, one after the other (they would
+otherwise compete for the same two cores), and saves ``docs/bench/<section>.json`` and
+``.md``. This script then checks every figure against its target and assembles:
+
+- ``docs/benchmarks.json``: ``{"generated_at", "environment", "<section>": {metrics}}``,
+  so runs can be compared key by key (``ingest.pages_per_s_hash``, ...);
+- ``docs/benchmarks.md``: a summary of the targets (met or missed, plainly), then each
+  section's tables and plots.
+
+Usage::
+
+    .venv/bin/python -m scripts.bench.run                  # everything (about half an hour)
+    .venv/bin/python -m scripts.bench.run --only scifact   # one module, then reassemble
+    .venv/bin/python -m scripts.bench.run --assemble-only  # just rebuild the report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scripts.bench.common import REPO, RESULTS, clean, environment, now
+
+# Modules in the order they run, and the sections each one writes.
+MODULES: dict[str, tuple[str, ...]] = {
+    "cold_start": ("cold_start",),
+    "ingest": ("ingest",),
+    "vectors": ("vector_writes", "retrieval"),
+    "answer_overhead": ("answer_overhead",),
+    "scifact": ("scifact",),
+}
+SECTION_ORDER = [section for sections in MODULES.values() for section in sections]
+
+# Model-calling targets get a larger cold-start allowance (they import a model client).
+MODEL_TARGETS = frozenset({"embed", "answer"})
+
+
+@dataclass(frozen=True)
+class Target:
+    """One goal from the benchmarks issue."""
+
+    label: str
+    section: str
+    key: str
+    goal: str
+    met: Callable[[float], bool]
+
+
+TARGETS = [
+    Target(
+        "Ingestion vs LlamaIndex, hashing embedder",
+        "ingest",
+        "ratio_vs_llamaindex_hash",
+        ">= 10x",
+        lambda v: v >= 10,
+    ),
+    Target(
+        "MiniLM ingestion: share of wall time in the model",
+        "ingest",
+        "embed_share_minilm",
+        ">= 0.90",
+        lambda v: v >= 0.90,
+    ),
+    Target(
+        "Vector writes at 100k chunks",
+        "vector_writes",
+        "chunks_per_s_100k",
+        ">= 1,000 chunks/s",
+        lambda v: v >= 1000,
+    ),
+    Target("Retrieval p95 at 100k", "retrieval", "p95_ms", "< 20 ms", lambda v: v < 20),
+    Target(
+        "Retrieval recall@10 at 100k", "retrieval", "recall_at_10", ">= 0.95", lambda v: v >= 0.95
+    ),
+    Target(
+        "Filter matching 10%: results",
+        "retrieval",
+        "filtered_10pct_results",
+        "= 10",
+        lambda v: v >= 10,
+    ),
+    Target(
+        "Filter matching 1%: results",
+        "retrieval",
+        "filtered_1pct_results",
+        "= 10",
+        lambda v: v >= 10,
+    ),
+    Target("Answer overhead p50", "answer_overhead", "p50_ms", "< 15 ms", lambda v: v < 15),
+    Target(
+        "SciFact nDCG@10, dense (published 0.645)",
+        "scifact",
+        "ndcg10_dense",
+        "0.645 ± 0.01",
+        lambda v: abs(v - 0.645) <= 0.01,
+    ),
+    Target("SciFact nDCG@10, hybrid", "scifact", "ndcg10_hybrid", ">= 0.69", lambda v: v >= 0.69),
+]
+
+
+def run_module(module: str, extra: list[str]) -> tuple[bool, float]:
+    """Run ``scripts.bench.<module>`` in a fresh interpreter; (succeeded, seconds)."""
+    started = time.monotonic()
+    print(f"== {module}", flush=True)
+    result = subprocess.run(
+        [sys.executable, "-m", f"scripts.bench.{module}", *extra], cwd=REPO, check=False
+    )
+    seconds = time.monotonic() - started
+    print(f"== {module}: {'ok' if result.returncode == 0 else 'FAILED'} in {seconds:.0f} s")
+    return result.returncode == 0, seconds
+
+
+def load_sections() -> dict[str, dict[str, Any]]:
+    """Every section result saved under docs/bench/."""
+    records = {}
+    for section in SECTION_ORDER:
+        path = RESULTS / f"{section}.json"
+        if path.exists():
+            records[section] = json.loads(path.read_text())
+    return records
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def verdicts(records: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(target, goal, measured, verdict) rows for every target, cold start per function."""
+    rows = []
+    for target in TARGETS:
+        metrics = records.get(target.section, {}).get("metrics", {})
+        value = _number(metrics.get(target.key))
+        if value is None:
+            rows.append((target.label, target.goal, "not measured", "NOT MEASURED"))
+            continue
+        rows.append(
+            (target.label, target.goal, f"{value:,.3g}", "met" if target.met(value) else "MISSED")
+        )
+    cold = records.get("cold_start", {}).get("metrics", {})
+    all_deps = _number(cold.get("all_deps_ms"))
+    for name, ms in sorted((cold.get("targets") or {}).items()):
+        value = _number(ms)
+        if value is None or not all_deps:
+            continue
+        limit = 0.70 if name in MODEL_TARGETS else 0.50
+        share = value / all_deps
+        rows.append(
+            (
+                f"Cold start of `{name}` vs all dependencies",
+                f"< {limit:.0%}",
+                f"{share:.0%} ({value:,.0f} ms)",
+                "met" if share < limit else "MISSED",
+            )
+        )
+    return rows
+
+
+def assemble(records: dict[str, dict[str, Any]]) -> None:
+    """Write docs/benchmarks.json and docs/benchmarks.md from the section results."""
+    generated = now()
+    summary: dict[str, Any] = {"generated_at": generated, "environment": environment()}
+    for section, record in records.items():
+        summary[section] = record.get("metrics", {})
+    summary["sources"] = {
+        section: {"generated_at": record.get("generated_at"), "command": record.get("command")}
+        for section, record in records.items()
+    }
+    docs = REPO / "docs"
+    (docs / "benchmarks.json").write_text(json.dumps(clean(summary), indent=2) + "\n")
+
+    env = summary["environment"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated {generated} by `make bench` (`.venv/bin/python -m scripts.bench.run`) on"
+        f" {env['cpus']} CPUs, Python {env['python']} ({env['platform']}). The machine is"
+        " shared and noisy: figures are medians over repeats, and every comparison with a"
+        " peer is a ratio measured in the same run. Machine-readable: `benchmarks.json`.",
+        "",
+        "## Targets",
+        "",
+        "| target | goal | measured | verdict |",
+        "|---|---|---|---|",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in verdicts(records)),
+        "",
+    ]
+    for section in SECTION_ORDER:
+        fragment = RESULTS / f"{section}.md"
+        if section in records and fragment.exists():
+            record = records[section]
+            lines += [
+                fragment.read_text().rstrip(),
+                "",
+                f"*Measured {record.get('generated_at')} with `{record.get('command')}`.*",
+                "",
+            ]
+    (docs / "benchmarks.md").write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen modules (all by default), then assemble the report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=sorted(MODULES), help="repeatable")
+    parser.add_argument("--assemble-only", action="store_true", help="run nothing, rebuild")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke test)")
+    args = parser.parse_args(argv)
+    failed = []
+    if not args.assemble_only:
+        for module in args.only or list(MODULES):
+            ok, _ = run_module(module, ["--quick"] if args.quick else [])
+            if not ok:
+                failed.append(module)
+    assemble(load_sections())
+    print(f"wrote {REPO / 'docs' / 'benchmarks.md'} and benchmarks.json")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
