@@ -102,24 +102,6 @@ def _turn(row: Sequence[Any]) -> Turn:
     )
 
 
-def create_session(
-    database: Database, principal: Principal, kb_ids: Sequence[str], first_question: str
-) -> str:
-    """Start a session for the principal; its title is the first question, shortened."""
-    title = " ".join(first_question.split())[:TITLE_CHARS]
-    return str(
-        database.scalar(
-            "INSERT INTO chat_sessions (workspace_id, principal, title, kb_ids)"
-            " SELECT id, :principal, :title, CAST(:kbs AS uuid[]) FROM workspaces"
-            " WHERE name = :ws RETURNING id::text",
-            principal=principal.id,
-            title=title,
-            kbs=list(kb_ids),
-            ws=principal.workspace,
-        )
-    )
-
-
 def session_exists(database: Database, principal: Principal, session_id: str) -> bool:
     """True if ``session_id`` is one of the principal's sessions."""
     if not is_uuid(session_id):
@@ -133,6 +115,36 @@ def session_exists(database: Database, principal: Principal, session_id: str) ->
             principal=principal.id,
         )
     )
+
+
+def session_history(
+    database: Database, principal: Principal, session_id: str, limit: int = HISTORY_TURNS
+) -> list[Exchange] | None:
+    """The session's last answered exchanges, or None if it is not the principal's.
+
+    :func:`session_exists` and :func:`history` in one query (a follow-up reads both).
+    """
+    if not is_uuid(session_id):
+        return None
+    rows = database.run(
+        "SELECT recent.question, recent.answer FROM chat_sessions s"
+        " JOIN workspaces w ON w.id = s.workspace_id AND w.name = :ws"
+        " LEFT JOIN LATERAL ("
+        "  SELECT t.number, t.question, t.answer FROM chat_turns t"
+        "  WHERE t.session_id = s.id AND t.status = 'answered'"
+        "  AND NOT EXISTS (SELECT 1 FROM chat_turns r WHERE r.regenerated_from = t.id"
+        "                  AND r.status = 'answered')"
+        "  ORDER BY t.number DESC LIMIT :limit) recent ON true"
+        " WHERE s.id = CAST(:sid AS uuid) AND s.principal = :principal"
+        " ORDER BY recent.number",
+        ws=principal.workspace,
+        principal=principal.id,
+        sid=session_id,
+        limit=limit,
+    )
+    if not rows:
+        return None
+    return [Exchange(question=row[0], answer=row[1]) for row in rows if row[0] is not None]
 
 
 def list_sessions(
@@ -189,22 +201,70 @@ def get_turn(database: Database, principal: Principal, turn_id: str) -> Turn | N
     return _turn(row) if row else None
 
 
-def history(database: Database, session_id: str, limit: int = HISTORY_TURNS) -> list[Exchange]:
-    """The session's last answered exchanges, oldest first.
+# The columns a new turn is inserted with, after its session id and number.
+_NEW_TURN = (
+    " :q, :sq, CAST(:kbs AS uuid[]), :top_k, CAST(:filters AS jsonb), 'answering',"
+    " CAST(:retrieved AS jsonb), CAST(:regen AS uuid)"
+)
+_NEW_TURN_COLUMNS = (
+    "INSERT INTO chat_turns (session_id, number, question, standalone_question, kb_ids,"
+    " top_k, filters, status, retrieved, regenerated_from)"
+)
 
-    A turn that was regenerated counts once, with its newest answer.
+
+def _turn_params(
+    question: str,
+    standalone_question: str,
+    kb_ids: Sequence[str],
+    top_k: int,
+    filters: dict[str, Any],
+    retrieved: list[dict[str, Any]],
+    regenerated_from: str | None,
+) -> dict[str, Any]:
+    return {
+        "q": question,
+        "sq": standalone_question,
+        "kbs": list(kb_ids),
+        "top_k": top_k,
+        "filters": json.dumps(filters),
+        "retrieved": json.dumps(retrieved),
+        "regen": regenerated_from,
+    }
+
+
+def start_session(
+    database: Database,
+    principal: Principal,
+    *,
+    question: str,
+    standalone_question: str,
+    kb_ids: Sequence[str],
+    top_k: int,
+    filters: dict[str, Any],
+    retrieved: list[dict[str, Any]],
+) -> tuple[str, str]:
+    """Start a session with its first turn (being answered), in one statement.
+
+    The session's title is the question, shortened. One statement means one commit:
+    a new question costs a single write before generation starts.
+
+    Returns:
+        The session id and the turn id.
     """
-    rows = database.run(
-        "SELECT question, answer FROM ("
-        " SELECT t.number, t.question, t.answer FROM chat_turns t"
-        " WHERE t.session_id = CAST(:sid AS uuid) AND t.status = 'answered'"
-        " AND NOT EXISTS (SELECT 1 FROM chat_turns r WHERE r.regenerated_from = t.id"
-        "                 AND r.status = 'answered')"
-        " ORDER BY t.number DESC LIMIT :limit) recent ORDER BY number",
-        sid=session_id,
-        limit=limit,
+    row = database.one(
+        "WITH new_session AS (INSERT INTO chat_sessions (workspace_id, principal, title,"
+        " kb_ids) SELECT id, :principal, :title, CAST(:kbs AS uuid[]) FROM workspaces"
+        " WHERE name = :ws RETURNING id)"
+        f" {_NEW_TURN_COLUMNS} SELECT new_session.id, 1,{_NEW_TURN} FROM new_session"
+        " RETURNING session_id::text, id::text",
+        principal=principal.id,
+        title=" ".join(question.split())[:TITLE_CHARS],
+        ws=principal.workspace,
+        **_turn_params(question, standalone_question, kb_ids, top_k, filters, retrieved, None),
     )
-    return [Exchange(question=row[0], answer=row[1]) for row in rows]
+    if row is None:
+        raise RuntimeError(f"workspace {principal.workspace!r} does not exist")
+    return str(row[0]), str(row[1])
 
 
 def start_turn(
@@ -219,30 +279,44 @@ def start_turn(
     retrieved: list[dict[str, Any]],
     regenerated_from: str | None = None,
 ) -> str:
-    """Record a turn being answered; returns its id. Numbers are per session, in order."""
+    """Record a turn of an existing session being answered; returns its id.
+
+    Numbers are per session, in order, and never collide. Usually one statement does
+    it all: it touches the session (locking its row) and inserts the turn numbered
+    after the session's last one. If a concurrent question of the same session got
+    that number first (the unique key ``(session_id, number)``), the insert does
+    nothing and the turn is numbered again in a transaction that holds the session's
+    row lock before it reads the last number, so it sees every turn committed before.
+    """
+    params = _turn_params(
+        question, standalone_question, kb_ids, top_k, filters, retrieved, regenerated_from
+    )
+    turn_id = database.scalar(
+        "WITH touched AS (UPDATE chat_sessions SET updated_at = now()"
+        " WHERE id = CAST(:sid AS uuid) RETURNING id)"
+        f" {_NEW_TURN_COLUMNS} SELECT touched.id, (SELECT coalesce(max(t.number), 0) + 1"
+        f" FROM chat_turns t WHERE t.session_id = touched.id),{_NEW_TURN} FROM touched"
+        " ON CONFLICT (session_id, number) DO NOTHING RETURNING id::text",
+        sid=session_id,
+        **params,
+    )
+    if turn_id is not None:
+        return str(turn_id)
     with database.transaction() as session:
-        # The session row lock serialises concurrent questions of one session, so turn
-        # numbers never collide.
-        session.run(
-            "UPDATE chat_sessions SET updated_at = now() WHERE id = CAST(:sid AS uuid)",
+        touched = session.scalar(
+            "UPDATE chat_sessions SET updated_at = now() WHERE id = CAST(:sid AS uuid)"
+            " RETURNING id",
             sid=session_id,
         )
+        if touched is None:
+            raise RuntimeError(f"session {session_id} does not exist")
         return str(
             session.scalar(
-                "INSERT INTO chat_turns (session_id, number, question, standalone_question,"
-                " kb_ids, top_k, filters, status, retrieved, regenerated_from)"
-                " SELECT CAST(:sid AS uuid), coalesce(max(number), 0) + 1, :q, :sq,"
-                " CAST(:kbs AS uuid[]), :top_k, CAST(:filters AS jsonb), 'answering',"
-                " CAST(:retrieved AS jsonb), CAST(:regen AS uuid)"
-                " FROM chat_turns WHERE session_id = CAST(:sid AS uuid) RETURNING id::text",
+                f"{_NEW_TURN_COLUMNS} SELECT CAST(:sid AS uuid), coalesce(max(number), 0) + 1,"
+                f"{_NEW_TURN} FROM chat_turns WHERE session_id = CAST(:sid AS uuid)"
+                " RETURNING id::text",
                 sid=session_id,
-                q=question,
-                sq=standalone_question,
-                kbs=list(kb_ids),
-                top_k=top_k,
-                filters=json.dumps(filters),
-                retrieved=json.dumps(retrieved),
-                regen=regenerated_from,
+                **params,
             )
         )
 

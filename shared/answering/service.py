@@ -102,21 +102,22 @@ def prepare_turn(
     *,
     regenerated_from: str | None = None,
 ) -> PreparedTurn:
-    """Open (or continue) the session, rewrite a follow-up, retrieve, and record the turn.
+    """Continue the session (or start one), rewrite a follow-up, retrieve, record the turn.
+
+    A new session is created together with its first turn, after retrieval, in one
+    statement: a first question writes once before generation starts.
 
     Raises:
         ApiError: 404 if ``session_id`` is not one of the principal's sessions.
     """
     from shared.answering.rewrite import rewrite_question
 
+    earlier: list[Exchange] = []
     if question.session_id is not None:
-        if not history.session_exists(database, principal, question.session_id):
+        found = history.session_history(database, principal, question.session_id)
+        if found is None:
             raise ApiError(404, "session_not_found", f"session {question.session_id!r} not found")
-        session_id = question.session_id
-        earlier = history.history(database, session_id)
-    else:
-        session_id = history.create_session(database, principal, question.kb_ids, question.text)
-        earlier = []
+        earlier = found
     standalone = rewrite_question(question.text, earlier) if earlier else question.text
     retrieval = retrieve_for(
         database,
@@ -131,20 +132,24 @@ def prepare_turn(
         ),
     )
     passages = retrieval.passages if is_relevant(standalone, retrieval) else []
-    turn_id = history.start_turn(
-        database,
-        session_id=session_id,
-        question=question.text,
-        standalone_question=standalone,
-        kb_ids=question.kb_ids,
-        top_k=question.top_k,
-        filters=question.filters(),
-        retrieved=[
+    turn: dict[str, Any] = {
+        "question": question.text,
+        "standalone_question": standalone,
+        "kb_ids": question.kb_ids,
+        "top_k": question.top_k,
+        "filters": question.filters(),
+        "retrieved": [
             {"chunk_id": p.chunk_id, "document_id": p.document_id, "score": p.score}
             for p in retrieval.passages
         ],
-        regenerated_from=regenerated_from,
-    )
+    }
+    if question.session_id is None:
+        session_id, turn_id = history.start_session(database, principal, **turn)
+    else:
+        session_id = question.session_id
+        turn_id = history.start_turn(
+            database, session_id=session_id, regenerated_from=regenerated_from, **turn
+        )
     return PreparedTurn(
         turn_id=turn_id,
         session_id=session_id,
