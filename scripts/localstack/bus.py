@@ -32,12 +32,19 @@ PushTarget = Callable[[dict[str, Any], dict[str, str]], int]
 
 @dataclass
 class Subscription:
-    """A push subscription."""
+    """A push subscription.
+
+    ``dispatcher`` delivers its messages; by default the bus's own. Pub/Sub pushes each
+    subscription on its own, so a backlog on one topic (parse) does not hold up
+    deliveries of another (chunk, index): give each subscription its own dispatcher
+    to get that.
+    """
 
     name: str
     topic: str
     target: PushTarget
     dead_letter_topic: str | None = None
+    dispatcher: Dispatcher | None = None
 
 
 @dataclass
@@ -113,7 +120,8 @@ class LocalBus:
                     {**attributes, "CloudPubSubDeadLetterSourceDeliveryCount": str(attempts)},
                 )
 
-        self._dispatcher.submit(
+        dispatcher = subscription.dispatcher or self._dispatcher
+        dispatcher.submit(
             f"{subscription.name}/{message_id}",
             attempt,
             max_attempts=self.options.max_attempts,

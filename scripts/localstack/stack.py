@@ -15,8 +15,9 @@ from typing import Any
 from scripts.localstack.bus import DeliveryOptions, LocalBus, LocalTaskQueue, Subscription
 from scripts.localstack.dispatcher import Backoff, Dispatcher
 from scripts.localstack.dropfolder import DropFolder
+from scripts.localstack.gcs import StorageEmulator
 from scripts.localstack.notifier import BucketNotifier
-from shared import events, storage
+from shared import events, parsing, storage
 from shared.config import Settings, get_parse_limits, get_settings
 from shared.db import Database, set_database
 from shared.db.connection import url_connection_factory
@@ -35,6 +36,10 @@ class StackConfig:
     delivery: DeliveryOptions = field(default_factory=DeliveryOptions)
     backoff: Backoff = field(default_factory=Backoff)
     workers: int = 4
+    # PDF parses run in this many worker processes (PDFium parses one PDF at a time per
+    # process, and every function shares this one): None is one per CPU, at most
+    # ``workers``; 0 parses on the delivering thread.
+    parse_processes: int | None = None
     notify: bool = True  # poll the bucket for finalize/delete events
     drop_folder: bool = True
     notify_interval_s: float = 0.5
@@ -103,15 +108,13 @@ class LocalStack:
         self.drop: DropFolder | None = None
         self.app: Any = None
         self.host: Any = None
-        self._gcs: Any = None
+        self._gcs: StorageEmulator | None = None
         self._dispatchers: list[Dispatcher] = []
         self._stopping = threading.Event()
         self._scheduler: threading.Thread | None = None
 
     def start(self) -> LocalStack:
         """Start every component; the functions are ready to serve when this returns."""
-        from gcp_storage_emulator.server import create_server
-
         from scripts.localstack.functions_host import FunctionsHost
         from scripts.localstack.origin import OneOrigin
 
@@ -121,9 +124,7 @@ class LocalStack:
         database_url = start_postgres(data / "pg")
         gcs_port = config.gcs_port or free_port()
         (data / "gcs").mkdir(exist_ok=True)
-        self._gcs = create_server(
-            "127.0.0.1", gcs_port, in_memory=False, data_dir=str(data / "gcs")
-        )
+        self._gcs = StorageEmulator("127.0.0.1", gcs_port, data / "gcs")
         self._gcs.start()
         ensure_signing_key(data / "signing-key.json")
         os.environ.update(
@@ -145,6 +146,11 @@ class LocalStack:
             if client.lookup_bucket(bucket) is None:
                 client.create_bucket(bucket)
 
+        processes = config.parse_processes
+        if processes is None:
+            processes = min(os.cpu_count() or 1, config.workers)
+        parsing.use_worker_processes(processes)
+
         self.database = Database(url_connection_factory(database_url), size=8)
         set_database(self.database)
         migrate(self.database)
@@ -164,7 +170,13 @@ class LocalStack:
         ):
             self.bus.subscribe(
                 Subscription(
-                    f"{topic}-push", topic, host.push_target(target), settings.topic_dead_letter
+                    f"{topic}-push",
+                    topic,
+                    host.push_target(target),
+                    settings.topic_dead_letter,
+                    # Each subscription is pushed on its own, as Pub/Sub does: chunk and
+                    # index messages never wait behind a backlog of parse messages.
+                    dispatcher=self._dispatcher(f"push-{target}", config.workers),
                 )
             )
         self.bus.subscribe(
@@ -251,6 +263,7 @@ class LocalStack:
             dispatcher.stop()
         events.set_publisher(None)
         events.set_task_queue(None)
+        parsing.use_worker_processes(0)
         if self._gcs is not None:
             self._gcs.stop()
         set_database(None)

@@ -32,9 +32,19 @@ MIN_CANDIDATES = 40
 # Upper bound on the tuples one iterative HNSW scan visits (pgvector's default is
 # 20,000); past it a very selective filter returns fewer rows rather than scanning on.
 MAX_SCAN_TUPLES = 50_000
+# A scope of at most this many chunks (a selective document or metadata filter) is
+# searched exactly: comparing the query with each of its chunks is faster than walking
+# the graph past the many chunks the filter rejects, and finds the true nearest ones.
+# Measured at 100k chunks (docs/benchmarks.md, "Retrieval latency and recall").
+EXACT_SEARCH_MAX_CHUNKS = 2_000
 # A name routes a search only if at most this share of the documents in scope carry it
 # in their profile: a word every document's title page has ("Form", "Inc") says nothing.
 ROUTING_MAX_SHARE = 0.5
+# Okapi BM25 for the full-text arm (Robertson and Zaragoza, "The Probabilistic Relevance
+# Framework: BM25 and Beyond", 2009), with Lucene's and Elasticsearch's default
+# parameters: k1 saturates a term's repeated occurrences, b normalises by length.
+BM25_K1 = 1.2
+BM25_B = 0.75
 
 _FTS_TERM = re.compile(r"[a-z0-9]{2,}")
 
@@ -220,12 +230,18 @@ def _search_model(
     terms = [t for t in (_FTS_TERM.findall(" ".join(or_query_terms(request.query))))]
     tsquery = " | ".join(dict.fromkeys(terms))
     # The same visibility and scope predicates for both arms: active versions of
-    # documents in the knowledge bases asked for, inside the caller's workspace.
+    # documents in the knowledge bases asked for, inside the caller's workspace. Written
+    # so the planner's row estimates stay right (a join on the active version, or a
+    # per-row workspace check, made it expect a few rows out of 100k, and so scan them
+    # all): visibility is a semi-join on the active versions, and the workspace check
+    # runs once for the statement (every knowledge base asked for must be the caller's).
     scope = (
-        " JOIN documents d ON d.id = c.document_id AND d.active_version_id = c.version_id"
         " WHERE c.kb_id = ANY(CAST(:kbs AS uuid[]))"
-        " AND c.kb_id IN (SELECT k.id FROM knowledge_bases k JOIN workspaces w"
-        "                 ON w.id = k.workspace_id WHERE w.name = :ws)"
+        " AND c.version_id IN (SELECT d.active_version_id FROM documents d"
+        " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])))"
+        " AND (SELECT count(*) FROM knowledge_bases k JOIN workspaces w"
+        " ON w.id = k.workspace_id WHERE w.name = :ws AND k.id = ANY(CAST(:kbs AS uuid[])))"
+        " = cardinality(CAST(:kbs AS uuid[]))"
     )
     # Document and metadata filters name the active versions, so a selective filter
     # reaches its chunks through the (version_id, ordinal) index.
@@ -242,16 +258,47 @@ def _search_model(
     # The vector arm repeats the partial index's expression and predicate
     # (embedding::vector(N), embedding_dim = N) so the planner can use its HNSW index.
     distance = f"c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))"
+    # The planner cannot be left to choose between the index and an exact scan: the
+    # scope's joins make it expect a handful of rows, so it sorts every chunk of the
+    # knowledge base by distance (100k chunks: hundreds of ms). The scope's size,
+    # read from its versions' chunk counts, decides instead: a small scope is compared
+    # exactly (cosine_distance(), a function no index serves), anything larger walks
+    # the HNSW index (sorting is disabled for the statement, so the index's order wins).
+    exact = _small_scope(database, model, request, document_ids)
+    ranked = (
+        f"cosine_distance(c.embedding::vector({dim}), CAST(:q AS vector({dim})))"
+        if exact
+        else distance
+    )
+    # Full text: chunks matching any of the question's words (GIN index), ranked by
+    # BM25. ts_rank_cd counts every matching word alike, so a question's common words
+    # ("patients", "cells", "increase") outweigh the one rare word that identifies the
+    # passage; BM25 weighs each word by its inverse document frequency and saturates
+    # repeats. Statistics are over the search's scope: N and the mean length (in the
+    # embedding model's tokens) from its chunks, each word's document frequency from
+    # the matching chunks (every chunk containing the word matches the OR query), its
+    # frequency in a chunk from the positions the tsvector stores.
     text_arm = (
-        "SELECT c.id, ts_rank_cd(c.tsv, to_tsquery('english', :tsq), 1) AS rank"
-        f" FROM chunks c {scope} AND c.tsv @@ to_tsquery('english', :tsq)"
-        " ORDER BY rank DESC, c.id LIMIT :n"
+        "WITH matched AS MATERIALIZED (SELECT m.id, m.dl, u.lexeme,"
+        " cardinality(u.positions) AS tf FROM (SELECT c.id,"
+        " greatest(c.token_count, 1)::float8 AS dl, ts_filter(setweight(c.tsv, 'A',"
+        " tsvector_to_array(to_tsvector('english', :terms))), '{a}') AS hits"
+        f" FROM chunks c {scope} AND c.tsv @@ to_tsquery('english', :tsq)) m,"
+        " unnest(m.hits) AS u),"
+        " df AS (SELECT lexeme, count(*)::float8 AS df FROM matched GROUP BY lexeme),"
+        " stats AS (SELECT count(*)::float8 AS n,"
+        f" avg(greatest(c.token_count, 1))::float8 AS avgdl FROM chunks c {scope})"
+        " SELECT t.id, sum(ln(1 + (s.n - d.df + 0.5) / (d.df + 0.5))"
+        f" * t.tf * {BM25_K1 + 1} / (t.tf + {BM25_K1} * (1 - {BM25_B}"
+        f" + {BM25_B} * t.dl / s.avgdl)))::real AS rank"
+        " FROM matched t JOIN df d USING (lexeme) CROSS JOIN stats s"
+        " GROUP BY t.id ORDER BY rank DESC, t.id LIMIT :n"
         if tsquery
         else "SELECT NULL::bigint AS id, NULL::real AS rank WHERE false"
     )
     sql = (
-        f"WITH vec AS MATERIALIZED (SELECT c.id, {distance} AS distance FROM chunks c {scope}"
-        f" AND c.embedding_dim = {dim} ORDER BY {distance} LIMIT :n),"
+        f"WITH vec AS MATERIALIZED (SELECT c.id, {ranked} AS distance FROM chunks c {scope}"
+        f" AND c.embedding_dim = {dim} ORDER BY {ranked} LIMIT :n),"
         f" fts AS MATERIALIZED ({text_arm}),"
         " candidates AS (SELECT id FROM vec UNION SELECT id FROM fts)"
         " SELECT c.id, c.document_id::text, c.version_id::text, c.kb_id::text, d.filename,"
@@ -265,13 +312,18 @@ def _search_model(
     with database.transaction() as session:
         # Iterative scans: keep walking the HNSW graph until LIMIT rows pass the scope
         # filters (relaxed order: results are re-sorted by distance below).
-        session.run("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        session.run(f"SET LOCAL hnsw.ef_search = {min(max(limit, 40), 1000)}")
-        session.run(f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}")
+        # One round trip for the three settings (a simple query may hold several).
+        session.run(
+            "SET LOCAL hnsw.iterative_scan = relaxed_order;"
+            f" SET LOCAL hnsw.ef_search = {min(max(limit, 40), 1000)};"
+            f" SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES};"
+            f" SET LOCAL enable_sort = {'on' if exact else 'off'}"
+        )
         found = session.run(
             sql,
             q=vector,
             tsq=tsquery,
+            terms=" ".join(dict.fromkeys(terms)),
             n=limit,
             kbs=list(model.kb_ids),
             ws=request.workspace,
@@ -282,6 +334,36 @@ def _search_model(
     vector_ranking = [row[0] for row in sorted(vector_hits, key=lambda r: (r[13], r[0]))]
     text_ranking = [row[0] for row in sorted(text_hits, key=lambda r: (-r[14], r[0]))]
     return vector_ranking, text_ranking, found
+
+
+def _small_scope(
+    database: Database,
+    model: _Model,
+    request: RetrievalRequest,
+    document_ids: Sequence[str] | None,
+) -> bool:
+    """Whether at most :data:`EXACT_SEARCH_MAX_CHUNKS` chunks are in the search's scope.
+
+    Counts the chunks of the active versions in scope from ``chunk_count`` (set when a
+    version is chunked; a missing count counts as many), reading at most one more
+    document than the limit allows, since each version has at least one chunk.
+    """
+    cap = EXACT_SEARCH_MAX_CHUNKS + 1
+    sql = (
+        "SELECT coalesce(sum(coalesce(s.n, :cap)), 0) FROM (SELECT v.chunk_count AS n"
+        " FROM documents d JOIN document_versions v ON v.id = d.active_version_id"
+        " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[]))"
+        + (" AND d.id = ANY(CAST(:docs AS uuid[]))" if document_ids is not None else "")
+        + (" AND d.metadata @> CAST(:meta AS jsonb)" if request.metadata else "")
+        + " LIMIT :cap) s"
+    )
+    total = database.scalar(
+        sql,
+        kbs=list(model.kb_ids),
+        cap=cap,
+        **_filter_params(document_ids, request.metadata),
+    )
+    return int(total or 0) <= EXACT_SEARCH_MAX_CHUNKS
 
 
 def _passage(row: tuple[Any, ...], score: float) -> Passage:

@@ -1,0 +1,113 @@
+"""How the vector arm reaches the chunks: the HNSW index for a large scope, an exact scan
+for a small one, and the workspace check inside the statement.
+
+The planner's row estimates cannot be trusted with these scopes, so ``_search_model``
+decides by the scope's chunk count (``EXACT_SEARCH_MAX_CHUNKS``, lowered here so a
+small knowledge base stands for a large one). Plans are read with EXPLAIN in the
+search's own transaction, so its settings apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from scripts.localstack.stack import LocalStack
+from shared.db.connection import Session
+from shared.retrieval import search
+from shared.retrieval.search import RetrievalRequest
+from tests.support.api import Api
+from tests.support.stack import wipe_stack
+
+TOPICS = ["tides and lighthouses", "bread and ovens", "rivers and bridges"]
+
+
+@pytest.fixture
+def corpus(stack: LocalStack) -> Iterator[dict[str, Any]]:
+    """Three documents of ten one-paragraph chunks each, in one knowledge base."""
+    wipe_stack(stack)
+    api = Api(stack)
+    kb = api.create_kb("plans", chunk_tokens=40, chunk_overlap=0)
+    documents = {}
+    for topic in TOPICS:
+        body = "\n\n".join(
+            f"Note {n} on {topic}: the keeper writes about {topic} every morning, {n} times."
+            for n in range(10)
+        )
+        documents[topic] = api.upload(kb["id"], f"{topic.split()[0]}.md", body.encode())
+    stack.wait_idle(180)
+    yield {"kb": kb, "documents": documents}
+    wipe_stack(stack)
+
+
+def _plans(
+    stack: LocalStack, request: RetrievalRequest, kb_ids: tuple[str, ...], monkeypatch: Any
+) -> tuple[list[int], str]:
+    """The vector ranking of ``_search_model`` and the EXPLAIN of its statement."""
+    original = Session.run
+    plans: list[str] = []
+
+    def explained(self: Session, sql: str, stream: Any = None, **params: Any) -> list[Any]:
+        if sql.startswith("WITH vec AS MATERIALIZED"):
+            rows = original(self, "EXPLAIN " + sql, stream, **params)
+            plans.append("\n".join(str(row[0]) for row in rows))
+        return original(self, sql, stream, **params)
+
+    monkeypatch.setattr(Session, "run", explained)
+    model = search._Model(name="hashing-384", dimension=384, kb_ids=kb_ids)
+    ranking, _, _ = search._search_model(stack.database, request, model, request.document_ids)
+    monkeypatch.setattr(Session, "run", original)
+    return ranking, plans[0]
+
+
+def _exact(stack: LocalStack, kb_id: str, query: str, document_id: str | None) -> list[int]:
+    from shared.db.connection import vector_literal
+    from shared.embeddings import get_embedder
+
+    vector = vector_literal(get_embedder("hashing-384").embed([query])[0])
+    rows = stack.database.run(
+        "SELECT id FROM chunks WHERE kb_id = CAST(:k AS uuid)"
+        + (" AND document_id = CAST(:d AS uuid)" if document_id else "")
+        + " ORDER BY cosine_distance(embedding::vector(384), CAST(:q AS vector(384))), id",
+        k=kb_id,
+        q=vector,
+        **({"d": document_id} if document_id else {}),
+    )
+    return [row[0] for row in rows]
+
+
+def test_a_large_scope_walks_the_index_and_a_small_one_is_scanned_exactly(
+    stack: LocalStack, corpus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "EXACT_SEARCH_MAX_CHUNKS", 12)
+    kb_id = corpus["kb"]["id"]
+    query = "what does the keeper write about bread and ovens"
+    everything = RetrievalRequest(query=query, kb_ids=[kb_id], workspace="default", top_k=5)
+    ranking, plan = _plans(stack, everything, (kb_id,), monkeypatch)
+    assert "chunks_embedding_hnsw_384" in plan
+    # A graph this small is searched completely: the index finds the true order.
+    assert ranking[:5] == _exact(stack, kb_id, query, None)[:5]
+
+    one = corpus["documents"]["rivers and bridges"]["document_id"]
+    narrow = RetrievalRequest(
+        query=query, kb_ids=[kb_id], workspace="default", top_k=5, document_ids=[one]
+    )
+    ranking, plan = _plans(stack, narrow, (kb_id,), monkeypatch)
+    assert "chunks_embedding_hnsw_384" not in plan
+    assert "cosine_distance" in plan
+    assert ranking == _exact(stack, kb_id, query, one)
+
+
+def test_the_statement_itself_keeps_other_workspaces_out(
+    stack: LocalStack, corpus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kb_id = corpus["kb"]["id"]
+    request = RetrievalRequest(query="bread", kb_ids=[kb_id], workspace="default", top_k=5)
+    assert _plans(stack, request, (kb_id,), monkeypatch)[0]
+    # Even if a caller's list named a knowledge base of another workspace (retrieve()
+    # resolves names per workspace first), the statement returns nothing.
+    stranger = RetrievalRequest(query="bread", kb_ids=[kb_id], workspace="someone-else", top_k=5)
+    assert _plans(stack, stranger, (kb_id,), monkeypatch)[0] == []
+    assert search.retrieve(stack.database, stranger).passages == []

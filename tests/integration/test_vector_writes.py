@@ -1,0 +1,126 @@
+"""The vector write path: embed tasks store exactly the vectors the embedder returned.
+
+``embed_batch`` sends vectors in COPY's binary format (float32 bytes) to a per-connection
+staging table and updates the chunks from it. These tests hold that path to exactness
+on the real database, on both pg8000 front ends, and through the real pipeline steps.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pg8000.dbapi
+import pytest
+
+from scripts.localstack.stack import LocalStack
+from shared.db.connection import Database, copy_id_vectors, url_connection_factory
+from shared.embeddings import get_embedder
+from shared.pipeline.steps import chunk_version, embed_batch, index_version, parse_version
+from tests.support.api import Api
+from tests.support.pipeline import Recorder, store_version
+
+# Values whose 7-digit text form is not the float32 they came from, and edge cases.
+AWKWARD = [1 / 3, -2 / 7, 0.1, 1e-8, -0.0, 123456.789, 3.4e38, -1.17549435e-38]
+
+
+def _float32(values: Sequence[float]) -> list[float]:
+    """``values`` rounded to float32, as pgvector stores them.
+
+    PostgreSQL prints a ``real`` in its shortest form that reads back as the same
+    float32, so rounding what it prints compares stored values bit for bit.
+    """
+    return list(struct.unpack(f"{len(values)}f", struct.pack(f"{len(values)}f", *values)))
+
+
+def _dbapi_factory(url: str) -> Any:
+    parsed = urlparse(url)
+    socket_dir = parse_qs(parsed.query)["host"][0]
+
+    def connect() -> Any:
+        return pg8000.dbapi.connect(
+            user="postgres",
+            database=parsed.path.lstrip("/"),
+            unix_sock=f"{socket_dir}/.s.PGSQL.5432",
+        )
+
+    return connect
+
+
+@pytest.fixture(params=["native", "dbapi"])
+def database(request: pytest.FixtureRequest, stack: LocalStack) -> Iterator[Database]:
+    url = stack.settings.database_url
+    factory = url_connection_factory(url) if request.param == "native" else _dbapi_factory(url)
+    db = Database(factory, size=1)
+    yield db
+    db.close()
+
+
+def test_binary_copy_carries_exact_float32_vectors(database: Database) -> None:
+    vectors = [AWKWARD, list(reversed(AWKWARD))]
+    with database.session() as session:
+        session.run("CREATE TEMP TABLE copied (id bigint, embedding vector)")
+        session.run(
+            "COPY copied (id, embedding) FROM STDIN (FORMAT binary)",
+            stream=io.BytesIO(copy_id_vectors([7, 2**40], vectors)),
+        )
+        rows = session.run("SELECT id, CAST(embedding AS real[]) FROM copied ORDER BY id")
+        session.run("DROP TABLE copied")
+    assert [row[0] for row in rows] == [7, 2**40]
+    assert [_float32(row[1]) for row in rows] == [_float32(vector) for vector in vectors]
+
+
+def test_copy_rows_must_match_their_ids() -> None:
+    with pytest.raises(ValueError):
+        copy_id_vectors([1, 2], [[0.5]])
+    with pytest.raises(ValueError):
+        copy_id_vectors([1], [[]])
+
+
+def test_embed_tasks_store_exactly_the_embedders_vectors(
+    clean_stack: LocalStack, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.config import get_settings
+
+    # Small batches: several tasks in a row reuse one pooled connection's staging table.
+    monkeypatch.setattr(get_settings(), "embed_batch_size", 3)
+    db = clean_stack.database
+    kb = Api(clean_stack).create_kb("exact", chunk_tokens=40, chunk_overlap=0)
+    text = "# Notes\n\n" + "\n\n".join(
+        f"Paragraph {n} is about tide tables, lighthouses and the weather at dawn."
+        for n in range(20)
+    )
+    _, version = store_version(clean_stack, kb["id"], text)
+    assert parse_version(db, version) and chunk_version(db, version)
+    tasks = recorder.tasks_for(version)
+    assert len(tasks) >= 3
+    for task in tasks:
+        assert embed_batch(db, task)
+    # A redelivered task finds nothing left to write and changes nothing.
+    assert embed_batch(db, tasks[0])
+    assert index_version(db, version)
+
+    rows = db.run(
+        "SELECT text, CAST(embedding AS real[]), embedding_dim FROM chunks"
+        " WHERE version_id = CAST(:v AS uuid) ORDER BY ordinal",
+        v=version,
+    )
+    embedder = get_embedder(kb["embedding_model"], kb["embedding_dim"])
+    expected = embedder.embed([row[0] for row in rows])
+    assert len(rows) >= 7
+    assert [row[2] for row in rows] == [embedder.dimension] * len(rows)
+    assert [_float32(row[1]) for row in rows] == [_float32(vector) for vector in expected]
+    # The HNSW index serves them: each chunk is its own nearest neighbour.
+    first = rows[0][1]
+    with db.transaction() as session:
+        session.run("SET LOCAL enable_seqscan = off")
+        nearest = session.scalar(
+            f"SELECT text FROM chunks WHERE embedding_dim = {embedder.dimension}"
+            f" ORDER BY embedding::vector({embedder.dimension})"
+            f" <=> CAST(:q AS vector({embedder.dimension})) LIMIT 1",
+            q="[" + ",".join(repr(x) for x in first) + "]",
+        )
+    assert nearest == rows[0][0]
