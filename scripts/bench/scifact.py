@@ -60,6 +60,7 @@ from scripts.bench.common import (
     REPO,
     SCIFACT,
     cache_dir,
+    clean,
     environment,
     median,
     percentile,
@@ -509,10 +510,10 @@ def plot(scores: dict[str, dict[str, float]], path: Path, subset: bool) -> None:
         color="#4c72b0",
         label="now (95% bootstrap CI)",
     )
-    for bar, value in zip(bars, values, strict=True):
+    for bar, value, mode in zip(bars, values, modes, strict=True):
         left.annotate(
             f"{value:.3f}",
-            (bar.get_x() + bar.get_width() / 2, value),
+            (bar.get_x() + bar.get_width() / 2, scores[mode]["ci_high"]),
             ha="center",
             va="bottom",
             xytext=(0, 2),
@@ -639,16 +640,38 @@ def verdicts(scores: dict[str, dict[str, float]], subset: bool) -> list[str]:
     return [dense_line, hybrid_line, fts_line]
 
 
-def markdown(
-    scores: dict[str, dict[str, float]],
-    data: SciFact,
-    kb: Ingested,
-    runs: Runs,
-    settings: dict[str, Any],
-    plot_file: Path,
-    cmd: str,
-) -> str:
-    """The report section."""
+def report_facts(
+    data: SciFact, kb: Ingested, runs: Runs, settings: dict[str, Any], cmd: str
+) -> dict[str, Any]:
+    """Everything the report says besides the scores, as plain data (kept in the JSON,
+    so ``--rerender`` can rebuild the report without measuring again)."""
+    lat = runs.latency_ms
+    return {
+        "command": cmd,
+        "date": settings["date"],
+        "commit": settings["commit"],
+        "uncommitted": settings["uncommitted"],
+        "provenance_note": settings.get("provenance_note", ""),
+        "ef_search_floor": settings["ef_search_floor"],
+        "cpus": environment()["cpus"],
+        "documents": len(data.corpus),
+        "queries": len(data.queries),
+        "judged_pairs": sum(len(j) for j in data.qrels.values()),
+        "subset": data.subset,
+        "chunks": kb.chunks,
+        "chunks_per_document": kb.chunks_per_document,
+        "ingest_wall_s": kb.wall_s,
+        "embed_misses": kb.embed_misses,
+        "embed_seconds": kb.embed_seconds,
+        "retrieve_median_ms": median(lat["retrieve"]),
+        "retrieve_p95_ms": percentile(lat["retrieve"], 95),
+        "retrieve_unrouted_median_ms": median(lat["retrieve_unrouted"]),
+        "routing": routing_effect(runs, data),
+    }
+
+
+def markdown(scores: dict[str, dict[str, float]], facts: dict[str, Any], plot_file: Path) -> str:
+    """The report section, from the scores and :func:`report_facts`."""
     rows = []
     for mode, label in MODES.items():
         if mode not in scores:
@@ -666,18 +689,17 @@ def markdown(
         for m in PLOT_LABELS
         if m in scores
     ]
-    routing = routing_effect(runs, data)
-    dirty = (
-        f" with uncommitted changes to {settings['uncommitted']}" if settings["uncommitted"] else ""
-    )
-    lat = runs.latency_ms
-    spread = ", ".join(f"{n}: {c:,}" for n, c in kb.chunks_per_document.items())
+    routing = facts["routing"]
+    subset = bool(facts["subset"])
+    dirty = f" with uncommitted changes to {facts['uncommitted']}" if facts["uncommitted"] else ""
+    note = f" ({facts['provenance_note']})" if facts["provenance_note"] else ""
+    spread = ", ".join(f"{n}: {c:,}" for n, c in facts["chunks_per_document"].items())
     ingest_line = (
-        f"{kb.wall_s:,.0f} s from the first upload to the last document ready"
-        f" ({kb.embed_misses:,} chunk vectors computed by MiniLM in the pipeline,"
-        f" {kb.embed_seconds:,.0f} s summed over the embed workers; the others read from"
-        " the embedding cache)"
-        if kb.wall_s is not None
+        f"{facts['ingest_wall_s']:,.0f} s from the first upload to the last document ready"
+        f" ({facts['embed_misses']:,} chunk vectors computed by MiniLM in the pipeline,"
+        f" {facts['embed_seconds']:,.0f} s summed over the embed workers; the others read"
+        " from the embedding cache)"
+        if facts["ingest_wall_s"] is not None
         else "the database of an earlier run was reused (`--reuse`)"
     )
     lines = [
@@ -695,8 +717,8 @@ def markdown(
         "",
         f"![SciFact nDCG@10 and recall@100](bench/{plot_file.name})",
         "",
-        *[f"- {line}" for line in verdicts(scores, data.subset)],
-        f"- Routing by name narrowed {routing['routed']} of {len(data.queries)} claims (their"
+        *[f"- {line}" for line in verdicts(scores, subset)],
+        f"- Routing by name narrowed {routing['routed']} of {facts['queries']} claims (their"
         " capitalised words, mostly gene and protein symbols and abbreviations such as"
         ' "US" or "MRI", found in some documents\' profiles): better for'
         f" {routing['better']}, worse for {routing['worse']}, unchanged for"
@@ -722,8 +744,9 @@ def markdown(
         " the product: a per-knowledge-base routing switch (or `route` on the API), and"
         ' treating consecutive capitalised words as one name ("West Nile" now routes to'
         ' every document whose profile has "West" or "Nile").',
-        "- **HNSW at the API's depth**: `hnsw.ef_search` is max(4 x top_k, 40), so 40 for"
-        " the default top_k; there the vector arm gives"
+        f"- **HNSW at the API's depth**: `hnsw.ef_search` was max(4 x top_k,"
+        f" {facts['ef_search_floor']}), so {max(40, facts['ef_search_floor'])} for the"
+        " default top_k; there the vector arm gives"
         f" {scores['dense_api_depth']['ndcg@10']:.3f} vs"
         f" {scores['dense_exact']['ndcg@10']:.3f} exact ({-api_loss:+.3f}). That"
         " latency/recall trade-off belongs to the retrieval latency benchmark.",
@@ -731,7 +754,7 @@ def markdown(
         ' accented letter is cut into fragments ("résumé" searches "sum"). Little effect'
         ' on SciFact\'s English claims beyond Greek letters ("TNF-\u03b1" searches "tnf").',
     ]
-    if not data.subset:
+    if not subset:
         lines += [
             "",
             "Product change measured here: the full-text arm ranks by BM25 (k1 = 1.2,"
@@ -748,12 +771,12 @@ def markdown(
         "",
         "How it was produced:",
         "",
-        f"- Command: `{cmd}`, {settings['date']}, commit {settings['commit']}"
-        f"{dirty}"
-        f"; {environment()['cpus']} CPUs shared with other benchmark runs, so every time"
-        " here was taken under contention.",
-        f"- Corpus: {len(data.corpus):,} abstracts, {len(data.queries)} claims,"
-        f" {sum(len(j) for j in data.qrels.values())} judged pairs (`qrels/test.tsv`);"
+        f"- Command: `{facts['command']}`, {facts['date']}, code at commit"
+        f" {facts['commit']}{dirty}{note}; {facts['cpus']} CPUs"
+        " shared with other benchmark runs, so every time here was taken under"
+        " contention.",
+        f"- Corpus: {facts['documents']:,} abstracts, {facts['queries']} claims,"
+        f" {facts['judged_pairs']} judged pairs (`qrels/test.tsv`);"
         " every judged claim counts (no results would score 0).",
         "- Ingest: a fresh local stack (`LocalStack`: embedded PostgreSQL + pgvector,"
         " storage emulator, in-process Pub/Sub and Cloud Tasks, every function as"
@@ -763,7 +786,7 @@ def markdown(
         " abstract was uploaded through `POST /v1/knowledge-bases/{kb}/documents` as"
         " `<id>.md` = `# <title>`, a blank line, `<text>`, so the title is part of the"
         " indexed text as in BEIR; the pipeline parsed, chunked, embedded and indexed it."
-        f" {kb.chunks:,} chunks (chunks per abstract: {spread}); {ingest_line}.",
+        f" {facts['chunks']:,} chunks (chunks per abstract: {spread}); {ingest_line}.",
         f"- Query: `shared.retrieval.search.retrieve()` called directly with"
         f" `top_k={TOP_K}` (the HTTP API caps top_k at 50), once with routing (the"
         " default) and once without. Full text and dense are the two rankings the"
@@ -772,9 +795,9 @@ def markdown(
         f" `relaxed_order`). A document is ranked by its best chunk; {TOP_K} chunks"
         " collapse to fewer documents, so hybrid recall@100 is over fewer than 100.",
         f"- Latency of one `retrieve()` (top_k={TOP_K}, query embedding from the cache):"
-        f" median {median(lat['retrieve']):.0f} ms, p95"
-        f" {percentile(lat['retrieve'], 95):.0f} ms with routing; median"
-        f" {median(lat['retrieve_unrouted']):.0f} ms without.",
+        f" median {facts['retrieve_median_ms']:.0f} ms, p95"
+        f" {facts['retrieve_p95_ms']:.0f} ms with routing; median"
+        f" {facts['retrieve_unrouted_median_ms']:.0f} ms without.",
         "- Metrics: `scripts/bench/metrics.py` (trec_eval semantics as BEIR uses them:"
         " linear gain, log2 discount, ideal DCG over all judged documents; recall over"
         " judged documents with grade > 0).",
@@ -821,7 +844,7 @@ def provenance() -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Ingest, query, score, plot and write the section."""
+    """Ingest, query, score, plot and write the section (or only rebuild the report)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="500 documents / 50 queries")
     parser.add_argument("--docs", type=int, default=None, help="subset size (documents)")
@@ -829,7 +852,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="reuse the database ingested by an earlier run"
     )
+    parser.add_argument(
+        "--rerender",
+        action="store_true",
+        help="rebuild docs/bench/scifact.md and the plot from scifact.json, measuring nothing",
+    )
+    parser.add_argument("--commit", help="with --rerender: correct the recorded commit")
+    parser.add_argument("--uncommitted", help="with --rerender: correct the recorded changes")
+    parser.add_argument("--provenance-note", help="with --rerender: how the code was known")
+    parser.add_argument("--ef-search-floor", type=int, help="with --rerender: floor in effect")
     args = parser.parse_args(argv)
+    if args.rerender:
+        rerender(args)
+        return
+    # Before anything is imported or run: the code this run measures.
+    origin = provenance()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in (
         "werkzeug",
@@ -846,6 +883,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from scripts.bench.common import command
     from scripts.localstack.stack import LocalStack, StackConfig
+    from shared.retrieval import search
 
     cache = cache_dir("scifact")
     cached = install_cached_minilm(cache / "minilm.sqlite")
@@ -892,14 +930,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "top_k": TOP_K,
         "candidates_per_arm": 4 * TOP_K,
         "hnsw_ef_search": 4 * TOP_K,
+        "ef_search_floor": int(getattr(search, "EF_SEARCH_MIN", 40)),
         "fusion": "RRF k=60",
         "document_score": "best chunk (first appearance in the ranking)",
         "embedding_cache": str(cache / "minilm.sqlite"),
-        **provenance(),
+        **origin,
     }
+    facts = report_facts(data, kb, runs, settings, command())
     path = plot_path("scifact_ndcg")
     plot(scores, path, data.subset)
-    text = markdown(scores, data, kb, runs, settings, path, command())
+    text = markdown(scores, facts, path)
     metrics: dict[str, Any] = {
         f"{metric}_{mode}": round(scores[mode][key], 4)
         for mode in scores
@@ -914,17 +954,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             "ingest_wall_s": kb.wall_s,
             "query_wall_s": round(query_s, 1),
             "total_wall_s": round(total_s, 1),
-            "retrieve_median_ms": round(median(runs.latency_ms["retrieve"]), 1),
-            "retrieve_p95_ms": round(percentile(runs.latency_ms["retrieve"], 95), 1),
-            "retrieve_unrouted_median_ms": round(median(runs.latency_ms["retrieve_unrouted"]), 1),
+            "retrieve_median_ms": round(facts["retrieve_median_ms"], 1),
+            "retrieve_p95_ms": round(facts["retrieve_p95_ms"], 1),
+            "retrieve_unrouted_median_ms": round(facts["retrieve_unrouted_median_ms"], 1),
             "dense_gap_to_published": round(
                 scores["dense"]["ndcg@10"] - PUBLISHED["minilm_dense"], 4
             ),
             "subset": data.subset,
-            **{
-                f"routing_{key}": value
-                for key, value in (routing_effect(runs, data) if runs.routed else {}).items()
-            },
+            **{f"routing_{key}": value for key, value in facts["routing"].items()},
         }
     )
     write_section(
@@ -935,17 +972,86 @@ def main(argv: Sequence[str] | None = None) -> None:
         details={
             "published_ndcg10": PUBLISHED,
             "scores": scores,
+            "report_facts": facts,
             "chunks_per_document": kb.chunks_per_document,
             "routed_queries": runs.routed_queries,
-            "routing_effect": routing_effect(runs, data) if runs.routed else {},
+            "routing_effect": facts["routing"],
             "before_bm25": BEFORE_BM25,
             "embed_cache": {"hits": cached.hits, "misses": cached.misses},
+            "latency_ms": {
+                key: [round(v, 2) for v in values] for key, values in runs.latency_ms.items()
+            },
             "per_query_ndcg10": {
                 mode: {q: round(v, 4) for q, v in per_query_ndcg(run, data.qrels).items()}
                 for mode, run in runs.rankings.items()
             },
         },
     )
+    print(text)
+
+
+def rerender(args: argparse.Namespace) -> None:
+    """Rebuild the report and plot from ``docs/bench/scifact.json`` (nothing measured).
+
+    Provenance can be corrected here (``--commit``, ``--uncommitted``,
+    ``--provenance-note``); the correction is kept in the JSON's settings.
+    """
+    import json as json_module
+
+    from scripts.bench.common import RESULTS
+
+    path = RESULTS / "scifact.json"
+    record = json_module.loads(path.read_text())
+    settings, metrics, details = record["settings"], record["metrics"], record["details"]
+    for key, value in (
+        ("commit", args.commit),
+        ("uncommitted", args.uncommitted),
+        ("provenance_note", args.provenance_note),
+        ("ef_search_floor", args.ef_search_floor),
+    ):
+        if value is not None:
+            settings[key] = value
+    facts = details.get("report_facts")
+    if facts is None:  # written before the facts were kept: rebuild them
+        subset = bool(settings.get("subset"))
+        data = load(
+            docs=settings["documents"] if subset else None,
+            queries=settings["queries"] if subset else None,
+        )
+        facts = {
+            "command": record["command"],
+            "date": settings["date"],
+            "cpus": record["environment"]["cpus"],
+            "documents": metrics["documents"],
+            "queries": metrics["queries"],
+            "judged_pairs": sum(len(j) for j in data.qrels.values()),
+            "subset": subset,
+            "chunks": metrics["chunks"],
+            "chunks_per_document": details["chunks_per_document"],
+            "ingest_wall_s": metrics["ingest_wall_s"],
+            # Every vector computed that run, queries included (none: all cached).
+            "embed_misses": details["embed_cache"]["misses"],
+            "embed_seconds": 0.0,
+            "retrieve_median_ms": metrics["retrieve_median_ms"],
+            "retrieve_p95_ms": metrics["retrieve_p95_ms"],
+            "retrieve_unrouted_median_ms": metrics["retrieve_unrouted_median_ms"],
+            "routing": details["routing_effect"],
+        }
+    facts.update(
+        commit=settings["commit"],
+        uncommitted=settings["uncommitted"],
+        provenance_note=settings.get("provenance_note", ""),
+        ef_search_floor=int(settings.get("ef_search_floor", 40)),
+    )
+    settings.setdefault("ef_search_floor", facts["ef_search_floor"])
+    facts["chunks_per_document"] = {int(k): v for k, v in facts["chunks_per_document"].items()}
+    details["report_facts"] = facts
+    scores = details["scores"]
+    plot_file = plot_path("scifact_ndcg")
+    plot(scores, plot_file, bool(facts["subset"]))
+    text = markdown(scores, facts, plot_file)
+    path.write_text(json_module.dumps(clean(record), indent=2, default=str) + "\n")
+    (RESULTS / "scifact.md").write_text(text.rstrip() + "\n")
     print(text)
 
 
