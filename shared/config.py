@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     # after max_sweeps re-drives (so nothing stays "in progress" forever).
     stall_after_s: int = Field(900, description="seconds without progress before a re-drive")
     max_sweeps: int = Field(3, description="re-drives before a stalled version fails")
+    # A parse attempt holds its version this long (at least the parse function's 540 s
+    # timeout, less than stall_after_s so a sweeper re-drive can take it over): a
+    # duplicate parse message arriving meanwhile is dropped instead of parsing twice.
+    parse_lease_s: int = Field(600, description="seconds a parse attempt holds its version")
 
     # Ingestion.
     max_upload_bytes: int = Field(

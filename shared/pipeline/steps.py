@@ -26,6 +26,7 @@ from shared.models import (
 )
 from shared.pipeline.versions import (
     IN_PROGRESS,
+    claim_stage,
     count_unembedded,
     fail_version,
     load_version,
@@ -51,7 +52,9 @@ def parse_version(database: Database, version_id: str) -> bool:
     settings = get_settings()
     limits = get_parse_limits()
     with database.transaction() as session:
-        version = transition(session, version_id, "parsing", ("received", "parsing"))
+        version = claim_stage(
+            session, version_id, "parsing", "received", lease_s=settings.parse_lease_s
+        )
     if version is None:
         return False
     if version.size_bytes is not None and version.size_bytes > limits.max_bytes:

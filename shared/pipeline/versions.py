@@ -130,6 +130,35 @@ def transition(
     return version
 
 
+def claim_stage(
+    session: Session, version_id: str, stage: str, from_status: str, lease_s: int
+) -> Version | None:
+    """Enter ``stage`` from ``from_status``, or take it over from an attempt that is over.
+
+    At-least-once delivery hands a step the same message more than once, sometimes at
+    the same moment (an upload and its bucket event both ask for the parse). Re-entering
+    a stage another attempt holds would do its work twice, so a version already in
+    ``stage`` is claimed only when that attempt is over: it recorded an error (a retry
+    of a failed attempt) or made no progress for ``lease_s`` seconds (it crashed; the
+    lease is at least the function's timeout). A claim clears the recorded error, so an
+    error there always belongs to the latest attempt.
+
+    Returns:
+        The version, or None if it is gone, past the stage, or held by a live attempt.
+    """
+    claimed = session.one(
+        "UPDATE document_versions SET last_error = NULL, updated_at = now()"
+        " WHERE id = CAST(:id AS uuid) AND status = :stage AND (last_error IS NOT NULL"
+        " OR updated_at < now() - make_interval(secs => :lease)) RETURNING id",
+        id=version_id,
+        stage=stage,
+        lease=lease_s,
+    )
+    if claimed is not None:
+        return load_version(session, version_id)
+    return transition(session, version_id, stage, (from_status,))
+
+
 def fail_version(database: Database, version_id: str, code: str, message: str) -> Version | None:
     """Mark a version failed with a reason, unless it already finished (ready/superseded).
 

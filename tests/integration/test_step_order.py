@@ -11,8 +11,17 @@ import pytest
 from scripts.localstack.stack import LocalStack
 from shared import storage
 from shared.pipeline.steps import chunk_version, embed_batch, index_version, parse_version
+from shared.pipeline.versions import record_transient_error
 from tests.support.api import Api, all_chunks, visible_chunks
 from tests.support.pipeline import TEXT_V1, TEXT_V2, Recorder, store_version, version_status
+
+
+def last_error(stack: LocalStack, version_id: str) -> str | None:
+    """The error the version's latest attempt recorded, if any."""
+    value = stack.database.scalar(
+        "SELECT last_error FROM document_versions WHERE id = CAST(:v AS uuid)", v=version_id
+    )
+    return None if value is None else str(value)
 
 
 def _embed_all(stack: LocalStack, recorder: Recorder, version_id: str) -> None:
@@ -55,7 +64,19 @@ def test_redelivered_and_premature_messages_change_nothing(
     document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
 
     assert parse_version(db, version)
-    assert parse_version(db, version), "a retry while still parsing redoes the step"
+    assert not parse_version(db, version), "a duplicate within the parse lease is dropped"
+    record_transient_error(db, version, "parse", ConnectionError("storage timed out"))
+    assert parse_version(db, version), "a retry of an attempt that failed redoes the step"
+    assert last_error(clean_stack, version) is None, "the new attempt owns the error column"
+    lease = get_settings().parse_lease_s
+    with clean_stack.database.transaction() as session:
+        session.run(
+            "UPDATE document_versions SET updated_at = now() - make_interval(secs => :s)"
+            " WHERE id = CAST(:v AS uuid)",
+            s=lease + 1,
+            v=version,
+        )
+    assert parse_version(db, version), "an attempt silent past the lease is taken over"
     assert chunk_version(db, version)
     assert not parse_version(db, version), "parse after chunking is a no-op"
     tasks = recorder.tasks_for(version)
