@@ -14,6 +14,8 @@ from shared.errors import ApiError
 from shared.ids import is_uuid
 
 KB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# How questions naming something are routed (see shared/retrieval/search.py).
+ROUTING_MODES = ("names", "off")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class KnowledgeBase:
     embedding_dim: int
     chunk_tokens: int
     chunk_overlap: int
+    routing: str
     created_by: str
     created_at: str
 
@@ -38,7 +41,7 @@ class KnowledgeBase:
 
 _COLUMNS = (
     "id::text, workspace_id::text, name, description, embedding_model, embedding_dim,"
-    " chunk_tokens, chunk_overlap, created_by, created_at::text"
+    " chunk_tokens, chunk_overlap, routing, created_by, created_at::text"
 )
 
 
@@ -68,9 +71,14 @@ def create_knowledge_base(
     embedding_dim: int | None = None,
     chunk_tokens: int | None = None,
     chunk_overlap: int | None = None,
+    routing: str = "names",
     workspace: str | None = None,
 ) -> KnowledgeBase:
-    """Create a knowledge base (409 if the name is taken in the workspace)."""
+    """Create a knowledge base (409 if the name is taken in the workspace).
+
+    ``routing`` is ``names`` (a question naming something searches only the documents
+    whose profile names it) or ``off`` (every question searches every document).
+    """
     settings = get_settings()
     if not KB_NAME.match(name or ""):
         raise ApiError(
@@ -89,12 +97,14 @@ def create_knowledge_base(
             "invalid_chunking",
             "chunk_tokens must be 16..8192 and 0 <= chunk_overlap < chunk_tokens",
         )
+    if routing not in ROUTING_MODES:
+        raise ApiError(400, "invalid_routing", f"routing must be one of {', '.join(ROUTING_MODES)}")
     with database.transaction() as session:
         workspace_id = ensure_workspace(session, workspace or settings.default_workspace)
         row = session.one(
             "INSERT INTO knowledge_bases (workspace_id, name, description, embedding_model,"
-            " embedding_dim, chunk_tokens, chunk_overlap, created_by)"
-            " VALUES (CAST(:w AS uuid), :n, :d, :m, :dim, :t, :o, :p)"
+            " embedding_dim, chunk_tokens, chunk_overlap, routing, created_by)"
+            " VALUES (CAST(:w AS uuid), :n, :d, :m, :dim, :t, :o, :r, :p)"
             " ON CONFLICT (workspace_id, name) DO NOTHING RETURNING id::text",
             w=workspace_id,
             n=name,
@@ -103,6 +113,7 @@ def create_knowledge_base(
             dim=dimension,
             t=tokens,
             o=overlap,
+            r=routing,
             p=principal,
         )
         if row is None:

@@ -6,7 +6,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
@@ -36,6 +36,7 @@ class CreateKnowledgeBase(BaseModel):
     embedding_dimensions: int | None = Field(None, ge=1, le=16000)
     chunk_tokens: int | None = Field(None, ge=16, le=8192)
     chunk_overlap: int | None = Field(None, ge=0, le=4096)
+    routing: Literal["names", "off"] = "names"
 
 
 def healthz(request: Request, principal: Principal) -> Response:
@@ -57,6 +58,7 @@ def post_knowledge_base(request: Request, principal: Principal) -> Response:
         embedding_dim=body.embedding_dimensions,
         chunk_tokens=body.chunk_tokens,
         chunk_overlap=body.chunk_overlap,
+        routing=body.routing,
         workspace=principal.workspace,
     )
     return json_response(kb.to_json(), 201)

@@ -161,7 +161,9 @@ def route_documents(
 
     A question naming a company, product or person ("Apple's net sales") is routed to
     the documents whose profile (file name, title and opening text, where documents
-    name their subject) contains that name, unless most documents do. A question asking
+    name their subject) contains that name, unless most documents do, and unless a
+    knowledge base searched has routing ``off`` (a topical collection, where names are
+    topics that full text finds without a filter). A question asking
     for the "latest" or "most recent" keeps, for each name, only its newest document by
     the date the file declares (else when it was received). Names that no profile
     contains route nothing, so an unknown name never hides every document.
@@ -180,6 +182,8 @@ def route_documents(
         " FROM documents d JOIN document_versions v ON v.id = d.active_version_id"
         " JOIN knowledge_bases k ON k.id = d.kb_id JOIN workspaces w ON w.id = k.workspace_id"
         " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])) AND w.name = :ws"
+        " AND NOT EXISTS (SELECT 1 FROM knowledge_bases o"
+        "  WHERE o.id = ANY(CAST(:kbs AS uuid[])) AND o.routing = 'off')"
         + (" AND d.id = ANY(CAST(:docs AS uuid[]))" if request.document_ids is not None else "")
         + (" AND d.metadata @> CAST(:meta AS jsonb)" if request.metadata else ""),
         names=names,

@@ -112,6 +112,7 @@ def test_duplicate_knowledge_base_name_is_409(clean_stack: LocalStack) -> None:
         ({"name": "ok", "chunk_overlap": -1}, "invalid_request"),
         ({"name": "ok", "chunk_tokens": 100, "chunk_overlap": 100}, "invalid_chunking"),
         ({"name": "ok", "embedding_dimensions": 0}, "invalid_request"),
+        ({"name": "ok", "routing": "sometimes"}, "invalid_request"),
     ],
     ids=[
         "space-in-name",
@@ -126,6 +127,7 @@ def test_duplicate_knowledge_base_name_is_409(clean_stack: LocalStack) -> None:
         "negative-overlap",
         "overlap-not-below-tokens",
         "zero-dimensions",
+        "unknown-routing",
     ],
 )
 def test_invalid_knowledge_base_is_400(

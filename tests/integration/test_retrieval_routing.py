@@ -1,0 +1,70 @@
+"""Routing by name: a question naming a company searches only that company's documents,
+unless its knowledge base has routing ``off`` (a topical collection)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from scripts.localstack.stack import LocalStack
+from shared.retrieval.search import RetrievalRequest, retrieve
+from tests.support.api import Api
+from tests.support.stack import wipe_stack
+
+COMPANIES = ("Acme", "Globex", "Initech")
+
+
+def _filing(company: str) -> bytes:
+    # Every filing reports revenue in the same words: only the name tells them apart,
+    # and it stands on the cover, not in the paragraphs a revenue question matches.
+    cover = f"# {company} Corporation quarterly report\n\nFiled by {company} Corporation.\n\n"
+    body = "\n\n".join(
+        f"Revenue for the quarter grew {n} percent on higher product sales and services."
+        for n in range(1, 9)
+    )
+    return (cover + body).encode()
+
+
+@pytest.fixture
+def filings(stack: LocalStack) -> Iterator[dict[str, dict[str, str]]]:
+    """The same three filings in a knowledge base with routing on and one with it off."""
+    wipe_stack(stack)
+    api = Api(stack)
+    kbs: dict[str, dict[str, str]] = {}
+    for routing in ("names", "off"):
+        kb = api.create_kb(f"filings-{routing}", routing=routing, chunk_tokens=32, chunk_overlap=0)
+        assert kb["routing"] == routing
+        documents = {
+            company: api.upload(kb["id"], f"{company.lower()}.md", _filing(company))["document_id"]
+            for company in COMPANIES
+        }
+        kbs[kb["id"]] = documents
+    stack.wait_idle(180)
+    yield kbs
+    wipe_stack(stack)
+
+
+def _ask(stack: LocalStack, kb_id: str, question: str) -> tuple[set[str], list[str] | None]:
+    found = retrieve(
+        stack.database,
+        RetrievalRequest(
+            query=question, kb_ids=[kb_id], workspace=stack.settings.default_workspace, top_k=8
+        ),
+    )
+    return {p.document_id for p in found.passages}, found.routed_to
+
+
+def test_a_named_company_routes_only_where_routing_is_on(
+    stack: LocalStack, filings: dict[str, dict[str, str]]
+) -> None:
+    (on_kb, on_docs), (off_kb, _) = filings.items()
+    question = "How did Globex's revenue grow in the quarter?"
+
+    documents, routed_to = _ask(stack, on_kb, question)
+    assert routed_to == [on_docs["Globex"]]
+    assert documents == {on_docs["Globex"]}
+
+    documents, routed_to = _ask(stack, off_kb, question)
+    assert routed_to is None
+    assert len(documents) > 1, "with routing off every filing's revenue paragraphs compete"
