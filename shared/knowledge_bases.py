@@ -124,6 +124,30 @@ def create_knowledge_base(
     return kb
 
 
+def update_knowledge_base(
+    database: Database,
+    kb_id: str,
+    *,
+    description: str | None = None,
+    routing: str | None = None,
+) -> KnowledgeBase | None:
+    """Change the settings that apply to questions, not to stored chunks.
+
+    Model and chunking are fixed once documents are processed with them; description and
+    routing take effect with the next question. Returns None if the knowledge base is gone.
+    """
+    if routing is not None and routing not in ROUTING_MODES:
+        raise ApiError(400, "invalid_routing", f"routing must be one of {', '.join(ROUTING_MODES)}")
+    database.run(
+        "UPDATE knowledge_bases SET description = coalesce(:d, description),"
+        " routing = coalesce(:r, routing) WHERE id = CAST(:id AS uuid)",
+        d=description,
+        r=routing,
+        id=kb_id,
+    )
+    return get_knowledge_base(database, kb_id)
+
+
 def get_knowledge_base(database: Database | Session, kb_id: str) -> KnowledgeBase | None:
     """Return a knowledge base by id, or None."""
     if not is_uuid(kb_id):

@@ -20,6 +20,7 @@ from shared.errors import ApiError
 from shared.knowledge_bases import (
     create_knowledge_base,
     list_knowledge_bases,
+    update_knowledge_base,
 )
 
 TERMINAL_EVENTS = frozenset({"ready", "failed"})
@@ -37,6 +38,15 @@ class CreateKnowledgeBase(BaseModel):
     chunk_tokens: int | None = Field(None, ge=16, le=8192)
     chunk_overlap: int | None = Field(None, ge=0, le=4096)
     routing: Literal["names", "off"] = "names"
+
+
+class UpdateKnowledgeBase(BaseModel):
+    """Body of ``PATCH /v1/knowledge-bases/{id}``: the settings questions use."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(None, max_length=2000)
+    routing: Literal["names", "off"] | None = None
 
 
 def healthz(request: Request, principal: Principal) -> Response:
@@ -87,6 +97,18 @@ def _decode_page_token(token: str | None) -> int:
 
 def _encode_page_token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def patch_knowledge_base(request: Request, principal: Principal, kb_id: str) -> Response:
+    """Change a knowledge base's description or routing (embedding and chunking are fixed)."""
+    kb = require_kb(kb_id, principal, "admin")
+    body = UpdateKnowledgeBase.model_validate(read_json(request))
+    updated = update_knowledge_base(
+        get_database(), kb.id, description=body.description, routing=body.routing
+    )
+    if updated is None:
+        raise ApiError(404, "knowledge_base_not_found", f"knowledge base {kb_id!r} not found")
+    return json_response(updated.to_json())
 
 
 def get_documents(request: Request, principal: Principal, kb_id: str) -> Response:
@@ -173,6 +195,7 @@ ROUTES = [
     Route("GET", "/healthz", healthz),
     Route("POST", "/v1/knowledge-bases", post_knowledge_base),
     Route("GET", "/v1/knowledge-bases", get_knowledge_bases),
+    Route("PATCH", "/v1/knowledge-bases/<kb_id>", patch_knowledge_base),
     Route("GET", "/v1/knowledge-bases/<kb_id>/documents", get_documents),
     Route("GET", "/v1/documents/<document_id>", get_document),
     Route("DELETE", "/v1/documents/<document_id>", delete_document),

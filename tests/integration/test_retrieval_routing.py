@@ -68,3 +68,21 @@ def test_a_named_company_routes_only_where_routing_is_on(
     documents, routed_to = _ask(stack, off_kb, question)
     assert routed_to is None
     assert len(documents) > 1, "with routing off every filing's revenue paragraphs compete"
+
+
+def test_routing_can_be_switched_on_an_existing_knowledge_base(
+    stack: LocalStack, filings: dict[str, dict[str, str]]
+) -> None:
+    api = Api(stack)
+    (_, _), (off_kb, off_docs) = filings.items()
+    switched = api.patch(f"/v1/knowledge-bases/{off_kb}", json={"routing": "names"})
+    assert switched.status_code == 200, switched.get_data(as_text=True)
+    assert (switched.json or {})["routing"] == "names"
+    assert _ask(stack, off_kb, "What was Initech's revenue?")[1] == [off_docs["Initech"]]
+
+    refused = api.patch(f"/v1/knowledge-bases/{off_kb}", json={"routing": "maybe"})
+    assert refused.status_code == 400
+    refused = api.patch(f"/v1/knowledge-bases/{off_kb}", json={"embedding_model": "minilm"})
+    assert refused.status_code == 400, "model and chunking cannot change under stored chunks"
+    missing = api.patch("/v1/knowledge-bases/no-such-kb", json={"routing": "off"})
+    assert missing.status_code == 404

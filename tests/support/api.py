@@ -26,6 +26,10 @@ class Api:
         """POST ``path``."""
         return self.client.post(path, **kwargs)
 
+    def patch(self, path: str, **kwargs: Any) -> TestResponse:
+        """PATCH ``path``."""
+        return self.client.patch(path, **kwargs)
+
     def delete(self, path: str) -> TestResponse:
         """DELETE ``path``."""
         return self.client.delete(path)
