@@ -480,7 +480,7 @@ MODES = {
     "hybrid_routing_names": "Hybrid, knowledge base `routing: names` (the default for a"
     " new knowledge base)",
     "dense_api_depth": "Diagnostic: HNSW arm at the API's depth (top_k=10: 40 candidates,"
-    " ef_search 40)",
+    " ef_search {ef_search})",
     "dense_exact": "Diagnostic: exact cosine over the product's chunk vectors",
     "published_recipe": "Diagnostic: published recipe (1 vector per abstract, title + text"
     " truncated at 256 word pieces, exact)",
@@ -713,6 +713,7 @@ def markdown(scores: dict[str, dict[str, float]], facts: dict[str, Any], plot_fi
     for mode, label in MODES.items():
         if mode not in scores:
             continue
+        label = label.format(ef_search=max(40, facts["ef_search_floor"]))
         s = scores[mode]
         rows.append(
             f"| {label} | **{s['ndcg@10']:.3f}** ({s['ci_low']:.3f}-{s['ci_high']:.3f})"
@@ -781,7 +782,7 @@ def markdown(scores: dict[str, dict[str, float]], facts: dict[str, Any], plot_fi
         " a hard filter guarantees. Consecutive capitalised words are still separate"
         ' names ("West Nile" routes to every document whose profile has "West" or'
         ' "Nile").',
-        f"- **HNSW at the API's depth**: `hnsw.ef_search` was max(4 x top_k,"
+        f"- **HNSW at the API's depth**: `hnsw.ef_search` is max(4 x top_k,"
         f" {facts['ef_search_floor']}), so {max(40, facts['ef_search_floor'])} for the"
         " default top_k; there the vector arm gives"
         f" {scores['dense_api_depth']['ndcg@10']:.3f} vs"

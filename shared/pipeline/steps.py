@@ -214,6 +214,7 @@ def chunk_version(database: Database, version_id: str) -> bool:
             ("chunking",),
             detail={"chunk_count": len(drafts)},
             chunk_count=len(drafts),
+            token_total=sum(max(draft.token_count, 1) for draft in drafts),
             embedding_model=kb.embedding_model,
         )
     if moved is None:

@@ -111,3 +111,19 @@ def test_the_statement_itself_keeps_other_workspaces_out(
     stranger = RetrievalRequest(query="bread", kb_ids=[kb_id], workspace="someone-else", top_k=5)
     assert _plans(stack, stranger, (kb_id,), monkeypatch)[0] == []
     assert search.retrieve(stack.database, stranger).passages == []
+
+
+def test_versions_carry_the_chunk_statistics_bm25_reads(
+    stack: LocalStack, corpus: dict[str, Any]
+) -> None:
+    # BM25's collection statistics come from the active versions, not a scan of every
+    # chunk in scope: they must equal what the chunks themselves say.
+    rows = stack.database.run(
+        "SELECT v.chunk_count, v.token_total, count(c.id), sum(greatest(c.token_count, 1))"
+        " FROM document_versions v JOIN chunks c ON c.version_id = v.id"
+        " WHERE v.kb_id = CAST(:k AS uuid) GROUP BY v.id",
+        k=corpus["kb"]["id"],
+    )
+    assert len(rows) == len(TOPICS)
+    for chunk_count, token_total, counted, summed in rows:
+        assert (chunk_count, token_total) == (counted, summed)
