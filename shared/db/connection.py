@@ -11,6 +11,7 @@ registration and therefore works on either connection type.
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import struct
 import threading
@@ -27,6 +28,16 @@ ConnectionFactory = Callable[[], Any]
 _BROKEN_HINTS = ("network error", "connection is closed", "broken pipe", "unexpected eof")
 
 
+@functools.lru_cache(maxsize=512)
+def _statement(sql: str) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+    """``sql`` with ``:name`` parameters rewritten to ``$n``, and the function ordering
+    the values; cached, since pg8000 rewrites by scanning the text character by
+    character in Python (0.4 ms for the hybrid search statement, on every call)."""
+    from pg8000.native import to_statement
+
+    return to_statement(sql)
+
+
 class Session:
     """A connection checked out of the pool; runs statements with named parameters."""
 
@@ -41,12 +52,10 @@ class Session:
             stream: A file-like object for ``COPY ... FROM STDIN`` / ``TO STDOUT``.
             **params: Values for the named parameters.
         """
-        from pg8000.native import to_statement
-
         if not params and stream is None:
             context = self._connection.execute_simple(sql)
         else:
-            statement, make_values = to_statement(sql)
+            statement, make_values = _statement(sql)
             context = self._connection.execute_unnamed(
                 statement, make_values(params), stream=stream
             )

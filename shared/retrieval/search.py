@@ -175,31 +175,36 @@ def route_documents(
     latest = wants_latest(request.query)
     if not names:
         return None, names, latest
+    # Only the documents some name matches come back, each with the number in scope
+    # (a knowledge base of thousands of documents returns a handful of rows).
     rows = session.run(
-        "SELECT d.id::text, v.source_date,"
-        " ARRAY(SELECT t FROM unnest(CAST(:names AS text[])) AS t"
-        "       WHERE v.profile @@ plainto_tsquery('english', t))"
+        "SELECT id, source_date, matched, in_scope FROM (SELECT d.id::text AS id,"
+        " v.source_date, ARRAY(SELECT t FROM unnest(CAST(:names AS text[])) AS t"
+        "       WHERE v.profile @@ plainto_tsquery('english', t)) AS matched,"
+        " count(*) OVER () AS in_scope"
         " FROM documents d JOIN document_versions v ON v.id = d.active_version_id"
         " JOIN knowledge_bases k ON k.id = d.kb_id JOIN workspaces w ON w.id = k.workspace_id"
         " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])) AND w.name = :ws"
         " AND NOT EXISTS (SELECT 1 FROM knowledge_bases o"
         "  WHERE o.id = ANY(CAST(:kbs AS uuid[])) AND o.routing = 'off')"
         + (" AND d.id = ANY(CAST(:docs AS uuid[]))" if request.document_ids is not None else "")
-        + (" AND d.metadata @> CAST(:meta AS jsonb)" if request.metadata else ""),
+        + (" AND d.metadata @> CAST(:meta AS jsonb)" if request.metadata else "")
+        + ") s WHERE cardinality(matched) > 0",
         names=names,
         kbs=list(request.kb_ids),
         ws=request.workspace,
         **_filter_params(request.document_ids, request.metadata),
     )
-    if len(rows) < 2:
+    in_scope = int(rows[0][3]) if rows else 0
+    if in_scope < 2:
         return None, names, latest
     by_name: dict[str, list[tuple[str, Any]]] = {}
-    for document_id, source_date, matched in rows:
+    for document_id, source_date, matched, _ in rows:
         for name in matched or []:
             by_name.setdefault(name, []).append((document_id, source_date))
     routed: dict[str, None] = {}
     for documents in by_name.values():
-        if len(documents) > ROUTING_MAX_SHARE * len(rows):
+        if len(documents) > ROUTING_MAX_SHARE * in_scope:
             continue
         if latest:
             newest = (
@@ -321,7 +326,9 @@ def _search_model(
         " candidates AS (SELECT id FROM vec UNION SELECT id FROM fts)"
         " SELECT c.id, c.document_id::text, c.version_id::text, c.kb_id::text, d.filename,"
         " d.title, c.text, c.page_start, c.page_end, c.char_start, c.char_end,"
-        f" c.heading_path, CASE WHEN c.embedding_dim = {dim} THEN 1 - ({distance}) END,"
+        # As JSON: pg8000 parses text[] in Python (3 ms for 70 rows), JSON in C.
+        " array_to_json(c.heading_path),"
+        f" CASE WHEN c.embedding_dim = {dim} THEN 1 - ({distance}) END,"
         " vec.distance, fts.rank"
         " FROM candidates JOIN chunks c ON c.id = candidates.id"
         " JOIN documents d ON d.id = c.document_id"
