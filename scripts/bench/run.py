@@ -11,7 +11,8 @@ otherwise compete for the same two cores), and saves ``docs/bench/<section>.json
 
 Usage::
 
-    .venv/bin/python -m scripts.bench.run                  # everything (about half an hour)
+    .venv/bin/python -m scripts.bench.run                  # everything (see README: timings)
+    .venv/bin/python -m scripts.bench.run --reuse          # keep SciFact's ingested database
     .venv/bin/python -m scripts.bench.run --only scifact   # one module, then reassemble
     .venv/bin/python -m scripts.bench.run --assemble-only  # just rebuild the report
 """
@@ -38,6 +39,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "answer_overhead": ("answer_overhead",),
     "scifact": ("scifact",),
 }
+# Modules that can reuse what an earlier run stored (``--reuse``).
+REUSABLE = frozenset({"scifact"})
 SECTION_ORDER = [section for sections in MODULES.values() for section in sections]
 
 # Model-calling targets get a larger cold-start allowance (they import a model client).
@@ -227,11 +230,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(MODULES), help="repeatable")
     parser.add_argument("--assemble-only", action="store_true", help="run nothing, rebuild")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke test)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="SciFact: query the database an earlier run ingested (saves its ingest)",
+    )
     args = parser.parse_args(argv)
     failed = []
     if not args.assemble_only:
         for module in args.only or list(MODULES):
-            ok, _ = run_module(module, ["--quick"] if args.quick else [])
+            extra = ["--quick"] if args.quick else []
+            if args.reuse and module in REUSABLE:
+                extra.append("--reuse")
+            ok, _ = run_module(module, extra)
             if not ok:
                 failed.append(module)
     assemble(load_sections())
