@@ -19,8 +19,14 @@ Two measurements:
 * over HTTP: the same app behind werkzeug's threaded server, 8 concurrent clients
   (threads with ``requests.Session``) for a fixed duration, and 1 client for reference.
 
+Before/after: ``--compare REF`` loads the answer modules (``shared/answering``, the
+answer API) as of git ``REF`` beside the working tree's and alternates the two request
+by request in one process (stub model, same questions, same retrieval code), printing
+both sides' medians per stage; it writes ``.bench/answer_overhead/compare.{json,md}``
+and leaves the report alone.
+
 Usage: .venv/bin/python -m scripts.bench.answer_overhead [--requests 200]
-    [--http-seconds 15] [--documents 20] [--quick]
+    [--http-seconds 15] [--documents 20] [--quick] [--compare REF]
 """
 
 from __future__ import annotations
@@ -80,7 +86,6 @@ FOLLOW_UPS = [
 # Top-level stages of one request; "other" is the rest (HTTP, Flask, validation, JSON).
 STAGES = [
     "resolve_kb",
-    "session_create",
     "history_read",
     "rewrite",
     "retrieval",
@@ -92,9 +97,11 @@ STAGES = [
 ]
 # Parts of "retrieval" (reported, not added to the total twice).
 RETRIEVAL_PARTS = ["retrieval.scope", "retrieval.routing", "retrieval.embed", "retrieval.sql"]
+# Every stage in report order: the retrieval parts right after the retrieval total.
+_AFTER_RETRIEVAL = STAGES.index("retrieval") + 1
+REPORT_STAGES = [*STAGES[:_AFTER_RETRIEVAL], *RETRIEVAL_PARTS, *STAGES[_AFTER_RETRIEVAL:], "other"]
 STAGE_LABELS = {
     "resolve_kb": "resolve + authorise the knowledge base",
-    "session_create": "create the session (its own statement before the change)",
     "history_read": "read the session's history (follow-ups)",
     "rewrite": "rewrite a follow-up (without its model call)",
     "retrieval": "retrieval (total)",
@@ -143,6 +150,51 @@ although 8 are used), prompt building (about 2.4 ms, mostly the token estimator,
 reads every passage twice), two scope queries (knowledge-base models 0.5 ms, routing
 1 ms) after the API has already read the knowledge base, and pg8000 sending every
 parameterised statement as three round trips (parse, describe, execute).
+
+### Product changes made from these measurements (2026-11-21, second round)
+
+- Chat-turn writes (`history.start_session`, `start_turn`, `finish_turn`) commit with
+  `synchronous_commit = off` for their own transaction (`set_config(..., true)` inside
+  the statement: no extra round trip; the pooled connection keeps the default). The
+  commit no longer waits for the WAL flush: on the local stack a small INSERT took 3.2 ms
+  with the flush and 0.3 ms without (median, interleaved), and far more on a busy disk.
+  A crash of the database server can lose the last few hundred milliseconds of chat
+  history (a newest turn, or an answer left as `answering`), never corrupt it; every
+  other write stays synchronous. `tests/integration/test_answer_history_commit.py`
+  checks both on the server's own WAL statistics.
+- Prompt building estimates each text once: a passage's estimate is reused for the
+  final size (a sum over the parts when no token piece spans a junction, checked; the
+  joined text otherwise), the fixed texts are estimated once per process, and cutting the
+  passage that does not fit is one pass instead of a binary search of estimates.
+  `estimate_tokens` counts word by word (`str.split`, a bounded cache of each word's
+  count) plus the whitespace runs that cost anything: the same counts (property tests
+  against the previous implementation, `tests/unit/test_answer_prompt_estimate.py`,
+  prompts included) at about two thirds of the time.
+- Citation checking caches each word's normal form, and the streaming marker filter
+  skips its regular expressions for deltas without a `[`.
+
+Before/after in the same conditions (`--compare HEAD`: the answer modules as
+committed, loaded beside the working tree's and switched request by request in one
+process; retrieval is the same code on both sides; 200 first questions and 50 follow-ups
+each), twice: with the disk's flushes fast (load average 2.2) and with another
+benchmark writing (load average 3.7):
+
+| stage (medians, ms) | first: before | after | follow-up: before | after |
+|---|---:|---:|---:|---:|
+| **overhead**, flushes fast | 21.0 | 18.4 | 22.5 | 19.9 |
+| **overhead**, disk busy | 24.1 | 17.9 | 26.6 | 17.2 |
+| insert the turn, flushes fast / disk busy | 1.1 / 2.9 | 0.8 / 0.6 | 1.1 / 3.2 | 0.8 / 0.8 |
+| store the answer, flushes fast / disk busy | 1.0 / 2.6 | 0.8 / 0.7 | 1.0 / 2.2 | 0.8 / 0.8 |
+| prompt building (flushes-fast run) | 2.5 | 1.0 | 2.7 | 1.1 |
+| citation checking (flushes-fast run) | 0.9 | 0.8 | 0.9 | 0.8 |
+| hybrid search, unchanged code (flushes-fast run) | 12.0 | 12.0 | 12.4 | 12.3 |
+
+Statements and round trips are unchanged (10 and 24 for a first question). What is left
+outside retrieval is mostly the database client: pg8000 parses every statement's
+`:name` parameters in Python (`to_statement`, 0.1-0.3 ms per statement, 7 per question)
+and sends each parameterised one as three round trips. An experiment (not product code)
+caching the parsed statements, and then preparing each statement once per connection,
+gave overhead p50 17.6 → 16.4 → 12.5 ms (round trips 24 → 24 → 10), interleaved.
 """
 
 
@@ -372,11 +424,9 @@ class Probe:
         from shared.retrieval import search
 
         self.wrap(answer_api, "require_kb", "resolve_kb")
-        self.wrap(history, "create_session", "session_create")
         self.wrap(history, "session_exists", "history_read")
         self.wrap(history, "session_history", "history_read")
         self.wrap(history, "start_session", "turn_start")
-        self.wrap(history, "history", "history_read")
         self.wrap(rewrite, "rewrite_question", "rewrite")
         self.wrap(generators, "complete_chat", "model_call.rewrite")
         self.wrap(service, "retrieve", "retrieval")
@@ -556,6 +606,185 @@ def summarise(samples: list[dict[str, float]]) -> dict[str, Any]:
             for key in keys
         },
     }
+
+
+# -- before/after -------------------------------------------------------------------------
+
+# The modules one answer goes through above retrieval, as loaded for a "before" variant:
+# every one of them comes from the same commit, in dependency order, so the variant is
+# consistent (a module importing another gets that commit's version of it).
+VARIANT_MODULES = [
+    "shared.answering.types",
+    "shared.answering.prompt",
+    "shared.answering.citations",
+    "shared.answering.history",
+    "shared.answering.generators",
+    "shared.answering.rewrite",
+    "shared.answering.service",
+    "shared.answering.viewer",
+    "shared.api.access",
+    "shared.api.answer",
+]
+
+
+class Variants:
+    """The answer code of the working tree and as of a git commit, switchable per request.
+
+    The commit's modules are compiled from ``git show <ref>:<path>`` into module objects
+    of their own; :meth:`activate` puts one set in ``sys.modules`` (and on the parent
+    packages) and points the answer function's router at its routes. Everything else,
+    retrieval included, is the same code on both sides.
+    """
+
+    def __init__(self, ref: str) -> None:
+        import importlib
+
+        from shared.api.http import Router
+
+        self.ref = ref
+        self.modules: dict[str, dict[str, Any]] = {
+            "after": {name: importlib.import_module(name) for name in VARIANT_MODULES}
+        }
+        self.modules["before"] = self._load(ref)
+        self._answer: Any = importlib.import_module("functions.answer")
+        self.routers = {
+            variant: Router(modules["shared.api.answer"].ROUTES)
+            for variant, modules in self.modules.items()
+        }
+        self.routers["after"] = self._answer._router
+        self.active = "after"
+
+    def _load(self, ref: str) -> dict[str, Any]:
+        import types
+
+        loaded: dict[str, Any] = {}
+        current = dict(self.modules["after"])
+        try:
+            for name in VARIANT_MODULES:
+                path = name.replace(".", "/") + ".py"
+                source = subprocess.run(
+                    ["git", "show", f"{ref}:{path}"],
+                    cwd=REPO,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+                module = types.ModuleType(name)
+                module.__file__ = str(REPO / path)
+                module.__package__ = name.rpartition(".")[0]
+                self._install(name, module)
+                exec(compile(source, f"{path}@{ref}", "exec"), module.__dict__)
+                loaded[name] = module
+        finally:
+            for name, module in current.items():
+                self._install(name, module)
+        return loaded
+
+    @staticmethod
+    def _install(name: str, module: Any) -> None:
+        parent, _, child = name.rpartition(".")
+        sys.modules[name] = module
+        setattr(sys.modules[parent], child, module)
+
+    def activate(self, variant: str) -> None:
+        """Make ``variant`` ("before" or "after") the code that answers."""
+        for name, module in self.modules[variant].items():
+            self._install(name, module)
+        self._answer._router = self.routers[variant]
+        self.active = variant
+
+
+def run_compare(
+    stack: Any,
+    kb_id: str,
+    asked: list[str],
+    requests: int,
+    warmup: int,
+    follow_ups: int,
+    base_url: str,
+    ref: str,
+) -> dict[str, dict[str, Any]]:
+    """The stub model's questions, before and after, alternating request by request.
+
+    Each pair of requests asks the same question, the variant going first taking turns,
+    so a change in the machine's load weighs on both alike; follow-ups continue each
+    variant's own sessions.
+    """
+    from werkzeug.test import Client
+
+    variants = Variants(ref)
+    use_generator("llm", base_url)
+    chosen = {
+        name: modules["shared.answering.generators"].OpenAIGenerator()
+        for name, modules in variants.modules.items()
+    }
+    originals = {}
+    for name, modules in variants.modules.items():
+        generators = modules["shared.answering.generators"]
+        originals[name] = generators.get_generator
+        generators.get_generator = functools.partial(chosen.__getitem__, name)
+    client = Client(stack.app)
+    names = ["before", "after"]
+    first: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    later: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    sessions: dict[str, list[str]] = {name: [] for name in names}
+
+    def ask(name: str, question: str, session_id: str | None = None) -> Any:
+        variants.activate(name)
+        probe = Probe().install()
+        try:
+            return ask_in_process(client, kb_id, question, probe, session_id=session_id)
+        finally:
+            probe.uninstall()
+
+    try:
+        for index in range(warmup):
+            for name in names:
+                ask(name, asked[index % len(asked)])
+        for index in range(requests):
+            for name in names if index % 2 == 0 else names[::-1]:
+                timings, body = ask(name, asked[index % len(asked)])
+                first[name].append(timings)
+                sessions[name].append(body["session_id"])
+        for index in range(follow_ups):
+            question = FOLLOW_UPS[index % len(FOLLOW_UPS)]
+            for name in names if index % 2 == 0 else names[::-1]:
+                own = sessions[name]
+                timings, _ = ask(name, question, own[index % len(own)])
+                later[name].append(timings)
+    finally:
+        for name, modules in variants.modules.items():
+            modules["shared.answering.generators"].get_generator = originals[name]
+        variants.activate("after")
+    return {
+        name: {"first": summarise(first[name]), "follow_up": summarise(later[name])}
+        for name in names
+    }
+
+
+def compare_markdown(results: dict[str, dict[str, Any]], ref: str, load: str) -> str:
+    """Before/after medians per stage, as a Markdown table."""
+    lines = [
+        f"Before (`{ref}`) and after (working tree), stub model, alternating request by "
+        f"request in one process (load average {load} at the start); medians in ms:",
+        "",
+        "| stage | first: before | first: after | follow-up: before | follow-up: after |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    before, after = results["before"], results["after"]
+    rows = ["overhead", "total", *REPORT_STAGES]
+    labels = {"overhead": "**overhead (total - model call)**", "total": "total", **STAGE_LABELS}
+    for key in [*rows, "statements", "round_trips"]:
+        cells = [
+            _ms(part[kind].get(key, {}).get("p50"))
+            for kind in ("first", "follow_up")
+            for part in (before, after)
+        ]
+        label = {"statements": "SQL statements", "round_trips": "PG round trips"}.get(
+            key, labels.get(key, key)
+        )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # -- over HTTP ------------------------------------------------------------------------------
@@ -779,7 +1008,7 @@ def markdown(results: dict[str, Any], settings: dict[str, Any], metrics: dict[st
         "| stage | stub model p50 | stub model mean | extractive p50 | extractive mean |",
         "|---|---:|---:|---:|---:|",
     ]
-    for stage in [*STAGES[:5], *RETRIEVAL_PARTS, *STAGES[5:], "other"]:
+    for stage in REPORT_STAGES:
         a = llm["first"].get(stage, {})
         b = ext["first"].get(stage, {})
         lines.append(
@@ -865,6 +1094,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--documents", type=int, default=20, help="filings ingested (max 20)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke test)")
+    parser.add_argument(
+        "--compare",
+        metavar="REF",
+        help="only compare the answer code as of git REF with the working tree, request by "
+        "request (stub model; writes .bench/answer_overhead/compare.{json,md}, not the report)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.requests, args.warmup, args.follow_ups = 40, 5, 10
@@ -892,6 +1127,26 @@ def main() -> None:
         stack.database.run("TRUNCATE turn_feedback, chat_turns, chat_sessions")
         stack.database.run("ANALYZE")
         asked = questions()
+        if args.compare:
+            with model_stub() as (base_url, _):
+                print(f"in-process: {args.compare} and the working tree, alternating ...")
+                compared = run_compare(
+                    stack,
+                    kb_id,
+                    asked,
+                    args.requests,
+                    args.warmup,
+                    args.follow_ups,
+                    base_url,
+                    args.compare,
+                )
+            load_text = " / ".join(f"{value:.2f}" for value in load)
+            table = compare_markdown(compared, args.compare, load_text)
+            out = cache_dir(SECTION)
+            (out / "compare.json").write_text(json.dumps(compared, indent=2))
+            (out / "compare.md").write_text(table + "\n")
+            print(table)
+            return
         with model_stub() as (base_url, stub_pid):
             print("in-process: stub model and extractive answerer, alternating ...", flush=True)
             results = run_in_process(

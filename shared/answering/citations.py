@@ -13,6 +13,7 @@ them first; the extractive answerer and the query rewriter reuse them.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Collection, Iterable, Sequence
@@ -108,6 +109,12 @@ class CitationFilter:
     def feed(self, delta: str) -> str:
         """Add a delta of the answer; return the text that is now safe to emit."""
         text = self._pending + delta
+        if "[" not in text:
+            # The usual delta: no marker can start in it, only trailing spaces are held
+            # (what the general path below does for such text, without its regexes).
+            ready = text.rstrip(" \t")
+            self._pending = text[len(ready) :]
+            return ready
         hold = len(text)
         partial = _PARTIAL_TAIL.search(text)
         if partial is not None and len(text) - partial.start() <= _MAX_HOLD:
@@ -181,9 +188,16 @@ def normalize_term(word: str) -> str:
     return term
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _term(word: str) -> str:
+    """``normalize_term(word)``, or "" for a stop word (words recur: cached)."""
+    return "" if word.lower() in STOPWORDS else normalize_term(word)
+
+
 def terms(text: str) -> list[str]:
     """Return the normalised content words of ``text`` (for lexical matching)."""
-    return [normalize_term(word) for word in content_words(text)]
+    # A normalised word is never empty (a word starts with \w), so "" marks stop words.
+    return list(filter(None, map(_term, _WORD.findall(text))))
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -195,10 +209,11 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
-        before = text[start : match.start()].split()
-        last = before[-1].lower().rstrip(".") if before else ""
-        if match.group(0)[0] == "." and (last in _ABBREVIATIONS or len(last) == 1):
-            continue
+        if match.group(0)[0] == ".":  # only a period may follow an abbreviation
+            before = text[start : match.start()].rsplit(None, 1)
+            last = before[-1].lower().rstrip(".") if before else ""
+            if last in _ABBREVIATIONS or len(last) == 1:
+                continue
         _append_span(spans, text, start, match.start() + len(match.group(0).rstrip()))
         start = match.end()
     _append_span(spans, text, start, len(text))
