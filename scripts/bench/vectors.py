@@ -864,6 +864,7 @@ def vector_arm(
     ids, best first.
     """
     from shared.db.connection import vector_literal
+    from shared.db.vector_index import distance_sql
     from shared.retrieval import search
 
     dim = DIMENSION
@@ -897,10 +898,11 @@ def vector_arm(
     ranked = (
         f"cosine_distance(c.embedding::vector({dim}), CAST(:q AS vector({dim})))"
         if exact
-        else f"c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))"
+        else distance_sql(dim)
     )
     sql = (
-        f"WITH vec AS MATERIALIZED (SELECT c.id, {ranked} AS distance FROM chunks c {where}"
+        f"WITH vec AS MATERIALIZED (SELECT c.id, c.embedding::vector({dim}) <=>"
+        f" CAST(:q AS vector({dim})) AS distance FROM chunks c {where}"
         f" AND c.embedding_dim = {dim} ORDER BY {ranked} LIMIT :n) SELECT id, distance FROM vec"
     )
     ef = ef_search or min(max(limit, search.EF_SEARCH_MIN), 1000)
@@ -1131,9 +1133,11 @@ def legacy_vector_arm(store: Store, query_vector: Sequence[float], scope: Scope)
     """The vector query as the product issued it before the planner fix, for comparison.
 
     Visibility as a join on the active version, the workspace checked per row, and the
-    planner left to choose between the HNSW index and an exact scan.
+    planner left to choose between the HNSW index and an exact scan (ordering by the
+    current index's expression, so that it still can).
     """
     from shared.db.connection import vector_literal
+    from shared.db.vector_index import distance_sql
     from shared.retrieval import search
 
     dim = DIMENSION
@@ -1156,7 +1160,7 @@ def legacy_vector_arm(store: Store, query_vector: Sequence[float], scope: Scope)
             " WHERE f.kb_id = ANY(CAST(:kbs AS uuid[])) AND f.metadata @> CAST(:meta AS jsonb))"
         )
         params["meta"] = json.dumps(scope.metadata)
-    distance = f"c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))"
+    distance = distance_sql(dim)
     sql = (
         f"WITH vec AS MATERIALIZED (SELECT c.id, {distance} AS distance FROM chunks c {where}"
         f" AND c.embedding_dim = {dim} ORDER BY {distance} LIMIT 40) SELECT id, distance FROM vec"
@@ -1781,6 +1785,8 @@ def write_vector_writes(results: Sequence[SizeResult], context: dict[str, Any]) 
         metrics[f"recall_at_10_before_{label}"] = result.recall_before
         metrics[f"recall_at_10_after_{label}"] = result.recall_after
         metrics[f"self_recall_{label}"] = result.self_recall
+    from shared.db.vector_index import HNSW_EF_CONSTRUCTION, HNSW_M
+
     big = next((r for r in results if r.size == 100_000), None)
     if big is None:
         verdict = "not measured at 100k in this run"
@@ -1794,7 +1800,8 @@ def write_vector_writes(results: Sequence[SizeResult], context: dict[str, Any]) 
             f" {headline} writers (target >= {WRITE_TARGET:,.0f}); recall@10"
             f" {big.recall_before:.4f} before and {big.recall_after:.4f} after the writes."
             f" The server spends {server_ms:.2f} ms of CPU per chunk written, almost all of it"
-            " inserting into the HNSW graph (m = 16, ef_construction = 64): on two cores of"
+            f" inserting into the HNSW graph (halfvec, m = {HNSW_M}, ef_construction ="
+            f" {HNSW_EF_CONSTRUCTION}): on two cores of"
             f" its own that bounds the rate near {2000 / server_ms:,.0f} chunks/s, so the"
             " target needs both cores of the database; under this run's contention it got"
             " less"

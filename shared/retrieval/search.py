@@ -236,6 +236,7 @@ def _search_model(
     document_ids: Sequence[str] | None,
 ) -> tuple[list[int], list[int], list[tuple[Any, ...]]]:
     """Both arms for the knowledge bases of one embedding model, in one statement."""
+    from shared.db.vector_index import distance_sql
     from shared.embeddings import get_embedder
 
     dim = model.dimension
@@ -269,8 +270,9 @@ def _search_model(
             " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
             " WHERE f.kb_id = ANY(CAST(:kbs AS uuid[])) AND f.metadata @> CAST(:meta AS jsonb))"
         )
-    # The vector arm repeats the partial index's expression and predicate
-    # (embedding::vector(N), embedding_dim = N) so the planner can use its HNSW index.
+    # Scores use the full-precision vectors; the HNSW walk (ranked, below) repeats the
+    # partial index's expression and predicate (distance_sql: embedding::halfvec(N),
+    # embedding_dim = N) so the planner can use the index.
     distance = f"c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))"
     # The planner cannot be left to choose between the index and an exact scan: the
     # scope's joins make it expect a handful of rows, so it sorts every chunk of the
@@ -282,7 +284,7 @@ def _search_model(
     ranked = (
         f"cosine_distance(c.embedding::vector({dim}), CAST(:q AS vector({dim})))"
         if exact
-        else distance
+        else distance_sql(dim)
     )
     # Full text: chunks matching any of the question's words (GIN index), ranked by
     # BM25. ts_rank_cd counts every matching word alike, so a question's common words
@@ -320,7 +322,9 @@ def _search_model(
         else "SELECT NULL::bigint AS id, NULL::real AS rank WHERE false"
     )
     sql = (
-        f"WITH vec AS MATERIALIZED (SELECT c.id, {ranked} AS distance FROM chunks c {scope}"
+        # The walk picks the candidates by the index's (half-precision) order; they are
+        # ranked by their full-precision distance (near-ties can swap in half precision).
+        f"WITH vec AS MATERIALIZED (SELECT c.id, {distance} AS distance FROM chunks c {scope}"
         f" AND c.embedding_dim = {dim} ORDER BY {ranked} LIMIT :n),"
         f" fts AS MATERIALIZED ({text_arm}),"
         " candidates AS (SELECT id FROM vec UNION SELECT id FROM fts)"

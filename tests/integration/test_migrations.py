@@ -48,7 +48,7 @@ def test_hnsw_and_full_text_indexes_exist(stack: LocalStack) -> None:
     }
     assert "gin (tsv)" in indexes["chunks_tsv"]
     hnsw = [definition for definition in indexes.values() if "hnsw" in definition]
-    assert hnsw and all("vector_cosine_ops" in definition for definition in hnsw)
+    assert hnsw and all("halfvec_cosine_ops" in definition for definition in hnsw)
 
 
 def test_function_users_get_table_privileges_through_the_app_role(stack: LocalStack) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from scripts.localstack.stack import LocalStack
 from shared.db.connection import Database, copy_id_vectors, url_connection_factory
+from shared.db.vector_index import distance_sql, index_name
 from shared.embeddings import get_embedder
 from shared.pipeline.steps import chunk_version, embed_batch, index_version, parse_version
 from tests.support.api import Api
@@ -113,14 +114,16 @@ def test_embed_tasks_store_exactly_the_embedders_vectors(
     assert len(rows) >= 7
     assert [row[2] for row in rows] == [embedder.dimension] * len(rows)
     assert [_float32(row[1]) for row in rows] == [_float32(vector) for vector in expected]
-    # The HNSW index serves them: each chunk is its own nearest neighbour.
+    # The HNSW index (over halfvec) serves them: each chunk is its own nearest neighbour.
     first = rows[0][1]
+    nearest_sql = (
+        f"SELECT text FROM chunks c WHERE c.embedding_dim = {embedder.dimension}"
+        f" ORDER BY {distance_sql(embedder.dimension)} LIMIT 1"
+    )
     with db.transaction() as session:
         session.run("SET LOCAL enable_seqscan = off")
-        nearest = session.scalar(
-            f"SELECT text FROM chunks WHERE embedding_dim = {embedder.dimension}"
-            f" ORDER BY embedding::vector({embedder.dimension})"
-            f" <=> CAST(:q AS vector({embedder.dimension})) LIMIT 1",
-            q="[" + ",".join(repr(x) for x in first) + "]",
-        )
+        query = "[" + ",".join(repr(x) for x in first) + "]"
+        plan = "\n".join(str(row[0]) for row in session.run("EXPLAIN " + nearest_sql, q=query))
+        nearest = session.scalar(nearest_sql, q=query)
+    assert index_name(embedder.dimension) in plan
     assert nearest == rows[0][0]
