@@ -204,6 +204,9 @@ def assemble(records: dict[str, dict[str, Any]]) -> None:
         " shared and noisy: figures are medians over repeats, and every comparison with a"
         " peer is a ratio measured in the same run. Machine-readable: `benchmarks.json`.",
         "",
+        "How the HNSW index these figures use was chosen (variants, recall, CPU per write):"
+        " [bench/hnsw_index_choice.md](bench/hnsw_index_choice.md).",
+        "",
         "## Targets",
         "",
         "| target | goal | measured | verdict |",
