@@ -541,8 +541,10 @@ def preload(store: Store, corpus: Corpus, rows: Sequence[int]) -> list[list[int]
                 stream=io.BytesIO(buffer.getvalue().encode()),
             )
             session.run(
-                "UPDATE document_versions SET chunk_count = :n WHERE id = CAST(:v AS uuid)",
+                "UPDATE document_versions SET chunk_count = :n, token_total = :t"
+                " WHERE id = CAST(:v AS uuid)",
                 n=len(run),
+                t=sum(max(len(corpus.texts[rows[p]].split()), 1) for p in run),
                 v=version_id,
             )
     started = time.perf_counter()
@@ -622,7 +624,9 @@ def stage_versions(
             texts=texts,
         )
         store.database.run(
-            "UPDATE document_versions SET chunk_count = :n WHERE id = CAST(:v AS uuid)",
+            # BM25's statistics, as chunk_version sets them (token_count 0 counts as 1).
+            "UPDATE document_versions SET chunk_count = :n, token_total = :n"
+            " WHERE id = CAST(:v AS uuid)",
             n=len(texts),
             v=version_id,
         )

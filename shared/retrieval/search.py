@@ -310,9 +310,11 @@ def _search_model(
         f" FROM chunks c {scope} AND c.tsv @@ to_tsquery('english', :tsq)) m,"
         " unnest(m.hits) AS u),"
         " df AS (SELECT lexeme, count(*)::float8 AS df FROM matched GROUP BY lexeme),"
+        # Versions without a token total (none after migration 0007) are left out of
+        # the mean length rather than counted as empty: avgdl is never zero.
         " stats AS (SELECT greatest(sum(v.chunk_count), 1)::float8 AS n,"
-        " (coalesce(sum(v.token_total), 0) / greatest(sum(v.chunk_count), 1))::float8"
-        f" AS avgdl {versions})"
+        " coalesce(sum(v.token_total)::float8 / nullif(sum(v.chunk_count)"
+        f" FILTER (WHERE v.token_total IS NOT NULL), 0), 1) AS avgdl {versions})"
         " SELECT t.id, sum(ln(1 + (s.n - d.df + 0.5) / (d.df + 0.5))"
         f" * t.tf * {BM25_K1 + 1} / (t.tf + {BM25_K1} * (1 - {BM25_B}"
         f" + {BM25_B} * t.dl / s.avgdl)))::real AS rank"

@@ -127,3 +127,21 @@ def test_versions_carry_the_chunk_statistics_bm25_reads(
     assert len(rows) == len(TOPICS)
     for chunk_count, token_total, counted, summed in rows:
         assert (chunk_count, token_total) == (counted, summed)
+
+
+def test_versions_without_token_totals_still_rank_by_full_text(
+    stack: LocalStack, corpus: dict[str, Any]
+) -> None:
+    # Versions stored before their totals were kept (or by a bulk load) have none:
+    # BM25's mean length leaves them out instead of dividing by zero.
+    kb_id = corpus["kb"]["id"]
+    stack.database.run(
+        "UPDATE document_versions SET token_total = NULL WHERE kb_id = CAST(:k AS uuid)",
+        k=kb_id,
+    )
+    found = search.retrieve(
+        stack.database,
+        RetrievalRequest(query="bread and ovens", kb_ids=[kb_id], workspace="default", top_k=3),
+    )
+    assert [p.text_score is not None for p in found.passages] == [True, True, True]
+    assert all("bread" in p.text for p in found.passages)
