@@ -991,8 +991,8 @@ def markdown(results: dict[str, Any], settings: dict[str, Any], metrics: dict[st
         verdict,
         "",
         f"- Command: `{settings['command']}`; {settings['date']}; "
-        f"{settings['cpus']} CPUs shared with other benchmark runs (contention: load average "
-        f"{settings['load_average']} at the start).",
+        f"{settings['cpus']} CPUs (load average {settings['load_average']} at the start; the"
+        " machine is shared, so other processes may compete).",
         f"- In-process: `werkzeug.test.Client(stack.app)`, one request at a time, the stub "
         "model and the extractive answerer alternating request by request; "
         f"{settings['warmup']} warm-up requests each, then {settings['requests']} first questions "
@@ -1081,7 +1081,7 @@ def bottleneck_note(results: dict[str, Any], settings: dict[str, Any]) -> str:
             f"The machine's {settings['cpus']} cores were {many['machine_cpu_busy_pct']:.0f}% "
             f"busy and this run got {ours:.2f} of them (Python {python:.2f}, PostgreSQL "
             f"{many['cpu_cores_postgres']:.2f}, stub {many['cpu_cores_stub']:.2f}); the "
-            "rest went to other processes (other benchmark runs): CPU time is the "
+            "rest went to other processes: CPU time is the "
             "bottleneck, and the throughput figure is a floor. "
         )
     elif python >= 0.85:

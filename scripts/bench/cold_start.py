@@ -303,7 +303,7 @@ def markdown(
         headline,
         "",
         f"- Command: `{settings['command']}`; {settings['date']}; Python "
-        f"{settings['python']}; {settings['cpus']} CPUs shared with other benchmark runs "
+        f"{settings['python']}; {settings['cpus']} CPUs "
         f"(load average {settings['load_average']} at the start).",
         f"- {settings['repeats']} wall-clock runs per row (median; runs interleaved across "
         "rows so contention spreads evenly), after one untimed run that writes the `.pyc` "

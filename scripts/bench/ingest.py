@@ -964,10 +964,10 @@ def markdown(
         f"- Command: `{command}`",
         f"- Date: {date}; repeats (median reported): hashing {plan.repeats.get('hash', 0)},"
         f" MiniLM {plan.repeats.get('minilm', 0)}; sides alternate who goes first.",
-        f"- Machine: {os.cpu_count()} cores, **shared with other benchmark runs while"
-        " measured**: the numbers were taken under contention (1-minute load average"
+        f"- Machine: {os.cpu_count()} cores, shared (1-minute load average"
         f" {_fmt(load.get('start', math.nan))} at the start, {_fmt(load.get('end', math.nan))}"
-        " at the end); both sides suffered it in the same run, alternately.",
+        " at the end); both sides ran in the same run, alternately, so any contention"
+        " fell on both.",
         "- Ragline: a fresh local stack (`LocalStack` defaults: each Pub/Sub subscription"
         f" pushed by {results['settings']['bus_workers']} workers of its own,"
         f" {results['settings']['task_workers']} embed-task workers,"

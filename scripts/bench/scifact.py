@@ -810,9 +810,8 @@ def markdown(scores: dict[str, dict[str, float]], facts: dict[str, Any], plot_fi
         "How it was produced:",
         "",
         f"- Command: `{facts['command']}`, {facts['date']}, code at commit"
-        f" {facts['commit']}{dirty}{note}; {facts['cpus']} CPUs"
-        " shared with other benchmark runs, so every time here was taken under"
-        " contention.",
+        f" {facts['commit']}{dirty}{note}; {facts['cpus']} CPUs (shared: the times"
+        " here vary between runs; the scores do not).",
         f"- Corpus: {facts['documents']:,} abstracts, {facts['queries']} claims,"
         f" {facts['judged_pairs']} judged pairs (`qrels/test.tsv`);"
         " every judged claim counts (no results would score 0).",

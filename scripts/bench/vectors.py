@@ -1744,8 +1744,8 @@ def _provenance(context: dict[str, Any]) -> str:
         " questions), embedded the same way; none is a passage.\n"
         "- Database: a dedicated embedded PostgreSQL + pgvector (`.bench/vectors/pg`), the"
         " real schema from the migrations, the HNSW index as the migrations create it.\n"
-        "- Measured while other benchmarks ran on the same 2 cores: absolute figures are"
-        " pessimistic and vary between runs."
+        "- The machine's 2 cores are shared: absolute figures vary between runs; compare"
+        " figures within a run."
     )
 
 
