@@ -625,9 +625,10 @@ def stage_versions(
         )
         store.database.run(
             # BM25's statistics, as chunk_version sets them (token_count 0 counts as 1).
-            "UPDATE document_versions SET chunk_count = :n, token_total = :n"
+            "UPDATE document_versions SET chunk_count = :n, token_total = :t"
             " WHERE id = CAST(:v AS uuid)",
             n=len(texts),
+            t=len(texts),
             v=version_id,
         )
         per_version.append(
