@@ -427,12 +427,33 @@ def server_settings(store: Store) -> dict[str, str]:
     found["chunks_reloptions"] = str(
         store.database.scalar("SELECT reloptions FROM pg_class WHERE relname = 'chunks'")
     )
+    # Every index a write maintains (each costs every vector write its insert).
+    found["chunks_indexes"] = ", ".join(
+        str(row[0])
+        for row in store.database.run(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'chunks' ORDER BY indexname"
+        )
+    )
     return found
 
 
 def reset(store: Store) -> None:
-    """Empty every table the benchmark fills and create its knowledge base."""
+    """Empty every table the benchmark fills and create its knowledge base.
+
+    Also drops any index on ``chunks`` the migrations did not create (theirs are all
+    named ``chunks_...``): an experiment's index left in this database would be
+    maintained by every write measured here (one left behind doubled the CPU per
+    write).
+    """
     from shared.knowledge_bases import create_knowledge_base
+
+    strays = store.database.run(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'chunks'"
+        " AND indexname NOT LIKE 'chunks\\_%'"
+    )
+    for (name,) in strays:
+        log.warning("dropping index %s: not created by the migrations", name)
+        store.database.run(f'DROP INDEX "{name}"')
 
     store.database.run(
         "TRUNCATE workspaces, knowledge_bases, documents, document_versions, chunks,"
