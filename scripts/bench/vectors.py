@@ -1681,7 +1681,6 @@ def run(
     install_embedder(corpus)
     set_publisher(NullPublisher())
     store = open_store(pool_size=max(writers) + 2)
-    settings = server_settings(store)
     order = random.Random(11).sample(range(len(corpus.texts)), len(corpus.texts))
     retrieval_size = max(sizes)
     retrieval: dict[str, Any] = {}
@@ -1723,6 +1722,9 @@ def run(
                 on_loaded=measure_retrieval_now if size == retrieval_size else None,
             )
         )
+    # Read after the measured loads (reset drops stray indexes), before the buffers
+    # check restarts the server with other settings.
+    settings = server_settings(store)
     buffers_check = (
         None
         if quick or max(sizes) < 100_000
