@@ -42,9 +42,10 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest
 
-# Every benchmark (about half an hour): docs/benchmarks.md, docs/benchmarks.json.
+# Every benchmark: docs/benchmarks.md, docs/benchmarks.json (BENCH_ARGS=--reuse keeps
+# the ingested SciFact database of an earlier run; see README).
 bench: $(BENCH_STAMP)
-	$(BIN)/python -m scripts.bench.run
+	$(BIN)/python -m scripts.bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
