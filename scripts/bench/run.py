@@ -160,6 +160,11 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def _figure(value: float) -> str:
+    """Three significant digits, without exponents: 1,242 / 14.9 / 0.991."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def verdicts(records: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     """(target, goal, measured, verdict) rows for every target, cold start per function."""
     rows = []
@@ -172,7 +177,7 @@ def verdicts(records: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, st
         verdict = "met" if target.met(value) else "MISSED"
         note = target.miss_note(value) if target.miss_note and verdict == "MISSED" else ""
         rows.append(
-            (target.label, target.goal, f"{value:,.3g}", f"{verdict}: {note}" if note else verdict)
+            (target.label, target.goal, _figure(value), f"{verdict}: {note}" if note else verdict)
         )
     cold = records.get("cold_start", {}).get("metrics", {})
     all_deps = _number(cold.get("all_deps_ms"))
