@@ -1832,10 +1832,10 @@ def write_vector_writes(results: Sequence[SizeResult], context: dict[str, Any]) 
             f" {HNSW_EF_CONSTRUCTION}): on two cores of"
             f" its own that bounds the rate near {2000 / server_ms:,.0f} chunks/s"
             + (
-                "."
+                ""
                 if met
                 else ", so the target needs both cores of the database and more than this"
-                " run got of them."
+                " run got of them"
             )
         )
     recall_rows = "\n".join(
