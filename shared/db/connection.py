@@ -81,12 +81,22 @@ def _execute_prepared(connection: Any, sql: str, params: dict[str, Any]) -> Any:
         return connection.execute_named(
             prepared.name, values, prepared.columns, prepared.input_funcs, prepared.statement
         )
-    except Exception:
-        # E.g. "cached plan must not change result type" after a migration altered a
-        # table: prepare afresh next time (the server-side statement goes with the
-        # connection).
-        cache.pop(sql, None)
+    except Exception as error:
+        # "cached plan must not change result type" (a migration altered a table) or
+        # "prepared statement does not exist": prepare afresh next time. Any other
+        # error (a constraint, a bad value) leaves the statement as good as it was.
+        if _sqlstate(error) in _STALE_STATEMENT:
+            cache.pop(sql, None)
         raise
+
+
+_STALE_STATEMENT = frozenset({"0A000", "26000"})
+
+
+def _sqlstate(error: Exception) -> str | None:
+    """The SQLSTATE of a pg8000 database error, if it carries one."""
+    details = error.args[0] if error.args else None
+    return details.get("C") if isinstance(details, dict) else None
 
 
 def _configure(connection: Any) -> Any:

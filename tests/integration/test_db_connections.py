@@ -75,3 +75,35 @@ def test_a_failed_statement_leaves_the_pooled_connection_usable(database: Databa
     with pytest.raises(Exception, match="division by zero"), database.transaction() as session:
         session.run("SELECT 1 / 0")
     assert database.scalar("SELECT 41 + 1") == 42
+
+
+def test_prepared_statements_are_reused_and_survive_errors_and_table_changes(
+    database: Database, request: pytest.FixtureRequest
+) -> None:
+    import pg8000.exceptions
+
+    table = f"prepared_probe_{request.node.callspec.id}"
+    database.run(f"DROP TABLE IF EXISTS {table}")
+    database.run(f"CREATE TABLE {table} (id int PRIMARY KEY, v text)")
+    insert = f"INSERT INTO {table} (id, v) VALUES (:id, :v)"
+    select = f"SELECT * FROM {table} WHERE id = :id"
+    try:
+        with database.session() as session:
+            assert session.scalar("SHOW plan_cache_mode") == "force_custom_plan"
+            session.run(insert, id=1, v="one")
+            prepared = session.scalar("SELECT count(*) FROM pg_prepared_statements")
+            with pytest.raises(pg8000.exceptions.DatabaseError):
+                session.run(insert, id=1, v="again")  # unique violation
+            session.run(insert, id=2, v="two")
+            assert [tuple(row) for row in session.run(select, id=2)] == [(2, "two")]
+            # One more statement prepared (the select); none re-prepared after the error.
+            assert session.scalar("SELECT count(*) FROM pg_prepared_statements") == prepared + 1
+
+            session.run(f"ALTER TABLE {table} ADD COLUMN w int")
+            # The prepared select's result type changed: the server refuses it once...
+            with pytest.raises(pg8000.exceptions.DatabaseError, match="result type"):
+                session.run(select, id=2)
+            # ...and the next call prepares it afresh.
+            assert [tuple(row) for row in session.run(select, id=2)] == [(2, "two", None)]
+    finally:
+        database.run(f"DROP TABLE IF EXISTS {table}")
