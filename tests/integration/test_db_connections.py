@@ -7,33 +7,18 @@ vectors included, must work on those too.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
-import pg8000.dbapi
 import pytest
 
 from scripts.localstack.stack import LocalStack
 from shared.db.connection import Database, url_connection_factory, vector_literal
-
-
-def _dbapi_factory(url: str) -> Any:
-    parsed = urlparse(url)
-    socket_dir = parse_qs(parsed.query)["host"][0]
-
-    def connect() -> Any:
-        return pg8000.dbapi.connect(
-            user="postgres",
-            database=parsed.path.lstrip("/"),
-            unix_sock=f"{socket_dir}/.s.PGSQL.5432",
-        )
-
-    return connect
+from tests.support.db import dbapi_factory
 
 
 @pytest.fixture(params=["native", "dbapi"])
 def database(request: pytest.FixtureRequest, stack: LocalStack) -> Any:
     url = stack.settings.database_url
-    factory = url_connection_factory(url) if request.param == "native" else _dbapi_factory(url)
+    factory = url_connection_factory(url) if request.param == "native" else dbapi_factory(url)
     db = Database(factory, size=2)
     yield db
     db.close()

@@ -10,10 +10,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Iterator, Sequence
-from typing import Any
-from urllib.parse import parse_qs, urlparse
 
-import pg8000.dbapi
 import pytest
 
 from scripts.localstack.stack import LocalStack
@@ -22,6 +19,7 @@ from shared.db.vector_index import distance_sql, index_name
 from shared.embeddings import get_embedder
 from shared.pipeline.steps import chunk_version, embed_batch, index_version, parse_version
 from tests.support.api import Api
+from tests.support.db import dbapi_factory
 from tests.support.pipeline import Recorder, store_version
 
 # Values whose 7-digit text form is not the float32 they came from, and edge cases.
@@ -37,24 +35,10 @@ def _float32(values: Sequence[float]) -> list[float]:
     return list(struct.unpack(f"{len(values)}f", struct.pack(f"{len(values)}f", *values)))
 
 
-def _dbapi_factory(url: str) -> Any:
-    parsed = urlparse(url)
-    socket_dir = parse_qs(parsed.query)["host"][0]
-
-    def connect() -> Any:
-        return pg8000.dbapi.connect(
-            user="postgres",
-            database=parsed.path.lstrip("/"),
-            unix_sock=f"{socket_dir}/.s.PGSQL.5432",
-        )
-
-    return connect
-
-
 @pytest.fixture(params=["native", "dbapi"])
 def database(request: pytest.FixtureRequest, stack: LocalStack) -> Iterator[Database]:
     url = stack.settings.database_url
-    factory = url_connection_factory(url) if request.param == "native" else _dbapi_factory(url)
+    factory = url_connection_factory(url) if request.param == "native" else dbapi_factory(url)
     db = Database(factory, size=1)
     yield db
     db.close()
