@@ -664,57 +664,26 @@ def stage_versions(
     return interleaved
 
 
-def text_path_embed_batch(database: Database, task: Any) -> bool:
-    """``embed_batch`` as it was before vectors crossed in COPY's binary format.
+def write_vectors_as_text(
+    session: Any, ids: list[int], vectors: list[list[float]], dim: int
+) -> None:
+    """The write path ``embed_batch`` had before vectors crossed in COPY's binary format.
 
-    Kept only to compare write paths in the same run: the same steps, but the vectors
-    rendered as text (7 digits) and cast by ``UPDATE ... FROM unnest(ids, text[])``.
+    Kept only to compare write paths in the same run (``embed_batch(..., write=...)``):
+    the vectors rendered as text (7 digits) and cast by ``UPDATE ... FROM unnest(ids,
+    text[])``.
     """
-    from shared.config import get_settings
     from shared.db.connection import vector_literal
-    from shared.embeddings import get_embedder
-    from shared.events import get_publisher
-    from shared.knowledge_bases import get_knowledge_base
-    from shared.models import IndexRequested
-    from shared.pipeline.versions import count_unembedded, load_version, transition
 
-    settings = get_settings()
-    with database.session() as session:
-        version = load_version(session, task.version_id)
-    if version is None or version.status not in ("embedding", "indexing"):
-        return False
-    kb = get_knowledge_base(database, version.kb_id)
-    if kb is None:
-        return False
-    rows = database.run(
-        "SELECT id, text FROM chunks WHERE version_id = CAST(:v AS uuid)"
-        " AND ordinal BETWEEN :first AND :last AND embedding IS NULL ORDER BY ordinal",
-        v=task.version_id,
-        first=task.first_ordinal,
-        last=task.last_ordinal,
+    session.run(
+        "UPDATE chunks SET embedding = CAST(u.embedding AS vector), embedding_dim = :dim,"
+        " embedded_at = now()"
+        " FROM unnest(CAST(:ids AS bigint[]), CAST(:vectors AS text[])) AS u(id, embedding)"
+        " WHERE chunks.id = u.id",
+        ids=ids,
+        vectors=[vector_literal(vector) for vector in vectors],
+        dim=dim,
     )
-    if rows:
-        vectors = get_embedder(kb.embedding_model, kb.embedding_dim).embed([r[1] for r in rows])
-        database.run(
-            "UPDATE chunks SET embedding = CAST(u.embedding AS vector), embedding_dim = :dim,"
-            " embedded_at = now()"
-            " FROM unnest(CAST(:ids AS bigint[]), CAST(:vectors AS text[])) AS u(id, embedding)"
-            " WHERE chunks.id = u.id",
-            ids=[row[0] for row in rows],
-            vectors=[vector_literal(vector) for vector in vectors],
-            dim=kb.embedding_dim,
-        )
-    with database.transaction() as session:
-        if count_unembedded(session, task.version_id) > 0:
-            if rows:
-                session.run(
-                    "UPDATE document_versions SET updated_at = now() WHERE id = CAST(:v AS uuid)",
-                    v=task.version_id,
-                )
-            return True
-        transition(session, task.version_id, "indexing", ("embedding", "indexing"))
-    get_publisher().publish(settings.topic_index, IndexRequested(version_id=task.version_id))
-    return True
 
 
 WRITE_PATHS = ("binary", "text")  # the product's path; the one it replaced, for comparison
@@ -728,7 +697,10 @@ def run_tasks(
 
     from shared.pipeline.steps import embed_batch
 
-    step = embed_batch if path == "binary" else text_path_embed_batch
+    def step(database: Database, task: Any) -> bool:
+        if path == "binary":
+            return embed_batch(database, task)
+        return embed_batch(database, task, write=write_vectors_as_text)
 
     def one(task: Any) -> float:
         started = time.perf_counter()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from shared import storage
 from shared.config import get_parse_limits, get_settings
 from shared.db import Database
-from shared.db.connection import copy_id_vectors
+from shared.db.connection import Session, copy_id_vectors
 from shared.errors import LimitExceededError, PermanentError
 from shared.events import get_publisher, get_task_queue
 from shared.knowledge_bases import get_knowledge_base
@@ -234,10 +235,45 @@ def _pg_text_array(values: list[str]) -> str:
     return "{" + ",".join(escaped) + "}"
 
 
-def embed_batch(database: Database, task: EmbedTask) -> bool:
-    """Embed the task's chunks that have no vector yet; publish ``index`` when none are left."""
+def write_vectors(session: Session, ids: list[int], vectors: list[list[float]], dim: int) -> None:
+    """Store ``vectors`` on the chunks ``ids``, in the caller's transaction.
+
+    The vectors cross in COPY's binary format (exact float32s, no formatting here or
+    parsing there) into this connection's staging table, emptied at every commit, then
+    onto their chunks in the same transaction.
+    """
     import io
 
+    session.run(
+        "CREATE TEMP TABLE IF NOT EXISTS pg_temp.embed_vectors"
+        " (id bigint NOT NULL, embedding vector NOT NULL) ON COMMIT DELETE ROWS"
+    )
+    session.run(
+        "COPY pg_temp.embed_vectors (id, embedding) FROM STDIN (FORMAT binary)",
+        stream=io.BytesIO(copy_id_vectors(ids, vectors)),
+    )
+    session.run(
+        "UPDATE chunks SET embedding = v.embedding, embedding_dim = :dim,"
+        " embedded_at = now() FROM pg_temp.embed_vectors v WHERE chunks.id = v.id"
+        # The staging table has no statistics: naming the ids keeps the plan on the
+        # primary key rather than a hash join over every chunk.
+        " AND chunks.id = ANY(CAST(:ids AS bigint[]))",
+        ids=ids,
+        dim=dim,
+    )
+
+
+VectorWriter = Callable[[Session, list[int], list[list[float]], int], None]
+
+
+def embed_batch(
+    database: Database, task: EmbedTask, *, write: VectorWriter = write_vectors
+) -> bool:
+    """Embed the task's chunks that have no vector yet; publish ``index`` when none are left.
+
+    ``write`` stores the vectors (the benchmark passes the write path this one replaced,
+    to compare the two through the same step).
+    """
     from shared.embeddings import get_embedder
 
     settings = get_settings()
@@ -262,28 +298,8 @@ def embed_batch(database: Database, task: EmbedTask) -> bool:
             raise RuntimeError(f"embedder returned {len(vectors)} vectors for {len(rows)} texts")
         if any(len(vector) != kb.embedding_dim for vector in vectors):
             raise RuntimeError(f"embedder returned vectors not of dimension {kb.embedding_dim}")
-        ids = [row[0] for row in rows]
         with database.transaction() as session:
-            # The vectors cross in COPY's binary format (exact float32s, no formatting
-            # here or parsing there) into this connection's staging table, emptied at
-            # every commit, then onto their chunks in the same transaction.
-            session.run(
-                "CREATE TEMP TABLE IF NOT EXISTS pg_temp.embed_vectors"
-                " (id bigint NOT NULL, embedding vector NOT NULL) ON COMMIT DELETE ROWS"
-            )
-            session.run(
-                "COPY pg_temp.embed_vectors (id, embedding) FROM STDIN (FORMAT binary)",
-                stream=io.BytesIO(copy_id_vectors(ids, vectors)),
-            )
-            session.run(
-                "UPDATE chunks SET embedding = v.embedding, embedding_dim = :dim,"
-                " embedded_at = now() FROM pg_temp.embed_vectors v WHERE chunks.id = v.id"
-                # The staging table has no statistics: naming the ids keeps the plan on
-                # the primary key rather than a hash join over every chunk.
-                " AND chunks.id = ANY(CAST(:ids AS bigint[]))",
-                ids=ids,
-                dim=kb.embedding_dim,
-            )
+            write(session, [row[0] for row in rows], vectors, kb.embedding_dim)
     with database.transaction() as session:
         if count_unembedded(session, task.version_id) > 0:
             if rows:

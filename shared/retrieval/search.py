@@ -20,6 +20,7 @@ from typing import Any
 from shared.answering.types import Passage
 from shared.db import Database
 from shared.db.connection import Session, vector_literal
+from shared.db.vector_index import distance_sql
 from shared.retrieval.fusion import reciprocal_rank_fusion
 from shared.retrieval.query import named_terms, or_query_terms, wants_latest
 
@@ -236,7 +237,6 @@ def _search_model(
     document_ids: Sequence[str] | None,
 ) -> tuple[list[int], list[int], list[tuple[Any, ...]]]:
     """Both arms for the knowledge bases of one embedding model, in one statement."""
-    from shared.db.vector_index import distance_sql
     from shared.embeddings import get_embedder
 
     dim = model.dimension
