@@ -874,25 +874,8 @@ def vector_arm(
         if strategy is None
         else strategy == "exact"
     )
-    where = (
-        " JOIN documents d ON d.id = c.document_id AND d.active_version_id = c.version_id"
-        " WHERE c.kb_id = ANY(CAST(:kbs AS uuid[]))"
-        " AND c.kb_id IN (SELECT k.id FROM knowledge_bases k JOIN workspaces w"
-        "                 ON w.id = k.workspace_id WHERE w.name = :ws)"
-    )
-    params: dict[str, Any] = {}
-    if scope.document_ids is not None:
-        where += (
-            " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
-            " WHERE f.id = ANY(CAST(:docs AS uuid[])))"
-        )
-        params["docs"] = scope.document_ids
-    if scope.metadata:
-        where += (
-            " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
-            " WHERE f.kb_id = ANY(CAST(:kbs AS uuid[])) AND f.metadata @> CAST(:meta AS jsonb))"
-        )
-        params["meta"] = json.dumps(scope.metadata)
+    where = search.scope_sql(scope.document_ids, scope.metadata)
+    params = search._filter_params(scope.document_ids, scope.metadata)
     ranked = (
         f"cosine_distance(c.embedding::vector({dim}), CAST(:q AS vector({dim})))"
         if exact

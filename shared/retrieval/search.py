@@ -244,32 +244,7 @@ def _search_model(
     limit = max(request.top_k * CANDIDATE_FACTOR, MIN_CANDIDATES)
     terms = [t for t in (_FTS_TERM.findall(" ".join(or_query_terms(request.query))))]
     tsquery = " | ".join(dict.fromkeys(terms))
-    # The same visibility and scope predicates for both arms: active versions of
-    # documents in the knowledge bases asked for, inside the caller's workspace. Written
-    # so the planner's row estimates stay right (a join on the active version, or a
-    # per-row workspace check, made it expect a few rows out of 100k, and so scan them
-    # all): visibility is a semi-join on the active versions, and the workspace check
-    # runs once for the statement (every knowledge base asked for must be the caller's).
-    scope = (
-        " WHERE c.kb_id = ANY(CAST(:kbs AS uuid[]))"
-        " AND c.version_id IN (SELECT d.active_version_id FROM documents d"
-        " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])))"
-        " AND (SELECT count(*) FROM knowledge_bases k JOIN workspaces w"
-        " ON w.id = k.workspace_id WHERE w.name = :ws AND k.id = ANY(CAST(:kbs AS uuid[])))"
-        " = cardinality(CAST(:kbs AS uuid[]))"
-    )
-    # Document and metadata filters name the active versions, so a selective filter
-    # reaches its chunks through the (version_id, ordinal) index.
-    if document_ids is not None:
-        scope += (
-            " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
-            " WHERE f.id = ANY(CAST(:docs AS uuid[])))"
-        )
-    if request.metadata:
-        scope += (
-            " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
-            " WHERE f.kb_id = ANY(CAST(:kbs AS uuid[])) AND f.metadata @> CAST(:meta AS jsonb))"
-        )
+    scope = scope_sql(document_ids, request.metadata)
     # Scores use the full-precision vectors; the HNSW walk (ranked, below) repeats the
     # partial index's expression and predicate (distance_sql: embedding::halfvec(N),
     # embedding_dim = N) so the planner can use the index.
@@ -365,6 +340,39 @@ def _search_model(
     vector_ranking = [row[0] for row in sorted(vector_hits, key=lambda r: (r[13], r[0]))]
     text_ranking = [row[0] for row in sorted(text_hits, key=lambda r: (-r[14], r[0]))]
     return vector_ranking, text_ranking, found
+
+
+def scope_sql(document_ids: Sequence[str] | None, metadata: Mapping[str, Any] | None) -> str:
+    """The ``WHERE`` clause both arms apply to ``chunks c`` (parameters ``:kbs``, ``:ws``,
+    ``:docs`` with ``document_ids``, ``:meta`` with ``metadata``).
+
+    Active versions of documents in the knowledge bases asked for, inside the caller's
+    workspace. Written so the planner's row estimates stay right (a join on the active
+    version, or a per-row workspace check, made it expect a few rows out of 100k, and
+    so scan them all): visibility is a semi-join on the active versions, and the
+    workspace check runs once for the statement (every knowledge base asked for must be
+    the caller's). Document and metadata filters name the active versions, so a
+    selective filter reaches its chunks through the (version_id, ordinal) index.
+    """
+    scope = (
+        " WHERE c.kb_id = ANY(CAST(:kbs AS uuid[]))"
+        " AND c.version_id IN (SELECT d.active_version_id FROM documents d"
+        " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])))"
+        " AND (SELECT count(*) FROM knowledge_bases k JOIN workspaces w"
+        " ON w.id = k.workspace_id WHERE w.name = :ws AND k.id = ANY(CAST(:kbs AS uuid[])))"
+        " = cardinality(CAST(:kbs AS uuid[]))"
+    )
+    if document_ids is not None:
+        scope += (
+            " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
+            " WHERE f.id = ANY(CAST(:docs AS uuid[])))"
+        )
+    if metadata:
+        scope += (
+            " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
+            " WHERE f.kb_id = ANY(CAST(:kbs AS uuid[])) AND f.metadata @> CAST(:meta AS jsonb))"
+        )
+    return scope
 
 
 def _small_scope(
