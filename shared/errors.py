@@ -66,8 +66,67 @@ class TransientError(RaglineError):
     """A failure worth retrying (upstream 429/5xx, timeouts, unavailable services)."""
 
 
+class DomainError(RaglineError):
+    """A request the domain refuses, with a machine-readable code.
+
+    The HTTP layer turns each subclass into a status in one table
+    (``shared.api.http.ERROR_STATUS``); domain code never names a status.
+
+    Attributes:
+        code: A short machine-readable reason, e.g. ``"document_not_found"``.
+    """
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        """The human-readable reason."""
+        return str(self)
+
+
+class NotFoundError(DomainError):
+    """What the request names does not exist (or is not visible to the caller)."""
+
+    code = "not_found"
+
+
+class ConflictError(DomainError):
+    """The request conflicts with the current state (a taken name, a deleted document)."""
+
+    code = "conflict"
+
+
+class InvalidInputError(DomainError):
+    """The request's values are invalid; ``code`` says which rule they break."""
+
+    code = "invalid_input"
+
+
+class TooLargeError(InvalidInputError):
+    """The request or its payload is larger than a configured limit."""
+
+    code = "payload_too_large"
+
+
+class ForbiddenError(DomainError):
+    """The caller may not do this."""
+
+    code = "forbidden"
+
+
+class UnavailableError(DomainError):
+    """A dependency the request needs failed; retrying later may help."""
+
+    code = "unavailable"
+
+
 class ApiError(RaglineError):
-    """An HTTP API error rendered as ``{"error": {"code", "message"}}``.
+    """TRANSITIONAL (domain code raises DomainError): an HTTP error.
 
     Attributes:
         status: The HTTP status code.

@@ -178,3 +178,13 @@ class DocumentLifecycleEvent(Message):
     knowledge_base_id: Id
     status: str
     error: str | None = None
+
+
+def message_attributes(message: Message) -> dict[str, str]:
+    """Attributes set on every published message: its type and the ids it names."""
+    attributes = {"type": type(message).__name__, "schema_version": str(message.v)}
+    for key in ("version_id", "document_id", "knowledge_base_id"):
+        value = getattr(message, key, None)
+        if value:
+            attributes[key] = str(value)
+    return attributes

@@ -16,9 +16,6 @@ from typing import Any
 
 from shared.errors import PermanentError, TransientError
 
-_lock = threading.Lock()
-_client: Any = None
-
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -42,30 +39,6 @@ class ObjectMissingError(PermanentError):
     """The object (or that generation of it) is gone."""
 
     code = "object_missing"
-
-
-def get_client() -> Any:
-    """Return this instance's storage client, created on first use."""
-    global _client
-    with _lock:
-        if _client is None:
-            from google.cloud.storage import Client
-
-            if os.environ.get("STORAGE_EMULATOR_HOST"):
-                from google.auth.credentials import AnonymousCredentials
-
-                project = os.environ.get("RAGLINE_PROJECT", "ragline-local")
-                _client = Client(project=project, credentials=AnonymousCredentials())
-            else:
-                _client = Client()
-        return _client
-
-
-def set_client(client: Any) -> None:
-    """Install a storage client for this process (tests and the local stack)."""
-    global _client
-    with _lock:
-        _client = client
 
 
 def md5_checksum(data: bytes) -> str:
@@ -106,103 +79,170 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise _transient(error) from error
 
 
+class ObjectStore:
+    """Cloud Storage objects through one client, created on first use (once per instance).
+
+    Args:
+        client: A ready ``google.cloud.storage.Client`` (tests and the local stack pass
+            one pointed at the emulator); by default one is created on first use.
+        project: The project of a client created here against the emulator.
+    """
+
+    def __init__(self, client: Any = None, *, project: str = "ragline-local") -> None:
+        self._client = client
+        self._project = project
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """The storage client, created on first use."""
+        with self._lock:
+            if self._client is None:
+                from google.cloud.storage import Client
+
+                if os.environ.get("STORAGE_EMULATOR_HOST"):
+                    from google.auth.credentials import AnonymousCredentials
+
+                    self._client = Client(project=self._project, credentials=AnonymousCredentials())
+                else:
+                    self._client = Client()
+            return self._client
+
+    def stat(self, bucket: str, name: str) -> ObjectInfo | None:
+        """Return the object's info, or None if it does not exist."""
+        blob = _call(self.client.bucket(bucket).get_blob, name)
+        return _info(blob) if blob is not None else None
+
+    def upload_bytes(
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Write ``data`` to ``gs://bucket/name`` and return the stored object's info."""
+        blob = self.client.bucket(bucket).blob(name)
+        if metadata:
+            blob.metadata = metadata
+        _call(blob.upload_from_string, data, content_type=content_type)
+        info = self.stat(bucket, name)
+        if info is None:  # pragma: no cover - the write just succeeded
+            raise TransientError(f"gs://{bucket}/{name} vanished right after upload")
+        return info
+
+    def download_bytes(self, bucket: str, name: str, generation: int | None = None) -> bytes:
+        """Read an object (a specific generation if given).
+
+        Raises:
+            ObjectMissingError: The object or generation no longer exists.
+        """
+        from google.api_core import exceptions as gexc
+
+        blob = self.client.bucket(bucket).blob(name, generation=generation)
+        try:
+            return bytes(_call(blob.download_as_bytes))
+        except gexc.NotFound as error:
+            raise ObjectMissingError(
+                f"gs://{bucket}/{name} (generation {generation}) no longer exists"
+            ) from error
+
+    def delete(self, bucket: str, name: str) -> None:
+        """Delete an object; a missing object is not an error (deletes are idempotent)."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            _call(self.client.bucket(bucket).blob(name).delete)
+        except gexc.NotFound:
+            return
+
+    def write_json(self, bucket: str, name: str, payload: Any) -> None:
+        """Write a JSON document (a pydantic model's ``model_dump_json`` string or a value)."""
+        body = payload if isinstance(payload, str) else json.dumps(payload)
+        blob = self.client.bucket(bucket).blob(name)
+        _call(blob.upload_from_string, body.encode(), content_type="application/json")
+
+    def read_text(self, bucket: str, name: str) -> str:
+        """Read an object as UTF-8 text (raises ObjectMissingError when absent)."""
+        return self.download_bytes(bucket, name).decode()
+
+    def signed_upload_url(
+        self,
+        bucket: str,
+        name: str,
+        *,
+        content_type: str,
+        ttl_s: int,
+        signing_credentials: Any = None,
+    ) -> str:
+        """A V4 signed URL a client can PUT the object's bytes to.
+
+        In Cloud Functions the runtime credentials hold no private key, so signing goes
+        through the IAM signBlob API with the function's service account and an access
+        token; locally a generated service-account key signs instead.
+        """
+        blob = self.client.bucket(bucket).blob(name)
+        kwargs: dict[str, Any] = {
+            "version": "v4",
+            "expiration": dt.timedelta(seconds=ttl_s),
+            "method": "PUT",
+            "content_type": content_type,
+        }
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            kwargs["api_access_endpoint"] = emulator
+        if signing_credentials is not None:
+            kwargs["credentials"] = signing_credentials
+        else:
+            import google.auth
+            import google.auth.transport.requests
+
+            credentials, _ = google.auth.default()
+            if not hasattr(credentials, "sign_bytes") or not getattr(credentials, "signer", None):
+                credentials.refresh(google.auth.transport.requests.Request())
+                kwargs["service_account_email"] = getattr(
+                    credentials, "service_account_email", None
+                )
+                kwargs["access_token"] = credentials.token
+        return str(blob.generate_signed_url(**kwargs))
+
+
+# TRANSITIONAL: module-level calls on the process runtime's object store, until every
+# caller takes ``runtime.objects``.
+def _objects() -> ObjectStore:
+    from shared.runtime import get_runtime
+
+    return get_runtime().objects
+
+
 def stat(bucket: str, name: str) -> ObjectInfo | None:
-    """Return the object's info, or None if it does not exist."""
-    blob = _call(get_client().bucket(bucket).get_blob, name)
-    return _info(blob) if blob is not None else None
+    return _objects().stat(bucket, name)
 
 
-def upload_bytes(
-    bucket: str,
-    name: str,
-    data: bytes,
-    *,
-    content_type: str = "application/octet-stream",
-    metadata: dict[str, str] | None = None,
-) -> ObjectInfo:
-    """Write ``data`` to ``gs://bucket/name`` and return the stored object's info."""
-    blob = get_client().bucket(bucket).blob(name)
-    if metadata:
-        blob.metadata = metadata
-    _call(blob.upload_from_string, data, content_type=content_type)
-    info = stat(bucket, name)
-    if info is None:  # pragma: no cover - the write just succeeded
-        raise TransientError(f"gs://{bucket}/{name} vanished right after upload")
-    return info
+def upload_bytes(bucket: str, name: str, data: bytes, **kwargs: Any) -> ObjectInfo:
+    return _objects().upload_bytes(bucket, name, data, **kwargs)
 
 
 def download_bytes(bucket: str, name: str, generation: int | None = None) -> bytes:
-    """Read an object (a specific generation if given).
-
-    Raises:
-        ObjectMissingError: The object or generation no longer exists.
-    """
-    from google.api_core import exceptions as gexc
-
-    blob = get_client().bucket(bucket).blob(name, generation=generation)
-    try:
-        return bytes(_call(blob.download_as_bytes))
-    except gexc.NotFound as error:
-        raise ObjectMissingError(
-            f"gs://{bucket}/{name} (generation {generation}) no longer exists"
-        ) from error
+    return _objects().download_bytes(bucket, name, generation)
 
 
 def delete(bucket: str, name: str) -> None:
-    """Delete an object; a missing object is not an error (deletes are idempotent)."""
-    from google.api_core import exceptions as gexc
-
-    try:
-        _call(get_client().bucket(bucket).blob(name).delete)
-    except gexc.NotFound:
-        return
+    _objects().delete(bucket, name)
 
 
 def write_json(bucket: str, name: str, payload: Any) -> None:
-    """Write a JSON document (a pydantic model's ``model_dump_json`` string or a value)."""
-    body = payload if isinstance(payload, str) else json.dumps(payload)
-    blob = get_client().bucket(bucket).blob(name)
-    _call(blob.upload_from_string, body.encode(), content_type="application/json")
+    _objects().write_json(bucket, name, payload)
 
 
 def read_text(bucket: str, name: str) -> str:
-    """Read an object as UTF-8 text (raises ObjectMissingError when absent)."""
-    return download_bytes(bucket, name).decode()
+    return _objects().read_text(bucket, name)
 
 
-def signed_upload_url(
-    bucket: str,
-    name: str,
-    *,
-    content_type: str,
-    ttl_s: int,
-    signing_credentials: Any = None,
-) -> str:
-    """A V4 signed URL a client can PUT the object's bytes to.
+def signed_upload_url(bucket: str, name: str, **kwargs: Any) -> str:
+    return _objects().signed_upload_url(bucket, name, **kwargs)
 
-    In Cloud Functions the runtime credentials hold no private key, so signing goes
-    through the IAM signBlob API with the function's service account and an access
-    token; locally a generated service-account key signs instead.
-    """
-    blob = get_client().bucket(bucket).blob(name)
-    kwargs: dict[str, Any] = {
-        "version": "v4",
-        "expiration": dt.timedelta(seconds=ttl_s),
-        "method": "PUT",
-        "content_type": content_type,
-    }
-    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-    if emulator:
-        kwargs["api_access_endpoint"] = emulator
-    if signing_credentials is not None:
-        kwargs["credentials"] = signing_credentials
-    else:
-        import google.auth
-        import google.auth.transport.requests
 
-        credentials, _ = google.auth.default()
-        if not hasattr(credentials, "sign_bytes") or not getattr(credentials, "signer", None):
-            credentials.refresh(google.auth.transport.requests.Request())
-            kwargs["service_account_email"] = getattr(credentials, "service_account_email", None)
-            kwargs["access_token"] = credentials.token
-    return str(blob.generate_signed_url(**kwargs))
+def get_client() -> Any:
+    return _objects().client

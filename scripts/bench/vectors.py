@@ -1631,10 +1631,10 @@ def run(
     """Measure every size, then write the two sections."""
     import random
 
-    from shared.events import set_publisher
+    from shared.runtime import get_runtime
 
     install_embedder(corpus)
-    set_publisher(NullPublisher())
+    get_runtime().publisher = NullPublisher()
     store = open_store(pool_size=max(writers) + 2)
     order = random.Random(11).sample(range(len(corpus.texts)), len(corpus.texts))
     retrieval_size = max(sizes)

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scripts.localstack.dispatcher import Dispatcher
-from shared.events import message_attributes
-from shared.models import EmbedTask, Message
+from shared.models import EmbedTask, Message, message_attributes
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import os
 import threading
 from pathlib import Path
 
-from shared import storage
+from shared.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,12 @@ def _ignored(path: Path) -> bool:
 class DropFolder:
     """Mirrors a folder into the uploads bucket."""
 
-    def __init__(self, root: Path, bucket: str, *, interval_s: float = 0.5) -> None:
+    def __init__(
+        self, root: Path, bucket: str, objects: ObjectStore, *, interval_s: float = 0.5
+    ) -> None:
         self.root = root
         self.bucket = bucket
+        self._objects = objects
         self._interval_s = interval_s
         self._synced: dict[str, Signature] = {}
         self._pending: dict[str, Signature] = {}
@@ -82,17 +85,17 @@ class DropFolder:
             self._pending.pop(name, None)
         for name in list(self._synced):
             if name not in current:
-                storage.delete(self.bucket, name)
+                self._objects.delete(self.bucket, name)
                 del self._synced[name]
                 log.info("drop folder: deleted %s", name)
 
     def _upload(self, name: str) -> None:
         data = (self.root / name).read_bytes()
-        existing = storage.stat(self.bucket, name)
+        existing = self._objects.stat(self.bucket, name)
         digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if existing is not None and existing.md5_hex == digest:
             return  # already in the bucket (e.g. after a restart): no new generation
-        storage.upload_bytes(self.bucket, name, data)
+        self._objects.upload_bytes(self.bucket, name, data)
         log.info("drop folder: uploaded %s (%d bytes)", name, len(data))
 
     def _run(self) -> None:

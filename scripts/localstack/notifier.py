@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scripts.localstack.dispatcher import Dispatcher
-from shared import storage
+from shared.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,14 @@ class BucketNotifier:
         bucket: str,
         sink: EventSink,
         dispatcher: Dispatcher,
+        objects: ObjectStore,
         *,
         interval_s: float = 0.5,
         max_attempts: int = 5,
     ) -> None:
         self.bucket = bucket
         self._sink = sink
+        self._objects = objects
         self._dispatcher = dispatcher
         self._interval_s = interval_s
         self._max_attempts = max_attempts
@@ -66,7 +68,7 @@ class BucketNotifier:
 
     def poll_once(self) -> int:
         """Compare the bucket with the last listing and emit events; return how many."""
-        blobs = list(storage.get_client().list_blobs(self.bucket))
+        blobs = list(self._objects.client.list_blobs(self.bucket))
         current = {blob.name: (int(blob.generation), object_resource(blob)) for blob in blobs}
         emitted = 0
         for name, (generation, resource) in current.items():

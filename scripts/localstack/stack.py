@@ -17,11 +17,13 @@ from scripts.localstack.dispatcher import Backoff, Dispatcher
 from scripts.localstack.dropfolder import DropFolder
 from scripts.localstack.gcs import StorageEmulator
 from scripts.localstack.notifier import BucketNotifier
-from shared import events, parsing, storage
+from shared import parsing
 from shared.config import Settings, get_parse_limits, get_settings
-from shared.db import Database, set_database
+from shared.db import Database
 from shared.db.connection import url_connection_factory
 from shared.db.migrate import migrate
+from shared.runtime import Runtime, set_runtime
+from shared.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ class LocalStack:
         self.config = config
         self.settings: Settings
         self.database: Database
+        self.objects: ObjectStore
+        self.runtime: Runtime
         self.bus: LocalBus
         self.tasks: LocalTaskQueue
         self.notifier: BucketNotifier | None = None
@@ -140,8 +144,8 @@ class LocalStack:
         get_settings.cache_clear()
         get_parse_limits.cache_clear()
         self.settings = settings = get_settings()
-        storage.set_client(None)
-        client = storage.get_client()
+        self.objects = ObjectStore(project=settings.project)
+        client = self.objects.client
         for bucket in (settings.upload_bucket, settings.work_bucket):
             if client.lookup_bucket(bucket) is None:
                 client.create_bucket(bucket)
@@ -152,7 +156,6 @@ class LocalStack:
         parsing.use_worker_processes(processes)
 
         self.database = Database(url_connection_factory(database_url), size=8)
-        set_database(self.database)
         migrate(self.database)
 
         delivery = config.delivery
@@ -161,8 +164,16 @@ class LocalStack:
         self.bus = LocalBus(bus_dispatcher, delivery)
         self.host = host = FunctionsHost(settings.project)
         self.tasks = LocalTaskQueue(task_dispatcher, host.task_target("embed"), delivery)
-        events.set_publisher(self.bus)
-        events.set_task_queue(self.tasks)
+        # Every function hosted here shares this one runtime, as one process.
+        self.runtime = Runtime(
+            settings,
+            parse_limits=get_parse_limits(),
+            database=self.database,
+            objects=self.objects,
+            publisher=self.bus,
+            tasks=self.tasks,
+        )
+        set_runtime(self.runtime)
         for topic, target in (
             (settings.topic_parse, "parse"),
             (settings.topic_chunk, "chunk"),
@@ -192,6 +203,7 @@ class LocalStack:
                 settings.upload_bucket,
                 host.storage_event,
                 self._dispatcher("eventarc", 2),
+                self.objects,
                 interval_s=config.notify_interval_s,
                 max_attempts=delivery.max_attempts,
             )
@@ -203,7 +215,10 @@ class LocalStack:
             self._scheduler.start()
         if config.drop_folder:
             self.drop = DropFolder(
-                data / "drop", settings.upload_bucket, interval_s=config.notify_interval_s
+                data / "drop",
+                settings.upload_bucket,
+                self.objects,
+                interval_s=config.notify_interval_s,
             )
             self.drop.start()
         return self
@@ -261,9 +276,8 @@ class LocalStack:
                 component.stop()
         for dispatcher in self._dispatchers:
             dispatcher.stop()
-        events.set_publisher(None)
-        events.set_task_queue(None)
         parsing.use_worker_processes(0)
         if self._gcs is not None:
             self._gcs.stop()
-        set_database(None)
+        set_runtime(None)
+        self.database.close()

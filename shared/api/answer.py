@@ -30,6 +30,7 @@ from shared.config import get_settings
 from shared.db import get_database
 from shared.errors import ApiError
 from shared.ids import is_uuid
+from shared.runtime import Runtime
 
 MAX_KNOWLEDGE_BASES = 10
 MAX_TOP_K = 50
@@ -168,7 +169,7 @@ def _answer_response(request: Request, events: Iterator[Event]) -> Response:
     return json_response(collect(events))
 
 
-def post_ask(request: Request, principal: Principal) -> Response:
+def post_ask(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Answer a question as JSON (or as SSE when the client accepts text/event-stream)."""
     body = AskBody.model_validate(read_json(request))
     question = _question(body, principal, _question_text(body.question))
@@ -177,7 +178,7 @@ def post_ask(request: Request, principal: Principal) -> Response:
     return _answer_response(request, answer_events(database, prepared, _generator()))
 
 
-def get_ask_stream(request: Request, principal: Principal) -> Response:
+def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Answer a question as server-sent events (for a browser ``EventSource``).
 
     Query: ``knowledge_base_id`` (repeatable, or comma-separated), ``q``,
@@ -207,7 +208,7 @@ def get_ask_stream(request: Request, principal: Principal) -> Response:
     )
 
 
-def post_retrieve(request: Request, principal: Principal) -> Response:
+def post_retrieve(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Ranked passages only, for callers that bring their own model."""
     body = AskBody.model_validate(read_json(request))
     text = _question_text(body.query or body.question)
@@ -229,7 +230,9 @@ def _require_turn(principal: Principal, turn_id: str) -> history.Turn:
     return turn
 
 
-def post_regenerate(request: Request, principal: Principal, turn_id: str) -> Response:
+def post_regenerate(
+    runtime: Runtime, request: Request, principal: Principal, turn_id: str
+) -> Response:
     """Answer a turn's question again (fresh retrieval) as a new turn of its session."""
     turn = _require_turn(principal, turn_id)
     for kb_id in turn.kb_ids:
@@ -249,7 +252,9 @@ def post_regenerate(request: Request, principal: Principal, turn_id: str) -> Res
     return _answer_response(request, answer_events(database, prepared, _generator()))
 
 
-def post_feedback(request: Request, principal: Principal, turn_id: str) -> Response:
+def post_feedback(
+    runtime: Runtime, request: Request, principal: Principal, turn_id: str
+) -> Response:
     """Rate a turn up or down, with an optional comment (a second rating replaces it)."""
     turn = _require_turn(principal, turn_id)
     body = FeedbackBody.model_validate(read_json(request))
@@ -259,7 +264,7 @@ def post_feedback(request: Request, principal: Principal, turn_id: str) -> Respo
     return json_response({"turn_id": turn.id, "rating": body.rating, "comment": body.comment})
 
 
-def get_sessions(request: Request, principal: Principal) -> Response:
+def get_sessions(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """The caller's chat sessions, most recent first."""
     limit = int_arg(request, "limit", 50, 1, 200)
     offset = int_arg(request, "offset", 0, 0, 1_000_000)
@@ -267,7 +272,9 @@ def get_sessions(request: Request, principal: Principal) -> Response:
     return json_response({"sessions": sessions})
 
 
-def get_session_turns(request: Request, principal: Principal, session_id: str) -> Response:
+def get_session_turns(
+    runtime: Runtime, request: Request, principal: Principal, session_id: str
+) -> Response:
     """A session's turns in order."""
     database = get_database()
     if not history.session_exists(database, principal, session_id):
@@ -276,13 +283,17 @@ def get_session_turns(request: Request, principal: Principal, session_id: str) -
     return json_response({"session_id": session_id, "turns": [t.to_json() for t in turns]})
 
 
-def get_turn_citations(request: Request, principal: Principal, turn_id: str) -> Response:
+def get_turn_citations(
+    runtime: Runtime, request: Request, principal: Principal, turn_id: str
+) -> Response:
     """The checked citations of a turn."""
     turn = _require_turn(principal, turn_id)
     return json_response({"turn_id": turn.id, "citations": turn.citations})
 
 
-def get_citation_viewer(request: Request, principal: Principal, chunk_id: str) -> Response:
+def get_citation_viewer(
+    runtime: Runtime, request: Request, principal: Principal, chunk_id: str
+) -> Response:
     """Where a cited passage is: PDF pages and boxes to highlight, or the character span."""
     from shared.answering.viewer import citation_viewer
     from shared.knowledge_bases import list_knowledge_bases

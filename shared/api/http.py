@@ -18,11 +18,40 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from shared.auth import Principal, authenticate
-from shared.errors import ApiError
+from shared.errors import (
+    ApiError,
+    ConflictError,
+    DomainError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    TooLargeError,
+    UnavailableError,
+)
+from shared.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Response]
+
+# Each domain error's HTTP status: the one place statuses are chosen (most specific
+# class first; the first match wins).
+ERROR_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (TooLargeError, 413),
+    (InvalidInputError, 400),
+    (ForbiddenError, 403),
+    (UnavailableError, 503),
+)
+
+
+def status_of(error: DomainError) -> int:
+    """The HTTP status of a domain error (500 for one the table does not name)."""
+    for kind, status in ERROR_STATUS:
+        if isinstance(error, kind):
+            return status
+    return 500
 
 
 @dataclass(frozen=True)
@@ -74,9 +103,18 @@ def int_arg(request: Request, name: str, default: int, low: int, high: int) -> i
 
 
 class Router:
-    """Dispatches a request to the route matching its method and path."""
+    """Dispatches a request to the route matching its method and path.
 
-    def __init__(self, routes: list[Route]) -> None:
+    A handler is called as ``handler(runtime, request, principal, **path_args)``.
+
+    Args:
+        routes: The routes served.
+        runtime: Returns the runtime handlers receive (default: this instance's, built
+            on the first request).
+    """
+
+    def __init__(self, routes: list[Route], runtime: Callable[[], Runtime] = get_runtime) -> None:
+        self._runtime = runtime
         self._handlers: dict[str, Handler] = {}
         rules = []
         for index, route in enumerate(routes):
@@ -91,7 +129,9 @@ class Router:
             adapter = self._map.bind_to_environ(request.environ)
             endpoint, args = adapter.match()
             principal: Principal = authenticate(request)
-            return self._handlers[str(endpoint)](request, principal, **args)
+            return self._handlers[str(endpoint)](self._runtime(), request, principal, **args)
+        except DomainError as error:
+            return error_response(status_of(error), error.code, error.message)
         except ApiError as error:
             return error_response(error.status, error.code, error.message)
         except ValidationError as error:

@@ -22,6 +22,7 @@ from shared.knowledge_bases import (
     list_knowledge_bases,
     update_knowledge_base,
 )
+from shared.runtime import Runtime
 
 TERMINAL_EVENTS = frozenset({"ready", "failed"})
 
@@ -49,13 +50,13 @@ class UpdateKnowledgeBase(BaseModel):
     routing: Literal["names", "off"] | None = None
 
 
-def healthz(request: Request, principal: Principal) -> Response:
+def healthz(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Liveness plus a database round trip."""
     get_database().scalar("SELECT 1")
     return json_response({"status": "ok"})
 
 
-def post_knowledge_base(request: Request, principal: Principal) -> Response:
+def post_knowledge_base(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Create a knowledge base."""
     authorize(principal, "admin")
     body = CreateKnowledgeBase.model_validate(read_json(request))
@@ -74,7 +75,7 @@ def post_knowledge_base(request: Request, principal: Principal) -> Response:
     return json_response(kb.to_json(), 201)
 
 
-def get_knowledge_bases(request: Request, principal: Principal) -> Response:
+def get_knowledge_bases(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """List the workspace's knowledge bases."""
     authorize(principal, "read")
     kbs = list_knowledge_bases(get_database(), principal.workspace)
@@ -99,7 +100,9 @@ def _encode_page_token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
 
 
-def patch_knowledge_base(request: Request, principal: Principal, kb_id: str) -> Response:
+def patch_knowledge_base(
+    runtime: Runtime, request: Request, principal: Principal, kb_id: str
+) -> Response:
     """Change a knowledge base's description or routing (embedding and chunking are fixed)."""
     kb = require_kb(kb_id, principal, "admin")
     body = UpdateKnowledgeBase.model_validate(read_json(request))
@@ -111,7 +114,7 @@ def patch_knowledge_base(request: Request, principal: Principal, kb_id: str) -> 
     return json_response(updated.to_json())
 
 
-def get_documents(request: Request, principal: Principal, kb_id: str) -> Response:
+def get_documents(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
     """List a knowledge base's documents (``status`` filter, ``limit`` + ``page_token``)."""
     kb = require_kb(kb_id, principal)
     limit = int_arg(request, "limit", 50, 1, 500)
@@ -124,7 +127,9 @@ def get_documents(request: Request, principal: Principal, kb_id: str) -> Respons
     return json_response(body)
 
 
-def get_document(request: Request, principal: Principal, document_id: str) -> Response:
+def get_document(
+    runtime: Runtime, request: Request, principal: Principal, document_id: str
+) -> Response:
     """A document's status, stage timestamps, counts, error and versions."""
     require_document(document_id, principal)
     document = documents.get_document(get_database(), document_id)
@@ -133,14 +138,18 @@ def get_document(request: Request, principal: Principal, document_id: str) -> Re
     return json_response(document)
 
 
-def delete_document(request: Request, principal: Principal, document_id: str) -> Response:
+def delete_document(
+    runtime: Runtime, request: Request, principal: Principal, document_id: str
+) -> Response:
     """Delete a document: its chunks, versions and objects."""
     require_document(document_id, principal, "write")
     documents.delete_document(get_database(), document_id)
     return Response(status=204)
 
 
-def reindex_document(request: Request, principal: Principal, document_id: str) -> Response:
+def reindex_document(
+    runtime: Runtime, request: Request, principal: Principal, document_id: str
+) -> Response:
     """Process the document again as a new version (e.g. after a settings change)."""
     require_document(document_id, principal, "write")
     registered = documents.reindex_document(get_database(), document_id)
@@ -154,7 +163,9 @@ def reindex_document(request: Request, principal: Principal, document_id: str) -
     )
 
 
-def document_events(request: Request, principal: Principal, document_id: str) -> Response:
+def document_events(
+    runtime: Runtime, request: Request, principal: Principal, document_id: str
+) -> Response:
     """Server-sent progress events; resumes after ``Last-Event-ID``; ends at ready/failed."""
     require_document(document_id, principal)
     try:

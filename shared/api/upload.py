@@ -22,6 +22,7 @@ from shared.config import get_parse_limits, get_settings
 from shared.db import get_database
 from shared.errors import ApiError
 from shared.pipeline.ingest import ensure_document, register_object, upload_object_name
+from shared.runtime import Runtime
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 
@@ -70,7 +71,7 @@ def _set_metadata(document_id: str, metadata: dict[str, str]) -> None:
         )
 
 
-def post_document(request: Request, principal: Principal, kb_id: str) -> Response:
+def post_document(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
     """Accept a small file as multipart field ``file``; 202 with the version it became."""
     settings = get_settings()
     kb = require_kb(kb_id, principal, "write")
@@ -131,7 +132,7 @@ def _signing_credentials() -> Any:
         return _signer
 
 
-def post_upload(request: Request, principal: Principal, kb_id: str) -> Response:
+def post_upload(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
     """A V4 signed URL to PUT a large file to; its finalize event starts the pipeline."""
     settings = get_settings()
     kb = require_kb(kb_id, principal, "write")

@@ -17,14 +17,15 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
-from shared.config import Settings, get_settings
+from shared.config import Settings
 
 Row = tuple[Any, ...]
 ConnectionFactory = Callable[[], Any]
+RecordT = TypeVar("RecordT")
 
 # Errors after which a connection cannot be trusted and is thrown away.
 _BROKEN_HINTS = ("network error", "connection is closed", "broken pipe", "unexpected eof")
@@ -111,6 +112,14 @@ class Session:
     def __init__(self, connection: Any) -> None:
         self._connection = connection
 
+    def _execute(self, sql: str, stream: Any, params: dict[str, Any]) -> Any:
+        if not params and stream is None:
+            return self._connection.execute_simple(sql)
+        if stream is not None:
+            statement, make_values = _statement(sql)
+            return self._connection.execute_unnamed(statement, make_values(params), stream=stream)
+        return _execute_prepared(self._connection, sql, params)
+
     def run(self, sql: str, stream: Any = None, **params: Any) -> list[Row]:
         """Run ``sql`` with ``:name`` parameters and return all rows (empty if none).
 
@@ -119,16 +128,7 @@ class Session:
             stream: A file-like object for ``COPY ... FROM STDIN`` / ``TO STDOUT``.
             **params: Values for the named parameters.
         """
-        if not params and stream is None:
-            context = self._connection.execute_simple(sql)
-        elif stream is not None:
-            statement, make_values = _statement(sql)
-            context = self._connection.execute_unnamed(
-                statement, make_values(params), stream=stream
-            )
-        else:
-            context = _execute_prepared(self._connection, sql, params)
-        return list(context.rows or [])
+        return list(self._execute(sql, stream, params).rows or [])
 
     def one(self, sql: str, **params: Any) -> Row | None:
         """Run ``sql`` and return its first row, or None."""
@@ -140,6 +140,30 @@ class Session:
         row = self.one(sql, **params)
         return row[0] if row else None
 
+    def records(self, record: type[RecordT], sql: str, **params: Any) -> list[RecordT]:
+        """Run ``sql`` and map each row to ``record`` by column name.
+
+        Args:
+            record: A dataclass whose fields are named as the statement's columns.
+            sql: The statement; parameters are written ``:name``.
+            **params: Values for the named parameters.
+
+        Raises:
+            ValueError: The statement's columns are not exactly the record's fields.
+        """
+        context = self._execute(sql, None, params)
+        rows = context.rows or []
+        if not rows:
+            return []
+        names = tuple(column["name"] for column in context.columns or ())
+        _check_columns(record, names)
+        return [record(**dict(zip(names, row, strict=True))) for row in rows]
+
+    def record(self, record: type[RecordT], sql: str, **params: Any) -> RecordT | None:
+        """Run ``sql`` and map its first row to ``record`` by column name, or None."""
+        found = self.records(record, sql, **params)
+        return found[0] if found else None
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """Run the block in a transaction: commit on success, roll back on error."""
@@ -150,6 +174,24 @@ class Session:
             self._connection.execute_simple("ROLLBACK")
             raise
         self._connection.execute_simple("COMMIT")
+
+
+@functools.lru_cache(maxsize=256)
+def _record_fields(record: type) -> frozenset[str]:
+    if not is_dataclass(record):
+        raise TypeError(f"{record.__name__} is not a dataclass")
+    return frozenset(field.name for field in fields(record) if field.init)
+
+
+def _check_columns(record: type, names: tuple[str, ...]) -> None:
+    """Fail loudly when a statement's columns and a record's fields disagree."""
+    expected = _record_fields(record)
+    if len(set(names)) != len(names) or set(names) != expected:
+        missing = sorted(expected - set(names))
+        extra = sorted(set(names) - expected)
+        raise ValueError(
+            f"columns do not match {record.__name__}: missing {missing}, unexpected {extra}"
+        )
 
 
 class Database:
@@ -208,6 +250,16 @@ class Database:
         """Run one statement and return the first column of its first row, or None."""
         with self.session() as session:
             return session.scalar(sql, **params)
+
+    def records(self, record: type[RecordT], sql: str, **params: Any) -> list[RecordT]:
+        """Run one statement and map its rows to ``record`` by column name."""
+        with self.session() as session:
+            return session.records(record, sql, **params)
+
+    def record(self, record: type[RecordT], sql: str, **params: Any) -> RecordT | None:
+        """Run one statement and map its first row to ``record`` by column name, or None."""
+        with self.session() as session:
+            return session.record(record, sql, **params)
 
     def close(self) -> None:
         """Close every idle connection."""
@@ -287,36 +339,29 @@ def cloudsql_connection_factory(settings: Settings) -> ConnectionFactory:
     return connect
 
 
-_lock = threading.Lock()
-_database: Database | None = None
+def open_database(settings: Settings) -> Database:
+    """A pool for the database the settings name: Cloud SQL, or a ``postgresql://`` URL.
+
+    Raises:
+        RuntimeError: The settings name no database.
+    """
+    if settings.cloudsql_instance:
+        factory = cloudsql_connection_factory(settings)
+    elif settings.database_url:
+        factory = url_connection_factory(settings.database_url)
+    else:
+        raise RuntimeError(
+            "No database configured: set RAGLINE_DATABASE_URL (local) or "
+            "RAGLINE_CLOUDSQL_INSTANCE (Cloud SQL)."
+        )
+    return Database(factory, size=settings.db_pool_size)
 
 
 def get_database() -> Database:
-    """Return this instance's database pool, created on first use from the settings."""
-    global _database
-    with _lock:
-        if _database is None:
-            settings = get_settings()
-            if settings.cloudsql_instance:
-                factory = cloudsql_connection_factory(settings)
-            elif settings.database_url:
-                factory = url_connection_factory(settings.database_url)
-            else:
-                raise RuntimeError(
-                    "No database configured: set RAGLINE_DATABASE_URL (local) or "
-                    "RAGLINE_CLOUDSQL_INSTANCE (Cloud SQL)."
-                )
-            _database = Database(factory, size=settings.db_pool_size)
-        return _database
+    """TRANSITIONAL: the process runtime's database (callers move to ``runtime.database``)."""
+    from shared.runtime import get_runtime
 
-
-def set_database(database: Database | None) -> None:
-    """Install ``database`` for this process (the local stack and tests do this)."""
-    global _database
-    with _lock:
-        if _database is not None and _database is not database:
-            _database.close()
-        _database = database
+    return get_runtime().database
 
 
 def vector_literal(values: Sequence[float]) -> str:

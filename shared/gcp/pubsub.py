@@ -15,8 +15,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from shared.errors import TransientError
-from shared.events import message_attributes
-from shared.models import Message
+from shared.models import Message, message_attributes
 
 if TYPE_CHECKING:
     # pubsub_v1 ships no type information, so import names from it directly
@@ -76,7 +75,7 @@ class PubSubPublisher:
         Args:
             topic: Topic short name (``ragline-parse``) or full resource name.
             message: The pipeline message; sent as its JSON, with
-                :func:`shared.events.message_attributes` as attributes.
+                :func:`shared.models.message_attributes` as attributes.
 
         Returns:
             The message id assigned by Pub/Sub.

@@ -10,7 +10,6 @@ from typing import Any
 
 from scripts.localstack.dropfolder import DropFolder
 from scripts.localstack.stack import LocalStack
-from shared import storage
 from tests.support.api import Api, all_chunks, visible_chunks
 
 POLICY = (
@@ -52,7 +51,7 @@ def settle(stack: LocalStack) -> None:
 
 
 def bucket_names(stack: LocalStack) -> set[str]:
-    client = storage.get_client()
+    client = stack.objects.client
     return {blob.name for blob in client.list_blobs(stack.settings.upload_bucket)}
 
 
@@ -134,7 +133,7 @@ def test_rewriting_the_same_bytes_makes_no_new_version(clean_stack: LocalStack) 
     path = write(clean_stack, "handbook/leave.md", POLICY.encode())
     settle(clean_stack)
     document_id = documents(api, "handbook")["leave.md"]["id"]
-    before = storage.stat(clean_stack.settings.upload_bucket, "handbook/leave.md")
+    before = clean_stack.objects.stat(clean_stack.settings.upload_bucket, "handbook/leave.md")
     assert before is not None
     chunks_before = all_chunks(clean_stack, document_id)
 
@@ -143,7 +142,7 @@ def test_rewriting_the_same_bytes_makes_no_new_version(clean_stack: LocalStack) 
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))  # surely "changed"
     settle(clean_stack)
 
-    after = storage.stat(clean_stack.settings.upload_bucket, "handbook/leave.md")
+    after = clean_stack.objects.stat(clean_stack.settings.upload_bucket, "handbook/leave.md")
     assert after is not None
     assert after.generation == before.generation, "no new object generation was uploaded"
     document = api.document(document_id)
@@ -165,7 +164,7 @@ def test_deleting_a_file_deletes_its_document(clean_stack: LocalStack) -> None:
     gone.unlink()
     bucket = clean_stack.settings.upload_bucket
     wait_for(
-        lambda: storage.stat(bucket, "handbook/policies/leave.md") is None,
+        lambda: clean_stack.objects.stat(bucket, "handbook/policies/leave.md") is None,
         "the drop folder to delete the object",
     )
     assert clean_stack.notifier is not None

@@ -24,9 +24,8 @@ import pytest
 from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
 from shared.errors import TransientError
-from shared.events import message_attributes
 from shared.gcp.pubsub import PubSubPublisher
-from shared.models import DocumentLifecycleEvent, ParseRequested
+from shared.models import DocumentLifecycleEvent, ParseRequested, message_attributes
 from tests.support.pubsub_emulator import (
     PubSubEmulator,
     free_port,

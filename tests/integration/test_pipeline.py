@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from scripts.localstack.stack import LocalStack
-from shared import storage
 from shared.errors import TransientError
 from tests.support.api import Api, all_chunks, visible_chunks
 
@@ -175,7 +174,9 @@ def test_a_transient_error_once_in_any_step_loses_nothing(
     kb = api.create_kb("flaky")
     if step == "ingest":
         # Only bucket events reach ingest: drop the file into the bucket.
-        storage.upload_bytes(clean_stack.settings.upload_bucket, "flaky/report.md", REPORT.encode())
+        clean_stack.objects.upload_bytes(
+            clean_stack.settings.upload_bucket, "flaky/report.md", REPORT.encode()
+        )
         clean_stack.wait_idle(10)
         clean_stack.wait_idle()
         rows = clean_stack.database.run(
@@ -239,7 +240,7 @@ def test_delete_removes_chunks_versions_and_objects(clean_stack: LocalStack) -> 
             f"SELECT count(*) FROM {table} WHERE {column} = CAST(:d AS uuid)", d=document["id"]
         )
         assert count == 0, table
-    client = storage.get_client()
+    client = clean_stack.objects.client
     names = [
         blob.name
         for bucket in (clean_stack.settings.upload_bucket, clean_stack.settings.work_bucket)

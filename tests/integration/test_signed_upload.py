@@ -11,7 +11,6 @@ import pytest
 import requests
 
 from scripts.localstack.stack import LocalStack
-from shared import storage
 from shared.config import get_parse_limits
 from tests.support.api import Api, visible_chunks
 
@@ -66,7 +65,9 @@ def test_signed_url_upload_becomes_a_ready_document(clean_stack: LocalStack) -> 
 
     put = requests.put(grant["upload_url"], data=data, headers=grant["headers"], timeout=30)
     assert put.status_code < 300, put.text
-    stored = storage.stat(clean_stack.settings.upload_bucket, grant["object"].split("/", 3)[3])
+    stored = clean_stack.objects.stat(
+        clean_stack.settings.upload_bucket, grant["object"].split("/", 3)[3]
+    )
     assert stored is not None and stored.size == len(data)
     clean_stack.notifier.poll_once()  # type: ignore[union-attr]
     clean_stack.wait_idle()

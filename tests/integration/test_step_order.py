@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from scripts.localstack.stack import LocalStack
-from shared import storage
 from shared.pipeline.steps import chunk_version, embed_batch, index_version, parse_version
 from shared.pipeline.versions import record_transient_error
 from tests.support.api import Api, all_chunks, visible_chunks
@@ -131,7 +130,7 @@ def test_a_version_whose_object_was_replaced_before_parsing_is_superseded(
     v1_object = db.scalar(
         "SELECT object_name FROM document_versions WHERE id = CAST(:v AS uuid)", v=v1
     )
-    storage.delete(clean_stack.settings.upload_bucket, v1_object)
+    clean_stack.objects.delete(clean_stack.settings.upload_bucket, v1_object)
 
     assert not parse_version(db, v1)
     assert version_status(clean_stack, v1) == "superseded"

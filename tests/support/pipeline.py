@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from scripts.localstack.stack import LocalStack
-from shared import events, storage
 from shared.models import EmbedTask, Message
 from shared.pipeline.ingest import ensure_document, register_object
 
@@ -41,22 +40,25 @@ class Recorder:
         return [task for task in self.tasks.values() if task.version_id == version_id]
 
     def install(self) -> Recorder:
-        """Make this recorder the process's publisher and task queue."""
-        events.set_publisher(self)
-        events.set_task_queue(self)
+        """Make this recorder the process runtime's publisher and task queue."""
+        from shared.runtime import get_runtime
+
+        runtime = get_runtime()
+        runtime.publisher = self
+        runtime.tasks = self
         return self
 
 
 def restore_transports(stack: LocalStack) -> None:
     """Give the process back the stack's own bus and task queue."""
-    events.set_publisher(stack.bus)
-    events.set_task_queue(stack.tasks)
+    stack.runtime.publisher = stack.bus
+    stack.runtime.tasks = stack.tasks
 
 
 def store_version(stack: LocalStack, kb_id: str, text: str) -> tuple[str, str]:
     """Store ``text`` as report.md and register it; return (document_id, version_id)."""
     document_id = ensure_document(stack.database, kb_id, "report.md", "report.md", "tester")
-    info = storage.upload_bytes(
+    info = stack.objects.upload_bytes(
         stack.settings.upload_bucket,
         f"_uploads/{document_id}/{abs(hash(text))}/report.md",
         text.encode(),

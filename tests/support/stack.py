@@ -11,7 +11,6 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from scripts.localstack.stack import LocalStack
-from shared import storage
 
 _TABLES = (
     "turn_feedback, chat_turns, chat_sessions, chunks, document_events, document_versions,"
@@ -27,10 +26,10 @@ def wipe_stack(stack: LocalStack) -> None:
         for child in stack.drop.root.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         stack.drop.sync_once()
-    client = storage.get_client()
+    client = stack.objects.client
     for bucket in (stack.settings.upload_bucket, stack.settings.work_bucket):
         for blob in list(client.list_blobs(bucket)):
-            storage.delete(bucket, blob.name)
+            stack.objects.delete(bucket, blob.name)
     if stack.notifier is not None:
         stack.notifier.poll_once()
     stack.wait_idle(60)

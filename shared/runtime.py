@@ -1,0 +1,138 @@
+"""What a function instance works with, built once per instance, each part on first use.
+
+Steps and API handlers receive a :class:`Runtime` and take their database, object store,
+publisher, task queue and settings from it, never from module globals. Production builds
+one lazily from the environment (:func:`get_runtime`); the local stack and tests build
+one from real components pointed at the embedded database and the emulators, and install
+it with :func:`set_runtime`.
+
+Every part is created on first use, so a function that never publishes never imports the
+Pub/Sub client (cold starts matter), and a part given to the constructor is used as is.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from shared.config import ParseLimits, Settings, get_parse_limits, get_settings
+
+if TYPE_CHECKING:
+    from shared.db.connection import Database
+    from shared.events import Publisher, TaskQueue
+    from shared.storage import ObjectStore
+
+
+class Runtime:
+    """The dependencies of one instance: settings and lazily created clients.
+
+    Args:
+        settings: This instance's settings (default: read from the environment).
+        parse_limits: Limits of the parse step (default: read from the environment).
+        database: A ready pool; by default one is opened from the settings on first use.
+        objects: A ready object store; by default one with the default storage client.
+        publisher: A ready publisher; by default Pub/Sub.
+        tasks: A ready task queue; by default Cloud Tasks targeting the embed function.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        parse_limits: ParseLimits | None = None,
+        database: Database | None = None,
+        objects: ObjectStore | None = None,
+        publisher: Publisher | None = None,
+        tasks: TaskQueue | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.parse_limits = parse_limits or get_parse_limits()
+        self._database = database
+        self._objects = objects
+        self._publisher = publisher
+        self._tasks = tasks
+        # Gen2 functions may serve concurrent requests on threads: one client each.
+        self._lock = threading.Lock()
+
+    @property
+    def database(self) -> Database:
+        """The connection pool, opened on first use."""
+        with self._lock:
+            if self._database is None:
+                from shared.db.connection import open_database
+
+                self._database = open_database(self.settings)
+            return self._database
+
+    @property
+    def objects(self) -> ObjectStore:
+        """The object store, created on first use."""
+        with self._lock:
+            if self._objects is None:
+                from shared.storage import ObjectStore
+
+                self._objects = ObjectStore(project=self.settings.project)
+            return self._objects
+
+    @property
+    def publisher(self) -> Publisher:
+        """The topic publisher (Pub/Sub), created on first use."""
+        with self._lock:
+            if self._publisher is None:
+                from shared.gcp.pubsub import PubSubPublisher
+
+                self._publisher = PubSubPublisher(project=self.settings.project)
+            return self._publisher
+
+    @publisher.setter
+    def publisher(self, value: Publisher) -> None:
+        with self._lock:
+            self._publisher = value
+
+    @property
+    def tasks(self) -> TaskQueue:
+        """The embed task queue (Cloud Tasks), created on first use."""
+        with self._lock:
+            if self._tasks is None:
+                from shared.gcp.tasks import CloudTasksQueue
+
+                settings = self.settings
+                self._tasks = CloudTasksQueue(
+                    project=settings.project,
+                    location=settings.tasks_location,
+                    queue=settings.tasks_queue,
+                    target_url=settings.embed_url,
+                    service_account_email=settings.tasks_service_account,
+                )
+            return self._tasks
+
+    @tasks.setter
+    def tasks(self, value: TaskQueue) -> None:
+        with self._lock:
+            self._tasks = value
+
+    def close(self) -> None:
+        """Close the database pool if one was opened."""
+        with self._lock:
+            if self._database is not None:
+                self._database.close()
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """This instance's runtime, built from the environment on first use."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = Runtime()
+        return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install ``runtime`` for this process (the local stack does; None forgets it)."""
+    global _runtime
+    with _lock:
+        _runtime = runtime
