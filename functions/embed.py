@@ -8,12 +8,11 @@ import flask
 import functions_framework
 from pydantic import ValidationError
 
-from shared.config import get_settings
-from shared.db import get_database
 from shared.log import configure_logging
 from shared.models import EmbedTask
 from shared.pipeline.runner import run_step
 from shared.pipeline.steps import dead_letter, embed_batch
+from shared.runtime import get_runtime
 
 configure_logging()
 log = logging.getLogger(__name__)
@@ -28,14 +27,14 @@ def embed(request: flask.Request) -> flask.typing.ResponseReturnValue:
         # Cloud Tasks retries any non-2xx, so a malformed task is acknowledged, not retried.
         log.error("dropping malformed embed task: %s", error)
         return {"status": "ignored", "reason": "malformed task"}, 200
-    database = get_database()
+    runtime = get_runtime()
     retries = int(request.headers.get("X-CloudTasks-TaskRetryCount", "0") or 0)
     try:
-        run_step(database, "embed", task.version_id, lambda: embed_batch(database, task))
+        run_step(runtime, "embed", task.version_id, lambda: embed_batch(runtime, task))
     except Exception:
         # Cloud Tasks has no dead-letter queue: on the last attempt, fail the version here.
-        if retries + 1 >= get_settings().max_attempts:
-            dead_letter(database, task.version_id, retries + 1)
+        if retries + 1 >= runtime.settings.max_attempts:
+            dead_letter(runtime, task.version_id, retries + 1)
             return {"status": "failed"}, 200
         raise
     return {"status": "ok"}, 200

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from shared.db import get_database
 from shared.envelopes import storage_object
 from shared.log import configure_logging
 from shared.pipeline.ingest import ingest_deleted, ingest_finalized
+from shared.runtime import get_runtime
 
 configure_logging()
 
@@ -20,6 +20,6 @@ def ingest(cloud_event: CloudEvent) -> None:
     if obj is None:
         return
     if str(cloud_event["type"]).endswith(".deleted"):
-        ingest_deleted(get_database(), obj.bucket, obj.name)
+        ingest_deleted(get_runtime(), obj.bucket, obj.name)
     else:
-        ingest_finalized(get_database(), obj)
+        ingest_finalized(get_runtime(), obj)

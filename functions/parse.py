@@ -8,6 +8,7 @@ from cloudevents.http import CloudEvent
 from shared.log import configure_logging
 from shared.pipeline.runner import run_pubsub_step
 from shared.pipeline.steps import parse_version
+from shared.runtime import get_runtime
 
 configure_logging()
 
@@ -15,4 +16,4 @@ configure_logging()
 @functions_framework.cloud_event
 def parse(cloud_event: CloudEvent) -> None:
     """Parse the version's file and store its text in the work bucket."""
-    run_pubsub_step(cloud_event, "parse", parse_version)
+    run_pubsub_step(get_runtime(), cloud_event, "parse", parse_version)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from shared.db import get_database
 from shared.log import configure_logging
 from shared.pipeline.sweeper import sweep_stalled
+from shared.runtime import get_runtime
 
 configure_logging()
 
@@ -15,4 +15,4 @@ configure_logging()
 @functions_framework.http
 def sweep(request: flask.Request) -> flask.typing.ResponseReturnValue:
     """Re-drive versions with no recent progress; fail those re-driven too often."""
-    return sweep_stalled(get_database()).to_json(), 200
+    return sweep_stalled(get_runtime()).to_json(), 200

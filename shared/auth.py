@@ -30,7 +30,7 @@ def authenticate(request: Any) -> Principal:
 
 
 def authorize(principal: Principal, action: Action, kb_id: str | None = None) -> None:
-    """Raise ApiError(403) if ``principal`` may not do ``action`` on ``kb_id``.
+    """Raise ForbiddenError if ``principal`` may not do ``action`` on ``kb_id``.
 
     Every principal may do everything until roles and grants are enforced.
     """

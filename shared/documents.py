@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared import storage
-from shared.config import get_settings
 from shared.db import Database
-from shared.errors import ApiError
+from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.ids import is_uuid
 from shared.pipeline.ingest import Registered, register_object
-from shared.pipeline.steps import parsed_object_name
+from shared.pipeline.removal import delete_document
+from shared.runtime import Runtime
+
+__all__ = [
+    "delete_document",
+    "document_kb",
+    "events_after",
+    "get_document",
+    "list_documents",
+    "reindex_document",
+]
 
 STATUSES = (
     "awaiting_upload", "received", "parsing", "chunking", "embedding", "indexing",
@@ -91,7 +99,9 @@ def list_documents(
 ) -> tuple[list[dict[str, Any]], bool]:
     """A page of the knowledge base's documents, newest first; and whether more follow."""
     if status is not None and status not in STATUSES:
-        raise ApiError(400, "invalid_status", f"status must be one of {', '.join(STATUSES)}")
+        raise InvalidInputError(
+            f"status must be one of {', '.join(STATUSES)}", code="invalid_status"
+        )
     rows = database.run(
         _DOCUMENT_SELECT + " WHERE d.kb_id = CAST(:k AS uuid)"
         " AND (CAST(:s AS text) IS NULL OR coalesce(lv.status, 'awaiting_upload') = :s)"
@@ -152,47 +162,9 @@ def events_after(database: Database, document_id: str, after_id: int) -> list[di
     ]
 
 
-def delete_document(database: Database, document_id: str) -> bool:
-    """Delete a document with every version, chunk, event and stored object.
-
-    Objects go first: if anything fails midway, the rows still exist and the delete
-    can simply be retried.
-    """
-    row = database.one(
-        "SELECT d.source_key, k.name FROM documents d JOIN knowledge_bases k ON k.id = d.kb_id"
-        " WHERE d.id = CAST(:d AS uuid)",
-        d=document_id,
-    )
-    if row is None:
-        return False
-    settings = get_settings()
-    versions = database.run(
-        "SELECT id::text, object_bucket, object_name FROM document_versions"
-        " WHERE document_id = CAST(:d AS uuid)",
-        d=document_id,
-    )
-    for version_id, bucket, name in versions:
-        storage.delete(settings.work_bucket, parsed_object_name(version_id))
-        storage.delete(bucket, name)
-    with database.transaction() as session:
-        session.run("DELETE FROM chunks WHERE document_id = CAST(:d AS uuid)", d=document_id)
-        session.run(
-            "UPDATE documents SET active_version_id = NULL, latest_version_id = NULL"
-            " WHERE id = CAST(:d AS uuid)",
-            d=document_id,
-        )
-        session.run(
-            "DELETE FROM document_versions WHERE document_id = CAST(:d AS uuid)", d=document_id
-        )
-        session.run(
-            "DELETE FROM document_events WHERE document_id = CAST(:d AS uuid)", d=document_id
-        )
-        session.run("DELETE FROM documents WHERE id = CAST(:d AS uuid)", d=document_id)
-    return True
-
-
-def reindex_document(database: Database, document_id: str) -> Registered:
+def reindex_document(runtime: Runtime, document_id: str) -> Registered:
     """Run the pipeline again on the document's current object as a new version."""
+    database = runtime.database
     row = database.one(
         "SELECT v.object_bucket, v.object_name FROM documents d JOIN document_versions v"
         " ON v.id = coalesce(d.active_version_id, d.latest_version_id)"
@@ -200,11 +172,13 @@ def reindex_document(database: Database, document_id: str) -> Registered:
         d=document_id,
     )
     if row is None:
-        raise ApiError(409, "nothing_to_reindex", "the document has no stored version yet")
-    info = storage.stat(row[0], row[1])
+        raise ConflictError("the document has no stored version yet", code="nothing_to_reindex")
+    info = runtime.objects.stat(row[0], row[1])
     if info is None:
-        raise ApiError(409, "source_missing", f"the source object gs://{row[0]}/{row[1]} is gone")
-    registered = register_object(database, document_id, info, force=True)
+        raise ConflictError(
+            f"the source object gs://{row[0]}/{row[1]} is gone", code="source_missing"
+        )
+    registered = register_object(runtime, document_id, info, force=True)
     if registered is None:
-        raise ApiError(404, "not_found", "document not found")
+        raise NotFoundError("document not found", code="not_found")
     return registered

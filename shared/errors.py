@@ -119,26 +119,21 @@ class ForbiddenError(DomainError):
     code = "forbidden"
 
 
+class UpstreamError(DomainError):
+    """A service the request depends on (the language model) failed.
+
+    Attributes:
+        retryable: True when trying again later may succeed (rate limits, timeouts).
+    """
+
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False) -> None:
+        super().__init__(message, code=code)
+        self.retryable = retryable
+
+
 class UnavailableError(DomainError):
     """A dependency the request needs failed; retrying later may help."""
 
     code = "unavailable"
-
-
-class ApiError(RaglineError):
-    """TRANSITIONAL (domain code raises DomainError): an HTTP error.
-
-    Attributes:
-        status: The HTTP status code.
-        code: A short machine-readable reason.
-    """
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-    @property
-    def message(self) -> str:
-        """The human-readable reason."""
-        return str(self)

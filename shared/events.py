@@ -26,17 +26,3 @@ class TaskQueue(Protocol):
     def enqueue(self, task_name: str, task: EmbedTask) -> bool:
         """Enqueue ``task`` as ``task_name``; return False if that name already exists."""
         ...
-
-
-def get_publisher() -> Publisher:
-    """TRANSITIONAL: the process runtime's publisher (callers move to ``runtime.publisher``)."""
-    from shared.runtime import get_runtime
-
-    return get_runtime().publisher
-
-
-def get_task_queue() -> TaskQueue:
-    """TRANSITIONAL: the process runtime's task queue (callers move to ``runtime.tasks``)."""
-    from shared.runtime import get_runtime
-
-    return get_runtime().tasks

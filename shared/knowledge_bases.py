@@ -1,54 +1,34 @@
-"""Knowledge bases: create, list and resolve them (by id or by name in a workspace)."""
+"""Knowledge bases: the rules a new one or a change must meet, over their store."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
-from typing import Any
 
-from shared.config import get_settings
+from shared.config import Settings
 from shared.db import Database
-from shared.db.connection import Session
-from shared.db.vector_index import ensure_vector_index
-from shared.errors import ApiError
-from shared.ids import is_uuid
+from shared.errors import ConflictError, InvalidInputError
+from shared.store import knowledge_bases as store
+from shared.store.knowledge_bases import (
+    KnowledgeBase,
+    find_knowledge_base,
+    get_knowledge_base,
+    list_knowledge_bases,
+)
+from shared.store.vector_index import ensure_vector_index
+
+__all__ = [
+    "KnowledgeBase",
+    "create_knowledge_base",
+    "find_knowledge_base",
+    "get_knowledge_base",
+    "list_knowledge_bases",
+    "resolve_dimension",
+    "update_knowledge_base",
+]
 
 KB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 # How questions naming something are routed (see shared/retrieval/search.py).
 ROUTING_MODES = ("names", "off")
-
-
-@dataclass(frozen=True)
-class KnowledgeBase:
-    """A knowledge base and the settings its documents are processed with."""
-
-    id: str
-    workspace_id: str
-    name: str
-    description: str
-    embedding_model: str
-    embedding_dim: int
-    chunk_tokens: int
-    chunk_overlap: int
-    routing: str
-    created_by: str
-    created_at: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The API representation."""
-        return asdict(self)
-
-
-_COLUMNS = (
-    "id::text, workspace_id::text, name, description, embedding_model, embedding_dim,"
-    " chunk_tokens, chunk_overlap, routing, created_by, created_at::text"
-)
-
-
-def ensure_workspace(session: Session, name: str) -> str:
-    """Return the id of workspace ``name``, creating it if needed."""
-    session.run("INSERT INTO workspaces (name) VALUES (:n) ON CONFLICT (name) DO NOTHING", n=name)
-    return str(session.scalar("SELECT id::text FROM workspaces WHERE name = :n", n=name))
 
 
 def resolve_dimension(model: str, dimension: int | None) -> int:
@@ -58,11 +38,12 @@ def resolve_dimension(model: str, dimension: int | None) -> int:
     try:
         return int(get_embedder(model, dimension).dimension)
     except (KeyError, ValueError) as error:
-        raise ApiError(400, "invalid_embedding_model", str(error)) from error
+        raise InvalidInputError(str(error), code="invalid_embedding_model") from error
 
 
 def create_knowledge_base(
     database: Database,
+    settings: Settings,
     *,
     name: str,
     principal: str,
@@ -74,52 +55,54 @@ def create_knowledge_base(
     routing: str = "names",
     workspace: str | None = None,
 ) -> KnowledgeBase:
-    """Create a knowledge base (409 if the name is taken in the workspace).
+    """Create a knowledge base; the settings give the defaults of what is not chosen.
 
     ``routing`` is ``names`` (a question naming something searches only the documents
     whose profile names it) or ``off`` (every question searches every document).
+
+    Raises:
+        InvalidInputError: A bad name, model, chunking or routing.
+        ConflictError: The name is taken in the workspace.
     """
-    settings = get_settings()
     if not KB_NAME.match(name or ""):
-        raise ApiError(
-            400,
-            "invalid_name",
+        raise InvalidInputError(
             "name must be 1-63 characters of letters, digits, '.', '_' or '-',"
             " starting with a letter or digit",
+            code="invalid_name",
         )
     model = embedding_model or settings.default_embedding_model
     dimension = resolve_dimension(model, embedding_dim)
     tokens = chunk_tokens or settings.chunk_tokens
     overlap = settings.chunk_overlap if chunk_overlap is None else chunk_overlap
     if not 16 <= tokens <= 8192 or not 0 <= overlap < tokens:
-        raise ApiError(
-            400,
-            "invalid_chunking",
+        raise InvalidInputError(
             "chunk_tokens must be 16..8192 and 0 <= chunk_overlap < chunk_tokens",
+            code="invalid_chunking",
         )
     if routing not in ROUTING_MODES:
-        raise ApiError(400, "invalid_routing", f"routing must be one of {', '.join(ROUTING_MODES)}")
-    with database.transaction() as session:
-        workspace_id = ensure_workspace(session, workspace or settings.default_workspace)
-        row = session.one(
-            "INSERT INTO knowledge_bases (workspace_id, name, description, embedding_model,"
-            " embedding_dim, chunk_tokens, chunk_overlap, routing, created_by)"
-            " VALUES (CAST(:w AS uuid), :n, :d, :m, :dim, :t, :o, :r, :p)"
-            " ON CONFLICT (workspace_id, name) DO NOTHING RETURNING id::text",
-            w=workspace_id,
-            n=name,
-            d=description,
-            m=model,
-            dim=dimension,
-            t=tokens,
-            o=overlap,
-            r=routing,
-            p=principal,
+        raise InvalidInputError(
+            f"routing must be one of {', '.join(ROUTING_MODES)}", code="invalid_routing"
         )
-        if row is None:
-            raise ApiError(409, "already_exists", f"knowledge base {name!r} already exists")
+    with database.transaction() as session:
+        workspace_id = store.ensure_workspace(session, workspace or settings.default_workspace)
+        kb_id = store.insert_knowledge_base(
+            session,
+            workspace_id,
+            store.NewKnowledgeBase(
+                name=name,
+                description=description,
+                embedding_model=model,
+                embedding_dim=dimension,
+                chunk_tokens=tokens,
+                chunk_overlap=overlap,
+                routing=routing,
+                created_by=principal,
+            ),
+        )
+        if kb_id is None:
+            raise ConflictError(f"knowledge base {name!r} already exists", code="already_exists")
         ensure_vector_index(session, dimension)
-    kb = get_knowledge_base(database, row[0])
+    kb = store.get_knowledge_base(database, kb_id)
     assert kb is not None
     return kb
 
@@ -137,55 +120,8 @@ def update_knowledge_base(
     routing take effect with the next question. Returns None if the knowledge base is gone.
     """
     if routing is not None and routing not in ROUTING_MODES:
-        raise ApiError(400, "invalid_routing", f"routing must be one of {', '.join(ROUTING_MODES)}")
-    database.run(
-        "UPDATE knowledge_bases SET description = coalesce(:d, description),"
-        " routing = coalesce(:r, routing) WHERE id = CAST(:id AS uuid)",
-        d=description,
-        r=routing,
-        id=kb_id,
-    )
-    return get_knowledge_base(database, kb_id)
-
-
-def get_knowledge_base(database: Database | Session, kb_id: str) -> KnowledgeBase | None:
-    """Return a knowledge base by id, or None."""
-    if not is_uuid(kb_id):
-        return None
-    row = database.one(
-        f"SELECT {_COLUMNS} FROM knowledge_bases WHERE id = CAST(:id AS uuid)", id=kb_id
-    )
-    return KnowledgeBase(*row) if row else None
-
-
-def find_knowledge_base(
-    database: Database | Session, ref: str, workspace: str | None = None
-) -> KnowledgeBase | None:
-    """Resolve ``ref`` as a knowledge-base id, else as a name, inside the workspace.
-
-    A knowledge base of another workspace is not found, whether named or given by id.
-    """
-    in_workspace = " AND workspace_id = (SELECT id FROM workspaces WHERE name = :w)"
-    w = workspace or get_settings().default_workspace
-    row = None
-    if is_uuid(ref):
-        row = database.one(
-            f"SELECT {_COLUMNS} FROM knowledge_bases WHERE id = CAST(:ref AS uuid){in_workspace}",
-            ref=ref,
-            w=w,
+        raise InvalidInputError(
+            f"routing must be one of {', '.join(ROUTING_MODES)}", code="invalid_routing"
         )
-    if row is None:
-        row = database.one(
-            f"SELECT {_COLUMNS} FROM knowledge_bases WHERE name = :ref{in_workspace}", ref=ref, w=w
-        )
-    return KnowledgeBase(*row) if row else None
-
-
-def list_knowledge_bases(database: Database, workspace: str | None = None) -> list[KnowledgeBase]:
-    """Every knowledge base of the workspace, by name."""
-    rows = database.run(
-        f"SELECT {_COLUMNS} FROM knowledge_bases WHERE workspace_id ="
-        " (SELECT id FROM workspaces WHERE name = :w) ORDER BY name",
-        w=workspace or get_settings().default_workspace,
-    )
-    return [KnowledgeBase(*row) for row in rows]
+    store.update_question_settings(database, kb_id, description=description, routing=routing)
+    return store.get_knowledge_base(database, kb_id)

@@ -13,14 +13,25 @@ Pub/Sub client (cold starts matter), and a part given to the constructor is used
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from shared.config import ParseLimits, Settings, get_parse_limits, get_settings
 
 if TYPE_CHECKING:
     from shared.db.connection import Database
     from shared.events import Publisher, TaskQueue
+    from shared.models import ParsedDocument
     from shared.storage import ObjectStore
+
+
+class DocumentParser(Protocol):
+    """Turns a document's bytes into its parsed text (``shared.parsing.parse_document``)."""
+
+    def __call__(
+        self, data: bytes, *, filename: str | None = None, limits: ParseLimits | None = None
+    ) -> ParsedDocument:
+        """Parse ``data``; raise a PermanentError subclass for input that cannot be."""
+        ...
 
 
 class Runtime:
@@ -33,6 +44,8 @@ class Runtime:
         objects: A ready object store; by default one with the default storage client.
         publisher: A ready publisher; by default Pub/Sub.
         tasks: A ready task queue; by default Cloud Tasks targeting the embed function.
+        parser: The document parser (default :func:`shared.parsing.parse_document`; the
+            local stack passes one that parses PDFs in worker processes).
     """
 
     def __init__(
@@ -44,6 +57,7 @@ class Runtime:
         objects: ObjectStore | None = None,
         publisher: Publisher | None = None,
         tasks: TaskQueue | None = None,
+        parser: DocumentParser | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.parse_limits = parse_limits or get_parse_limits()
@@ -51,6 +65,7 @@ class Runtime:
         self._objects = objects
         self._publisher = publisher
         self._tasks = tasks
+        self._parser = parser
         # Gen2 functions may serve concurrent requests on threads: one client each.
         self._lock = threading.Lock()
 
@@ -110,6 +125,15 @@ class Runtime:
     def tasks(self, value: TaskQueue) -> None:
         with self._lock:
             self._tasks = value
+
+    @property
+    def parser(self) -> DocumentParser:
+        """The document parser; the parsing modules load on first use."""
+        if self._parser is None:
+            from shared.parsing import parse_document
+
+            self._parser = parse_document
+        return self._parser
 
     def close(self) -> None:
         """Close the database pool if one was opened."""

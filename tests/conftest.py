@@ -66,9 +66,10 @@ def recorder(clean_stack: LocalStack) -> Iterator[Recorder]:
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    """The SEC 10-Q corpus beside the checkout (skips if it is not there)."""
+    """The SEC 10-Q corpus beside the checkout (skips if it is not there, fails under CI)."""
     if not CORPUS.is_dir():
-        pytest.skip(f"corpus not found at {CORPUS}")
+        # CI always has the corpus beside the clone: missing there is an error.
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"corpus not found at {CORPUS}")
     return CORPUS
 
 

@@ -609,7 +609,6 @@ def run(plan: Plan) -> dict[str, Any]:
     from scripts.localstack.stack import LocalStack, StackConfig
     from shared.config import get_settings
     from shared.embeddings import get_embedder
-    from shared.parsing.workers import worker_processes as parsing_workers
 
     results: dict[str, Any] = {"ours": {}, "llamaindex": {}, "alone": {}}
     results["load"] = {"start": _load_average()}
@@ -631,7 +630,7 @@ def run(plan: Plan) -> dict[str, Any]:
                 "chunk_overlap": settings.chunk_overlap,
                 "bus_workers": stack.config.workers,
                 "task_workers": stack.config.workers,
-                "parse_processes": parsing_workers(),
+                "parse_processes": stack.parser.workers,
             }
             postmaster = int((Path(data) / "pg" / "postmaster.pid").read_text().split()[0])
             cpu = CpuMeter(postmaster)  # this process, its workers, and PostgreSQL

@@ -445,6 +445,7 @@ def reset(store: Store) -> None:
     maintained by every write measured here (one left behind doubled the CPU per
     write).
     """
+    from shared.config import get_settings
     from shared.knowledge_bases import create_knowledge_base
 
     strays = store.database.run(
@@ -461,6 +462,7 @@ def reset(store: Store) -> None:
     )
     kb = create_knowledge_base(
         store.database,
+        get_settings(),
         name=KB_NAME,
         principal="bench",
         embedding_model=MODEL,
@@ -526,13 +528,13 @@ def preload(store: Store, corpus: Corpus, rows: Sequence[int]) -> list[list[int]
     """Load ``rows`` of the corpus as indexed, active chunks of :data:`DOCUMENTS` documents.
 
     Bench set-up, not a measured path: COPY without the HNSW index, then the index
-    built by the product's own DDL (``shared.db.vector_index``), then VACUUM ANALYZE
+    built by the product's own DDL (``shared.store.vector_index``), then VACUUM ANALYZE
     (as autovacuum would). Returns, per document, the corpus rows it holds.
     """
     import io
 
     from shared.db.connection import vector_literal
-    from shared.db.vector_index import ensure_vector_index, index_name
+    from shared.store.vector_index import ensure_vector_index, index_name
 
     documents = add_documents(store, DOCUMENTS, status="ready", label="doc", groups=GROUPS)
     runs = split_runs(len(rows), DOCUMENTS)
@@ -664,29 +666,14 @@ def stage_versions(
     return interleaved
 
 
-def write_vectors_as_text(
-    session: Any, ids: list[int], vectors: list[list[float]], dim: int
-) -> None:
-    """The write path ``embed_batch`` had before vectors crossed in COPY's binary format.
-
-    Kept only to compare write paths in the same run (``embed_batch(..., write=...)``):
-    the vectors rendered as text (7 digits) and cast by ``UPDATE ... FROM unnest(ids,
-    text[])``.
-    """
-    from shared.db.connection import vector_literal
-
-    session.run(
-        "UPDATE chunks SET embedding = CAST(u.embedding AS vector), embedding_dim = :dim,"
-        " embedded_at = now()"
-        " FROM unnest(CAST(:ids AS bigint[]), CAST(:vectors AS text[])) AS u(id, embedding)"
-        " WHERE chunks.id = u.id",
-        ids=ids,
-        vectors=[vector_literal(vector) for vector in vectors],
-        dim=dim,
-    )
+WRITE_PATHS = ("binary",)  # the product's path (binary COPY through embed_batch)
 
 
-WRITE_PATHS = ("binary", "text")  # the product's path; the one it replaced, for comparison
+def bench_runtime(store: Store) -> Any:
+    """A runtime over the benchmark's database whose lifecycle messages go nowhere."""
+    from shared.runtime import Runtime
+
+    return Runtime(database=store.database, publisher=NullPublisher())
 
 
 def run_tasks(
@@ -697,14 +684,11 @@ def run_tasks(
 
     from shared.pipeline.steps import embed_batch
 
-    def step(database: Database, task: Any) -> bool:
-        if path == "binary":
-            return embed_batch(database, task)
-        return embed_batch(database, task, write=write_vectors_as_text)
+    runtime = bench_runtime(store)
 
     def one(task: Any) -> float:
         started = time.perf_counter()
-        if not step(store.database, task):
+        if not embed_batch(runtime, task):
             raise RuntimeError(f"embed_batch skipped {task}")
         return time.perf_counter() - started
 
@@ -718,8 +702,9 @@ def finish_versions(store: Store, tasks: Sequence[Any]) -> None:
     """Make the written versions active through the product's ``index_version``."""
     from shared.pipeline.steps import index_version
 
+    runtime = bench_runtime(store)
     for version_id in dict.fromkeys(task.version_id for task in tasks):
-        if not index_version(store.database, version_id):
+        if not index_version(runtime, version_id):
             raise RuntimeError(f"index_version refused {version_id}")
 
 
@@ -862,8 +847,8 @@ def vector_arm(
     ids, best first.
     """
     from shared.db.connection import vector_literal
-    from shared.db.vector_index import distance_sql
     from shared.retrieval import search
+    from shared.store.vector_index import distance_sql
 
     dim = DIMENSION
     limit = max(top_k * search.CANDIDATE_FACTOR, search.MIN_CANDIDATES)
@@ -1118,8 +1103,8 @@ def legacy_vector_arm(store: Store, query_vector: Sequence[float], scope: Scope)
     current index's expression, so that it still can).
     """
     from shared.db.connection import vector_literal
-    from shared.db.vector_index import distance_sql
     from shared.retrieval import search
+    from shared.store.vector_index import distance_sql
 
     dim = DIMENSION
     where = (
@@ -1409,7 +1394,7 @@ def measure_size(
     log.info("size %d: recall@10 before writes %.4f", size, recall_before)
     if on_loaded is not None:
         on_loaded()
-    plan = [("binary", count) for count in writers] + [("text", headline_writers(writers))]
+    plan = [("binary", count) for count in writers]
     spare = list(order[size:])
     needed = len(plan) * rounds * round_chunks
     if needed > len(spare):
@@ -1631,10 +1616,7 @@ def run(
     """Measure every size, then write the two sections."""
     import random
 
-    from shared.runtime import get_runtime
-
     install_embedder(corpus)
-    get_runtime().publisher = NullPublisher()
     store = open_store(pool_size=max(writers) + 2)
     order = random.Random(11).sample(range(len(corpus.texts)), len(corpus.texts))
     retrieval_size = max(sizes)
@@ -1742,7 +1724,7 @@ def write_vector_writes(results: Sequence[SizeResult], context: dict[str, Any]) 
     headline = headline_writers(writers)
     metrics: dict[str, Any] = {"writers": headline}
     rows = []
-    plan = [("binary", count) for count in writers] + [("text", headline)]
+    plan = [("binary", count) for count in writers]
     for result in results:
         label = _label(result.size)
         for path, count in plan:
@@ -1764,11 +1746,10 @@ def write_vector_writes(results: Sequence[SizeResult], context: dict[str, Any]) 
             metrics[f"server_cpu_ms_per_chunk_{label}_w{count}{suffix}"] = server_ms
             metrics[f"client_cpu_ms_per_chunk_{label}_w{count}{suffix}"] = client_ms
         metrics[f"chunks_per_s_{label}"] = median(write_rates(result, headline))
-        metrics[f"chunks_per_s_{label}_text"] = median(write_rates(result, headline, "text"))
         metrics[f"recall_at_10_before_{label}"] = result.recall_before
         metrics[f"recall_at_10_after_{label}"] = result.recall_after
         metrics[f"self_recall_{label}"] = result.self_recall
-    from shared.db.vector_index import HNSW_EF_CONSTRUCTION, HNSW_M
+    from shared.store.vector_index import HNSW_EF_CONSTRUCTION, HNSW_M
 
     big = next((r for r in results if r.size == 100_000), None)
     if big is None:

@@ -44,6 +44,8 @@ class DropFolder:
         self._synced: dict[str, Signature] = {}
         self._pending: dict[str, Signature] = {}
         self._stop = threading.Event()
+        # The background thread and a caller (tests) may sync at the same moment.
+        self._sync_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="drop-folder", daemon=True)
 
     def start(self) -> None:
@@ -73,6 +75,10 @@ class DropFolder:
 
     def sync_once(self) -> None:
         """Upload settled new or changed files; delete objects of removed files."""
+        with self._sync_lock:
+            self._sync()
+
+    def _sync(self) -> None:
         current = self._scan()
         for name, signature in current.items():
             if self._synced.get(name) == signature:

@@ -17,7 +17,7 @@ from scripts.localstack.dispatcher import Backoff, Dispatcher
 from scripts.localstack.dropfolder import DropFolder
 from scripts.localstack.gcs import StorageEmulator
 from scripts.localstack.notifier import BucketNotifier
-from shared import parsing
+from scripts.localstack.parse_workers import WorkerPoolParser
 from shared.config import Settings, get_parse_limits, get_settings
 from shared.db import Database
 from shared.db.connection import url_connection_factory
@@ -106,6 +106,7 @@ class LocalStack:
         self.database: Database
         self.objects: ObjectStore
         self.runtime: Runtime
+        self.parser: WorkerPoolParser
         self.bus: LocalBus
         self.tasks: LocalTaskQueue
         self.notifier: BucketNotifier | None = None
@@ -153,7 +154,7 @@ class LocalStack:
         processes = config.parse_processes
         if processes is None:
             processes = min(os.cpu_count() or 1, config.workers)
-        parsing.use_worker_processes(processes)
+        self.parser = WorkerPoolParser(processes)
 
         self.database = Database(url_connection_factory(database_url), size=8)
         migrate(self.database)
@@ -172,6 +173,7 @@ class LocalStack:
             objects=self.objects,
             publisher=self.bus,
             tasks=self.tasks,
+            parser=self.parser,
         )
         set_runtime(self.runtime)
         for topic, target in (
@@ -276,7 +278,7 @@ class LocalStack:
                 component.stop()
         for dispatcher in self._dispatchers:
             dispatcher.stop()
-        parsing.use_worker_processes(0)
+        self.parser.close()
         if self._gcs is not None:
             self._gcs.stop()
         set_runtime(None)

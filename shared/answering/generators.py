@@ -48,7 +48,7 @@ from shared.answering.types import (
     GeneratorKind,
     Usage,
 )
-from shared.errors import RaglineError
+from shared.errors import UpstreamError
 
 if TYPE_CHECKING:
     from openai import OpenAI, Stream
@@ -62,7 +62,7 @@ EXTRACTIVE_LABEL = "Extractive answer (no language model configured)"
 EXTRACTIVE_MODEL = "extractive"
 
 
-class GenerationError(RaglineError):
+class GenerationError(UpstreamError):
     """The language model could not produce an answer.
 
     Attributes:
@@ -76,20 +76,8 @@ class GenerationError(RaglineError):
     def __init__(
         self, code: str, message: str, *, retryable: bool, retry_after: float | None = None
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.retryable = retryable
+        super().__init__(message, code=code, retryable=retryable)
         self.retry_after = retry_after
-
-    @property
-    def message(self) -> str:
-        """The human-readable reason."""
-        return str(self)
-
-    @property
-    def http_status(self) -> int:
-        """The status an API should answer with: 503 if retryable, else 502."""
-        return 503 if self.retryable else 502
 
 
 # -- the OpenAI client ----------------------------------------------------------------

@@ -22,7 +22,7 @@ from shared.answering import history
 from shared.answering.types import Citation, Exchange, GenerationRequest, Generator, Passage, Usage
 from shared.auth import Principal
 from shared.db import Database
-from shared.errors import ApiError
+from shared.errors import NotFoundError, UpstreamError
 from shared.retrieval import Retrieval, RetrievalRequest, retrieve
 from shared.retrieval.query import named_terms
 
@@ -108,7 +108,7 @@ def prepare_turn(
     statement: a first question writes once before generation starts.
 
     Raises:
-        ApiError: 404 if ``session_id`` is not one of the principal's sessions.
+        NotFoundError: ``session_id`` is not one of the principal's sessions.
     """
     from shared.answering.rewrite import rewrite_question
 
@@ -116,7 +116,9 @@ def prepare_turn(
     if question.session_id is not None:
         found = history.session_history(database, principal, question.session_id)
         if found is None:
-            raise ApiError(404, "session_not_found", f"session {question.session_id!r} not found")
+            raise NotFoundError(
+                f"session {question.session_id!r} not found", code="session_not_found"
+            )
         earlier = found
     standalone = rewrite_question(question.text, earlier) if earlier else question.text
     retrieval = retrieve_for(
@@ -283,12 +285,12 @@ def collect(events: Iterator[Event]) -> dict[str, Any]:
             return event.data
         if event.name == "error":
             data = event.data
-            raise ApiError(
-                503 if data.get("retryable") else 502,
-                data["code"],
+            raise UpstreamError(
                 f"{data['message']} (turn {data.get('turn_id')})",
+                code=data["code"],
+                retryable=bool(data.get("retryable")),
             )
-    raise ApiError(500, "internal", "the answer ended without a result")
+    raise RuntimeError("the answer ended without a result")
 
 
 def _describe(error: Exception) -> tuple[str, str, bool]:

@@ -26,9 +26,9 @@ from shared.answering.service import (
 from shared.api.access import require_kb
 from shared.api.http import Route, int_arg, json_response, read_json
 from shared.auth import Principal, authorize
-from shared.config import get_settings
-from shared.db import get_database
-from shared.errors import ApiError
+from shared.config import Settings
+from shared.db import Database
+from shared.errors import ForbiddenError, InvalidInputError, NotFoundError
 from shared.ids import is_uuid
 from shared.runtime import Runtime
 
@@ -74,46 +74,45 @@ class FeedbackBody(BaseModel):
     comment: str = Field("", max_length=4000)
 
 
-def _question_text(raw: str | None) -> str:
+def _question_text(settings: Settings, raw: str | None) -> str:
     text = (raw or "").strip()
     if not text:
-        raise ApiError(400, "invalid_question", "question must not be empty")
-    settings = get_settings()
+        raise InvalidInputError("question must not be empty", code="invalid_question")
     limit = settings.answer_max_question_chars
     if len(text) > limit:
-        raise ApiError(
-            400,
-            "question_too_long",
+        raise InvalidInputError(
             f"question is {len(text):,} characters; the limit is {limit:,}",
+            code="question_too_long",
         )
     # The question must leave most of the model's context for the passages (a short
     # question in a non-Latin script can still be many tokens).
     tokens, token_limit = estimate_tokens(text), settings.answer_context_tokens // 4
     if tokens > token_limit:
-        raise ApiError(
-            400,
-            "question_too_long",
+        raise InvalidInputError(
             f"question is about {tokens:,} tokens; the limit is {token_limit:,}",
+            code="question_too_long",
         )
     return text
 
 
-def _top_k(value: int | None) -> int:
+def _top_k(settings: Settings, value: int | None) -> int:
     if value is None:
-        return get_settings().answer_top_k
+        return settings.answer_top_k
     if not 1 <= value <= MAX_TOP_K:
-        raise ApiError(400, "invalid_parameter", f"top_k must be between 1 and {MAX_TOP_K}")
+        raise InvalidInputError(
+            f"top_k must be between 1 and {MAX_TOP_K}", code="invalid_parameter"
+        )
     return value
 
 
-def _kb_ids(refs: Sequence[str], principal: Principal) -> list[str]:
+def _kb_ids(database: Database, refs: Sequence[str], principal: Principal) -> list[str]:
     if not refs:
-        raise ApiError(400, "invalid_parameter", "knowledge_base_id is required")
+        raise InvalidInputError("knowledge_base_id is required", code="invalid_parameter")
     if len(refs) > MAX_KNOWLEDGE_BASES:
-        raise ApiError(
-            400, "invalid_parameter", f"at most {MAX_KNOWLEDGE_BASES} knowledge bases per question"
+        raise InvalidInputError(
+            f"at most {MAX_KNOWLEDGE_BASES} knowledge bases per question", code="invalid_parameter"
         )
-    return list(dict.fromkeys(require_kb(ref, principal).id for ref in refs))
+    return list(dict.fromkeys(require_kb(database, ref, principal).id for ref in refs))
 
 
 def _document_ids(values: Sequence[str] | None) -> list[str] | None:
@@ -121,7 +120,7 @@ def _document_ids(values: Sequence[str] | None) -> list[str] | None:
         return None
     bad = [value for value in values if not is_uuid(value)]
     if bad:
-        raise ApiError(400, "invalid_parameter", f"document id {bad[0]!r} is not a UUID")
+        raise InvalidInputError(f"document id {bad[0]!r} is not a UUID", code="invalid_parameter")
     return list(values)
 
 
@@ -129,22 +128,22 @@ def _session_id(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     if not is_uuid(value):
-        raise ApiError(404, "session_not_found", f"session {value!r} not found")
+        raise NotFoundError(f"session {value!r} not found", code="session_not_found")
     return value
 
 
-def _question(body: AskBody, principal: Principal, text: str) -> Question:
+def _question(runtime: Runtime, body: AskBody, principal: Principal, text: str) -> Question:
     filters = body.filters or Filters.model_validate({})
     return Question(
         text=text,
-        kb_ids=_kb_ids(body.knowledge_base_ids, principal),
-        top_k=_top_k(body.top_k),
+        kb_ids=_kb_ids(runtime.database, body.knowledge_base_ids, principal),
+        top_k=_top_k(runtime.settings, body.top_k),
         document_ids=_document_ids(filters.document_ids),
         metadata=filters.metadata,
         min_similarity=(
             filters.min_similarity
             if filters.min_similarity is not None
-            else get_settings().answer_min_similarity
+            else runtime.settings.answer_min_similarity
         ),
         session_id=_session_id(body.session_id),
     )
@@ -172,8 +171,8 @@ def _answer_response(request: Request, events: Iterator[Event]) -> Response:
 def post_ask(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Answer a question as JSON (or as SSE when the client accepts text/event-stream)."""
     body = AskBody.model_validate(read_json(request))
-    question = _question(body, principal, _question_text(body.question))
-    database = get_database()
+    question = _question(runtime, body, principal, _question_text(runtime.settings, body.question))
+    database = runtime.database
     prepared = prepare_turn(database, principal, question)
     return _answer_response(request, answer_events(database, prepared, _generator()))
 
@@ -190,16 +189,16 @@ def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> 
         for ref in value.split(",")
         if ref.strip()
     ]
-    text = _question_text(request.args.get("q") or request.args.get("question"))
+    text = _question_text(runtime.settings, request.args.get("q") or request.args.get("question"))
     question = Question(
         text=text,
-        kb_ids=_kb_ids(refs, principal),
-        top_k=int_arg(request, "top_k", get_settings().answer_top_k, 1, MAX_TOP_K),
+        kb_ids=_kb_ids(runtime.database, refs, principal),
+        top_k=int_arg(request, "top_k", runtime.settings.answer_top_k, 1, MAX_TOP_K),
         document_ids=_document_ids(request.args.getlist("document_id") or None),
-        min_similarity=get_settings().answer_min_similarity,
+        min_similarity=runtime.settings.answer_min_similarity,
         session_id=_session_id(request.args.get("session_id")),
     )
-    database = get_database()
+    database = runtime.database
     prepared = prepare_turn(database, principal, question)
     return Response(
         _sse(answer_events(database, prepared, _generator())),
@@ -211,9 +210,9 @@ def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> 
 def post_retrieve(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Ranked passages only, for callers that bring their own model."""
     body = AskBody.model_validate(read_json(request))
-    text = _question_text(body.query or body.question)
-    question = _question(body, principal, text)
-    retrieval = retrieve_for(get_database(), principal, question)
+    text = _question_text(runtime.settings, body.query or body.question)
+    question = _question(runtime, body, principal, text)
+    retrieval = retrieve_for(runtime.database, principal, question)
     return json_response(
         {
             "query": text,
@@ -223,10 +222,10 @@ def post_retrieve(runtime: Runtime, request: Request, principal: Principal) -> R
     )
 
 
-def _require_turn(principal: Principal, turn_id: str) -> history.Turn:
-    turn = history.get_turn(get_database(), principal, turn_id)
+def _require_turn(database: Database, principal: Principal, turn_id: str) -> history.Turn:
+    turn = history.get_turn(database, principal, turn_id)
     if turn is None:
-        raise ApiError(404, "turn_not_found", f"turn {turn_id!r} not found")
+        raise NotFoundError(f"turn {turn_id!r} not found", code="turn_not_found")
     return turn
 
 
@@ -234,9 +233,9 @@ def post_regenerate(
     runtime: Runtime, request: Request, principal: Principal, turn_id: str
 ) -> Response:
     """Answer a turn's question again (fresh retrieval) as a new turn of its session."""
-    turn = _require_turn(principal, turn_id)
+    turn = _require_turn(runtime.database, principal, turn_id)
     for kb_id in turn.kb_ids:
-        require_kb(kb_id, principal)
+        require_kb(runtime.database, kb_id, principal)
     filters = turn.filters
     question = Question(
         text=turn.question,
@@ -247,7 +246,7 @@ def post_regenerate(
         min_similarity=filters.get("min_similarity"),
         session_id=turn.session_id,
     )
-    database = get_database()
+    database = runtime.database
     prepared = prepare_turn(database, principal, question, regenerated_from=turn.id)
     return _answer_response(request, answer_events(database, prepared, _generator()))
 
@@ -256,11 +255,11 @@ def post_feedback(
     runtime: Runtime, request: Request, principal: Principal, turn_id: str
 ) -> Response:
     """Rate a turn up or down, with an optional comment (a second rating replaces it)."""
-    turn = _require_turn(principal, turn_id)
+    turn = _require_turn(runtime.database, principal, turn_id)
     body = FeedbackBody.model_validate(read_json(request))
     if body.rating not in ("up", "down"):
-        raise ApiError(400, "invalid_rating", "rating must be 'up' or 'down'")
-    history.record_feedback(get_database(), principal, turn.id, body.rating, body.comment)
+        raise InvalidInputError("rating must be 'up' or 'down'", code="invalid_rating")
+    history.record_feedback(runtime.database, principal, turn.id, body.rating, body.comment)
     return json_response({"turn_id": turn.id, "rating": body.rating, "comment": body.comment})
 
 
@@ -268,7 +267,7 @@ def get_sessions(runtime: Runtime, request: Request, principal: Principal) -> Re
     """The caller's chat sessions, most recent first."""
     limit = int_arg(request, "limit", 50, 1, 200)
     offset = int_arg(request, "offset", 0, 0, 1_000_000)
-    sessions = history.list_sessions(get_database(), principal, limit, offset)
+    sessions = history.list_sessions(runtime.database, principal, limit, offset)
     return json_response({"sessions": sessions})
 
 
@@ -276,9 +275,9 @@ def get_session_turns(
     runtime: Runtime, request: Request, principal: Principal, session_id: str
 ) -> Response:
     """A session's turns in order."""
-    database = get_database()
+    database = runtime.database
     if not history.session_exists(database, principal, session_id):
-        raise ApiError(404, "session_not_found", f"session {session_id!r} not found")
+        raise NotFoundError(f"session {session_id!r} not found", code="session_not_found")
     turns = history.list_turns(database, principal, session_id)
     return json_response({"session_id": session_id, "turns": [t.to_json() for t in turns]})
 
@@ -287,7 +286,7 @@ def get_turn_citations(
     runtime: Runtime, request: Request, principal: Principal, turn_id: str
 ) -> Response:
     """The checked citations of a turn."""
-    turn = _require_turn(principal, turn_id)
+    turn = _require_turn(runtime.database, principal, turn_id)
     return json_response({"turn_id": turn.id, "citations": turn.citations})
 
 
@@ -299,8 +298,8 @@ def get_citation_viewer(
     from shared.knowledge_bases import list_knowledge_bases
 
     if not chunk_id.isdigit():
-        raise ApiError(404, "citation_not_found", f"passage {chunk_id!r} not found")
-    database = get_database()
+        raise NotFoundError(f"passage {chunk_id!r} not found", code="citation_not_found")
+    database = runtime.database
     readable = [
         kb.id
         for kb in list_knowledge_bases(database, principal.workspace)
@@ -308,14 +307,14 @@ def get_citation_viewer(
     ]
     viewer = citation_viewer(database, int(chunk_id), readable)
     if viewer is None:
-        raise ApiError(404, "citation_not_found", f"passage {chunk_id!r} not found")
+        raise NotFoundError(f"passage {chunk_id!r} not found", code="citation_not_found")
     return json_response(viewer)
 
 
 def _may_read(principal: Principal, kb_id: str) -> bool:
     try:
         authorize(principal, "read", kb_id)
-    except ApiError:
+    except ForbiddenError:
         return False
     return True
 

@@ -19,7 +19,6 @@ from werkzeug.wrappers import Request, Response
 
 from shared.auth import Principal, authenticate
 from shared.errors import (
-    ApiError,
     ConflictError,
     DomainError,
     ForbiddenError,
@@ -27,6 +26,7 @@ from shared.errors import (
     NotFoundError,
     TooLargeError,
     UnavailableError,
+    UpstreamError,
 )
 from shared.runtime import Runtime, get_runtime
 
@@ -48,6 +48,9 @@ ERROR_STATUS: tuple[tuple[type[DomainError], int], ...] = (
 
 def status_of(error: DomainError) -> int:
     """The HTTP status of a domain error (500 for one the table does not name)."""
+    if isinstance(error, UpstreamError):
+        # The gateway's own failure: 503 when retrying later may work, else 502.
+        return 503 if error.retryable else 502
     for kind, status in ERROR_STATUS:
         if isinstance(error, kind):
             return status
@@ -78,13 +81,15 @@ def error_response(status: int, code: str, message: str) -> Response:
 def read_json(request: Request) -> dict[str, Any]:
     """The request body as a JSON object (400 with a clear message otherwise)."""
     if not request.data:
-        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+        raise InvalidInputError("request body must be a JSON object", code="invalid_json")
     try:
         body = json.loads(request.data)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {error}") from error
+        raise InvalidInputError(
+            f"request body is not valid JSON: {error}", code="invalid_json"
+        ) from error
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+        raise InvalidInputError("request body must be a JSON object", code="invalid_json")
     return body
 
 
@@ -96,9 +101,11 @@ def int_arg(request: Request, name: str, default: int, low: int, high: int) -> i
     try:
         value = int(raw)
     except ValueError as error:
-        raise ApiError(400, "invalid_parameter", f"{name} must be an integer") from error
+        raise InvalidInputError(f"{name} must be an integer", code="invalid_parameter") from error
     if not low <= value <= high:
-        raise ApiError(400, "invalid_parameter", f"{name} must be between {low} and {high}")
+        raise InvalidInputError(
+            f"{name} must be between {low} and {high}", code="invalid_parameter"
+        )
     return value
 
 
@@ -132,8 +139,6 @@ class Router:
             return self._handlers[str(endpoint)](self._runtime(), request, principal, **args)
         except DomainError as error:
             return error_response(status_of(error), error.code, error.message)
-        except ApiError as error:
-            return error_response(error.status, error.code, error.message)
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first.get("loc", ())) or "body"

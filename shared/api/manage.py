@@ -15,8 +15,8 @@ from shared import documents
 from shared.api.access import require_document, require_kb
 from shared.api.http import Route, int_arg, json_response, read_json
 from shared.auth import Principal, authorize
-from shared.db import get_database
-from shared.errors import ApiError
+from shared.db import Database
+from shared.errors import InvalidInputError, NotFoundError
 from shared.knowledge_bases import (
     create_knowledge_base,
     list_knowledge_bases,
@@ -52,7 +52,7 @@ class UpdateKnowledgeBase(BaseModel):
 
 def healthz(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Liveness plus a database round trip."""
-    get_database().scalar("SELECT 1")
+    runtime.database.ping()
     return json_response({"status": "ok"})
 
 
@@ -61,7 +61,8 @@ def post_knowledge_base(runtime: Runtime, request: Request, principal: Principal
     authorize(principal, "admin")
     body = CreateKnowledgeBase.model_validate(read_json(request))
     kb = create_knowledge_base(
-        get_database(),
+        runtime.database,
+        runtime.settings,
         name=body.name,
         principal=principal.id,
         description=body.description,
@@ -78,7 +79,7 @@ def post_knowledge_base(runtime: Runtime, request: Request, principal: Principal
 def get_knowledge_bases(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """List the workspace's knowledge bases."""
     authorize(principal, "read")
-    kbs = list_knowledge_bases(get_database(), principal.workspace)
+    kbs = list_knowledge_bases(runtime.database, principal.workspace)
     return json_response({"knowledge_bases": [kb.to_json() for kb in kbs]})
 
 
@@ -88,11 +89,11 @@ def _decode_page_token(token: str | None) -> int:
     try:
         offset = int(json.loads(base64.urlsafe_b64decode(token.encode()))["o"])
     except (ValueError, KeyError, TypeError) as error:
-        raise ApiError(
-            400, "invalid_page_token", "page_token is not one this API issued"
+        raise InvalidInputError(
+            "page_token is not one this API issued", code="invalid_page_token"
         ) from error
     if offset < 0:
-        raise ApiError(400, "invalid_page_token", "page_token is not one this API issued")
+        raise InvalidInputError("page_token is not one this API issued", code="invalid_page_token")
     return offset
 
 
@@ -104,23 +105,27 @@ def patch_knowledge_base(
     runtime: Runtime, request: Request, principal: Principal, kb_id: str
 ) -> Response:
     """Change a knowledge base's description or routing (embedding and chunking are fixed)."""
-    kb = require_kb(kb_id, principal, "admin")
+    kb = require_kb(runtime.database, kb_id, principal, "admin")
     body = UpdateKnowledgeBase.model_validate(read_json(request))
     updated = update_knowledge_base(
-        get_database(), kb.id, description=body.description, routing=body.routing
+        runtime.database, kb.id, description=body.description, routing=body.routing
     )
     if updated is None:
-        raise ApiError(404, "knowledge_base_not_found", f"knowledge base {kb_id!r} not found")
+        raise NotFoundError(f"knowledge base {kb_id!r} not found", code="knowledge_base_not_found")
     return json_response(updated.to_json())
 
 
 def get_documents(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
     """List a knowledge base's documents (``status`` filter, ``limit`` + ``page_token``)."""
-    kb = require_kb(kb_id, principal)
+    kb = require_kb(runtime.database, kb_id, principal)
     limit = int_arg(request, "limit", 50, 1, 500)
     offset = _decode_page_token(request.args.get("page_token"))
     items, more = documents.list_documents(
-        get_database(), kb.id, status=request.args.get("status") or None, limit=limit, offset=offset
+        runtime.database,
+        kb.id,
+        status=request.args.get("status") or None,
+        limit=limit,
+        offset=offset,
     )
     body: dict[str, Any] = {"documents": items}
     body["next_page_token"] = _encode_page_token(offset + limit) if more else None
@@ -131,10 +136,10 @@ def get_document(
     runtime: Runtime, request: Request, principal: Principal, document_id: str
 ) -> Response:
     """A document's status, stage timestamps, counts, error and versions."""
-    require_document(document_id, principal)
-    document = documents.get_document(get_database(), document_id)
+    require_document(runtime.database, document_id, principal)
+    document = documents.get_document(runtime.database, document_id)
     if document is None:
-        raise ApiError(404, "document_not_found", f"document {document_id!r} not found")
+        raise NotFoundError(f"document {document_id!r} not found", code="document_not_found")
     return json_response(document)
 
 
@@ -142,8 +147,8 @@ def delete_document(
     runtime: Runtime, request: Request, principal: Principal, document_id: str
 ) -> Response:
     """Delete a document: its chunks, versions and objects."""
-    require_document(document_id, principal, "write")
-    documents.delete_document(get_database(), document_id)
+    require_document(runtime.database, document_id, principal, "write")
+    documents.delete_document(runtime, document_id)
     return Response(status=204)
 
 
@@ -151,8 +156,8 @@ def reindex_document(
     runtime: Runtime, request: Request, principal: Principal, document_id: str
 ) -> Response:
     """Process the document again as a new version (e.g. after a settings change)."""
-    require_document(document_id, principal, "write")
-    registered = documents.reindex_document(get_database(), document_id)
+    require_document(runtime.database, document_id, principal, "write")
+    registered = documents.reindex_document(runtime, document_id)
     return json_response(
         {
             "document_id": registered.document_id,
@@ -167,21 +172,24 @@ def document_events(
     runtime: Runtime, request: Request, principal: Principal, document_id: str
 ) -> Response:
     """Server-sent progress events; resumes after ``Last-Event-ID``; ends at ready/failed."""
-    require_document(document_id, principal)
+    require_document(runtime.database, document_id, principal)
     try:
         after = int(request.headers.get("Last-Event-ID") or request.args.get("after") or 0)
     except ValueError as error:
-        raise ApiError(400, "invalid_parameter", "Last-Event-ID must be an integer") from error
+        raise InvalidInputError(
+            "Last-Event-ID must be an integer", code="invalid_parameter"
+        ) from error
     timeout_s = int_arg(request, "timeout", 300, 1, 3600)
     return Response(
-        _event_stream(document_id, after, timeout_s),
+        _event_stream(runtime.database, document_id, after, timeout_s),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-def _event_stream(document_id: str, after: int, timeout_s: int) -> Iterator[str]:
-    database = get_database()
+def _event_stream(
+    database: Database, document_id: str, after: int, timeout_s: int
+) -> Iterator[str]:
     deadline = time.monotonic() + timeout_s
     last_beat = time.monotonic()
     yield "retry: 2000\n\n"

@@ -13,16 +13,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
-from shared import storage
 from shared.api.access import require_kb
 from shared.api.http import Route, json_response, read_json
 from shared.api.manage import get_documents
 from shared.auth import Principal
-from shared.config import get_parse_limits, get_settings
-from shared.db import get_database
-from shared.errors import ApiError
-from shared.pipeline.ingest import ensure_document, register_object, upload_object_name
+from shared.db import Database
+from shared.errors import ConflictError, InvalidInputError, TooLargeError
+from shared.paths import upload_object_name
+from shared.pipeline.ingest import ensure_document, register_object
 from shared.runtime import Runtime
+from shared.storage import md5_checksum
+from shared.store.documents import merge_metadata
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 
@@ -43,7 +44,7 @@ def clean_filename(raw: str | None) -> str:
     name = unicodedata.normalize("NFC", (raw or "").replace("\\", "/").rsplit("/", 1)[-1])
     name = _UNSAFE.sub("_", name).strip().strip(".")
     if not name:
-        raise ApiError(400, "invalid_filename", "the file needs a name")
+        raise InvalidInputError("the file needs a name", code="invalid_filename")
     return name[:255]
 
 
@@ -53,56 +54,54 @@ def _metadata(raw: str | None) -> dict[str, str]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as error:
-        raise ApiError(400, "invalid_metadata", "metadata must be a JSON object") from error
+        raise InvalidInputError(
+            "metadata must be a JSON object", code="invalid_metadata"
+        ) from error
     if not isinstance(value, dict) or not all(
         isinstance(v, str | int | float | bool) for v in value.values()
     ):
-        raise ApiError(400, "invalid_metadata", "metadata must be a flat JSON object")
+        raise InvalidInputError("metadata must be a flat JSON object", code="invalid_metadata")
     return {str(key)[:100]: str(item)[:1000] for key, item in value.items()}
 
 
-def _set_metadata(document_id: str, metadata: dict[str, str]) -> None:
+def _set_metadata(database: Database, document_id: str, metadata: dict[str, str]) -> None:
     if metadata:
-        get_database().run(
-            "UPDATE documents SET metadata = metadata || CAST(:m AS jsonb)"
-            " WHERE id = CAST(:d AS uuid)",
-            m=json.dumps(metadata),
-            d=document_id,
-        )
+        merge_metadata(database, document_id, metadata)
 
 
 def post_document(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
     """Accept a small file as multipart field ``file``; 202 with the version it became."""
-    settings = get_settings()
-    kb = require_kb(kb_id, principal, "write")
+    settings = runtime.settings
+    kb = require_kb(runtime.database, kb_id, principal, "write")
     limit = settings.max_upload_bytes
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
-        raise ApiError(
-            413,
-            "payload_too_large",
+        raise TooLargeError(
             f"uploads are limited to {limit:,} bytes here; request a signed URL from"
             " /v1/knowledge-bases/{kb_id}/uploads for larger files",
+            code="payload_too_large",
         )
     upload = request.files.get("file")
     if upload is None:
-        raise ApiError(400, "missing_file", "send the document as multipart/form-data field 'file'")
+        raise InvalidInputError(
+            "send the document as multipart/form-data field 'file'", code="missing_file"
+        )
     data = upload.stream.read(limit + 1)
     if len(data) > limit:
-        raise ApiError(413, "payload_too_large", f"uploads are limited to {limit:,} bytes")
+        raise TooLargeError(f"uploads are limited to {limit:,} bytes", code="payload_too_large")
     filename = clean_filename(upload.filename)
-    database = get_database()
+    database = runtime.database
     document_id = ensure_document(database, kb.id, filename, filename, principal.id)
-    _set_metadata(document_id, _metadata(request.form.get("metadata")))
-    info = storage.upload_bytes(
+    _set_metadata(database, document_id, _metadata(request.form.get("metadata")))
+    info = runtime.objects.upload_bytes(
         settings.upload_bucket,
-        upload_object_name(document_id, storage.md5_checksum(data)[4:20], filename),
+        upload_object_name(document_id, md5_checksum(data)[4:20], filename),
         data,
         content_type=upload.mimetype or "application/octet-stream",
         metadata={"document-id": document_id, "uploaded-by": principal.id},
     )
-    registered = register_object(database, document_id, info, declared_type=upload.mimetype)
+    registered = register_object(runtime, document_id, info, declared_type=upload.mimetype)
     if registered is None:
-        raise ApiError(409, "document_deleted", "the document was deleted during the upload")
+        raise ConflictError("the document was deleted during the upload", code="document_deleted")
     return json_response(
         {
             "document_id": registered.document_id,
@@ -118,10 +117,9 @@ _signer_lock = threading.Lock()
 _signer: Any = None
 
 
-def _signing_credentials() -> Any:
+def _signing_credentials(path: str) -> Any:
     """Local stack: a service-account key file signs; in GCP, IAM signBlob does (None)."""
     global _signer
-    path = get_settings().signing_key_file
     if not path:
         return None
     with _signer_lock:
@@ -134,23 +132,25 @@ def _signing_credentials() -> Any:
 
 def post_upload(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
     """A V4 signed URL to PUT a large file to; its finalize event starts the pipeline."""
-    settings = get_settings()
-    kb = require_kb(kb_id, principal, "write")
+    settings = runtime.settings
+    kb = require_kb(runtime.database, kb_id, principal, "write")
     body = SignedUploadRequest.model_validate(read_json(request))
-    max_bytes = get_parse_limits().max_bytes
+    max_bytes = runtime.parse_limits.max_bytes
     if body.size > max_bytes:
-        raise ApiError(413, "payload_too_large", f"documents are limited to {max_bytes:,} bytes")
+        raise TooLargeError(
+            f"documents are limited to {max_bytes:,} bytes", code="payload_too_large"
+        )
     filename = clean_filename(body.filename)
-    database = get_database()
+    database = runtime.database
     document_id = ensure_document(database, kb.id, filename, filename, principal.id)
-    _set_metadata(document_id, body.metadata)
+    _set_metadata(database, document_id, body.metadata)
     object_name = upload_object_name(document_id, uuid.uuid4().hex[:16], filename)
-    url = storage.signed_upload_url(
+    url = runtime.objects.signed_upload_url(
         settings.upload_bucket,
         object_name,
         content_type=body.content_type,
         ttl_s=settings.signed_url_ttl_s,
-        signing_credentials=_signing_credentials(),
+        signing_credentials=_signing_credentials(settings.signing_key_file),
     )
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.signed_url_ttl_s)
     return json_response(

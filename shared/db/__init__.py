@@ -1,5 +1,5 @@
 """PostgreSQL access: connections, a tiny pool, transactions and migrations."""
 
-from shared.db.connection import Database, Row, Session, get_database, open_database
+from shared.db.connection import Database, Row, Session, open_database
 
-__all__ = ["Database", "Row", "Session", "get_database", "open_database"]
+__all__ = ["Database", "Row", "Session", "open_database"]

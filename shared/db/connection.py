@@ -261,6 +261,10 @@ class Database:
         with self.session() as session:
             return session.record(record, sql, **params)
 
+    def ping(self) -> None:
+        """One round trip to the server (raises if it cannot be reached)."""
+        self.scalar("SELECT 1")
+
     def close(self) -> None:
         """Close every idle connection."""
         while True:
@@ -355,13 +359,6 @@ def open_database(settings: Settings) -> Database:
             "RAGLINE_CLOUDSQL_INSTANCE (Cloud SQL)."
         )
     return Database(factory, size=settings.db_pool_size)
-
-
-def get_database() -> Database:
-    """TRANSITIONAL: the process runtime's database (callers move to ``runtime.database``)."""
-    from shared.runtime import get_runtime
-
-    return get_runtime().database
 
 
 def vector_literal(values: Sequence[float]) -> str:

@@ -22,7 +22,6 @@ from shared.parsing.detect import (
     detect_content_type,
     sniff,
 )
-from shared.parsing.workers import parse_pdf_elsewhere, use_worker_processes
 
 __all__ = [
     "DOCX",
@@ -32,7 +31,7 @@ __all__ = [
     "PLAIN",
     "detect_content_type",
     "parse_document",
-    "use_worker_processes",
+    "sniff",
 ]
 
 _FORMAT_NAMES = {PDF: "PDF", DOCX: "DOCX", HTML: "HTML", MARKDOWN: "Markdown", PLAIN: "Text"}
@@ -68,11 +67,6 @@ def parse_document(
     if not data or data.isspace():
         raise EmptyContentError("Document is empty", code="empty_document")
     detection = sniff(data, filename)
-    if detection.content_type == PDF:
-        # In a worker process when the host asked for them (see shared.parsing.workers).
-        parsed = parse_pdf_elsewhere(data, filename, limits)
-        if parsed is not None:
-            return parsed
     builder = DocumentBuilder(detection.content_type, max_chars=limits.max_text_chars)
     # Format modules import their libraries lazily: a function that only parses text
     # should not pay pdfium's or lxml's import time on a cold start.

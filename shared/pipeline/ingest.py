@@ -18,18 +18,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from shared.config import get_settings
 from shared.db import Database
-from shared.events import get_publisher
+from shared.errors import ConflictError, DomainError
 from shared.ids import is_uuid
 from shared.knowledge_bases import create_knowledge_base, find_knowledge_base
 from shared.models import ParseRequested
+from shared.paths import UPLOADS_PREFIX
+from shared.pipeline.removal import delete_document
 from shared.pipeline.versions import record_event
+from shared.runtime import Runtime
 from shared.storage import ObjectInfo
 
 log = logging.getLogger(__name__)
 
-UPLOADS_PREFIX = "_uploads/"
 BUCKET_PRINCIPAL = "bucket"
 
 
@@ -41,11 +42,6 @@ class Registered:
     version_id: str
     status: str
     created: bool
-
-
-def upload_object_name(document_id: str, key: str, filename: str) -> str:
-    """Where an uploaded file for ``document_id`` is stored in the uploads bucket."""
-    return f"{UPLOADS_PREFIX}{document_id}/{key}/{filename}"
 
 
 def ensure_document(
@@ -71,7 +67,7 @@ def ensure_document(
 
 
 def register_object(
-    database: Database,
+    runtime: Runtime,
     document_id: str,
     obj: ObjectInfo,
     *,
@@ -87,6 +83,7 @@ def register_object(
     Returns:
         The version, or None if the document no longer exists.
     """
+    database = runtime.database
     with database.transaction() as session:
         doc = session.one(
             "SELECT kb_id::text FROM documents WHERE id = CAST(:d AS uuid) FOR UPDATE",
@@ -105,7 +102,7 @@ def register_object(
             )
             if same is not None:
                 registered = Registered(document_id, same[0], same[1], created=False)
-                return _start(registered)
+                return _start(runtime, registered)
         latest = session.one(
             "SELECT id::text, status, checksum FROM document_versions"
             " WHERE document_id = CAST(:d AS uuid) ORDER BY number DESC LIMIT 1",
@@ -118,7 +115,7 @@ def register_object(
             and obj.checksum is not None
             and latest[2] == obj.checksum
         ):
-            return _start(Registered(document_id, latest[0], latest[1], created=False))
+            return _start(runtime, Registered(document_id, latest[0], latest[1], created=False))
         version_id = str(
             session.scalar(
                 "INSERT INTO document_versions (document_id, kb_id, number, checksum,"
@@ -152,22 +149,23 @@ def register_object(
             status="received",
             detail={"size_bytes": obj.size, "object": f"gs://{obj.bucket}/{obj.name}"},
         )
-    return _start(Registered(document_id, version_id, "received", created=True))
+    return _start(runtime, Registered(document_id, version_id, "received", created=True))
 
 
-def _start(registered: Registered) -> Registered:
+def _start(runtime: Runtime, registered: Registered) -> Registered:
     # Publish whenever the version still waits for parsing, not only when it was just
     # created: if an earlier delivery committed the version but failed to publish, the
     # retry must not leave it stuck in `received`. Duplicate parse messages are no-ops.
     if registered.status == "received":
-        get_publisher().publish(
-            get_settings().topic_parse, ParseRequested(version_id=registered.version_id)
+        runtime.publisher.publish(
+            runtime.settings.topic_parse, ParseRequested(version_id=registered.version_id)
         )
     return registered
 
 
-def ingest_finalized(database: Database, obj: ObjectInfo) -> Registered | None:
+def ingest_finalized(runtime: Runtime, obj: ObjectInfo) -> Registered | None:
     """Handle a finalized object in the uploads bucket (a GCS ``object.finalized`` event)."""
+    database = runtime.database
     if obj.name.endswith("/"):
         return None  # a "folder" placeholder object
     if obj.name.startswith(UPLOADS_PREFIX):
@@ -175,29 +173,30 @@ def ingest_finalized(database: Database, obj: ObjectInfo) -> Registered | None:
         if not is_uuid(document_id):
             log.warning("ignoring upload object with no document id: %s", obj.name)
             return None
-        return register_object(database, document_id, obj)
+        return register_object(runtime, document_id, obj)
     kb_ref, _, source_key = obj.name.partition("/")
     if not source_key:
         log.warning("ignoring object outside any knowledge-base folder: %s", obj.name)
         return None
-    kb = find_knowledge_base(database, kb_ref)
+    kb = find_knowledge_base(database, kb_ref, runtime.settings.default_workspace)
     if kb is None:
-        from shared.errors import ApiError
-
         try:
-            kb = create_knowledge_base(database, name=kb_ref, principal=BUCKET_PRINCIPAL)
-        except ApiError as error:
-            if error.status != 409:
-                log.warning("cannot create knowledge base %r for %s: %s", kb_ref, obj.name, error)
-                return None
-            kb = find_knowledge_base(database, kb_ref)
+            kb = create_knowledge_base(
+                database, runtime.settings, name=kb_ref, principal=BUCKET_PRINCIPAL
+            )
+        except ConflictError:
+            # Created meanwhile by a concurrent event for the same folder.
+            kb = find_knowledge_base(database, kb_ref, runtime.settings.default_workspace)
             assert kb is not None
+        except DomainError as error:
+            log.warning("cannot create knowledge base %r for %s: %s", kb_ref, obj.name, error)
+            return None
     filename = source_key.rsplit("/", 1)[-1]
     document_id = ensure_document(database, kb.id, source_key, filename, BUCKET_PRINCIPAL)
-    return register_object(database, document_id, obj)
+    return register_object(runtime, document_id, obj)
 
 
-def ingest_deleted(database: Database, bucket: str, name: str) -> str | None:
+def ingest_deleted(runtime: Runtime, bucket: str, name: str) -> str | None:
     """Handle a deleted object: delete its document unless the object was only replaced.
 
     GCS also reports ``deleted`` for the old generation when an object is overwritten, so
@@ -206,15 +205,13 @@ def ingest_deleted(database: Database, bucket: str, name: str) -> str | None:
     Returns:
         The id of the deleted document, if one was deleted.
     """
-    from shared import storage
-    from shared.documents import delete_document
-
+    database = runtime.database
     if name.startswith(UPLOADS_PREFIX) or "/" not in name:
         return None
-    if storage.stat(bucket, name) is not None:
+    if runtime.objects.stat(bucket, name) is not None:
         return None
     kb_ref, _, source_key = name.partition("/")
-    kb = find_knowledge_base(database, kb_ref)
+    kb = find_knowledge_base(database, kb_ref, runtime.settings.default_workspace)
     if kb is None:
         return None
     row = database.one(
@@ -224,5 +221,5 @@ def ingest_deleted(database: Database, bucket: str, name: str) -> str | None:
     )
     if row is None:
         return None
-    delete_document(database, row[0])
+    delete_document(runtime, row[0])
     return str(row[0])

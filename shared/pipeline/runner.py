@@ -14,19 +14,18 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from shared.config import get_settings
-from shared.db import Database, get_database
 from shared.envelopes import event_time, pubsub_payload
 from shared.errors import PermanentError
 from shared.models import ParseRequested
 from shared.pipeline.steps import fail_and_announce
 from shared.pipeline.versions import record_transient_error
+from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 def run_step(
-    database: Database,
+    runtime: Runtime,
     step: str,
     version_id: str,
     work: Callable[[], object],
@@ -34,12 +33,13 @@ def run_step(
     event_time: dt.datetime | None = None,
 ) -> None:
     """Run ``work`` for ``version_id`` under the pipeline's error contract."""
-    max_age = get_settings().max_event_age_s
+    database = runtime.database
+    max_age = runtime.settings.max_event_age_s
     if event_time is not None:
         age = (dt.datetime.now(dt.UTC) - event_time).total_seconds()
         if age > max_age:
             fail_and_announce(
-                database,
+                runtime,
                 version_id,
                 "event_expired",
                 f"{step}: gave up on an event {int(age)} s old (limit {max_age} s)",
@@ -50,7 +50,7 @@ def run_step(
         work()
     except PermanentError as error:
         log.warning("%s failed permanently: %s", step, error, extra=extra)
-        fail_and_announce(database, version_id, error.code, f"{step}: {error.message}")
+        fail_and_announce(runtime, version_id, error.code, f"{step}: {error.message}")
     except Exception as error:
         log.warning("%s failed, will retry: %s", step, error, extra=extra)
         # Best effort: if the database itself is down, the retry still happens.
@@ -60,9 +60,10 @@ def run_step(
 
 
 def run_pubsub_step(
+    runtime: Runtime,
     cloud_event: Any,
     step: str,
-    work: Callable[[Database, str], object],
+    work: Callable[[Runtime, str], object],
 ) -> None:
     """Unwrap a pipeline message from a Pub/Sub CloudEvent and run ``work`` on its version.
 
@@ -72,11 +73,10 @@ def run_pubsub_step(
     message = pubsub_payload(cloud_event, ParseRequested)
     if message is None:
         return
-    database = get_database()
     run_step(
-        database,
+        runtime,
         step,
         message.version_id,
-        lambda: work(database, message.version_id),
+        lambda: work(runtime, message.version_id),
         event_time=event_time(cloud_event),
     )

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 
-from shared import storage
-from shared.config import get_parse_limits, get_settings
 from shared.db import Database
 from shared.db.connection import Session, copy_id_vectors
 from shared.errors import LimitExceededError, PermanentError
-from shared.events import get_publisher, get_task_queue
 from shared.knowledge_bases import get_knowledge_base
 from shared.models import (
     ChunkRequested,
@@ -25,6 +21,7 @@ from shared.models import (
     IndexRequested,
     ParsedDocument,
 )
+from shared.paths import parsed_object_name
 from shared.pipeline.versions import (
     IN_PROGRESS,
     claim_stage,
@@ -33,25 +30,21 @@ from shared.pipeline.versions import (
     load_version,
     transition,
 )
+from shared.runtime import Runtime
+from shared.storage import ObjectMissingError
 
 log = logging.getLogger(__name__)
 
 
-def parsed_object_name(version_id: str) -> str:
-    """Deterministic path of a version's parsed JSON in the work bucket."""
-    return f"parsed/{version_id}.json"
-
-
-def parse_version(database: Database, version_id: str) -> bool:
+def parse_version(runtime: Runtime, version_id: str) -> bool:
     """Download, parse and store the version's text; publish ``chunk``.
 
     Returns:
         True if the step ran, False if there was nothing to do (gone or past parsing).
     """
-    from shared.parsing import parse_document
-
-    settings = get_settings()
-    limits = get_parse_limits()
+    database = runtime.database
+    settings = runtime.settings
+    limits = runtime.parse_limits
     with database.transaction() as session:
         version = claim_stage(
             session, version_id, "parsing", "received", lease_s=settings.parse_lease_s
@@ -63,18 +56,18 @@ def parse_version(database: Database, version_id: str) -> bool:
             f"file is {version.size_bytes:,} bytes; the limit is {limits.max_bytes:,} bytes"
         )
     try:
-        data = storage.download_bytes(
+        data = runtime.objects.download_bytes(
             version.object_bucket, version.object_name, version.object_generation
         )
-    except storage.ObjectMissingError:
+    except ObjectMissingError:
         if _has_newer_version(database, version.document_id, version.number):
             # Replaced before it was parsed: the newer version carries on instead.
             with database.transaction() as session:
                 transition(session, version_id, "superseded", ("parsing",))
             return False
         raise
-    parsed = parse_document(data, filename=version.filename, limits=limits)
-    storage.write_json(
+    parsed = runtime.parser(data, filename=version.filename, limits=limits)
+    runtime.objects.write_json(
         settings.work_bucket, parsed_object_name(version_id), parsed.model_dump_json()
     )
     with database.transaction() as session:
@@ -97,7 +90,7 @@ def parse_version(database: Database, version_id: str) -> bool:
                 title=parsed.title[:500],
                 d=version.document_id,
             )
-    get_publisher().publish(settings.topic_chunk, ChunkRequested(version_id=version_id))
+    runtime.publisher.publish(settings.topic_chunk, ChunkRequested(version_id=version_id))
     return True
 
 
@@ -135,14 +128,15 @@ def _has_newer_version(database: Database, document_id: str, number: int) -> boo
     )
 
 
-def chunk_version(database: Database, version_id: str) -> bool:
+def chunk_version(runtime: Runtime, version_id: str) -> bool:
     """Split the parsed text into chunks, store them, and enqueue their embed tasks."""
     import json
 
+    database = runtime.database
     from shared.chunking import chunk_document, layout_metadata
     from shared.embeddings import get_embedder
 
-    settings = get_settings()
+    settings = runtime.settings
     with database.transaction() as session:
         version = transition(session, version_id, "chunking", ("parsing", "chunking"))
     if version is None:
@@ -151,7 +145,7 @@ def chunk_version(database: Database, version_id: str) -> bool:
     if kb is None:
         return False
     parsed = ParsedDocument.model_validate_json(
-        storage.read_text(settings.work_bucket, parsed_object_name(version_id))
+        runtime.objects.read_text(settings.work_bucket, parsed_object_name(version_id))
     )
     embedder = get_embedder(kb.embedding_model, kb.embedding_dim)
     max_tokens = min(kb.chunk_tokens, embedder.max_input_tokens)
@@ -221,7 +215,7 @@ def chunk_version(database: Database, version_id: str) -> bool:
     if moved is None:
         return False
     batch = max(1, settings.embed_batch_size)
-    queue = get_task_queue()
+    queue = runtime.tasks
     for first in range(0, len(drafts), batch):
         last = min(first + batch, len(drafts)) - 1
         task = EmbedTask(version_id=version_id, first_ordinal=first, last_ordinal=last)
@@ -263,20 +257,12 @@ def write_vectors(session: Session, ids: list[int], vectors: list[list[float]], 
     )
 
 
-VectorWriter = Callable[[Session, list[int], list[list[float]], int], None]
-
-
-def embed_batch(
-    database: Database, task: EmbedTask, *, write: VectorWriter = write_vectors
-) -> bool:
-    """Embed the task's chunks that have no vector yet; publish ``index`` when none are left.
-
-    ``write`` stores the vectors (the benchmark passes the write path this one replaced,
-    to compare the two through the same step).
-    """
+def embed_batch(runtime: Runtime, task: EmbedTask) -> bool:
+    """Embed the task's chunks that have no vector yet; publish ``index`` when none are left."""
     from shared.embeddings import get_embedder
 
-    settings = get_settings()
+    database = runtime.database
+    settings = runtime.settings
     with database.session() as session:
         version = load_version(session, task.version_id)
     if version is None or version.status not in ("embedding", "indexing"):
@@ -299,7 +285,7 @@ def embed_batch(
         if any(len(vector) != kb.embedding_dim for vector in vectors):
             raise RuntimeError(f"embedder returned vectors not of dimension {kb.embedding_dim}")
         with database.transaction() as session:
-            write(session, [row[0] for row in rows], vectors, kb.embedding_dim)
+            write_vectors(session, [row[0] for row in rows], vectors, kb.embedding_dim)
     with database.transaction() as session:
         if count_unembedded(session, task.version_id) > 0:
             if rows:
@@ -312,13 +298,14 @@ def embed_batch(
         # Every batch that finds nothing left publishes: the last one to commit always
         # sees zero, and a lost publish is retried by the task's own retry.
         transition(session, task.version_id, "indexing", ("embedding", "indexing"))
-    get_publisher().publish(settings.topic_index, IndexRequested(version_id=task.version_id))
+    runtime.publisher.publish(settings.topic_index, IndexRequested(version_id=task.version_id))
     return True
 
 
-def index_version(database: Database, version_id: str) -> bool:
+def index_version(runtime: Runtime, version_id: str) -> bool:
     """Atomically make the version active (if newest), drop superseded chunks, mark ready."""
-    settings = get_settings()
+    database = runtime.database
+    settings = runtime.settings
     superseded: list[tuple[str, str, str]] = []
     with database.transaction() as session:
         version = load_version(session, version_id)
@@ -364,10 +351,10 @@ def index_version(database: Database, version_id: str) -> bool:
             if stale is not None:
                 superseded.append((stale.id, stale.object_bucket, stale.object_name))
     for stale_id, bucket, name in superseded:
-        storage.delete(settings.work_bucket, parsed_object_name(stale_id))
+        runtime.objects.delete(settings.work_bucket, parsed_object_name(stale_id))
         if name.startswith("_uploads/") and name != version.object_name:
-            storage.delete(bucket, name)
-    get_publisher().publish(
+            runtime.objects.delete(bucket, name)
+    runtime.publisher.publish(
         settings.topic_lifecycle,
         DocumentLifecycleEvent(
             document_id=version.document_id,
@@ -379,8 +366,9 @@ def index_version(database: Database, version_id: str) -> bool:
     return True
 
 
-def fail_and_announce(database: Database, version_id: str, code: str, message: str) -> bool:
+def fail_and_announce(runtime: Runtime, version_id: str, code: str, message: str) -> bool:
     """Fail the version (if still in progress) and publish the lifecycle event."""
+    database = runtime.database
     version = fail_version(database, version_id, code, message)
     if version is None:
         return False
@@ -388,8 +376,8 @@ def fail_and_announce(database: Database, version_id: str, code: str, message: s
         "version failed",
         extra={"version_id": version_id, "document_id": version.document_id, "error": message},
     )
-    get_publisher().publish(
-        get_settings().topic_lifecycle,
+    runtime.publisher.publish(
+        runtime.settings.topic_lifecycle,
         DocumentLifecycleEvent(
             document_id=version.document_id,
             version_id=version_id,
@@ -401,8 +389,9 @@ def fail_and_announce(database: Database, version_id: str, code: str, message: s
     return True
 
 
-def dead_letter(database: Database, version_id: str, attempts: int | None = None) -> bool:
+def dead_letter(runtime: Runtime, version_id: str, attempts: int | None = None) -> bool:
     """Fail a version whose message ran out of delivery attempts, with its last error."""
+    database = runtime.database
     with database.session() as session:
         version = load_version(session, version_id)
     if version is None:
@@ -410,7 +399,7 @@ def dead_letter(database: Database, version_id: str, attempts: int | None = None
     reason = version.last_error or "no error was recorded"
     tries = f" after {attempts} attempts" if attempts else ""
     return fail_and_announce(
-        database, version_id, "delivery_failed", f"processing gave up{tries}: {reason}"
+        runtime, version_id, "delivery_failed", f"processing gave up{tries}: {reason}"
     )
 
 
@@ -421,5 +410,4 @@ __all__ = [
     "fail_and_announce",
     "index_version",
     "parse_version",
-    "parsed_object_name",
 ]

@@ -13,12 +13,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from shared.config import get_settings
-from shared.db import Database
-from shared.events import get_publisher, get_task_queue
 from shared.models import ChunkRequested, EmbedTask, IndexRequested, ParseRequested
 from shared.pipeline.steps import fail_and_announce
 from shared.pipeline.versions import IN_PROGRESS, record_event, transition
+from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +34,15 @@ class SweepReport:
 
 
 def sweep_stalled(
-    database: Database,
+    runtime: Runtime,
     *,
     stall_after_s: int | None = None,
     max_sweeps: int | None = None,
     limit: int = 500,
 ) -> SweepReport:
     """Re-drive (or fail) every version with no progress for ``stall_after_s`` seconds."""
-    settings = get_settings()
+    database = runtime.database
+    settings = runtime.settings
     stall_after_s = settings.stall_after_s if stall_after_s is None else stall_after_s
     max_sweeps = settings.max_sweeps if max_sweeps is None else max_sweeps
     with database.transaction() as session:
@@ -75,7 +74,7 @@ def sweep_stalled(
     for version_id, _document_id, _kb_id, status, sweeps in claimed:
         if sweeps > max_sweeps:
             fail_and_announce(
-                database,
+                runtime,
                 version_id,
                 "stalled",
                 f"{status}: no progress after {max_sweeps} re-drives"
@@ -83,7 +82,7 @@ def sweep_stalled(
             )
             report.failed.append(version_id)
         else:
-            redrive(database, version_id, status, sweeps)
+            redrive(runtime, version_id, status, sweeps)
             report.redriven[version_id] = status
     if claimed:
         log.info(
@@ -92,21 +91,22 @@ def sweep_stalled(
     return report
 
 
-def redrive(database: Database, version_id: str, status: str, sweep: int) -> None:
+def redrive(runtime: Runtime, version_id: str, status: str, sweep: int) -> None:
     """Send again whatever the version's current stage is waiting for."""
-    settings = get_settings()
-    publisher = get_publisher()
+    settings = runtime.settings
+    publisher = runtime.publisher
     if status in ("received", "parsing"):
         publisher.publish(settings.topic_parse, ParseRequested(version_id=version_id))
     elif status == "chunking":
         publisher.publish(settings.topic_chunk, ChunkRequested(version_id=version_id))
     elif status == "embedding":
-        _redrive_embedding(database, version_id, sweep)
+        _redrive_embedding(runtime, version_id, sweep)
     elif status == "indexing":
         publisher.publish(settings.topic_index, IndexRequested(version_id=version_id))
 
 
-def _redrive_embedding(database: Database, version_id: str, sweep: int) -> None:
+def _redrive_embedding(runtime: Runtime, version_id: str, sweep: int) -> None:
+    database = runtime.database
     ordinals = [
         row[0]
         for row in database.run(
@@ -119,10 +119,12 @@ def _redrive_embedding(database: Database, version_id: str, sweep: int) -> None:
         # Every vector is written but the index message was lost.
         with database.transaction() as session:
             transition(session, version_id, "indexing", ("embedding",))
-        get_publisher().publish(get_settings().topic_index, IndexRequested(version_id=version_id))
+        runtime.publisher.publish(
+            runtime.settings.topic_index, IndexRequested(version_id=version_id)
+        )
         return
-    batch = max(1, get_settings().embed_batch_size)
-    queue = get_task_queue()
+    batch = max(1, runtime.settings.embed_batch_size)
+    queue = runtime.tasks
     for start in range(0, len(ordinals), batch):
         group = ordinals[start : start + batch]
         first, last = group[0], group[-1]

@@ -17,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.answering.types import Passage
 from shared.db import Database
 from shared.db.connection import Session, vector_literal
-from shared.db.vector_index import distance_sql
 from shared.retrieval.fusion import reciprocal_rank_fusion
 from shared.retrieval.query import named_terms, or_query_terms, wants_latest
+from shared.retrieval.types import Passage
+from shared.store.vector_index import distance_sql
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from shared.answering.generators import (
 )
 from shared.answering.prompt import build_prompt, prompt_tokens
 from shared.answering.types import Exchange, GenerationRequest, Passage
+from shared.api.http import status_of
 from tests.support.openai_server import (
     LLM_API_KEY,
     LLM_MODEL,
@@ -178,7 +179,7 @@ def test_a_persistent_500_raises_a_clear_retryable_error(llm: OpenAIServer) -> N
     with pytest.raises(GenerationError) as caught:
         list(stream)
     error = caught.value
-    assert (error.code, error.retryable, error.http_status) == ("llm_unavailable", True, 503)
+    assert (error.code, error.retryable, status_of(error)) == ("llm_unavailable", True, 503)
     assert "(500)" in error.message and "3 attempts" in error.message
     assert len(llm.requests_to(CHAT)) == 3
 
@@ -202,7 +203,7 @@ def test_client_errors_are_permanent_and_not_retried(
     llm.fail(status, path=CHAT)
     with pytest.raises(GenerationError) as caught:
         list(generator().generate(REQUEST))
-    assert (caught.value.code, caught.value.retryable, caught.value.http_status) == (
+    assert (caught.value.code, caught.value.retryable, status_of(caught.value)) == (
         code,
         False,
         502,

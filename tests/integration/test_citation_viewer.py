@@ -94,15 +94,16 @@ def test_only_chunks_of_the_active_version_are_viewable(
     clean_stack: LocalStack, recorder: Recorder
 ) -> None:
     db = clean_stack.database
+    rt = clean_stack.runtime
     kb = Api(clean_stack).create_kb("versions")
 
     def finish(version_id: str) -> None:
         for task in recorder.tasks_for(version_id):
-            embed_batch(db, task)
-        assert index_version(db, version_id)
+            embed_batch(rt, task)
+        assert index_version(rt, version_id)
 
     document_id, v1 = store_version(clean_stack, kb["id"], TEXT_V1)
-    assert parse_version(db, v1) and chunk_version(db, v1)
+    assert parse_version(rt, v1) and chunk_version(rt, v1)
     first = _chunks(clean_stack, document_id)[0][0]
     assert citation_viewer(db, first) is None, "not viewable before its version is ready"
     finish(v1)
@@ -111,7 +112,7 @@ def test_only_chunks_of_the_active_version_are_viewable(
 
     # A new version's chunks exist before it is indexed, but readers still see v1.
     _, v2 = store_version(clean_stack, kb["id"], TEXT_V2)
-    assert parse_version(db, v2) and chunk_version(db, v2)
+    assert parse_version(rt, v2) and chunk_version(rt, v2)
     second = next(row[0] for row in _chunks(clean_stack, document_id) if row[1] == v2)
     assert citation_viewer(db, second) is None
     assert citation_viewer(db, first) == view

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_hnsw_and_full_text_indexes_exist(stack: LocalStack) -> None:
 def test_function_users_get_table_privileges_through_the_app_role(stack: LocalStack) -> None:
     from shared.db.connection import Database, url_connection_factory
     from shared.db.migrate import grant_app_role
-    from shared.db.vector_index import ensure_vector_index, index_name
+    from shared.store.vector_index import ensure_vector_index, index_name
 
     admin = stack.database
     admin.run("DROP ROLE IF EXISTS fn_probe")
@@ -68,7 +69,19 @@ def test_function_users_get_table_privileges_through_the_app_role(stack: LocalSt
         assert grant_app_role(admin, ["fn_probe"]) == ["fn_probe"], "granting is idempotent"
 
         function_db.close()
-        assert function_db.scalar("SELECT count(*) FROM document_events") >= 0
+        # The function user reads what the owner wrote (a row only this test writes).
+        marker = str(uuid.uuid4())
+        admin.run(
+            "INSERT INTO document_events (document_id, kb_id, status)"
+            " VALUES (CAST(:m AS uuid), CAST(:m AS uuid), 'probe')",
+            m=marker,
+        )
+        assert (
+            function_db.scalar(
+                "SELECT count(*) FROM document_events WHERE kb_id = CAST(:m AS uuid)", m=marker
+            )
+            == 1
+        )
         with function_db.transaction() as session:
             session.run("INSERT INTO workspaces (name) VALUES ('probe-ws') ON CONFLICT DO NOTHING")
             session.run("DELETE FROM workspaces WHERE name = 'probe-ws'")
@@ -81,5 +94,6 @@ def test_function_users_get_table_privileges_through_the_app_role(stack: LocalSt
             grant_app_role(admin, ["nobody_here"])
     finally:
         function_db.close()
+        admin.run("DELETE FROM document_events WHERE status = 'probe'")
         admin.run("DROP OWNED BY fn_probe")
         admin.run("DROP ROLE IF EXISTS fn_probe")

@@ -25,27 +25,27 @@ def last_error(stack: LocalStack, version_id: str) -> str | None:
 
 def _embed_all(stack: LocalStack, recorder: Recorder, version_id: str) -> None:
     for task in recorder.tasks_for(version_id):
-        embed_batch(stack.database, task)
+        embed_batch(stack.runtime, task)
 
 
 def test_an_older_version_finishing_last_never_replaces_the_newer(
     clean_stack: LocalStack, recorder: Recorder
 ) -> None:
-    db = clean_stack.database
+    rt = clean_stack.runtime
     kb = Api(clean_stack).create_kb("race")
     document_id, v1 = store_version(clean_stack, kb["id"], TEXT_V1)
     _, v2 = store_version(clean_stack, kb["id"], TEXT_V2)
 
     # v1 gets as far as embedding, then v2 overtakes it completely.
-    assert parse_version(db, v1) and chunk_version(db, v1)
+    assert parse_version(rt, v1) and chunk_version(rt, v1)
     for version in (v2,):
-        assert parse_version(db, version) and chunk_version(db, version)
+        assert parse_version(rt, version) and chunk_version(rt, version)
         _embed_all(clean_stack, recorder, version)
-        assert index_version(db, version)
+        assert index_version(rt, version)
     assert version_status(clean_stack, v2) == "ready"
 
     _embed_all(clean_stack, recorder, v1)
-    index_version(db, v1)
+    index_version(rt, v1)
 
     assert version_status(clean_stack, v1) == "superseded"
     assert {row[0] for row in all_chunks(clean_stack, document_id)} == {v2}
@@ -59,13 +59,14 @@ def test_redelivered_and_premature_messages_change_nothing(
 
     monkeypatch.setattr(get_settings(), "embed_batch_size", 2)
     db = clean_stack.database
+    rt = clean_stack.runtime
     kb = Api(clean_stack).create_kb("redelivery")
     document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
 
-    assert parse_version(db, version)
-    assert not parse_version(db, version), "a duplicate within the parse lease is dropped"
+    assert parse_version(rt, version)
+    assert not parse_version(rt, version), "a duplicate within the parse lease is dropped"
     record_transient_error(db, version, "parse", ConnectionError("storage timed out"))
-    assert parse_version(db, version), "a retry of an attempt that failed redoes the step"
+    assert parse_version(rt, version), "a retry of an attempt that failed redoes the step"
     assert last_error(clean_stack, version) is None, "the new attempt owns the error column"
     lease = get_settings().parse_lease_s
     with clean_stack.database.transaction() as session:
@@ -75,27 +76,27 @@ def test_redelivered_and_premature_messages_change_nothing(
             s=lease + 1,
             v=version,
         )
-    assert parse_version(db, version), "an attempt silent past the lease is taken over"
-    assert chunk_version(db, version)
-    assert not parse_version(db, version), "parse after chunking is a no-op"
+    assert parse_version(rt, version), "an attempt silent past the lease is taken over"
+    assert chunk_version(rt, version)
+    assert not parse_version(rt, version), "parse after chunking is a no-op"
     tasks = recorder.tasks_for(version)
     assert len(tasks) >= 2
-    assert not chunk_version(db, version), "chunk after chunking is a no-op"
+    assert not chunk_version(rt, version), "chunk after chunking is a no-op"
     assert len(recorder.tasks_for(version)) == len(tasks), "no new task names"
 
-    embed_batch(db, tasks[0])
-    assert not index_version(db, version), "index before every chunk is embedded waits"
+    embed_batch(rt, tasks[0])
+    assert not index_version(rt, version), "index before every chunk is embedded waits"
     assert version_status(clean_stack, version) == "embedding"
     for task in tasks:
-        embed_batch(db, task)
-        embed_batch(db, task)
+        embed_batch(rt, task)
+        embed_batch(rt, task)
     index_messages = [m for topic, m in recorder.messages if topic.endswith("index")]
     assert index_messages, "the last batch publishes index"
-    assert index_version(db, version)
+    assert index_version(rt, version)
     chunks = visible_chunks(clean_stack, document_id)
 
-    assert not index_version(db, version), "index twice is a no-op"
-    assert not embed_batch(db, tasks[0]), "embed after ready is a no-op"
+    assert not index_version(rt, version), "index twice is a no-op"
+    assert not embed_batch(rt, tasks[0]), "embed after ready is a no-op"
     assert visible_chunks(clean_stack, document_id) == chunks
     assert version_status(clean_stack, version) == "ready"
     assert len(all_chunks(clean_stack, document_id)) == len(chunks)
@@ -107,16 +108,17 @@ def test_messages_for_a_deleted_document_are_acknowledged(
     from shared.documents import delete_document
 
     db = clean_stack.database
+    rt = clean_stack.runtime
     kb = Api(clean_stack).create_kb("gone")
     document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
-    assert parse_version(db, version) and chunk_version(db, version)
+    assert parse_version(rt, version) and chunk_version(rt, version)
     tasks = recorder.tasks_for(version)
-    assert delete_document(db, document_id)
+    assert delete_document(rt, document_id)
 
-    assert not parse_version(db, version)
-    assert not chunk_version(db, version)
-    assert not embed_batch(db, tasks[0])
-    assert not index_version(db, version)
+    assert not parse_version(rt, version)
+    assert not chunk_version(rt, version)
+    assert not embed_batch(rt, tasks[0])
+    assert not index_version(rt, version)
     assert db.scalar("SELECT count(*) FROM chunks") == 0
 
 
@@ -124,6 +126,7 @@ def test_a_version_whose_object_was_replaced_before_parsing_is_superseded(
     clean_stack: LocalStack, recorder: Recorder
 ) -> None:
     db = clean_stack.database
+    rt = clean_stack.runtime
     kb = Api(clean_stack).create_kb("replaced")
     document_id, v1 = store_version(clean_stack, kb["id"], TEXT_V1)
     _, v2 = store_version(clean_stack, kb["id"], TEXT_V2)
@@ -132,10 +135,10 @@ def test_a_version_whose_object_was_replaced_before_parsing_is_superseded(
     )
     clean_stack.objects.delete(clean_stack.settings.upload_bucket, v1_object)
 
-    assert not parse_version(db, v1)
+    assert not parse_version(rt, v1)
     assert version_status(clean_stack, v1) == "superseded"
-    assert parse_version(db, v2) and chunk_version(db, v2)
+    assert parse_version(rt, v2) and chunk_version(rt, v2)
     _embed_all(clean_stack, recorder, v2)
-    assert index_version(db, v2)
+    assert index_version(rt, v2)
     assert version_status(clean_stack, v2) == "ready"
     assert {row[0] for row in all_chunks(clean_stack, document_id)} == {v2}

@@ -24,11 +24,12 @@ def test_a_version_whose_message_was_lost_is_redriven_to_ready(
     clean_stack: LocalStack, recorder: Recorder, stage: str
 ) -> None:
     db = clean_stack.database
+    rt = clean_stack.runtime
     kb = Api(clean_stack).create_kb("lost")
     document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
     # Drive the version to `stage` while every message it sends is lost (recorded only).
     if stage != "received":
-        parse_version(db, version)
+        parse_version(rt, version)
         db.run(
             "UPDATE document_versions SET status = 'chunking' WHERE id = CAST(:v AS uuid)",
             v=version,
@@ -38,10 +39,10 @@ def test_a_version_whose_message_was_lost_is_redriven_to_ready(
             "UPDATE document_versions SET status = 'parsing' WHERE id = CAST(:v AS uuid)",
             v=version,
         )
-        chunk_version(db, version)
+        chunk_version(rt, version)
     if stage == "indexing":
         for task in recorder.tasks_for(version):
-            embed_batch(db, task)
+            embed_batch(rt, task)
     assert (
         db.scalar("SELECT status FROM document_versions WHERE id = CAST(:v AS uuid)", v=version)
         == stage

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from scripts.localstack.stack import LocalStack
 from shared.db.migrate import MIGRATIONS_DIR
-from shared.db.vector_index import (
+from shared.store.vector_index import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
     distance_sql,

@@ -15,9 +15,9 @@ import pytest
 
 from scripts.localstack.stack import LocalStack
 from shared.db.connection import Database, copy_id_vectors, url_connection_factory
-from shared.db.vector_index import distance_sql, index_name
 from shared.embeddings import get_embedder
 from shared.pipeline.steps import chunk_version, embed_batch, index_version, parse_version
+from shared.store.vector_index import distance_sql, index_name
 from tests.support.api import Api
 from tests.support.db import dbapi_factory
 from tests.support.pipeline import Recorder, store_version
@@ -73,20 +73,21 @@ def test_embed_tasks_store_exactly_the_embedders_vectors(
     # Small batches: several tasks in a row reuse one pooled connection's staging table.
     monkeypatch.setattr(get_settings(), "embed_batch_size", 3)
     db = clean_stack.database
+    rt = clean_stack.runtime
     kb = Api(clean_stack).create_kb("exact", chunk_tokens=40, chunk_overlap=0)
     text = "# Notes\n\n" + "\n\n".join(
         f"Paragraph {n} is about tide tables, lighthouses and the weather at dawn."
         for n in range(20)
     )
     _, version = store_version(clean_stack, kb["id"], text)
-    assert parse_version(db, version) and chunk_version(db, version)
+    assert parse_version(rt, version) and chunk_version(rt, version)
     tasks = recorder.tasks_for(version)
     assert len(tasks) >= 3
     for task in tasks:
-        assert embed_batch(db, task)
+        assert embed_batch(rt, task)
     # A redelivered task finds nothing left to write and changes nothing.
-    assert embed_batch(db, tasks[0])
-    assert index_version(db, version)
+    assert embed_batch(rt, tasks[0])
+    assert index_version(rt, version)
 
     rows = db.run(
         "SELECT text, CAST(embedding AS real[]), embedding_dim FROM chunks"

@@ -63,7 +63,7 @@ def store_version(stack: LocalStack, kb_id: str, text: str) -> tuple[str, str]:
         f"_uploads/{document_id}/{abs(hash(text))}/report.md",
         text.encode(),
     )
-    registered = register_object(stack.database, document_id, info)
+    registered = register_object(stack.runtime, document_id, info)
     assert registered is not None
     return document_id, registered.version_id
 

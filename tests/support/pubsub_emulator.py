@@ -44,12 +44,18 @@ class PubSubEmulator:
 
 
 def skip_unless_gcloud() -> str:
-    """Return the ``gcloud`` executable, or skip the calling test if it is missing."""
+    """Return the ``gcloud`` executable, or skip the calling test if it is missing.
+
+    Under CI (``CI`` set) a missing tool fails the test instead: CI machines have the
+    Cloud SDK and Java, and a skip there would hide that these tests stopped running.
+    """
+    missing = pytest.fail if os.environ.get("CI") else pytest.skip
     gcloud = shutil.which("gcloud")
     if gcloud is None:
-        pytest.skip("gcloud is not on PATH: the Pub/Sub emulator tests need the Cloud SDK")
+        missing("gcloud is not on PATH: the Pub/Sub emulator tests need the Cloud SDK")
     if shutil.which("java") is None:
-        pytest.skip("java is not on PATH: the Pub/Sub emulator needs a Java runtime")
+        missing("java is not on PATH: the Pub/Sub emulator needs a Java runtime")
+    assert gcloud is not None
     return gcloud
 
 

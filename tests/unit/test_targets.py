@@ -9,6 +9,7 @@ from pathlib import Path
 
 import functions_framework
 import pytest
+from functions_framework import _function_registry
 
 import main
 
@@ -28,10 +29,29 @@ HEAVY = (
 ALLOWED_AT_LOAD: dict[str, set[str]] = {target: set() for target in main.TARGETS}
 
 
+# How each target is triggered: HTTP (requests, Cloud Tasks, Cloud Scheduler) or
+# CloudEvents (Eventarc for GCS, Pub/Sub push). Terraform deploys them the same way.
+HTTP_TARGETS = {"upload", "manage", "answer", "embed", "sweep"}
+EVENT_TARGETS = {"ingest", "parse", "chunk", "index", "dead_letter"}
+
+
+def test_every_target_has_a_trigger_kind() -> None:
+    assert set(main.TARGETS) == HTTP_TARGETS | EVENT_TARGETS
+
+
 @pytest.mark.parametrize("target", sorted(main.TARGETS))
 def test_each_target_is_served_by_functions_framework(target: str) -> None:
     app = functions_framework.create_app(target, str(ROOT / "main.py"))
-    assert app is not None
+    # The target registered itself with the decorator of its trigger kind, and the app
+    # serves it at the root path functions-framework routes every request to.
+    expected = "http" if target in HTTP_TARGETS else "cloudevent"
+    assert _function_registry.REGISTRY_MAP.get(target) == expected
+    assert any(rule.rule == "/" for rule in app.url_map.iter_rules())
+    if target in EVENT_TARGETS:
+        # Not a CloudEvent (no ce-* headers, not a push body): the framework refuses it
+        # before the handler runs, so nothing of Ragline's is touched.
+        response = app.test_client().post("/", data="not an event")
+        assert response.status_code in (400, 415)
 
 
 def _loaded_modules(target: str) -> set[str]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 
-from shared.db.connection import Session
+from shared.db import Session
 
 log = logging.getLogger(__name__)
 
