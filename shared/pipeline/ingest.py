@@ -4,13 +4,8 @@ Both the bucket's finalize events and the upload function land here, through
 :func:`register_object`, which is idempotent per object generation and dedupes by
 checksum against the document's latest version.
 
-Bucket layout (the uploads bucket):
-- ``<kb>/<path...>``: dropped by operators; ``<kb>`` is a knowledge-base name (created
-  on first use) or id, and ``<path>`` identifies the document inside it.
-- ``_uploads/<document_id>/<key>/<filename>``: written by the upload function
-  (multipart; ``key`` from the content's MD5) or by a client through a signed URL
-  (``key`` random); the document already exists. A distinct name per upload means a new
-  upload never overwrites the object a version still in flight is reading.
+The uploads bucket's layout (operators' folders, the upload function's objects) is
+described and built in :mod:`shared.paths`.
 """
 
 from __future__ import annotations
