@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     Defaults suit the local stack; production values come from Terraform.
     """
 
-    model_config = SettingsConfigDict(env_prefix="RAGLINE_", env_file=".env", extra="ignore")
+    # populate_by_name: fields read through an alias (OPENAI_*) can still be given by
+    # name, e.g. ``settings.model_copy(update=...)`` or ``Settings(openai_model=...)``.
+    model_config = SettingsConfigDict(
+        env_prefix="RAGLINE_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     project: str = Field("ragline-local", description="Google Cloud project id")
     region: str = "us-central1"
@@ -98,8 +102,21 @@ class Settings(BaseSettings):
     default_principal: str = "local-user"
     default_workspace: str = "default"
 
-    # Answering. The OPENAI_* variables (key, model, base URL) are read without the
-    # RAGLINE_ prefix by shared.answering.generators, as the openai client does.
+    # OpenAI: read without the RAGLINE_ prefix, as the openai client reads them (and as
+    # Terraform sets the key from Secret Manager). No key: the offline extractive answerer.
+    openai_api_key: str = Field(
+        "", validation_alias="OPENAI_API_KEY", description="OpenAI API key (empty: offline)"
+    )
+    openai_model: str = Field(
+        "", validation_alias="OPENAI_MODEL", description="chat model (empty: gpt-4o-mini)"
+    )
+    openai_base_url: str = Field(
+        "",
+        validation_alias="OPENAI_BASE_URL",
+        description="an OpenAI-compatible server's URL (empty: api.openai.com)",
+    )
+
+    # Answering.
     answer_context_tokens: int = Field(
         6000, description="estimated tokens of the whole prompt: instructions, history, sources"
     )
@@ -123,10 +140,15 @@ class Settings(BaseSettings):
     answer_max_question_chars: int = Field(4000, description="longest question accepted")
 
 
+def read_settings() -> Settings:
+    """Read the settings from the environment now (tests that change it read again)."""
+    return Settings()  # type: ignore[call-arg]
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Return the settings of this instance, read from the environment once."""
-    return Settings()  # type: ignore[call-arg]
+    return read_settings()
 
 
 @lru_cache(maxsize=1)

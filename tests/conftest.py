@@ -74,14 +74,28 @@ def corpus() -> Path:
 
 
 @pytest.fixture
-def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
-    """A local OpenAI-compatible server that ``OPENAI_*`` point at while the test runs."""
+def llm(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[OpenAIServer]:
+    """A local OpenAI-compatible server that ``OPENAI_*`` point at while the test runs.
+
+    Settings read from now on see it (``Settings()``); so does the stack's runtime, whose
+    settings were read when it started, when the test uses the stack.
+    """
     from shared.answering.generators import clear_generator_cache
 
     with OpenAIServer(api_key=LLM_API_KEY) as server:
         monkeypatch.setenv("OPENAI_API_KEY", LLM_API_KEY)
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_MODEL", LLM_MODEL)
+        if "stack" in request.fixturenames:
+            runtime = request.getfixturevalue("stack").runtime
+            configured = runtime.settings.model_copy(
+                update={
+                    "openai_api_key": LLM_API_KEY,
+                    "openai_base_url": server.base_url,
+                    "openai_model": LLM_MODEL,
+                }
+            )
+            monkeypatch.setattr(runtime, "settings", configured)
         clear_generator_cache()
         yield server
         clear_generator_cache()

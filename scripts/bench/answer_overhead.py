@@ -439,10 +439,11 @@ class Probe:
         """Wrap the functions one answer goes through."""
         import pg8000.core
 
-        from shared.answering import citations, generators, history, rewrite, service
+        from shared.answering import citations, generators, rewrite, service
         from shared.api import answer as answer_api
         from shared.embeddings.hashing import HashingEmbedder
         from shared.retrieval import search
+        from shared.store import history
 
         self.wrap(answer_api, "require_kb", "resolve_kb")
         self.wrap(history, "session_exists", "history_read")
@@ -562,12 +563,12 @@ def run_in_process(
 
     use_generator("llm", base_url)
     chosen: dict[str, Generator] = {
-        "llm": generators.OpenAIGenerator(),
+        "llm": generators.OpenAIGenerator(stack.runtime.settings),
         "extractive": generators.ExtractiveGenerator(),
     }
     current = ["llm"]
     original = generators.get_generator
-    generators.get_generator = lambda: chosen[current[0]]
+    generators.get_generator = lambda settings: chosen[current[0]]
     client = Client(stack.app)
     probe = Probe().install()
     kinds = list(chosen)

@@ -51,8 +51,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,27 +319,6 @@ class Runs:
         self.rankings.setdefault(mode, {})[query_id] = ranking
 
 
-@contextmanager
-def captured_arms() -> Iterator[list[tuple[list[int], list[int], list[tuple[Any, ...]]]]]:
-    """Record what ``_search_model`` returns (the vector and full-text rankings that
-    ``retrieve()`` fuses) while the context is open."""
-    from shared.retrieval import search
-
-    calls: list[tuple[list[int], list[int], list[tuple[Any, ...]]]] = []
-    original = search._search_model
-
-    def recording(*args: Any, **kwargs: Any) -> tuple[list[int], list[int], list[tuple[Any, ...]]]:
-        result = original(*args, **kwargs)
-        calls.append(result)
-        return result
-
-    search._search_model = recording
-    try:
-        yield calls
-    finally:
-        search._search_model = original
-
-
 def run_queries(stack: Any, data: SciFact, kb: Ingested) -> Runs:
     """Ask every claim through retrieve(); rank documents by best chunk.
 
@@ -367,26 +345,22 @@ def run_queries(stack: Any, data: SciFact, kb: Ingested) -> Runs:
     for number, (query_id, request) in enumerate(requests.items(), start=1):
         if number % 50 == 0:
             log.info("queried %d/%d (routing off)", number, len(requests))
-        with captured_arms() as calls:
-            started = time.perf_counter()
-            hybrid = retrieve(database, request)
-            runs.latency_ms.setdefault("retrieve", []).append(
-                (time.perf_counter() - started) * 1000
-            )
+        started = time.perf_counter()
+        hybrid = retrieve(database, request)
+        runs.latency_ms.setdefault("retrieve", []).append((time.perf_counter() - started) * 1000)
         assert hybrid.routed_to is None, "routing is off for this knowledge base"
-        ((vector_ranking, text_ranking, found),) = calls
-        document_of = {row[0]: row[1] for row in found}
-        runs.add("dense", query_id, documents([document_of[c] for c in vector_ranking]))
-        runs.add("fts", query_id, documents([document_of[c] for c in text_ranking]))
+        # The rankings retrieve() fused: one embedding model, so one pair of arms.
+        (arm,) = hybrid.arms
+        document_of = {candidate.id: candidate.document_id for candidate in arm.rows}
+        runs.add("dense", query_id, documents([document_of[c] for c in arm.vector]))
+        runs.add("fts", query_id, documents([document_of[c] for c in arm.text]))
         runs.add("hybrid", query_id, documents([p.document_id for p in hybrid.passages]))
 
         # The vector arm at the depth an API caller gets by default (40 candidates).
         shallow = RetrievalRequest(**{**request.__dict__, "top_k": API_DEPTH})
-        with captured_arms() as calls:
-            retrieve(database, shallow)
-        ((vector_ranking, _, found),) = calls
-        document_of = {row[0]: row[1] for row in found}
-        runs.add("dense_api_depth", query_id, documents([document_of[c] for c in vector_ranking]))
+        (arm,) = retrieve(database, shallow).arms
+        document_of = {candidate.id: candidate.document_id for candidate in arm.rows}
+        runs.add("dense_api_depth", query_id, documents([document_of[c] for c in arm.vector]))
 
     update_knowledge_base(database, kb.kb_id, routing="names")
     try:

@@ -838,56 +838,31 @@ def vector_arm(
     strategy: str | None = None,
     ef_search: int | None = None,
 ) -> list[int]:
-    """The product's vector query alone, issued as ``shared.retrieval.search`` issues it.
+    """The product's vector query alone: the vector arm of the hybrid statement.
 
-    The same scope predicates, choice between the HNSW index and an exact scan (by the
-    scope's size, ``_small_scope``), LIMIT and per-transaction settings (iterative
-    scan, ef_search, max_scan_tuples, enable_sort) as the vector arm of
-    ``_search_model``; rows re-sorted by distance as the product does. Returns chunk
-    ids, best first.
+    Built by the product's own functions: the compiled scope (``model_scope``), the plan
+    the product would choose (``search_plan``: exact or HNSW by the scope's size, LIMIT,
+    ef_search) and ``vector_search`` (the same SQL and transaction settings). A
+    ``strategy`` ("exact" or "hnsw") or ``ef_search`` overrides the plan's choice.
+    Returns chunk ids, best first.
     """
+    from dataclasses import replace
+
     from shared.db.connection import vector_literal
     from shared.retrieval import search
-    from shared.store.vector_index import distance_sql
+    from shared.store import search as store_search
 
-    dim = DIMENSION
-    limit = max(top_k * search.CANDIDATE_FACTOR, search.MIN_CANDIDATES)
-    model = search._Model(name=MODEL, dimension=dim, kb_ids=(store.kb_id,))
-    request = _request(store, "", scope)
-    exact = (
-        search._small_scope(store.database, model, request, scope.document_ids)
-        if strategy is None
-        else strategy == "exact"
+    model = store_search.ModelInScope(name=MODEL, dimension=DIMENSION, kb_ids=[store.kb_id])
+    compiled = search.model_scope(_request(store, "", scope), model, scope.document_ids)
+    plan = search.search_plan(store.database, compiled, top_k)
+    if strategy is not None:
+        plan = replace(plan, exact=strategy == "exact")
+    if ef_search is not None:
+        plan = replace(plan, ef_search=ef_search)
+    hits = store_search.vector_search(
+        store.database, compiled, vector_literal(query_vector), DIMENSION, plan
     )
-    where = search.scope_sql(scope.document_ids, scope.metadata)
-    params = search._filter_params(scope.document_ids, scope.metadata)
-    ranked = (
-        f"cosine_distance(c.embedding::vector({dim}), CAST(:q AS vector({dim})))"
-        if exact
-        else distance_sql(dim)
-    )
-    sql = (
-        f"WITH vec AS MATERIALIZED (SELECT c.id, c.embedding::vector({dim}) <=>"
-        f" CAST(:q AS vector({dim})) AS distance FROM chunks c {where}"
-        f" AND c.embedding_dim = {dim} ORDER BY {ranked} LIMIT :n) SELECT id, distance FROM vec"
-    )
-    ef = ef_search or min(max(limit, search.EF_SEARCH_MIN), 1000)
-    with store.database.transaction() as session:
-        session.run(
-            "SET LOCAL hnsw.iterative_scan = relaxed_order;"
-            f" SET LOCAL hnsw.ef_search = {ef};"
-            f" SET LOCAL hnsw.max_scan_tuples = {search.MAX_SCAN_TUPLES};"
-            f" SET LOCAL enable_sort = {'on' if exact else 'off'}"
-        )
-        found = session.run(
-            sql,
-            q=vector_literal(query_vector),
-            n=limit,
-            kbs=[store.kb_id],
-            ws=WORKSPACE,
-            **params,
-        )
-    return [int(row[0]) for row in sorted(found, key=lambda row: (row[1], row[0]))]
+    return [hit.id for hit in hits]
 
 
 def scopes_for(view: TableView, store: Store, queries: int, seed: int) -> list[list[Scope]]:
@@ -929,25 +904,14 @@ def scopes_for(view: TableView, store: Store, queries: int, seed: int) -> list[l
 
 def explain(store: Store, corpus: Corpus, scope: Scope) -> str:
     """The plan of the product's hybrid statement for one query under ``scope`` (EXPLAIN)."""
-    from shared.db.connection import Session
     from shared.retrieval import search
+    from shared.store import search as store_search
 
-    captured: list[str] = []
-    original = Session.run
-
-    def capture(self: Session, sql: str, stream: Any = None, **params: Any) -> list[Any]:
-        if sql.startswith("WITH vec AS MATERIALIZED"):
-            rows = original(self, "EXPLAIN (ANALYZE, BUFFERS OFF) " + sql, stream, **params)
-            plan = "\n".join(str(row[0]) for row in rows)
-            captured.append(re.sub(r"'\[[-0-9.e,]+\]'", "'[query vector]'", plan))
-        return original(self, sql, stream, **params)
-
-    Session.run = capture  # type: ignore[method-assign]
-    try:
-        search.retrieve(store.database, _request(store, corpus.queries[0], scope))
-    finally:
-        Session.run = original  # type: ignore[method-assign]
-    return captured[0] if captured else ""
+    model = store_search.ModelInScope(name=MODEL, dimension=DIMENSION, kb_ids=[store.kb_id])
+    request = _request(store, corpus.queries[0], scope)
+    query = search.hybrid_query(store.database, request, model, scope.document_ids)
+    plan = store_search.explain_hybrid_search(store.database, query)
+    return re.sub(r"'\[[-0-9.e,]+\]'", "'[query vector]'", plan)
 
 
 def plan_summary(plan: str) -> str:
@@ -1077,94 +1041,23 @@ def product_agreement(
 ) -> float:
     """Share of (query, filter) pairs whose replica top 10 is the product's own ranking.
 
-    ``_search_model`` runs both arms in one statement; its vector ranking must be what
+    ``search_model`` runs both arms in one statement; its vector ranking must be what
     :func:`vector_arm` returns, or the replica measures something else.
     """
     from shared.retrieval import search
+    from shared.store.search import ModelInScope
 
     scopes = scopes_for(view, store, len(queries), seed=7)
-    model = search._Model(name=MODEL, dimension=DIMENSION, kb_ids=(store.kb_id,))
+    model = ModelInScope(name=MODEL, dimension=DIMENSION, kb_ids=[store.kb_id])
     same = checked = 0
     for number, query in enumerate(queries):
         for scope in scopes[number]:
             request = _request(store, corpus.queries[query], scope)
-            ranking, _, _ = search._search_model(store.database, request, model, scope.document_ids)
+            ranking = search.search_model(store.database, request, model, scope.document_ids).vector
             replica = vector_arm(store, corpus.query_vectors[query].tolist(), scope)
             same += ranking[:TOP_K] == replica[:TOP_K]
             checked += 1
     return same / checked if checked else float("nan")
-
-
-def legacy_vector_arm(store: Store, query_vector: Sequence[float], scope: Scope) -> list[int]:
-    """The vector query as the product issued it before the planner fix, for comparison.
-
-    Visibility as a join on the active version, the workspace checked per row, and the
-    planner left to choose between the HNSW index and an exact scan (ordering by the
-    current index's expression, so that it still can).
-    """
-    from shared.db.connection import vector_literal
-    from shared.retrieval import search
-    from shared.store.vector_index import distance_sql
-
-    dim = DIMENSION
-    where = (
-        " JOIN documents d ON d.id = c.document_id AND d.active_version_id = c.version_id"
-        " WHERE c.kb_id = ANY(CAST(:kbs AS uuid[]))"
-        " AND c.kb_id IN (SELECT k.id FROM knowledge_bases k JOIN workspaces w"
-        " ON w.id = k.workspace_id WHERE w.name = :ws)"
-    )
-    params: dict[str, Any] = {}
-    if scope.document_ids is not None:
-        where += (
-            " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
-            " WHERE f.id = ANY(CAST(:docs AS uuid[])))"
-        )
-        params["docs"] = scope.document_ids
-    if scope.metadata:
-        where += (
-            " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
-            " WHERE f.kb_id = ANY(CAST(:kbs AS uuid[])) AND f.metadata @> CAST(:meta AS jsonb))"
-        )
-        params["meta"] = json.dumps(scope.metadata)
-    distance = distance_sql(dim)
-    sql = (
-        f"WITH vec AS MATERIALIZED (SELECT c.id, {distance} AS distance FROM chunks c {where}"
-        f" AND c.embedding_dim = {dim} ORDER BY {distance} LIMIT 40) SELECT id, distance FROM vec"
-    )
-    with store.database.transaction() as session:
-        session.run(
-            "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = 40;"
-            f" SET LOCAL hnsw.max_scan_tuples = {search.MAX_SCAN_TUPLES}"
-        )
-        found = session.run(
-            sql, q=vector_literal(query_vector), kbs=[store.kb_id], ws=WORKSPACE, **params
-        )
-    return [int(row[0]) for row in sorted(found, key=lambda row: (row[1], row[0]))]
-
-
-def measure_legacy(
-    store: Store, corpus: Corpus, view: TableView, queries: Sequence[int]
-) -> dict[str, dict[str, float]]:
-    """p50/p95 and recall@10 of :func:`legacy_vector_arm` per filter (one timed pass)."""
-    scopes = scopes_for(view, store, len(queries), seed=7)
-    results: dict[str, dict[str, float]] = {}
-    for index, name in enumerate(("unfiltered", "10pct", "1pct")):
-        timings, recalls = [], []
-        for number, query in enumerate(queries):
-            scope = scopes[number][index]
-            vector = corpus.query_vectors[query]
-            legacy_vector_arm(store, vector.tolist(), scope)  # warm
-            started = time.perf_counter()
-            found = legacy_vector_arm(store, vector.tolist(), scope)
-            timings.append((time.perf_counter() - started) * 1000)
-            exact, ties = exact_neighbours(view, scope.rows, vector, TOP_K)
-            recalls.append(recall_at_k(found, exact, TOP_K, ties=ties))
-        results[name] = {
-            "p50_ms": percentile(timings, 50),
-            "p95_ms": percentile(timings, 95),
-            "recall_at_10": sum(recalls) / len(recalls) if recalls else float("nan"),
-        }
-    return results
 
 
 EF_SEARCH_SWEEP = (40, 100, 200)
@@ -1201,7 +1094,6 @@ def ef_sweep(
 
 
 CROSSOVER_DOCUMENTS = (1, 2, 4, 8, 16)  # documents in a filter, 1% of the chunks each
-LEGACY_QUERIES = 40  # the statement before the planner fix is slow: fewer queries
 
 
 def crossover(
@@ -1639,7 +1531,6 @@ def run(
             plans={s.name: explain(store, corpus, s) for s in scopes},
             agreement=product_agreement(store, corpus, view, queries[:30]),
             crossover=crossover(store, corpus, view, queries[:40]),
-            legacy=measure_legacy(store, corpus, view, queries[:LEGACY_QUERIES]),
             ef=ef_sweep(store, corpus, view, queries),
             settings=server_settings(store),
         )
@@ -1897,9 +1788,6 @@ def write_retrieval(retrieval: dict[str, Any], embed_ms: float, context: dict[st
     for key, values in summary.items():
         for name, value in values.items():
             metrics[f"{key}_{name}"] = value
-    for scope, values in retrieval["legacy"].items():
-        for name, value in values.items():
-            metrics[f"before_fix_vector_{scope}_{name}"] = value
     names = {"vector": "vector query", "retrieve": "`retrieve()` (hybrid)"}
     shares = retrieval["shares"]
     rows = []
@@ -1916,13 +1804,6 @@ def write_retrieval(retrieval: dict[str, Any], embed_ms: float, context: dict[st
                 f" {_fmt(s['p95_ms'], 2)} | {recall} | {s['results_min']:.0f} /"
                 f" {s['results_median']:.0f} |"
             )
-    legacy: dict[str, dict[str, float]] = retrieval["legacy"]
-    for scope in ("unfiltered", "10pct", "1pct"):
-        s = legacy[scope]
-        rows.append(
-            f"| vector query before the fix | {scope} ({shares[scope]:.1%}) |"
-            f" {_fmt(s['p50_ms'], 2)} | {_fmt(s['p95_ms'], 2)} | {s['recall_at_10']:.4f} | - |"
-        )
     unfiltered_ok = vector["p95_ms"] < P95_TARGET_MS and vector["recall_at_10"] >= RECALL_TARGET
     hybrid = summary["retrieve_unfiltered"]
     filtered_ok = all(
@@ -1966,9 +1847,7 @@ Latency and recall@10 at {retrieval["table"]:,} chunks.
   100 documents) and a document filter matching 1% (`document_ids` = one of 100
   documents), drawn at random per query, independent of its topic.
 - **Figures**: each is the median over {context["repetitions"]} timed passes (after one
-  warm-up pass) of that pass's percentile over {context["queries"]} queries. "Before the
-  fix": the statement as it was before (one pass, {min(LEGACY_QUERIES, context["queries"])}
-  queries).
+  warm-up pass) of that pass's percentile over {context["queries"]} queries.
 
 {_provenance(context)}
 
@@ -1988,12 +1867,13 @@ Targets:
   (`retrieve()`, minimum over queries: {summary["retrieve_10pct"]["results_min"]:.0f} at
   10%, {summary["retrieve_1pct"]["results_min"]:.0f} at 1%).
 
-What the fix changed. Before it, the scope's predicates (a join on the active version,
-the workspace checked per row) made the planner expect a handful of rows, so it sorted
-every chunk in scope by distance instead of using the HNSW index, and the full-text arm
-read every chunk instead of the GIN index; and `ef_search` was 40. Now visibility is a
-semi-join, the workspace check runs once per statement, the scope's size (from its
-versions' chunk counts) chooses the strategy instead of the planner, and `ef_search`
+Why the statement is written as it is. With a join on the active version and the
+workspace checked per row, the planner expected a handful of rows, so it sorted every
+chunk in scope by distance instead of using the HNSW index, and the full-text arm read
+every chunk instead of the GIN index (measured at commit 9f2bce3, the last to carry that
+statement for comparison); and `ef_search` was 40. Now visibility is a semi-join, the
+workspace check runs once per statement, the scope's size (from its versions' chunk
+counts) chooses the strategy instead of the planner, and `ef_search`
 is at least {EF_SEARCH_MIN}. Where the two strategies cross, by filter
 size (document filters of 1 to 16 of the 100 documents, {min(40, context["queries"])}
 queries, each strategy forced):
@@ -2032,7 +1912,6 @@ Plans of the product's statement (`EXPLAIN ANALYZE` of the first query; full pla
             "summary": summary,
             "plans": retrieval["plans"],
             "crossover": retrieval["crossover"],
-            "before_fix": retrieval["legacy"],
             "ef_search_sweep": retrieval["ef"],
             "replica_agreement": retrieval["agreement"],
         },

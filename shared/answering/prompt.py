@@ -8,8 +8,8 @@ order; the first passage that does not fit is cut at a word boundary to the room
 left (if that room is worth a citation) and filling stops there, so the sources
 given to the model are always ``[1]..[k]``, a prefix of the retrieved ranking.
 
-Token counts are estimates (see :func:`estimate_tokens`): OpenAI's vocabularies are
-not available offline. Every function takes an ``estimator`` so a caller with an
+Token counts are estimates (see :mod:`shared.answering.token_estimate`): OpenAI's
+vocabularies are not available offline. Every function takes an ``estimator`` so a caller with an
 exact tokenizer can pass it instead.
 """
 
@@ -18,15 +18,19 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
+from shared.answering.token_estimate import (
+    TokenEstimator,
+    estimate_tokens,
+    longest_word_prefix,
+    pieces_join,
+)
 from shared.answering.types import Exchange, GenerationRequest, Passage
+from shared.config import Settings
 from shared.errors import LimitExceededError
-
-TokenEstimator = Callable[[str], int]
-"""Returns an estimate of the tokens of a text (it should not underestimate)."""
 
 MESSAGE_OVERHEAD = 4
 """Tokens the chat format adds per message (role and separators; 3 for gpt-4o)."""
@@ -93,103 +97,6 @@ class Prompt:
     budget: int
 
 
-# Pre-tokenisation pieces, as cl100k/o200k split text before BPE: letter runs, digit
-# runs of at most three, whitespace runs, and single other characters.
-_PIECES = re.compile(r"[^\W\d_]+|\d{1,3}|\s+|.", re.DOTALL)
-# The whitespace runs that cost anything: every run but a single space.
-_COSTLY_WHITESPACE = re.compile(r"\s\s+|[^\S ]")
-
-
-@functools.lru_cache(maxsize=1 << 14)
-def _word_tokens(word: str) -> int:
-    """The estimate of a whitespace-free run of text (see :func:`estimate_tokens`)."""
-    total = 0
-    for piece in _PIECES.findall(word):
-        if not piece.isascii():
-            total += len(piece.encode("utf-8"))
-        elif piece[0].isalpha():
-            total += (len(piece) + 3) // 4
-        else:  # a digit group or one punctuation character
-            total += 1
-    return total
-
-
-@functools.lru_cache(maxsize=1 << 10)
-def _whitespace_tokens(run: str) -> int:
-    """The estimate of a whitespace run other than a single space."""
-    return (len(run) + 3) // 4 if run.isascii() else len(run.encode("utf-8"))
-
-
-def estimate_tokens(text: str) -> int:
-    """Estimate the OpenAI (cl100k/o200k) tokens of ``text``, erring high.
-
-    Why not a simpler rule: ``chars / 3`` undercounts numeric tables (financial
-    filings: "12.3 (4.5)" is about one token per 1.3 characters), and the provable
-    bound :func:`shared.tokens.utf8_bound` (one token per byte) overcounts prose about
-    four times, which would waste most of the budget. This estimate follows how the
-    tokenizers pre-split text, piece by piece, and charges each piece at least what
-    BPE typically spends on it:
-
-    - an ASCII letter run: one token per 4 letters, rounded up (common words are one
-      token; rare words split into pieces of about 3-4 letters);
-    - a run of up to three digits: one token (the tokenizers split digits that way);
-    - punctuation or a symbol: one token each;
-    - a single space: free (it merges into the next word); other whitespace runs:
-      one token per 4 characters, rounded up;
-    - anything non-ASCII: one token per UTF-8 byte (provably enough).
-
-    For English prose this errs high by roughly a third; for numeric tables it is
-    close to the real count.
-
-    No piece spans whitespace, so the text is counted word by word (``str.split``
-    splits on exactly the characters ``\\s`` matches), each distinct word's count
-    coming from a bounded cache (prose repeats its words), plus the whitespace runs
-    that cost anything. That gives the same count as charging every piece of the whole
-    text in turn (``tests/unit/test_answer_prompt_estimate.py`` checks it against
-    that reference) at about two thirds of its time on a filing's passages.
-
-    Args:
-        text: Any text.
-
-    Returns:
-        The estimated token count.
-    """
-    return sum(map(_word_tokens, text.split())) + sum(
-        map(_whitespace_tokens, _COSTLY_WHITESPACE.findall(text))
-    )
-
-
-# Kinds of characters whose neighbours can join one piece (see :func:`_joins`).
-_LETTER = re.compile(r"[^\W\d_]")
-_DIGIT = re.compile(r"\d")
-_SPACE = re.compile(r"\s")
-
-
-def _kind(char: str) -> int:
-    if _LETTER.match(char):
-        return 1
-    if _DIGIT.match(char):
-        return 2
-    if _SPACE.match(char):
-        return 3
-    return 0  # any other character is a piece of its own
-
-
-def _joins(left: str, right: str) -> bool:
-    """Whether a piece of :func:`estimate_tokens` could span ``left + right``'s junction.
-
-    Pieces are letter runs, digit groups, whitespace runs and single other characters,
-    found left to right without looking behind; so unless the characters either side
-    are both letters, both digits or both whitespace, the junction is a boundary
-    between pieces, and ``estimate_tokens(left + right)`` is exactly
-    ``estimate_tokens(left) + estimate_tokens(right)``.
-    """
-    if not left or not right:
-        return False
-    kind = _kind(left[-1])
-    return kind != 0 and kind == _kind(right[0])
-
-
 def _joined_tokens(parts: Sequence[tuple[str, int]], estimator: TokenEstimator) -> int:
     """``estimator("".join(texts))`` for ``parts`` of ``(text, estimator(text))``.
 
@@ -199,7 +106,7 @@ def _joined_tokens(parts: Sequence[tuple[str, int]], estimator: TokenEstimator) 
     """
     texts = [text for text, _ in parts if text]
     if estimator is estimate_tokens and not any(
-        _joins(left, right) for left, right in itertools.pairwise(texts)
+        pieces_join(left, right) for left, right in itertools.pairwise(texts)
     ):
         return sum(tokens for _, tokens in parts)
     return estimator("".join(texts))
@@ -251,7 +158,7 @@ def _truncate(text: str, max_tokens: int, estimator: TokenEstimator, tokens: int
     if max_tokens <= 0:
         return ""
     if estimator is estimate_tokens:
-        best = _longest_fitting_words(text, max_tokens)
+        best = longest_word_prefix(text, max_tokens)
     else:
         # Candidate cuts: before every whitespace run (so no word is split).
         cuts = [match.start() for match in re.finditer(r"\s+", text) if match.start() > 0]
@@ -259,31 +166,6 @@ def _truncate(text: str, max_tokens: int, estimator: TokenEstimator, tokens: int
     if best == 0:  # not even the first word fits: cut inside it
         best = _longest_fitting(text, list(range(1, len(text))), max_tokens, estimator)
     return text[:best].rstrip()
-
-
-_SPACED_WORD = re.compile(r"(\s*)(\S+)")
-
-
-def _longest_fitting_words(text: str, max_tokens: int) -> int:
-    """The largest cut before a whitespace run whose prefix fits, for :func:`estimate_tokens`.
-
-    The cut :func:`_longest_fitting` finds by estimating prefixes, in one pass: a
-    prefix that ends before a whitespace run ends between pieces, so its estimate is
-    the sum of the words and whitespace runs before the cut, and it only grows.
-    """
-    spent = 0
-    best = 0
-    end = len(text)
-    for match in _SPACED_WORD.finditer(text):
-        space, word = match.groups()
-        if space and space != " ":
-            spent += _whitespace_tokens(space)
-        spent += _word_tokens(word)
-        if spent > max_tokens:
-            break
-        if match.end() < end:  # a whitespace run follows: a cut
-            best = match.end()
-    return best
 
 
 def _longest_fitting(text: str, cuts: list[int], max_tokens: int, estimator: TokenEstimator) -> int:
@@ -368,6 +250,13 @@ def _question_block(question: str) -> str:
     )
 
 
+def _setting_default(name: str) -> int:
+    """The default of an integer setting, as declared in :class:`Settings`."""
+    default = Settings.model_fields[name].default
+    assert isinstance(default, int)
+    return default
+
+
 def build_prompt(
     request: GenerationRequest,
     *,
@@ -380,10 +269,10 @@ def build_prompt(
     Args:
         request: The question, the ranked passages (numbered from 1) and the history.
         max_context_tokens: The budget for the whole prompt, in estimated tokens;
-            defaults to the ``answer_context_tokens`` setting.
+            defaults to the ``answer_context_tokens`` setting's default.
         estimator: Token estimator (defaults to :func:`estimate_tokens`).
         max_history: Most earlier exchanges to include; defaults to the
-            ``answer_history_exchanges`` setting.
+            ``answer_history_exchanges`` setting's default.
 
     Returns:
         The :class:`Prompt`, whose estimated size never exceeds the budget.
@@ -391,14 +280,12 @@ def build_prompt(
     Raises:
         LimitExceededError: The instructions and the question alone exceed the budget.
     """
-    if max_context_tokens is None or max_history is None:
-        from shared.config import get_settings
-
-        settings = get_settings()
-        if max_context_tokens is None:
-            max_context_tokens = settings.answer_context_tokens
-        if max_history is None:
-            max_history = settings.answer_history_exchanges
+    # The generator passes this instance's settings; a caller that does not gets the
+    # settings' defaults, never the environment read behind its back.
+    if max_context_tokens is None:
+        max_context_tokens = _setting_default("answer_context_tokens")
+    if max_history is None:
+        max_history = _setting_default("answer_history_exchanges")
     budget = max_context_tokens
     question = request.question.strip()
     system: ChatMessage = {"role": "system", "content": SYSTEM_PROMPT}

@@ -20,6 +20,8 @@ from shared.answering.types import Exchange
 if TYPE_CHECKING:
     from openai import OpenAI
 
+    from shared.config import Settings
+
 log = logging.getLogger(__name__)
 
 FOLLOW_UP_WORDS = frozenset(
@@ -125,6 +127,7 @@ def rewrite_question(
     question: str,
     history: Sequence[Exchange],
     *,
+    settings: Settings,
     client: OpenAI | None = None,
     model: str | None = None,
 ) -> str:
@@ -138,6 +141,7 @@ def rewrite_question(
     Args:
         question: The new question.
         history: Earlier exchanges of the session, oldest first.
+        settings: This instance's settings (the OpenAI configuration).
         client: An ``openai.OpenAI`` client; defaults to the process's shared one.
         model: The chat model; defaults to ``OPENAI_MODEL``.
     """
@@ -152,12 +156,12 @@ def rewrite_question(
         openai_model,
     )
 
-    if client is None and not openai_configured():
+    if client is None and not openai_configured(settings):
         return heuristic_rewrite(question, history)
     try:
         completion = complete_chat(
-            client if client is not None else get_openai_client(),
-            model or openai_model(),
+            client if client is not None else get_openai_client(settings),
+            model or openai_model(settings),
             [
                 {"role": "system", "content": REWRITE_SYSTEM_PROMPT},
                 {"role": "user", "content": _conversation(question, history)},

@@ -18,13 +18,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.answering import history
-from shared.answering.types import Citation, Exchange, GenerationRequest, Generator, Passage, Usage
+from shared.answering.types import Citation, Exchange, GenerationRequest, Generator, Usage
 from shared.auth import Principal
 from shared.db import Database
 from shared.errors import NotFoundError, UpstreamError
 from shared.retrieval import Retrieval, RetrievalRequest, retrieve
 from shared.retrieval.query import named_terms
+from shared.retrieval.types import Passage
+from shared.runtime import Runtime
+from shared.store import history
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +81,16 @@ class Event:
     data: dict[str, Any]
 
 
-def retrieve_for(database: Database, principal: Principal, question: Question) -> Retrieval:
-    """Hybrid retrieval for ``question`` inside the principal's scope."""
+def retrieve_for(runtime: Runtime, principal: Principal, question: Question) -> Retrieval:
+    """Hybrid retrieval for ``question`` inside the principal's scope.
+
+    Args:
+        runtime: The instance's runtime (its database is searched).
+        principal: The caller; only their workspace is searched.
+        question: The question and its filters.
+    """
     return retrieve(
-        database,
+        runtime.database,
         RetrievalRequest(
             query=question.text,
             kb_ids=question.kb_ids,
@@ -96,7 +104,7 @@ def retrieve_for(database: Database, principal: Principal, question: Question) -
 
 
 def prepare_turn(
-    database: Database,
+    runtime: Runtime,
     principal: Principal,
     question: Question,
     *,
@@ -107,11 +115,18 @@ def prepare_turn(
     A new session is created together with its first turn, after retrieval, in one
     statement: a first question writes once before generation starts.
 
+    Args:
+        runtime: The instance's runtime.
+        principal: The caller.
+        question: The validated question.
+        regenerated_from: The turn this one answers again, if any.
+
     Raises:
         NotFoundError: ``session_id`` is not one of the principal's sessions.
     """
     from shared.answering.rewrite import rewrite_question
 
+    database = runtime.database
     earlier: list[Exchange] = []
     if question.session_id is not None:
         found = history.session_history(database, principal, question.session_id)
@@ -119,10 +134,14 @@ def prepare_turn(
             raise NotFoundError(
                 f"session {question.session_id!r} not found", code="session_not_found"
             )
-        earlier = found
-    standalone = rewrite_question(question.text, earlier) if earlier else question.text
+        earlier = [Exchange(question=past.question, answer=past.answer) for past in found]
+    standalone = (
+        rewrite_question(question.text, earlier, settings=runtime.settings)
+        if earlier
+        else question.text
+    )
     retrieval = retrieve_for(
-        database,
+        runtime,
         principal,
         Question(
             text=standalone,
@@ -181,13 +200,22 @@ def is_relevant(question: str, retrieval: Retrieval) -> bool:
 
 
 def answer_events(
-    database: Database, prepared: PreparedTurn, generator: Generator
+    runtime: Runtime, prepared: PreparedTurn, generator: Generator
 ) -> Iterator[Event]:
     """Generate, check citations and store the turn, yielding events as they happen.
 
     Closing the iterator early (a client that disconnected) closes the generation, so
     the model stops writing, and stores the turn as ``cancelled`` with what was written.
+
+    Args:
+        runtime: The instance's runtime (the turn is stored in its database).
+        prepared: The turn :func:`prepare_turn` recorded.
+        generator: Writes the answer.
+
+    Yields:
+        The answer's events, in order.
     """
+    database = runtime.database
     from shared.answering.citations import CitationFilter, build_citations
 
     yield Event("start", {"turn_id": prepared.turn_id, "session_id": prepared.session_id})
@@ -278,7 +306,12 @@ def answer_events(
 def collect(events: Iterator[Event]) -> dict[str, Any]:
     """Run an answer to its end; return the ``done`` payload or raise its error.
 
-    A model that failed is a 502 (503 if retrying later may work, e.g. rate limits).
+    Args:
+        events: The events of :func:`answer_events`.
+
+    Raises:
+        UpstreamError: The model failed (retryable if trying later may work, e.g. rate
+            limits; the HTTP layer answers 503 then, else 502).
     """
     for event in events:
         if event.name == "done":

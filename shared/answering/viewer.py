@@ -9,30 +9,31 @@ therefore one primary-key read: no bucket read, no PDF work.
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from shared.db import Database
+from shared.ids import is_uuid
 from shared.parsing.detect import PDF
+from shared.store.citations import cited_chunk
+from shared.store.scope import Scope, compile_scope
 
 # chunks.id is a bigint: a larger id cannot exist (and would be a database error).
 _MAX_CHUNK_ID = 2**63 - 1
 
 
-def citation_viewer(
-    database: Database, chunk_id: int, kb_ids: Sequence[str] | None = None
-) -> dict[str, Any] | None:
+def citation_viewer(database: Database, chunk_id: int, scope: Scope) -> dict[str, Any] | None:
     """What a frontend needs to show a cited chunk in its document and highlight it.
 
-    Only chunks of a document's active version are visible, and with ``kb_ids`` only
-    those in these knowledge bases; both are checked in the query. Anything else reads
-    as "not found", so a caller cannot tell a chunk it may not see from a missing one.
+    Only chunks a search of ``scope`` could return are visible (the knowledge bases
+    in scope, inside the caller's workspace, active versions only), checked in the
+    query. Anything else reads as "not found", so a caller cannot tell a chunk it may
+    not see from a missing one.
 
     Args:
         database: The database.
         chunk_id: ``chunks.id`` (a citation's ``chunk_id``).
-        kb_ids: The knowledge bases the caller may read; None for no restriction.
+        scope: What the caller may read (its knowledge bases and workspace).
 
     Returns:
         None if the chunk is not visible, else a JSON-ready object::
@@ -60,41 +61,32 @@ def citation_viewer(
     """
     if not 0 < chunk_id <= _MAX_CHUNK_ID:
         return None
-    scope = None if kb_ids is None else [kb for kb in kb_ids if _is_uuid(kb)]
-    if scope is not None and not scope:
+    readable = [kb for kb in scope.kb_ids if is_uuid(kb)]
+    if not readable:
         return None
-    row = database.one(
-        "SELECT c.id, c.document_id::text, c.version_id::text, c.kb_id::text, d.filename,"
-        " v.content_type, c.char_start, c.char_end, c.text, c.page_start, c.page_end,"
-        " c.metadata"
-        " FROM chunks c"
-        " JOIN documents d ON d.id = c.document_id AND d.active_version_id = c.version_id"
-        " JOIN document_versions v ON v.id = c.version_id"
-        " WHERE c.id = :id"
-        " AND (CAST(:kbs AS uuid[]) IS NULL OR c.kb_id = ANY(CAST(:kbs AS uuid[])))",
-        id=chunk_id,
-        kbs=scope,
-    )
-    if row is None:
+    chunk = cited_chunk(database, compile_scope(replace(scope, kb_ids=readable)), chunk_id)
+    if chunk is None:
         return None
-    content_type, page_start, page_end, metadata = row[5], row[9], row[10], row[11]
-    kind = "pdf" if content_type == PDF else "text"
+    kind = "pdf" if chunk.content_type == PDF else "text"
+    metadata = chunk.metadata
     if isinstance(metadata, str):  # jsonb arrives parsed from pg8000; be lenient anyway
         metadata = json.loads(metadata)
     return {
-        "chunk_id": int(row[0]),
-        "document_id": row[1],
-        "version_id": row[2],
-        "kb_id": row[3],
-        "filename": row[4],
-        "content_type": content_type,
+        "chunk_id": int(chunk.id),
+        "document_id": chunk.document_id,
+        "version_id": chunk.version_id,
+        "kb_id": chunk.kb_id,
+        "filename": chunk.filename,
+        "content_type": chunk.content_type,
         "kind": kind,
-        "char_start": row[6],
-        "char_end": row[7],
-        "text": row[8],
-        "page_start": page_start,
-        "page_end": page_end,
-        "pages": _pages(metadata or {}, page_start, page_end) if kind == "pdf" else [],
+        "char_start": chunk.char_start,
+        "char_end": chunk.char_end,
+        "text": chunk.text,
+        "page_start": chunk.page_start,
+        "page_end": chunk.page_end,
+        "pages": (
+            _pages(metadata or {}, chunk.page_start, chunk.page_end) if kind == "pdf" else []
+        ),
     }
 
 
@@ -116,11 +108,3 @@ def _pages(
             {"number": number, "width": width, "height": height, "boxes": boxes.get(number, [])}
         )
     return pages
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        return False
-    return True

@@ -13,8 +13,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
-from shared.answering import history
-from shared.answering.prompt import estimate_tokens
 from shared.answering.service import (
     Event,
     Question,
@@ -23,6 +21,7 @@ from shared.answering.service import (
     prepare_turn,
     retrieve_for,
 )
+from shared.answering.token_estimate import estimate_tokens
 from shared.api.access import require_kb
 from shared.api.http import Route, int_arg, json_response, read_json
 from shared.auth import Principal, authorize
@@ -31,6 +30,8 @@ from shared.db import Database
 from shared.errors import ForbiddenError, InvalidInputError, NotFoundError
 from shared.ids import is_uuid
 from shared.runtime import Runtime
+from shared.store import history
+from shared.store.scope import Scope
 
 MAX_KNOWLEDGE_BASES = 10
 MAX_TOP_K = 50
@@ -149,10 +150,10 @@ def _question(runtime: Runtime, body: AskBody, principal: Principal, text: str) 
     )
 
 
-def _generator() -> Any:
+def _generator(settings: Settings) -> Any:
     from shared.answering.generators import get_generator
 
-    return get_generator()
+    return get_generator(settings)
 
 
 def _sse(events: Iterator[Event]) -> Iterator[str]:
@@ -172,9 +173,8 @@ def post_ask(runtime: Runtime, request: Request, principal: Principal) -> Respon
     """Answer a question as JSON (or as SSE when the client accepts text/event-stream)."""
     body = AskBody.model_validate(read_json(request))
     question = _question(runtime, body, principal, _question_text(runtime.settings, body.question))
-    database = runtime.database
-    prepared = prepare_turn(database, principal, question)
-    return _answer_response(request, answer_events(database, prepared, _generator()))
+    prepared = prepare_turn(runtime, principal, question)
+    return _answer_response(request, answer_events(runtime, prepared, _generator(runtime.settings)))
 
 
 def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> Response:
@@ -198,10 +198,9 @@ def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> 
         min_similarity=runtime.settings.answer_min_similarity,
         session_id=_session_id(request.args.get("session_id")),
     )
-    database = runtime.database
-    prepared = prepare_turn(database, principal, question)
+    prepared = prepare_turn(runtime, principal, question)
     return Response(
-        _sse(answer_events(database, prepared, _generator())),
+        _sse(answer_events(runtime, prepared, _generator(runtime.settings))),
         mimetype="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -212,7 +211,7 @@ def post_retrieve(runtime: Runtime, request: Request, principal: Principal) -> R
     body = AskBody.model_validate(read_json(request))
     text = _question_text(runtime.settings, body.query or body.question)
     question = _question(runtime, body, principal, text)
-    retrieval = retrieve_for(runtime.database, principal, question)
+    retrieval = retrieve_for(runtime, principal, question)
     return json_response(
         {
             "query": text,
@@ -246,9 +245,8 @@ def post_regenerate(
         min_similarity=filters.get("min_similarity"),
         session_id=turn.session_id,
     )
-    database = runtime.database
-    prepared = prepare_turn(database, principal, question, regenerated_from=turn.id)
-    return _answer_response(request, answer_events(database, prepared, _generator()))
+    prepared = prepare_turn(runtime, principal, question, regenerated_from=turn.id)
+    return _answer_response(request, answer_events(runtime, prepared, _generator(runtime.settings)))
 
 
 def post_feedback(
@@ -268,7 +266,7 @@ def get_sessions(runtime: Runtime, request: Request, principal: Principal) -> Re
     limit = int_arg(request, "limit", 50, 1, 200)
     offset = int_arg(request, "offset", 0, 0, 1_000_000)
     sessions = history.list_sessions(runtime.database, principal, limit, offset)
-    return json_response({"sessions": sessions})
+    return json_response({"sessions": [session.to_json() for session in sessions]})
 
 
 def get_session_turns(
@@ -305,7 +303,9 @@ def get_citation_viewer(
         for kb in list_knowledge_bases(database, principal.workspace)
         if _may_read(principal, kb.id)
     ]
-    viewer = citation_viewer(database, int(chunk_id), readable)
+    viewer = citation_viewer(
+        database, int(chunk_id), Scope(kb_ids=readable, workspace=principal.workspace)
+    )
     if viewer is None:
         raise NotFoundError(f"passage {chunk_id!r} not found", code="citation_not_found")
     return json_response(viewer)

@@ -140,6 +140,17 @@ class Session:
         row = self.one(sql, **params)
         return row[0] if row else None
 
+    def scalars(self, sql: str, **params: Any) -> list[Any]:
+        """Run ``sql`` (a statement of one column) and return that column's values.
+
+        Raises:
+            ValueError: The statement returns more than one column.
+        """
+        context = self._execute(sql, None, params)
+        if len(context.columns or ()) > 1:
+            raise ValueError(f"scalars() needs one column, got {len(context.columns or ())}")
+        return [row[0] for row in context.rows or []]
+
     def records(self, record: type[RecordT], sql: str, **params: Any) -> list[RecordT]:
         """Run ``sql`` and map each row to ``record`` by column name.
 

@@ -44,8 +44,10 @@ def words(text: str) -> list[str]:
 
 
 def or_query_terms(text: str, limit: int = 32) -> list[str]:
-    """Distinct lower-cased words for an OR full-text query (stop words are left to
-    PostgreSQL's dictionary, which drops them)."""
+    """Distinct lower-cased words for an OR full-text query.
+
+    Stop words are left to PostgreSQL's dictionary, which drops them.
+    """
     seen: dict[str, None] = {}
     for word in words(text):
         seen.setdefault(word.lower(), None)

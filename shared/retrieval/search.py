@@ -10,11 +10,11 @@ a filter matching 1% of the chunks still yields ``top_k`` passages.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from shared.db import Database
@@ -22,7 +22,9 @@ from shared.db.connection import Session, vector_literal
 from shared.retrieval.fusion import reciprocal_rank_fusion
 from shared.retrieval.query import named_terms, or_query_terms, wants_latest
 from shared.retrieval.types import Passage
-from shared.store.vector_index import distance_sql
+from shared.store import search as store
+from shared.store.scope import Scope, ScopeSql, compile_scope
+from shared.store.search import HybridQuery, HybridRow, ModelInScope, SearchPlan
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,6 @@ log = logging.getLogger(__name__)
 # reorder what the arms found, so they look deeper than the answer needs.
 CANDIDATE_FACTOR = 4
 MIN_CANDIDATES = 40
-# Upper bound on the tuples one iterative HNSW scan visits (pgvector's default is
-# 20,000); past it a very selective filter returns fewer rows rather than scanning on.
-MAX_SCAN_TUPLES = 50_000
 # A scope of at most this many chunks (a selective document or metadata filter) is
 # searched exactly: comparing the query with each of its chunks is faster than walking
 # the graph past the many chunks the filter rejects, and finds the true nearest ones.
@@ -46,11 +45,6 @@ EF_SEARCH_MIN = 100
 # A name routes a search only if at most this share of the documents in scope carry it
 # in their profile: a word every document's title page has ("Form", "Inc") says nothing.
 ROUTING_MAX_SHARE = 0.5
-# Okapi BM25 for the full-text arm (Robertson and Zaragoza, "The Probabilistic Relevance
-# Framework: BM25 and Beyond", 2009), with Lucene's and Elasticsearch's default
-# parameters: k1 saturates a term's repeated occurrences, b normalises by length.
-BM25_K1 = 1.2
-BM25_B = 0.75
 
 _FTS_TERM = re.compile(r"[a-z0-9]{2,}")
 
@@ -91,19 +85,43 @@ class Retrieval:
     routed_to: list[str] | None = None
     names: list[str] = field(default_factory=list)
     latest: bool = False
+    arms: list[ArmRankings] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
-class _Model:
-    name: str
-    dimension: int
-    kb_ids: tuple[str, ...]
+class ArmRankings:
+    """What the two arms found for one embedding model, before fusion.
+
+    Attributes:
+        vector: Chunk ids of the vector arm, nearest first.
+        text: Chunk ids of the full-text arm, best BM25 first.
+        rows: Every candidate of either arm, with what a passage shows.
+    """
+
+    vector: list[int]
+    text: list[int]
+    rows: list[HybridRow]
+
+
+def request_scope(request: RetrievalRequest, document_ids: Sequence[str] | None = None) -> Scope:
+    """The scope a request searches (``document_ids`` in place of the request's, if given)."""
+    return Scope(
+        kb_ids=tuple(request.kb_ids),
+        workspace=request.workspace,
+        document_ids=request.document_ids if document_ids is None else document_ids,
+        metadata=request.metadata,
+    )
 
 
 def retrieve(database: Database, request: RetrievalRequest) -> Retrieval:
-    """Return the ``top_k`` passages best matching the query inside the request's scope."""
+    """Return the ``top_k`` passages best matching the query inside the request's scope.
+
+    Args:
+        database: The database.
+        request: The query, its scope and how many passages to return.
+    """
     with database.session() as session:
-        models = _models_in_scope(session, request.kb_ids, request.workspace)
+        models = store.models_in_scope(session, compile_scope(request_scope(request)))
         if not models:
             return Retrieval(passages=[])
         routed, names, latest = (
@@ -115,19 +133,19 @@ def retrieve(database: Database, request: RetrievalRequest) -> Retrieval:
             routed if document_ids is None else [d for d in routed if d in set(document_ids)]
         ) or document_ids
     rankings: list[list[int]] = []
-    rows: dict[int, tuple[Any, ...]] = {}
-    similarity: dict[int, float | None] = {}
+    rows: dict[int, HybridRow] = {}
+    arms: list[ArmRankings] = []
     for model in models:
-        vector_ranking, text_ranking, found = _search_model(database, request, model, document_ids)
-        rankings.extend([vector_ranking, text_ranking])
-        for row in found:
-            rows[row[0]] = row
-            similarity[row[0]] = row[12]
+        arm = search_model(database, request, model, document_ids)
+        arms.append(arm)
+        rankings.extend([arm.vector, arm.text])
+        for row in arm.rows:
+            rows[row.id] = row
     fused = reciprocal_rank_fusion(rankings)
     passages: list[Passage] = []
     for chunk_id, score in fused:
         row = rows[chunk_id]
-        cosine = similarity[chunk_id]
+        cosine = row.similarity
         if request.min_similarity is not None and (
             cosine is None or cosine < request.min_similarity
         ):
@@ -140,19 +158,8 @@ def retrieve(database: Database, request: RetrievalRequest) -> Retrieval:
         routed_to=list(document_ids) if routed is not None and document_ids else None,
         names=names,
         latest=latest,
+        arms=arms,
     )
-
-
-def _models_in_scope(session: Session, kb_ids: Sequence[str], workspace: str) -> list[_Model]:
-    rows = session.run(
-        "SELECT k.embedding_model, k.embedding_dim, array_agg(k.id::text ORDER BY k.id)"
-        " FROM knowledge_bases k JOIN workspaces w ON w.id = k.workspace_id"
-        " WHERE k.id = ANY(CAST(:kbs AS uuid[])) AND w.name = :ws"
-        " GROUP BY k.embedding_model, k.embedding_dim ORDER BY k.embedding_model",
-        kbs=list(kb_ids),
-        ws=workspace,
-    )
-    return [_Model(name=row[0], dimension=int(row[1]), kb_ids=tuple(row[2])) for row in rows]
 
 
 def route_documents(
@@ -169,6 +176,10 @@ def route_documents(
     the date the file declares (else when it was received). Names that no profile
     contains route nothing, so an unknown name never hides every document.
 
+    Args:
+        session: A database session.
+        request: The question and its scope.
+
     Returns:
         The routed document ids (None: not routed), the names found, the latest flag.
     """
@@ -176,250 +187,142 @@ def route_documents(
     latest = wants_latest(request.query)
     if not names:
         return None, names, latest
-    # Only the documents some name matches come back, each with the number in scope
-    # (a knowledge base of thousands of documents returns a handful of rows).
-    rows = session.run(
-        "SELECT id, source_date, matched, in_scope FROM (SELECT d.id::text AS id,"
-        " v.source_date, ARRAY(SELECT t FROM unnest(CAST(:names AS text[])) AS t"
-        "       WHERE v.profile @@ plainto_tsquery('english', t)) AS matched,"
-        " count(*) OVER () AS in_scope"
-        " FROM documents d JOIN document_versions v ON v.id = d.active_version_id"
-        " JOIN knowledge_bases k ON k.id = d.kb_id JOIN workspaces w ON w.id = k.workspace_id"
-        " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])) AND w.name = :ws"
-        " AND NOT EXISTS (SELECT 1 FROM knowledge_bases o"
-        "  WHERE o.id = ANY(CAST(:kbs AS uuid[])) AND o.routing = 'off')"
-        + (" AND d.id = ANY(CAST(:docs AS uuid[]))" if request.document_ids is not None else "")
-        + (" AND d.metadata @> CAST(:meta AS jsonb)" if request.metadata else "")
-        + ") s WHERE cardinality(matched) > 0",
-        names=names,
-        kbs=list(request.kb_ids),
-        ws=request.workspace,
-        **_filter_params(request.document_ids, request.metadata),
-    )
-    in_scope = int(rows[0][3]) if rows else 0
+    matches = store.profile_matches(session, compile_scope(request_scope(request)), names)
+    in_scope = int(matches[0].in_scope) if matches else 0
     if in_scope < 2:
         return None, names, latest
-    by_name: dict[str, list[tuple[str, Any]]] = {}
-    for document_id, source_date, matched, _ in rows:
-        for name in matched or []:
-            by_name.setdefault(name, []).append((document_id, source_date))
+    by_name: dict[str, list[tuple[str, date | None]]] = {}
+    for match in matches:
+        for name in match.matched or []:
+            by_name.setdefault(name, []).append((match.id, match.source_date))
     routed: dict[str, None] = {}
     for documents in by_name.values():
         if len(documents) > ROUTING_MAX_SHARE * in_scope:
             continue
         if latest:
-            newest = (
-                max(date for _, date in documents if date is not None)
-                if any(date is not None for _, date in documents)
-                else None
-            )
-            documents = [(d, date) for d, date in documents if date == newest] or documents
+            dates = [day for _, day in documents if day is not None]
+            newest = max(dates) if dates else None
+            documents = [(d, day) for d, day in documents if day == newest] or documents
         for document_id, _ in documents:
             routed.setdefault(document_id, None)
     return (list(routed) or None), names, latest
 
 
-def _filter_params(
-    document_ids: Sequence[str] | None, metadata: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if document_ids is not None:
-        params["docs"] = list(document_ids)
-    if metadata:
-        params["meta"] = json.dumps(dict(metadata))
-    return params
+def model_scope(
+    request: RetrievalRequest, model: ModelInScope, document_ids: Sequence[str] | None
+) -> ScopeSql:
+    """The compiled scope of one embedding model's knowledge bases for ``request``.
+
+    Args:
+        request: The question and its filters.
+        model: The model and the knowledge bases in scope that use it.
+        document_ids: The documents to search (routed or the request's), None for all.
+    """
+    return compile_scope(
+        Scope(
+            kb_ids=tuple(model.kb_ids),
+            workspace=request.workspace,
+            document_ids=document_ids,
+            metadata=request.metadata,
+        )
+    )
 
 
-def _search_model(
+def search_plan(database: Database, scope: ScopeSql, top_k: int) -> SearchPlan:
+    """How a search of ``scope`` for ``top_k`` passages walks it.
+
+    Each arm looks :data:`CANDIDATE_FACTOR` times deeper than the answer needs. The
+    planner cannot be left to choose between the index and an exact scan (the scope's
+    joins make it expect a handful of rows, so it would sort every chunk of the
+    knowledge base by distance): the scope's size, read from its versions' chunk
+    counts, decides instead. A scope of at most :data:`EXACT_SEARCH_MAX_CHUNKS` chunks
+    is compared exactly, anything larger walks the HNSW index.
+
+    Args:
+        database: The database.
+        scope: The compiled scope.
+        top_k: Passages the search returns.
+    """
+    limit = max(top_k * CANDIDATE_FACTOR, MIN_CANDIDATES)
+    counted = store.scope_chunk_count(database, scope, EXACT_SEARCH_MAX_CHUNKS + 1)
+    return SearchPlan(
+        limit=limit,
+        exact=counted <= EXACT_SEARCH_MAX_CHUNKS,
+        ef_search=min(max(limit, EF_SEARCH_MIN), 1000),
+    )
+
+
+def hybrid_query(
     database: Database,
     request: RetrievalRequest,
-    model: _Model,
+    model: ModelInScope,
     document_ids: Sequence[str] | None,
-) -> tuple[list[int], list[int], list[tuple[Any, ...]]]:
-    """Both arms for the knowledge bases of one embedding model, in one statement."""
+) -> HybridQuery:
+    """The hybrid statement :func:`search_model` runs for one embedding model.
+
+    Args:
+        database: The database (the scope's size chooses the plan).
+        request: The question and its filters.
+        model: The model and the knowledge bases in scope that use it.
+        document_ids: The documents to search (routed or the request's), None for all.
+    """
     from shared.embeddings import get_embedder
 
     dim = model.dimension
-    vector = vector_literal(get_embedder(model.name, dim).embed([request.query])[0])
-    limit = max(request.top_k * CANDIDATE_FACTOR, MIN_CANDIDATES)
-    terms = [t for t in (_FTS_TERM.findall(" ".join(or_query_terms(request.query))))]
-    tsquery = " | ".join(dict.fromkeys(terms))
-    scope = scope_sql(document_ids, request.metadata)
-    # Scores use the full-precision vectors; the HNSW walk (ranked, below) repeats the
-    # partial index's expression and predicate (distance_sql: embedding::halfvec(N),
-    # embedding_dim = N) so the planner can use the index.
-    distance = f"c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))"
-    # The planner cannot be left to choose between the index and an exact scan: the
-    # scope's joins make it expect a handful of rows, so it sorts every chunk of the
-    # knowledge base by distance (100k chunks: hundreds of ms). The scope's size,
-    # read from its versions' chunk counts, decides instead: a small scope is compared
-    # exactly (cosine_distance(), a function no index serves), anything larger walks
-    # the HNSW index (sorting is disabled for the statement, so the index's order wins).
-    exact = _small_scope(database, model, request, document_ids)
-    ranked = (
-        f"cosine_distance(c.embedding::vector({dim}), CAST(:q AS vector({dim})))"
-        if exact
-        else distance_sql(dim)
+    terms = list(dict.fromkeys(_FTS_TERM.findall(" ".join(or_query_terms(request.query)))))
+    scope = model_scope(request, model, document_ids)
+    return HybridQuery(
+        scope=scope,
+        vector=vector_literal(get_embedder(model.name, dim).embed([request.query])[0]),
+        dim=dim,
+        plan=search_plan(database, scope, request.top_k),
+        tsquery=" | ".join(terms),
+        terms=" ".join(terms),
     )
-    # Full text: chunks matching any of the question's words (GIN index), ranked by
-    # BM25. ts_rank_cd counts every matching word alike, so a question's common words
-    # ("patients", "cells", "increase") outweigh the one rare word that identifies the
-    # passage; BM25 weighs each word by its inverse document frequency and saturates
-    # repeats. Statistics are over the search's scope: N and the mean length (in the
-    # embedding model's tokens) from its active versions' chunk counts and token totals
-    # (a scan of every chunk in scope cost milliseconds per 10k chunks), each word's
-    # document frequency from the matching chunks (every chunk containing the word
-    # matches the OR query), its frequency in a chunk from the positions the tsvector
-    # stores.
-    versions = (
-        " FROM documents f JOIN document_versions v ON v.id = f.active_version_id"
-        " WHERE f.kb_id = ANY(CAST(:kbs AS uuid[]))"
-        + (" AND f.id = ANY(CAST(:docs AS uuid[]))" if document_ids is not None else "")
-        + (" AND f.metadata @> CAST(:meta AS jsonb)" if request.metadata else "")
-    )
-    text_arm = (
-        "WITH matched AS MATERIALIZED (SELECT m.id, m.dl, u.lexeme,"
-        " cardinality(u.positions) AS tf FROM (SELECT c.id,"
-        " greatest(c.token_count, 1)::float8 AS dl, ts_filter(setweight(c.tsv, 'A',"
-        " tsvector_to_array(to_tsvector('english', :terms))), '{a}') AS hits"
-        f" FROM chunks c {scope} AND c.tsv @@ to_tsquery('english', :tsq)) m,"
-        " unnest(m.hits) AS u),"
-        " df AS (SELECT lexeme, count(*)::float8 AS df FROM matched GROUP BY lexeme),"
-        # Versions without a token total (none after migration 0007) are left out of
-        # the mean length rather than counted as empty: avgdl is never zero.
-        " stats AS (SELECT greatest(sum(v.chunk_count), 1)::float8 AS n,"
-        " coalesce(sum(v.token_total)::float8 / nullif(sum(v.chunk_count)"
-        f" FILTER (WHERE v.token_total IS NOT NULL), 0), 1) AS avgdl {versions})"
-        " SELECT t.id, sum(ln(1 + (s.n - d.df + 0.5) / (d.df + 0.5))"
-        f" * t.tf * {BM25_K1 + 1} / (t.tf + {BM25_K1} * (1 - {BM25_B}"
-        f" + {BM25_B} * t.dl / s.avgdl)))::real AS rank"
-        " FROM matched t JOIN df d USING (lexeme) CROSS JOIN stats s"
-        " GROUP BY t.id ORDER BY rank DESC, t.id LIMIT :n"
-        if tsquery
-        else "SELECT NULL::bigint AS id, NULL::real AS rank WHERE false"
-    )
-    sql = (
-        # The walk picks the candidates by the index's (half-precision) order; they are
-        # ranked by their full-precision distance (near-ties can swap in half precision).
-        f"WITH vec AS MATERIALIZED (SELECT c.id, {distance} AS distance FROM chunks c {scope}"
-        f" AND c.embedding_dim = {dim} ORDER BY {ranked} LIMIT :n),"
-        f" fts AS MATERIALIZED ({text_arm}),"
-        " candidates AS (SELECT id FROM vec UNION SELECT id FROM fts)"
-        " SELECT c.id, c.document_id::text, c.version_id::text, c.kb_id::text, d.filename,"
-        " d.title, c.text, c.page_start, c.page_end, c.char_start, c.char_end,"
-        # As JSON: pg8000 parses text[] in Python (3 ms for 70 rows), JSON in C.
-        " array_to_json(c.heading_path),"
-        f" CASE WHEN c.embedding_dim = {dim} THEN 1 - ({distance}) END,"
-        " vec.distance, fts.rank"
-        " FROM candidates JOIN chunks c ON c.id = candidates.id"
-        " JOIN documents d ON d.id = c.document_id"
-        " LEFT JOIN vec ON vec.id = c.id LEFT JOIN fts ON fts.id = c.id"
-    )
-    with database.transaction() as session:
-        # Iterative scans: keep walking the HNSW graph until LIMIT rows pass the scope
-        # filters (relaxed order: results are re-sorted by distance below).
-        # One round trip for the three settings (a simple query may hold several).
-        session.run(
-            "SET LOCAL hnsw.iterative_scan = relaxed_order;"
-            f" SET LOCAL hnsw.ef_search = {min(max(limit, EF_SEARCH_MIN), 1000)};"
-            f" SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES};"
-            f" SET LOCAL enable_sort = {'on' if exact else 'off'}"
-        )
-        found = session.run(
-            sql,
-            q=vector,
-            tsq=tsquery,
-            terms=" ".join(dict.fromkeys(terms)),
-            n=limit,
-            kbs=list(model.kb_ids),
-            ws=request.workspace,
-            **_filter_params(document_ids, request.metadata),
-        )
-    vector_hits = [row for row in found if row[13] is not None]
-    text_hits = [row for row in found if row[14] is not None]
-    vector_ranking = [row[0] for row in sorted(vector_hits, key=lambda r: (r[13], r[0]))]
-    text_ranking = [row[0] for row in sorted(text_hits, key=lambda r: (-r[14], r[0]))]
-    return vector_ranking, text_ranking, found
 
 
-def scope_sql(document_ids: Sequence[str] | None, metadata: Mapping[str, Any] | None) -> str:
-    """The ``WHERE`` clause both arms apply to ``chunks c`` (parameters ``:kbs``, ``:ws``,
-    ``:docs`` with ``document_ids``, ``:meta`` with ``metadata``).
-
-    Active versions of documents in the knowledge bases asked for, inside the caller's
-    workspace. Written so the planner's row estimates stay right (a join on the active
-    version, or a per-row workspace check, made it expect a few rows out of 100k, and
-    so scan them all): visibility is a semi-join on the active versions, and the
-    workspace check runs once for the statement (every knowledge base asked for must be
-    the caller's). Document and metadata filters name the active versions, so a
-    selective filter reaches its chunks through the (version_id, ordinal) index.
-    """
-    scope = (
-        " WHERE c.kb_id = ANY(CAST(:kbs AS uuid[]))"
-        " AND c.version_id IN (SELECT d.active_version_id FROM documents d"
-        " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])))"
-        " AND (SELECT count(*) FROM knowledge_bases k JOIN workspaces w"
-        " ON w.id = k.workspace_id WHERE w.name = :ws AND k.id = ANY(CAST(:kbs AS uuid[])))"
-        " = cardinality(CAST(:kbs AS uuid[]))"
-    )
-    if document_ids is not None:
-        scope += (
-            " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
-            " WHERE f.id = ANY(CAST(:docs AS uuid[])))"
-        )
-    if metadata:
-        scope += (
-            " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
-            " WHERE f.kb_id = ANY(CAST(:kbs AS uuid[])) AND f.metadata @> CAST(:meta AS jsonb))"
-        )
-    return scope
-
-
-def _small_scope(
+def search_model(
     database: Database,
-    model: _Model,
     request: RetrievalRequest,
+    model: ModelInScope,
     document_ids: Sequence[str] | None,
-) -> bool:
-    """Whether at most :data:`EXACT_SEARCH_MAX_CHUNKS` chunks are in the search's scope.
+) -> ArmRankings:
+    """Both arms for the knowledge bases of one embedding model, in one statement.
 
-    Counts the chunks of the active versions in scope from ``chunk_count`` (set when a
-    version is chunked; a missing count counts as many), reading at most one more
-    document than the limit allows, since each version has at least one chunk.
+    Args:
+        database: The database.
+        request: The question and its filters.
+        model: The model and the knowledge bases in scope that use it.
+        document_ids: The documents to search (routed or the request's), None for all.
+
+    Returns:
+        Each arm's ranking and every candidate's row.
     """
-    cap = EXACT_SEARCH_MAX_CHUNKS + 1
-    sql = (
-        "SELECT coalesce(sum(coalesce(s.n, :cap)), 0) FROM (SELECT v.chunk_count AS n"
-        " FROM documents d JOIN document_versions v ON v.id = d.active_version_id"
-        " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[]))"
-        + (" AND d.id = ANY(CAST(:docs AS uuid[]))" if document_ids is not None else "")
-        + (" AND d.metadata @> CAST(:meta AS jsonb)" if request.metadata else "")
-        + " LIMIT :cap) s"
+    found = store.hybrid_search(database, hybrid_query(database, request, model, document_ids))
+    vector_hits = [row for row in found if row.distance is not None]
+    text_hits = [row for row in found if row.rank is not None]
+    return ArmRankings(
+        vector=[row.id for row in sorted(vector_hits, key=lambda r: (r.distance, r.id))],
+        text=[row.id for row in sorted(text_hits, key=lambda r: (-(r.rank or 0.0), r.id))],
+        rows=found,
     )
-    total = database.scalar(
-        sql,
-        kbs=list(model.kb_ids),
-        cap=cap,
-        **_filter_params(document_ids, request.metadata),
-    )
-    return int(total or 0) <= EXACT_SEARCH_MAX_CHUNKS
 
 
-def _passage(row: tuple[Any, ...], score: float) -> Passage:
+def _passage(row: HybridRow, score: float) -> Passage:
     return Passage(
-        chunk_id=int(row[0]),
-        document_id=row[1],
-        version_id=row[2],
-        kb_id=row[3],
-        filename=row[4],
-        title=row[5],
-        text=row[6],
-        page_start=row[7],
-        page_end=row[8],
-        char_start=row[9],
-        char_end=row[10],
-        heading_path=tuple(row[11] or ()),
+        chunk_id=int(row.id),
+        document_id=row.document_id,
+        version_id=row.version_id,
+        kb_id=row.kb_id,
+        filename=row.filename,
+        title=row.title,
+        text=row.text,
+        page_start=row.page_start,
+        page_end=row.page_end,
+        char_start=row.char_start,
+        char_end=row.char_end,
+        heading_path=tuple(row.heading_path or ()),
         score=round(score, 6),
-        vector_score=None if row[12] is None else round(float(row[12]), 6),
-        text_score=None if row[14] is None else round(float(row[14]), 6),
+        vector_score=None if row.similarity is None else round(float(row.similarity), 6),
+        text_score=None if row.rank is None else round(float(row.rank), 6),
     )

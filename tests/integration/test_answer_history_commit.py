@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from scripts.localstack.stack import LocalStack
-from shared.answering import history
 from shared.answering.types import Usage
 from shared.auth import Principal
 from shared.db import Database
 from shared.db.connection import url_connection_factory
+from shared.store import history
 
 WAL_FLUSHES = (
     "SELECT coalesce(sum(fsyncs), 0) FROM pg_stat_get_backend_io(pg_backend_pid())"

@@ -28,6 +28,7 @@ from shared.answering.generators import (
 from shared.answering.prompt import build_prompt, prompt_tokens
 from shared.answering.types import Exchange, GenerationRequest, Passage
 from shared.api.http import status_of
+from shared.config import read_settings
 from tests.support.openai_server import (
     LLM_API_KEY,
     LLM_MODEL,
@@ -69,7 +70,7 @@ REQUEST = GenerationRequest("How did revenue change in the third quarter?", PASS
 def generator(**options: object) -> OpenAIGenerator:
     """A generator on the shared client, with quick retries for the tests."""
     options.setdefault("max_retries", 2)
-    return OpenAIGenerator(**options)  # type: ignore[arg-type]
+    return OpenAIGenerator(read_settings(), **options)  # type: ignore[arg-type]
 
 
 def sent_messages(llm: OpenAIServer) -> list[dict[str, str]]:
@@ -81,18 +82,20 @@ def sent_messages(llm: OpenAIServer) -> list[dict[str, str]]:
 
 
 def test_get_generator_picks_openai_when_a_key_is_set(llm: OpenAIServer) -> None:
-    chosen = get_generator()
+    chosen = get_generator(read_settings())
     assert isinstance(chosen, OpenAIGenerator)
     assert (chosen.kind, chosen.model) == ("llm", LLM_MODEL)
-    assert get_generator() is chosen  # cached per process
-    assert get_openai_client() is get_openai_client()  # one client per process
+    assert get_generator(read_settings()) is chosen  # cached per process
+    assert get_openai_client(read_settings()) is get_openai_client(
+        read_settings()
+    )  # one client per process
 
 
 def test_get_generator_falls_back_to_extractive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     clear_generator_cache()
     try:
-        chosen = get_generator()
+        chosen = get_generator(read_settings())
         assert isinstance(chosen, ExtractiveGenerator)
         assert (chosen.kind, chosen.model) == ("extractive", "extractive")
     finally:
@@ -107,7 +110,7 @@ def test_streams_the_answer_with_usage_to_the_configured_model_and_url(
 ) -> None:
     answer = "Net revenue rose 12% [1], led by services [2]."
     llm.script_chat(answer)
-    stream = get_generator().generate(REQUEST)
+    stream = get_generator(read_settings()).generate(REQUEST)
     assert llm.requests == []  # nothing is sent before iteration
     deltas = list(stream)
     assert len(deltas) > 3  # it streamed, piece by piece
@@ -146,7 +149,7 @@ def test_the_prompt_sent_holds_numbered_sources_history_and_question(
 def test_non_streaming_completion_records_usage(llm: OpenAIServer) -> None:
     llm.script_chat("A short reply.")
     completion = complete_chat(
-        get_openai_client(),
+        get_openai_client(read_settings()),
         LLM_MODEL,
         [{"role": "user", "content": "one two three"}],
         max_tokens=20,

@@ -7,10 +7,12 @@ from typing import Any
 from scripts.localstack.stack import LocalStack
 from shared.answering.viewer import citation_viewer
 from shared.pipeline.steps import chunk_version, embed_batch, index_version, parse_version
+from shared.store.scope import Scope
 from tests.support.api import Api
 from tests.support.pipeline import TEXT_V1, TEXT_V2, Recorder, store_version
 from tests.unit import parsing_fixtures as fx
 
+WORKSPACE = "default"  # the local stack's built-in principal's workspace
 # Two pages of 11pt Helvetica lines at x=72, drawn from y=720 down (PDF y grows upwards).
 PAGE_ONE = [
     ["Quarterly results improved across the business.", "Revenue grew in every segment."],
@@ -42,7 +44,8 @@ def test_pdf_chunks_get_pages_and_boxes_text_chunks_their_span(clean_stack: Loca
 
     [(chunk_id, _, text, metadata)] = _chunks(clean_stack, pdf_doc["id"])
     assert set(metadata) == {"boxes", "page_sizes"}, "geometry is stored with the chunk"
-    view = citation_viewer(db, chunk_id)
+    mine = Scope(kb_ids=[kb["id"]], workspace=WORKSPACE)
+    view = citation_viewer(db, chunk_id, mine)
     assert view is not None
     assert view["kind"] == "pdf" and view["content_type"] == "application/pdf"
     assert (view["chunk_id"], view["document_id"], view["kb_id"]) == (
@@ -70,7 +73,7 @@ def test_pdf_chunks_get_pages_and_boxes_text_chunks_their_span(clean_stack: Loca
             assert y0 < 792 - baseline < y1 and y1 - y0 < 20
 
     [(md_chunk, *_)] = _chunks(clean_stack, md_doc["id"])
-    md_view = citation_viewer(db, md_chunk)
+    md_view = citation_viewer(db, md_chunk, mine)
     assert md_view is not None
     assert md_view["kind"] == "text" and md_view["pages"] == []
     assert md_view["content_type"].startswith("text/markdown")
@@ -82,12 +85,17 @@ def test_pdf_chunks_get_pages_and_boxes_text_chunks_their_span(clean_stack: Loca
 
     # Scope is checked in the query: another knowledge base, none, or garbage see nothing.
     other = api.create_kb("elsewhere")
-    assert citation_viewer(db, chunk_id, kb_ids=[other["id"]]) is None
-    assert citation_viewer(db, chunk_id, kb_ids=[]) is None
-    assert citation_viewer(db, chunk_id, kb_ids=["not-a-uuid"]) is None
-    assert citation_viewer(db, chunk_id, kb_ids=[other["id"], kb["id"]]) == view
-    assert citation_viewer(db, max(chunk_id, md_chunk) + 1000) is None
-    assert citation_viewer(db, 2**63) is None
+
+    def scope(*kb_ids: str, workspace: str = WORKSPACE) -> Scope:
+        return Scope(kb_ids=kb_ids, workspace=workspace)
+
+    assert citation_viewer(db, chunk_id, scope(other["id"])) is None
+    assert citation_viewer(db, chunk_id, scope()) is None
+    assert citation_viewer(db, chunk_id, scope("not-a-uuid")) is None
+    assert citation_viewer(db, chunk_id, scope(other["id"], kb["id"])) == view
+    assert citation_viewer(db, chunk_id, scope(kb["id"], workspace="elsewhere")) is None
+    assert citation_viewer(db, max(chunk_id, md_chunk) + 1000, mine) is None
+    assert citation_viewer(db, 2**63, mine) is None
 
 
 def test_only_chunks_of_the_active_version_are_viewable(
@@ -96,6 +104,7 @@ def test_only_chunks_of_the_active_version_are_viewable(
     db = clean_stack.database
     rt = clean_stack.runtime
     kb = Api(clean_stack).create_kb("versions")
+    mine = Scope(kb_ids=[kb["id"]], workspace=WORKSPACE)
 
     def finish(version_id: str) -> None:
         for task in recorder.tasks_for(version_id):
@@ -105,19 +114,19 @@ def test_only_chunks_of_the_active_version_are_viewable(
     document_id, v1 = store_version(clean_stack, kb["id"], TEXT_V1)
     assert parse_version(rt, v1) and chunk_version(rt, v1)
     first = _chunks(clean_stack, document_id)[0][0]
-    assert citation_viewer(db, first) is None, "not viewable before its version is ready"
+    assert citation_viewer(db, first, mine) is None, "not viewable before its version is ready"
     finish(v1)
-    view = citation_viewer(db, first)
+    view = citation_viewer(db, first, mine)
     assert view is not None and view["version_id"] == v1 and view["kind"] == "text"
 
     # A new version's chunks exist before it is indexed, but readers still see v1.
     _, v2 = store_version(clean_stack, kb["id"], TEXT_V2)
     assert parse_version(rt, v2) and chunk_version(rt, v2)
     second = next(row[0] for row in _chunks(clean_stack, document_id) if row[1] == v2)
-    assert citation_viewer(db, second) is None
-    assert citation_viewer(db, first) == view
+    assert citation_viewer(db, second, mine) is None
+    assert citation_viewer(db, first, mine) == view
 
     finish(v2)
-    assert citation_viewer(db, first) is None, "the superseded version's chunk is gone"
-    now = citation_viewer(db, second)
+    assert citation_viewer(db, first, mine) is None, "the superseded version's chunk is gone"
+    now = citation_viewer(db, second, mine)
     assert now is not None and now["version_id"] == v2 and "pears" in now["text"]

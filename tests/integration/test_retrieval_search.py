@@ -1,7 +1,7 @@
 """How the vector arm reaches the chunks: the HNSW index for a large scope, an exact scan
 for a small one, and the workspace check inside the statement.
 
-The planner's row estimates cannot be trusted with these scopes, so ``_search_model``
+The planner's row estimates cannot be trusted with these scopes, so ``search_plan``
 decides by the scope's chunk count (``EXACT_SEARCH_MAX_CHUNKS``, lowered here so a
 small knowledge base stands for a large one). Plans are read with EXPLAIN in the
 search's own transaction, so its settings apply.
@@ -18,6 +18,7 @@ from scripts.localstack.stack import LocalStack
 from shared.db.connection import Session
 from shared.retrieval import search
 from shared.retrieval.search import RetrievalRequest
+from shared.store.search import ModelInScope
 from tests.support.api import Api
 from tests.support.stack import wipe_stack
 
@@ -45,21 +46,21 @@ def corpus(stack: LocalStack) -> Iterator[dict[str, Any]]:
 def _plans(
     stack: LocalStack, request: RetrievalRequest, kb_ids: tuple[str, ...], monkeypatch: Any
 ) -> tuple[list[int], str]:
-    """The vector ranking of ``_search_model`` and the EXPLAIN of its statement."""
-    original = Session.run
+    """The vector ranking of ``search_model`` and the EXPLAIN of its statement."""
+    original = Session.records
     plans: list[str] = []
 
-    def explained(self: Session, sql: str, stream: Any = None, **params: Any) -> list[Any]:
+    def explained(self: Session, record: type, sql: str, **params: Any) -> list[Any]:
         if sql.startswith("WITH vec AS MATERIALIZED"):
-            rows = original(self, "EXPLAIN " + sql, stream, **params)
+            rows = self.run("EXPLAIN " + sql, **params)
             plans.append("\n".join(str(row[0]) for row in rows))
-        return original(self, sql, stream, **params)
+        return original(self, record, sql, **params)
 
-    monkeypatch.setattr(Session, "run", explained)
-    model = search._Model(name="hashing-384", dimension=384, kb_ids=kb_ids)
-    ranking, _, _ = search._search_model(stack.database, request, model, request.document_ids)
-    monkeypatch.setattr(Session, "run", original)
-    return ranking, plans[0]
+    monkeypatch.setattr(Session, "records", explained)
+    model = ModelInScope(name="hashing-384", dimension=384, kb_ids=list(kb_ids))
+    arms = search.search_model(stack.database, request, model, request.document_ids)
+    monkeypatch.setattr(Session, "records", original)
+    return arms.vector, plans[0]
 
 
 def _exact(stack: LocalStack, kb_id: str, query: str, document_id: str | None) -> list[int]:

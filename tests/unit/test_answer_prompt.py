@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from shared.answering.openai_stream import OpenAIGenerator
 from shared.answering.prompt import (
     HISTORY_ANSWER_TOKENS,
     HISTORY_SHARE,
@@ -21,7 +22,7 @@ from shared.answering.prompt import (
     truncate_to_tokens,
 )
 from shared.answering.types import Exchange, GenerationRequest, Passage
-from shared.config import get_settings
+from shared.config import Settings, get_settings, read_settings
 from shared.errors import LimitExceededError
 from shared.tokens import utf8_bound
 
@@ -246,9 +247,23 @@ def test_the_default_budget_and_history_come_from_settings(
     monkeypatch.setenv("RAGLINE_ANSWER_HISTORY_EXCHANGES", "1")
     history = [Exchange(f"question {i}", f"answer {i}") for i in range(3)]
     passages = [passage(n, words_text(2000, n)) for n in range(1, 3)]
-    prompt = build_prompt(GenerationRequest("q", passages, history))
+    # The generator builds its prompts within this instance's settings.
+    generator = OpenAIGenerator(read_settings(), api_key="unused")
+    prompt = generator.generate(GenerationRequest("q", passages, history)).prompt
     assert prompt.budget == 900 and prompt.tokens <= 900
     assert prompt.history == 1
+
+
+def test_without_settings_the_budget_and_history_are_the_settings_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The environment is never read behind the caller's back.
+    monkeypatch.setenv("RAGLINE_ANSWER_CONTEXT_TOKENS", "900")
+    history = [Exchange(f"question {i}", f"answer {i}") for i in range(20)]
+    prompt = build_prompt(GenerationRequest("q", [passage(1, "text")], history))
+    defaults = Settings.model_fields
+    assert prompt.budget == defaults["answer_context_tokens"].default
+    assert prompt.history == defaults["answer_history_exchanges"].default
 
 
 # -- history ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from shared.answering.rewrite import (
     rewrite_question,
 )
 from shared.answering.types import Exchange
+from shared.config import read_settings
 from tests.support.openai_server import LLM_MODEL, OpenAIServer, RecordedRequest
 
 CHAT = "/v1/chat/completions"
@@ -83,9 +84,9 @@ def test_standalone_questions_and_first_questions_are_unchanged() -> None:
 
 
 def test_offline_rewrite_uses_the_heuristic(offline: None) -> None:
-    assert rewrite_question("  What about its net income? ", [REVENUE]) == (
-        "What about its net income? Apple's revenue Q3 2024"
-    )
+    assert rewrite_question(
+        "  What about its net income? ", [REVENUE], settings=read_settings()
+    ) == ("What about its net income? Apple's revenue Q3 2024")
 
 
 # -- with a model ----------------------------------------------------------------------
@@ -93,7 +94,7 @@ def test_offline_rewrite_uses_the_heuristic(offline: None) -> None:
 
 def test_the_model_rewrites_follow_ups(llm: OpenAIServer) -> None:
     llm.script_chat('"Apple net income Q3 2024"\n')
-    query = rewrite_question("What about its net income?", [REVENUE])
+    query = rewrite_question("What about its net income?", [REVENUE], settings=read_settings())
     assert query == "Apple net income Q3 2024"
     [request] = llm.requests_to(CHAT)
     body = request.json
@@ -108,13 +109,16 @@ def test_the_model_rewrites_follow_ups(llm: OpenAIServer) -> None:
 
 
 def test_no_history_means_no_model_call(llm: OpenAIServer) -> None:
-    assert rewrite_question("What about its net income?", []) == "What about its net income?"
+    assert (
+        rewrite_question("What about its net income?", [], settings=read_settings())
+        == "What about its net income?"
+    )
     assert llm.requests == []
 
 
 def test_a_failing_model_falls_back_to_the_heuristic(llm: OpenAIServer) -> None:
     llm.fail(500, times=5, headers={"retry-after-ms": "1"}, path=CHAT)
-    query = rewrite_question("What about its net income?", [REVENUE])
+    query = rewrite_question("What about its net income?", [REVENUE], settings=read_settings())
     assert query == "What about its net income? Apple's revenue Q3 2024"
     assert len(llm.requests_to(CHAT)) == 1 + REWRITE_MAX_RETRIES
 
@@ -124,6 +128,6 @@ def test_a_reply_that_is_not_a_query_falls_back_to_the_heuristic(llm: OpenAIServ
         return "Sure! " + "Here is a long explanation of net income. " * 20
 
     llm.script_chat(chatty)
-    query = rewrite_question("What about its net income?", [REVENUE])
+    query = rewrite_question("What about its net income?", [REVENUE], settings=read_settings())
     assert query == "What about its net income? Apple's revenue Q3 2024"
     assert len(llm.requests_to(CHAT)) == 1

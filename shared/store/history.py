@@ -1,7 +1,8 @@
 """Chat history: sessions, their turns (question, answer, citations, usage) and feedback.
 
-A session belongs to one principal in one workspace; every read here is scoped to
-them in the SQL, so a session id alone never reveals someone else's conversation.
+Owns ``chat_sessions``, ``chat_turns`` and ``turn_feedback``. A session belongs to one
+principal in one workspace; every read here is scoped to them in the SQL, so a session
+id alone never reveals someone else's conversation.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from shared.answering.types import Citation, Exchange, Usage
 from shared.auth import Principal
 from shared.db import Database
 from shared.ids import is_uuid
@@ -54,12 +54,14 @@ class Turn:
 
 
 _TURN_COLUMNS = (
-    "t.id::text, t.session_id::text, t.number, t.question, t.standalone_question,"
-    " t.kb_ids::text[], t.top_k, t.filters, t.status, t.answer, t.citations, t.generator,"
-    " t.model, t.prompt_tokens, t.completion_tokens, t.total_tokens, t.error_code, t.error,"
-    " t.regenerated_from::text, t.first_token_ms, t.latency_ms, t.created_at::text,"
-    " t.finished_at::text, (SELECT json_build_object('rating', f.rating, 'comment', f.comment)"
-    "  FROM turn_feedback f WHERE f.turn_id = t.id ORDER BY f.updated_at DESC LIMIT 1)"
+    "t.id::text AS id, t.session_id::text AS session_id, t.number, t.question,"
+    " t.standalone_question, t.kb_ids::text[] AS kb_ids, t.top_k, t.filters, t.status,"
+    " t.answer, t.citations, t.generator, t.model, t.prompt_tokens, t.completion_tokens,"
+    " t.total_tokens, t.error_code, t.error, t.regenerated_from::text AS regenerated_from,"
+    " t.first_token_ms, t.latency_ms, t.created_at::text AS created_at,"
+    " t.finished_at::text AS finished_at, (SELECT json_build_object('rating', f.rating,"
+    " 'comment', f.comment) FROM turn_feedback f WHERE f.turn_id = t.id"
+    " ORDER BY f.updated_at DESC LIMIT 1) AS feedback"
 )
 # Joins that keep every read inside the caller's own sessions.
 _OWNED = (
@@ -75,31 +77,136 @@ def _json(value: Any, default: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _turn(row: Sequence[Any]) -> Turn:
+@dataclass(frozen=True)
+class _TurnRow:
+    """A ``chat_turns`` row as :data:`_TURN_COLUMNS` reads it."""
+
+    id: str
+    session_id: str
+    number: int
+    question: str
+    standalone_question: str
+    kb_ids: list[str] | None
+    top_k: int
+    filters: Any
+    status: str
+    answer: str
+    citations: Any
+    generator: str | None
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    error_code: str | None
+    error: str | None
+    regenerated_from: str | None
+    first_token_ms: int | None
+    latency_ms: int | None
+    created_at: str
+    finished_at: str | None
+    feedback: Any
+
+
+def _turn(row: _TurnRow) -> Turn:
     return Turn(
-        id=row[0],
-        session_id=row[1],
-        number=row[2],
-        question=row[3],
-        standalone_question=row[4],
-        kb_ids=list(row[5] or []),
-        top_k=row[6],
-        filters=_json(row[7], {}),
-        status=row[8],
-        answer=row[9],
-        citations=_json(row[10], []),
-        generator=row[11],
-        model=row[12],
-        usage={"prompt_tokens": row[13], "completion_tokens": row[14], "total_tokens": row[15]},
-        error_code=row[16],
-        error=row[17],
-        regenerated_from=row[18],
-        first_token_ms=row[19],
-        latency_ms=row[20],
-        created_at=row[21],
-        finished_at=row[22],
-        feedback=_json(row[23], None),
+        id=row.id,
+        session_id=row.session_id,
+        number=row.number,
+        question=row.question,
+        standalone_question=row.standalone_question,
+        kb_ids=list(row.kb_ids or []),
+        top_k=row.top_k,
+        filters=_json(row.filters, {}),
+        status=row.status,
+        answer=row.answer,
+        citations=_json(row.citations, []),
+        generator=row.generator,
+        model=row.model,
+        usage={
+            "prompt_tokens": row.prompt_tokens,
+            "completion_tokens": row.completion_tokens,
+            "total_tokens": row.total_tokens,
+        },
+        error_code=row.error_code,
+        error=row.error,
+        regenerated_from=row.regenerated_from,
+        first_token_ms=row.first_token_ms,
+        latency_ms=row.latency_ms,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        feedback=_json(row.feedback, None),
     )
+
+
+@dataclass(frozen=True)
+class ExchangeRecord:
+    """One earlier answered question of a session, oldest first in a history."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class _RecentExchange:
+    question: str | None
+    answer: str | None
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """A chat session as the session list shows it."""
+
+    id: str
+    title: str
+    knowledge_base_ids: list[str] | None
+    created_at: str
+    updated_at: str
+    turn_count: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The API representation."""
+        body = dict(self.__dict__)
+        body["knowledge_base_ids"] = list(self.knowledge_base_ids or [])
+        body["turn_count"] = int(self.turn_count)
+        return body
+
+
+@dataclass(frozen=True)
+class _NewTurn:
+    session_id: str
+    id: str
+
+
+class TurnCitation(Protocol):
+    """What a stored citation must offer (``shared.answering.types.Citation`` does)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The citation as a JSON object."""
+        ...
+
+
+class TurnUsage(Protocol):
+    """Tokens a generation used (``shared.answering.types.Usage`` is one)."""
+
+    @property
+    def model(self) -> str:
+        """The model that generated."""
+        ...
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Tokens of the prompt."""
+        ...
+
+    @property
+    def completion_tokens(self) -> int:
+        """Tokens of the answer."""
+        ...
+
+    @property
+    def total_tokens(self) -> int:
+        """Both."""
+        ...
 
 
 def session_exists(database: Database, principal: Principal, session_id: str) -> bool:
@@ -119,14 +226,15 @@ def session_exists(database: Database, principal: Principal, session_id: str) ->
 
 def session_history(
     database: Database, principal: Principal, session_id: str, limit: int = HISTORY_TURNS
-) -> list[Exchange] | None:
+) -> list[ExchangeRecord] | None:
     """The session's last answered exchanges, or None if it is not the principal's.
 
     :func:`session_exists` and :func:`history` in one query (a follow-up reads both).
     """
     if not is_uuid(session_id):
         return None
-    rows = database.run(
+    rows = database.records(
+        _RecentExchange,
         "SELECT recent.question, recent.answer FROM chat_sessions s"
         " JOIN workspaces w ON w.id = s.workspace_id AND w.name = :ws"
         " LEFT JOIN LATERAL ("
@@ -144,16 +252,22 @@ def session_history(
     )
     if not rows:
         return None
-    return [Exchange(question=row[0], answer=row[1]) for row in rows if row[0] is not None]
+    return [
+        ExchangeRecord(question=row.question, answer=row.answer or "")
+        for row in rows
+        if row.question is not None
+    ]
 
 
 def list_sessions(
     database: Database, principal: Principal, limit: int = 50, offset: int = 0
-) -> list[dict[str, Any]]:
+) -> list[SessionSummary]:
     """The principal's sessions, most recently active first."""
-    rows = database.run(
-        "SELECT s.id::text, s.title, s.kb_ids::text[], s.created_at::text, s.updated_at::text,"
-        " (SELECT count(*) FROM chat_turns t WHERE t.session_id = s.id)"
+    return database.records(
+        SessionSummary,
+        "SELECT s.id::text AS id, s.title, s.kb_ids::text[] AS knowledge_base_ids,"
+        " s.created_at::text AS created_at, s.updated_at::text AS updated_at,"
+        " (SELECT count(*) FROM chat_turns t WHERE t.session_id = s.id) AS turn_count"
         " FROM chat_sessions s JOIN workspaces w ON w.id = s.workspace_id AND w.name = :ws"
         " WHERE s.principal = :principal ORDER BY s.updated_at DESC, s.id LIMIT :limit OFFSET :off",
         ws=principal.workspace,
@@ -161,24 +275,14 @@ def list_sessions(
         limit=limit,
         off=offset,
     )
-    return [
-        {
-            "id": row[0],
-            "title": row[1],
-            "knowledge_base_ids": list(row[2] or []),
-            "created_at": row[3],
-            "updated_at": row[4],
-            "turn_count": int(row[5]),
-        }
-        for row in rows
-    ]
 
 
 def list_turns(database: Database, principal: Principal, session_id: str) -> list[Turn]:
     """The session's turns in order (empty if it is not the principal's)."""
     if not is_uuid(session_id):
         return []
-    rows = database.run(
+    rows = database.records(
+        _TurnRow,
         f"SELECT {_TURN_COLUMNS} FROM chat_turns t{_OWNED}"
         " AND t.session_id = CAST(:sid AS uuid) ORDER BY t.number",
         ws=principal.workspace,
@@ -192,7 +296,8 @@ def get_turn(database: Database, principal: Principal, turn_id: str) -> Turn | N
     """The turn if it is in one of the principal's sessions."""
     if not is_uuid(turn_id):
         return None
-    row = database.one(
+    row = database.record(
+        _TurnRow,
         f"SELECT {_TURN_COLUMNS} FROM chat_turns t{_OWNED} AND t.id = CAST(:id AS uuid)",
         ws=principal.workspace,
         principal=principal.id,
@@ -270,13 +375,14 @@ def start_session(
     Returns:
         The session id and the turn id.
     """
-    row = database.one(
+    row = database.record(
+        _NewTurn,
         f"WITH {_ASYNC_COMMIT}, new_session AS (INSERT INTO chat_sessions (workspace_id,"
         " principal, title, kb_ids) SELECT id, :principal, :title, CAST(:kbs AS uuid[])"
         " FROM workspaces WHERE name = :ws RETURNING id)"
         f" {_NEW_TURN_COLUMNS} SELECT new_session.id, 1,{_NEW_TURN}"
         " FROM new_session, async_commit"
-        " RETURNING session_id::text, id::text",
+        " RETURNING session_id::text AS session_id, id::text AS id",
         principal=principal.id,
         title=" ".join(question.split())[:TITLE_CHARS],
         ws=principal.workspace,
@@ -284,7 +390,7 @@ def start_session(
     )
     if row is None:
         raise RuntimeError(f"workspace {principal.workspace!r} does not exist")
-    return str(row[0]), str(row[1])
+    return row.session_id, row.id
 
 
 def start_turn(
@@ -349,8 +455,8 @@ def finish_turn(
     *,
     status: str,
     answer: str,
-    citations: Sequence[Citation],
-    usage: Usage | None,
+    citations: Sequence[TurnCitation],
+    usage: TurnUsage | None,
     generator: str | None,
     first_token_ms: int | None,
     latency_ms: int,

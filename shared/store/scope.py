@@ -1,0 +1,149 @@
+"""The retrieval scope, compiled into SQL in one place.
+
+Every read a question makes (the chunk arms of the hybrid search, the documents routing
+reads, the active versions the BM25 statistics and the scope's size come from, the
+knowledge bases and their embedding models) is restricted by the same scope: the
+knowledge bases asked for, inside the caller's workspace, active versions only, and
+the optional document and metadata filters. :func:`compile_scope` is the one function
+that turns a :class:`Scope` into those predicates, so the identity issue adds the
+caller's access here, once, for every read path.
+
+The predicates' exact shape is tuned for the planner (docs/benchmarks.md, "Retrieval
+latency and recall"); each fragment's docstring says why it is written as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a search may read.
+
+    Attributes:
+        kb_ids: Knowledge bases asked for (and readable by the caller).
+        workspace: The caller's workspace (name); knowledge bases outside it are
+            invisible even if their ids are given.
+        document_ids: Only these documents, if given (an empty list matches none).
+        metadata: Only documents whose metadata contains these key/values (JSON
+            containment), if given and not empty.
+    """
+
+    kb_ids: Sequence[str]
+    workspace: str
+    document_ids: Sequence[str] | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ScopeSql:
+    """A scope's SQL fragments and the parameters they name.
+
+    Every fragment names the same parameters (``:kbs``, ``:ws``, and ``:docs`` /
+    ``:meta`` when the scope has those filters); pass :attr:`params` with the statement.
+
+    Attributes:
+        params: Values for the fragments' named parameters.
+    """
+
+    scope: Scope
+    params: dict[str, Any]
+
+    def chunks(self) -> str:
+        """The ``WHERE`` clause that restricts ``chunks c`` to the scope.
+
+        Written so the planner's row estimates stay right (a join on the active
+        version, or a per-row workspace check, made it expect a few rows out of 100k,
+        and so scan them all): visibility is a semi-join on the active versions, and
+        the workspace check runs once for the statement (every knowledge base asked for
+        must be the caller's). Document and metadata filters name the active versions,
+        so a selective filter reaches its chunks through the (version_id, ordinal)
+        index.
+        """
+        where = (
+            " WHERE c.kb_id = ANY(CAST(:kbs AS uuid[]))"
+            " AND c.version_id IN (SELECT d.active_version_id FROM documents d"
+            " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])))"
+            " AND (SELECT count(*) FROM knowledge_bases k JOIN workspaces w"
+            " ON w.id = k.workspace_id WHERE w.name = :ws AND k.id = ANY(CAST(:kbs AS uuid[])))"
+            " = cardinality(CAST(:kbs AS uuid[]))"
+        )
+        if self.scope.document_ids is not None:
+            where += (
+                " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
+                " WHERE f.id = ANY(CAST(:docs AS uuid[])))"
+            )
+        if self.scope.metadata:
+            where += (
+                " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
+                " WHERE f.kb_id = ANY(CAST(:kbs AS uuid[]))"
+                " AND f.metadata @> CAST(:meta AS jsonb))"
+            )
+        return where
+
+    def active_versions(self, alias: str = "d") -> str:
+        """``FROM`` and ``WHERE`` of the scope's documents joined to their active versions.
+
+        The documents are ``alias``, their active versions ``v``. No workspace check:
+        the statements reading these (the BM25 statistics, the scope's size) only
+        size the search, and the chunk arms they serve check the workspace (a check
+        here cost a join per document for no row it could remove).
+        """
+        return (
+            f" FROM documents {alias} JOIN document_versions v"
+            f" ON v.id = {alias}.active_version_id"
+            f" WHERE {alias}.kb_id = ANY(CAST(:kbs AS uuid[]))" + self._document_filters(alias)
+        )
+
+    def workspace_documents(self) -> str:
+        """``FROM`` and ``WHERE`` of the scope's documents, checked per row against the workspace.
+
+        The documents are ``d``, their active versions ``v``, knowledge bases ``k``,
+        workspace ``w``. For reads that return documents themselves (routing), so the
+        workspace is checked on each row.
+        """
+        return (
+            " FROM documents d JOIN document_versions v ON v.id = d.active_version_id"
+            " JOIN knowledge_bases k ON k.id = d.kb_id JOIN workspaces w ON w.id = k.workspace_id"
+            " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])) AND w.name = :ws"
+            + self._document_filters("d")
+        )
+
+    def knowledge_bases(self) -> str:
+        """``FROM`` and ``WHERE`` of the scope's knowledge bases ``k`` (workspace ``w``)."""
+        return (
+            " FROM knowledge_bases k JOIN workspaces w ON w.id = k.workspace_id"
+            " WHERE k.id = ANY(CAST(:kbs AS uuid[])) AND w.name = :ws"
+        )
+
+    def _document_filters(self, alias: str) -> str:
+        filters = ""
+        if self.scope.document_ids is not None:
+            filters += f" AND {alias}.id = ANY(CAST(:docs AS uuid[]))"
+        if self.scope.metadata:
+            filters += f" AND {alias}.metadata @> CAST(:meta AS jsonb)"
+        return filters
+
+
+def compile_scope(scope: Scope) -> ScopeSql:
+    """The SQL fragments and parameters that restrict every read path to ``scope``.
+
+    Args:
+        scope: The knowledge bases, workspace and filters of one search.
+
+    Returns:
+        Fragments for the chunk arms, the active versions, the routed documents and the
+        knowledge bases, all naming the same parameters.
+    """
+    # Without duplicates: the chunk arms compare the count of the caller's knowledge
+    # bases with the number asked for.
+    params: dict[str, Any] = {"kbs": list(dict.fromkeys(scope.kb_ids)), "ws": scope.workspace}
+    if scope.document_ids is not None:
+        params["docs"] = list(scope.document_ids)
+    if scope.metadata:
+        params["meta"] = json.dumps(dict(scope.metadata))
+    return ScopeSql(scope=scope, params=params)

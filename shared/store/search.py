@@ -1,0 +1,335 @@
+"""The statements of a search: models in scope, routing's profiles, scope size, the arms.
+
+Every statement is restricted by :func:`shared.store.scope.compile_scope`. The hybrid
+statement runs both arms (HNSW cosine search and BM25 full text) in one round trip;
+:func:`vector_search` runs its vector arm alone, the same SQL (benchmarks time it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from shared.db import Database
+from shared.db.connection import Session
+from shared.store.scope import ScopeSql
+from shared.store.vector_index import distance_sql
+
+# Upper bound on the tuples one iterative HNSW scan visits (pgvector's default is
+# 20,000); past it a very selective filter returns fewer rows rather than scanning on.
+MAX_SCAN_TUPLES = 50_000
+# Okapi BM25 for the full-text arm (Robertson and Zaragoza, "The Probabilistic Relevance
+# Framework: BM25 and Beyond", 2009), with Lucene's and Elasticsearch's default
+# parameters: k1 saturates a term's repeated occurrences, b normalises by length.
+BM25_K1 = 1.2
+BM25_B = 0.75
+
+
+@dataclass(frozen=True)
+class ModelInScope:
+    """An embedding model and the knowledge bases in scope that use it."""
+
+    name: str
+    dimension: int
+    kb_ids: list[str]
+
+
+@dataclass(frozen=True)
+class ProfileMatch:
+    """A document in scope whose profile contains some of the names looked for."""
+
+    id: str
+    source_date: date | None
+    matched: list[str]
+    in_scope: int
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    """A vector arm candidate: chunk id and full-precision cosine distance."""
+
+    id: int
+    distance: float
+
+
+@dataclass(frozen=True)
+class HybridRow:
+    """A candidate of either arm of the hybrid statement, with what a passage shows.
+
+    ``similarity`` is the cosine similarity to the query (None for a chunk embedded with
+    another dimension); ``distance`` is set for vector hits, ``rank`` (BM25) for text hits.
+    """
+
+    id: int
+    document_id: str
+    version_id: str
+    kb_id: str
+    filename: str
+    title: str | None
+    text: str
+    page_start: int | None
+    page_end: int | None
+    char_start: int
+    char_end: int
+    heading_path: list[str] | None
+    similarity: float | None
+    distance: float | None
+    rank: float | None
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How one search walks its scope.
+
+    Attributes:
+        limit: Candidates each arm returns.
+        exact: Compare the query with every chunk in scope (True) or walk the HNSW
+            index (False).
+        ef_search: ``hnsw.ef_search`` for the walk.
+    """
+
+    limit: int
+    exact: bool
+    ef_search: int
+
+
+def models_in_scope(session: Session, scope: ScopeSql) -> list[ModelInScope]:
+    """The embedding models of the knowledge bases in scope, each with its knowledge bases.
+
+    Knowledge bases outside the caller's workspace are left out.
+    """
+    return session.records(
+        ModelInScope,
+        "SELECT k.embedding_model AS name, k.embedding_dim AS dimension,"
+        " array_agg(k.id::text ORDER BY k.id) AS kb_ids"
+        + scope.knowledge_bases()
+        + " GROUP BY k.embedding_model, k.embedding_dim ORDER BY k.embedding_model",
+        **scope.params,
+    )
+
+
+def profile_matches(session: Session, scope: ScopeSql, names: Sequence[str]) -> list[ProfileMatch]:
+    """The documents in scope whose profile contains any of ``names``.
+
+    None if a knowledge base in scope has routing ``off``. Only the documents some name
+    matches come back, each with the number in scope (a knowledge base of thousands of
+    documents returns a handful of rows).
+    """
+    return session.records(
+        ProfileMatch,
+        "SELECT id, source_date, matched, in_scope FROM (SELECT d.id::text AS id,"
+        " v.source_date, ARRAY(SELECT t FROM unnest(CAST(:names AS text[])) AS t"
+        "       WHERE v.profile @@ plainto_tsquery('english', t)) AS matched,"
+        " count(*) OVER () AS in_scope"
+        + scope.workspace_documents()
+        + " AND NOT EXISTS (SELECT 1 FROM knowledge_bases o"
+        "  WHERE o.id = ANY(CAST(:kbs AS uuid[])) AND o.routing = 'off')"
+        ") s WHERE cardinality(matched) > 0",
+        names=list(names),
+        **scope.params,
+    )
+
+
+def scope_chunk_count(database: Database, scope: ScopeSql, cap: int) -> int:
+    """The chunks of the active versions in scope, counted up to about ``cap``.
+
+    Counts from ``chunk_count`` (set when a version is chunked; a missing count counts
+    as ``cap``), reading at most ``cap`` documents, since each version has at least one
+    chunk: the answer is exact up to ``cap`` and above it otherwise.
+    """
+    total = database.scalar(
+        "SELECT coalesce(sum(coalesce(s.n, :cap)), 0) FROM (SELECT v.chunk_count AS n"
+        + scope.active_versions("d")
+        + " LIMIT :cap) s",
+        cap=cap,
+        **scope.params,
+    )
+    return int(total or 0)
+
+
+def _distance(dim: int) -> str:
+    """Full-precision cosine distance of ``chunks c`` to the query ``:q``."""
+    return f"c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))"
+
+
+def vector_arm_sql(scope: ScopeSql, dim: int, exact: bool) -> str:
+    """The vector arm: the ``:n`` chunks in scope nearest the query ``:q`` (a CTE body).
+
+    Scores use the full-precision vectors; the HNSW walk repeats the partial index's
+    expression and predicate (``distance_sql``: ``embedding::halfvec(N)``,
+    ``embedding_dim = N``) so the planner can use the index. An exact search orders by
+    ``cosine_distance()``, a function no index serves. The walk picks the candidates by
+    the index's (half-precision) order; they are ranked by their full-precision
+    distance (near-ties can swap in half precision).
+    """
+    ranked = (
+        f"cosine_distance(c.embedding::vector({dim}), CAST(:q AS vector({dim})))"
+        if exact
+        else distance_sql(dim)
+    )
+    return (
+        f"SELECT c.id, {_distance(dim)} AS distance FROM chunks c {scope.chunks()}"
+        f" AND c.embedding_dim = {dim} ORDER BY {ranked} LIMIT :n"
+    )
+
+
+def text_arm_sql(scope: ScopeSql) -> str:
+    """The full-text arm: the ``:n`` chunks in scope best matching ``:tsq`` by BM25.
+
+    Chunks matching any of the question's words (GIN index), ranked by BM25.
+    ts_rank_cd counts every matching word alike, so a question's common words
+    ("patients", "cells", "increase") outweigh the one rare word that identifies the
+    passage; BM25 weighs each word by its inverse document frequency and saturates
+    repeats. Statistics are over the search's scope: N and the mean length (in the
+    embedding model's tokens) from its active versions' chunk counts and token totals
+    (a scan of every chunk in scope cost milliseconds per 10k chunks), each word's
+    document frequency from the matching chunks (every chunk containing the word
+    matches the OR query), its frequency in a chunk from the positions the tsvector
+    stores.
+    """
+    return (
+        "WITH matched AS MATERIALIZED (SELECT m.id, m.dl, u.lexeme,"
+        " cardinality(u.positions) AS tf FROM (SELECT c.id,"
+        " greatest(c.token_count, 1)::float8 AS dl, ts_filter(setweight(c.tsv, 'A',"
+        " tsvector_to_array(to_tsvector('english', :terms))), '{a}') AS hits"
+        f" FROM chunks c {scope.chunks()} AND c.tsv @@ to_tsquery('english', :tsq)) m,"
+        " unnest(m.hits) AS u),"
+        " df AS (SELECT lexeme, count(*)::float8 AS df FROM matched GROUP BY lexeme),"
+        # Versions without a token total (none after migration 0007) are left out of
+        # the mean length rather than counted as empty: avgdl is never zero.
+        " stats AS (SELECT greatest(sum(v.chunk_count), 1)::float8 AS n,"
+        " coalesce(sum(v.token_total)::float8 / nullif(sum(v.chunk_count)"
+        f" FILTER (WHERE v.token_total IS NOT NULL), 0), 1) AS avgdl"
+        f"{scope.active_versions('f')})"
+        " SELECT t.id, sum(ln(1 + (s.n - d.df + 0.5) / (d.df + 0.5))"
+        f" * t.tf * {BM25_K1 + 1} / (t.tf + {BM25_K1} * (1 - {BM25_B}"
+        f" + {BM25_B} * t.dl / s.avgdl)))::real AS rank"
+        " FROM matched t JOIN df d USING (lexeme) CROSS JOIN stats s"
+        " GROUP BY t.id ORDER BY rank DESC, t.id LIMIT :n"
+    )
+
+
+def apply_plan(session: Session, plan: SearchPlan) -> None:
+    """Set the per-transaction settings of a search, in one round trip.
+
+    Iterative scans keep walking the HNSW graph until LIMIT rows pass the scope
+    filters (relaxed order: results are re-sorted by distance). The planner cannot be
+    left to choose between the index and an exact scan: the scope's joins make it
+    expect a handful of rows, so it sorts every chunk of the knowledge base by distance
+    (100k chunks: hundreds of ms); sorting is disabled unless the search is exact, so
+    the index's order wins.
+    """
+    session.run(
+        "SET LOCAL hnsw.iterative_scan = relaxed_order;"
+        f" SET LOCAL hnsw.ef_search = {plan.ef_search};"
+        f" SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES};"
+        f" SET LOCAL enable_sort = {'on' if plan.exact else 'off'}"
+    )
+
+
+@dataclass(frozen=True)
+class HybridQuery:
+    """One search of one embedding model's knowledge bases, ready to run.
+
+    Attributes:
+        scope: The compiled scope.
+        vector: The query vector as pgvector text (``vector_literal``).
+        dim: The embedding dimension of the knowledge bases in scope.
+        plan: Limit, exact or index, ef_search.
+        tsquery: The OR full-text query (plain words joined by ``|``); empty skips the
+            full-text arm.
+        terms: The query's words, space separated (their positions weigh BM25's tf).
+    """
+
+    scope: ScopeSql
+    vector: str
+    dim: int
+    plan: SearchPlan
+    tsquery: str
+    terms: str
+
+    def sql(self) -> str:
+        """The hybrid statement: both arms' candidates with what a passage shows."""
+        dim = self.dim
+        text_arm = (
+            text_arm_sql(self.scope)
+            if self.tsquery
+            else "SELECT NULL::bigint AS id, NULL::real AS rank WHERE false"
+        )
+        return (
+            f"WITH vec AS MATERIALIZED ({vector_arm_sql(self.scope, dim, self.plan.exact)}),"
+            f" fts AS MATERIALIZED ({text_arm}),"
+            " candidates AS (SELECT id FROM vec UNION SELECT id FROM fts)"
+            " SELECT c.id, c.document_id::text AS document_id,"
+            " c.version_id::text AS version_id, c.kb_id::text AS kb_id, d.filename, d.title,"
+            " c.text, c.page_start, c.page_end, c.char_start, c.char_end,"
+            # As JSON: pg8000 parses text[] in Python (3 ms for 70 rows), JSON in C.
+            " array_to_json(c.heading_path) AS heading_path,"
+            f" CASE WHEN c.embedding_dim = {dim} THEN 1 - ({_distance(dim)}) END AS similarity,"
+            " vec.distance, fts.rank"
+            " FROM candidates JOIN chunks c ON c.id = candidates.id"
+            " JOIN documents d ON d.id = c.document_id"
+            " LEFT JOIN vec ON vec.id = c.id LEFT JOIN fts ON fts.id = c.id"
+        )
+
+    def params(self) -> dict[str, object]:
+        """The statement's parameters."""
+        return {
+            "q": self.vector,
+            "tsq": self.tsquery,
+            "terms": self.terms,
+            "n": self.plan.limit,
+            **self.scope.params,
+        }
+
+
+def vector_search(
+    database: Database, scope: ScopeSql, query: str, dim: int, plan: SearchPlan
+) -> list[VectorHit]:
+    """The vector arm alone, as the hybrid statement runs it: nearest first.
+
+    Args:
+        database: The database.
+        scope: The compiled scope.
+        query: The query vector as pgvector text (``vector_literal``).
+        dim: The embedding dimension of the knowledge bases in scope.
+        plan: Limit, exact or index, ef_search.
+    """
+    with database.transaction() as session:
+        apply_plan(session, plan)
+        hits = session.records(
+            VectorHit,
+            f"WITH vec AS MATERIALIZED ({vector_arm_sql(scope, dim, plan.exact)})"
+            " SELECT id, distance FROM vec",
+            q=query,
+            n=plan.limit,
+            **scope.params,
+        )
+    return sorted(hits, key=lambda hit: (hit.distance, hit.id))
+
+
+def hybrid_search(database: Database, query: HybridQuery) -> list[HybridRow]:
+    """Both arms for the knowledge bases of one embedding model, in one statement.
+
+    Returns:
+        The union of both arms' candidates, in no particular order.
+    """
+    with database.transaction() as session:
+        apply_plan(session, query.plan)
+        return session.records(HybridRow, query.sql(), **query.params())
+
+
+def explain_hybrid_search(database: Database, query: HybridQuery) -> str:
+    """The executed plan of :func:`hybrid_search` for ``query`` (``EXPLAIN ANALYZE``).
+
+    For diagnosing a slow search: the same statement and settings, run and timed.
+    """
+    with database.transaction() as session:
+        apply_plan(session, query.plan)
+        return "\n".join(
+            str(line)
+            for line in session.scalars(
+                "EXPLAIN (ANALYZE, BUFFERS OFF) " + query.sql(), **query.params()
+            )
+        )
