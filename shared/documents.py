@@ -7,10 +7,14 @@ from typing import Any
 
 from shared.db import Database
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
-from shared.ids import is_uuid
 from shared.pipeline.ingest import Registered, register_object
 from shared.pipeline.removal import delete_document
 from shared.runtime import Runtime
+from shared.store import documents as document_store
+from shared.store import events as event_store
+from shared.store import versions as version_store
+from shared.store.documents import DocumentView
+from shared.store.versions import STAGE_COLUMNS, VersionView
 
 __all__ = [
     "delete_document",
@@ -25,72 +29,53 @@ STATUSES = (
     "awaiting_upload", "received", "parsing", "chunking", "embedding", "indexing",
     "ready", "failed", "superseded",
 )  # fmt: skip
-STAGE_COLUMNS = (
-    "received_at", "parsing_at", "chunking_at", "embedding_at", "indexing_at", "ready_at",
-    "failed_at",
-)  # fmt: skip
-
-_VERSION_SELECT = (
-    "SELECT v.id::text, v.number, v.status, v.checksum, v.size_bytes, v.content_type,"
-    " v.page_count, v.chunk_count, v.error_code, v.error, v.embedding_model, v.created_at,"
-    + ", ".join(f"v.{column}" for column in STAGE_COLUMNS)
-    + " FROM document_versions v"
-)
-# A document's status is its latest version's, or awaiting_upload before the first one.
-_DOCUMENT_SELECT = (
-    "SELECT d.id::text, d.kb_id::text, d.source_key, d.filename, d.title, d.metadata,"
-    " d.active_version_id::text, d.latest_version_id::text, d.created_at, d.updated_at,"
-    " coalesce(lv.status, 'awaiting_upload') AS status, lv.error, lv.page_count,"
-    " lv.chunk_count"
-    " FROM documents d LEFT JOIN document_versions lv ON lv.id = d.latest_version_id"
-)
 
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _version_json(row: tuple[Any, ...]) -> dict[str, Any]:
-    (vid, number, status, checksum, size, ctype, pages, chunks, code, error, model, created) = row[
-        :12
-    ]
-    stages = {
-        column[:-3]: _iso(value) for column, value in zip(STAGE_COLUMNS, row[12:], strict=True)
-    }
+def _json_object(value: dict[str, Any] | str | None) -> dict[str, Any]:
+    """A jsonb object as the driver returned it (a dict, or its text) as a dict."""
+    return value if isinstance(value, dict) else dict(json.loads(value or "{}"))
+
+
+def _version_json(version: VersionView) -> dict[str, Any]:
+    stages = {column[:-3]: _iso(getattr(version, column)) for column in STAGE_COLUMNS}
     return {
-        "id": vid,
-        "number": number,
-        "status": status,
-        "checksum": checksum,
-        "size_bytes": size,
-        "content_type": ctype,
-        "page_count": pages,
-        "chunk_count": chunks,
-        "error": {"code": code, "message": error} if error else None,
-        "embedding_model": model,
-        "created_at": _iso(created),
+        "id": version.id,
+        "number": version.number,
+        "status": version.status,
+        "checksum": version.checksum,
+        "size_bytes": version.size_bytes,
+        "content_type": version.content_type,
+        "page_count": version.page_count,
+        "chunk_count": version.chunk_count,
+        "error": (
+            {"code": version.error_code, "message": version.error} if version.error else None
+        ),
+        "embedding_model": version.embedding_model,
+        "created_at": _iso(version.created_at),
         "stages": stages,
     }
 
 
-def _document_json(row: tuple[Any, ...]) -> dict[str, Any]:
-    (did, kb_id, source_key, filename, title, metadata, active, latest, created, updated,
-     status, error, pages, chunks) = row  # fmt: skip
+def _document_json(document: DocumentView) -> dict[str, Any]:
     return {
-        "id": did,
-        "knowledge_base_id": kb_id,
-        "source_key": source_key,
-        "filename": filename,
-        "title": title,
-        "metadata": metadata if isinstance(metadata, dict) else json.loads(metadata or "{}"),
-        "status": status,
-        "error": error,
-        "active_version_id": active,
-        "latest_version_id": latest,
-        "page_count": pages,
-        "chunk_count": chunks,
-        "created_at": _iso(created),
-        "updated_at": _iso(updated),
+        "id": document.id,
+        "knowledge_base_id": document.kb_id,
+        "source_key": document.source_key,
+        "filename": document.filename,
+        "title": document.title,
+        "metadata": _json_object(document.metadata),
+        "status": document.status,
+        "error": document.error,
+        "active_version_id": document.active_version_id,
+        "latest_version_id": document.latest_version_id,
+        "page_count": document.page_count,
+        "chunk_count": document.chunk_count,
+        "created_at": _iso(document.created_at),
+        "updated_at": _iso(document.updated_at),
     }
 
 
@@ -102,30 +87,19 @@ def list_documents(
         raise InvalidInputError(
             f"status must be one of {', '.join(STATUSES)}", code="invalid_status"
         )
-    rows = database.run(
-        _DOCUMENT_SELECT + " WHERE d.kb_id = CAST(:k AS uuid)"
-        " AND (CAST(:s AS text) IS NULL OR coalesce(lv.status, 'awaiting_upload') = :s)"
-        " ORDER BY d.created_at DESC, d.id LIMIT :lim OFFSET :off",
-        k=kb_id,
-        s=status,
-        lim=limit + 1,
-        off=offset,
+    page = document_store.list_document_views(
+        database, kb_id, status=status, limit=limit + 1, offset=offset
     )
-    return [_document_json(row) for row in rows[:limit]], len(rows) > limit
+    return [_document_json(document) for document in page[:limit]], len(page) > limit
 
 
 def get_document(database: Database, document_id: str) -> dict[str, Any] | None:
     """The document with its status, stage timestamps, counts, error and versions."""
-    if not is_uuid(document_id):
+    view = document_store.get_document_view(database, document_id)
+    if view is None:
         return None
-    row = database.one(_DOCUMENT_SELECT + " WHERE d.id = CAST(:d AS uuid)", d=document_id)
-    if row is None:
-        return None
-    document = _document_json(row)
-    versions = database.run(
-        _VERSION_SELECT + " WHERE v.document_id = CAST(:d AS uuid) ORDER BY v.number DESC",
-        d=document_id,
-    )
+    document = _document_json(view)
+    versions = version_store.list_version_views(database, document_id)
     document["versions"] = [_version_json(version) for version in versions]
     latest = document["versions"][0] if document["versions"] else None
     document["stages"] = latest["stages"] if latest else {}
@@ -134,49 +108,33 @@ def get_document(database: Database, document_id: str) -> dict[str, Any] | None:
 
 def document_kb(database: Database, document_id: str) -> str | None:
     """The knowledge base a document belongs to (for authorization), or None."""
-    if not is_uuid(document_id):
-        return None
-    value = database.scalar(
-        "SELECT kb_id::text FROM documents WHERE id = CAST(:d AS uuid)", d=document_id
-    )
-    return str(value) if value is not None else None
+    return document_store.document_kb(database, document_id)
 
 
 def events_after(database: Database, document_id: str, after_id: int) -> list[dict[str, Any]]:
     """The document's progress events with id greater than ``after_id``, oldest first."""
-    rows = database.run(
-        "SELECT id, version_id::text, status, detail, created_at FROM document_events"
-        " WHERE document_id = CAST(:d AS uuid) AND id > :after ORDER BY id LIMIT 500",
-        d=document_id,
-        after=after_id,
-    )
     return [
         {
-            "id": row[0],
-            "version_id": row[1],
-            "status": row[2],
-            "detail": row[3] if isinstance(row[3], dict) else json.loads(row[3] or "{}"),
-            "at": _iso(row[4]),
+            "id": event.id,
+            "version_id": event.version_id,
+            "status": event.status,
+            "detail": _json_object(event.detail),
+            "at": _iso(event.created_at),
         }
-        for row in rows
+        for event in event_store.events_after(database, document_id, after_id)
     ]
 
 
 def reindex_document(runtime: Runtime, document_id: str) -> Registered:
     """Run the pipeline again on the document's current object as a new version."""
-    database = runtime.database
-    row = database.one(
-        "SELECT v.object_bucket, v.object_name FROM documents d JOIN document_versions v"
-        " ON v.id = coalesce(d.active_version_id, d.latest_version_id)"
-        " WHERE d.id = CAST(:d AS uuid)",
-        d=document_id,
-    )
-    if row is None:
+    current = version_store.current_object(runtime.database, document_id)
+    if current is None:
         raise ConflictError("the document has no stored version yet", code="nothing_to_reindex")
-    info = runtime.objects.stat(row[0], row[1])
+    info = runtime.objects.stat(current.object_bucket, current.object_name)
     if info is None:
         raise ConflictError(
-            f"the source object gs://{row[0]}/{row[1]} is gone", code="source_missing"
+            f"the source object gs://{current.object_bucket}/{current.object_name} is gone",
+            code="source_missing",
         )
     registered = register_object(runtime, document_id, info, force=True)
     if registered is None:

@@ -20,10 +20,10 @@ from shared.auth import Principal
 from shared.db import Database
 from shared.errors import ConflictError, InvalidInputError, TooLargeError
 from shared.paths import upload_object_name
-from shared.pipeline.ingest import ensure_document, register_object
+from shared.pipeline.ingest import register_object
 from shared.runtime import Runtime
 from shared.storage import md5_checksum
-from shared.store.documents import merge_metadata
+from shared.store.documents import ensure_document, merge_metadata
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 

@@ -13,16 +13,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from shared.db import Database
 from shared.errors import ConflictError, DomainError
 from shared.ids import is_uuid
 from shared.knowledge_bases import create_knowledge_base, find_knowledge_base
 from shared.models import ParseRequested
 from shared.paths import UPLOADS_PREFIX
 from shared.pipeline.removal import delete_document
-from shared.pipeline.versions import record_event
 from shared.runtime import Runtime
 from shared.storage import ObjectInfo
+from shared.store import documents as document_store
+from shared.store import versions as version_store
+from shared.store.events import record_event
 
 log = logging.getLogger(__name__)
 
@@ -37,28 +38,6 @@ class Registered:
     version_id: str
     status: str
     created: bool
-
-
-def ensure_document(
-    database: Database, kb_id: str, source_key: str, filename: str, principal: str
-) -> str:
-    """Return the id of the document at ``source_key`` in the knowledge base, creating it."""
-    with database.transaction() as session:
-        session.run(
-            "INSERT INTO documents (kb_id, source_key, filename, created_by)"
-            " VALUES (CAST(:k AS uuid), :s, :f, :p) ON CONFLICT (kb_id, source_key) DO NOTHING",
-            k=kb_id,
-            s=source_key,
-            f=filename,
-            p=principal,
-        )
-        return str(
-            session.scalar(
-                "SELECT id::text FROM documents WHERE kb_id = CAST(:k AS uuid) AND source_key = :s",
-                k=kb_id,
-                s=source_key,
-            )
-        )
 
 
 def register_object(
@@ -80,62 +59,35 @@ def register_object(
     """
     database = runtime.database
     with database.transaction() as session:
-        doc = session.one(
-            "SELECT kb_id::text FROM documents WHERE id = CAST(:d AS uuid) FOR UPDATE",
-            d=document_id,
-        )
-        if doc is None:
+        kb_id = document_store.lock_document(session, document_id)
+        if kb_id is None:
             return None
-        kb_id = doc[0]
         if obj.generation is not None and not force:
-            same = session.one(
-                "SELECT id::text, status FROM document_versions WHERE object_bucket = :b"
-                " AND object_name = :n AND object_generation = :g",
-                b=obj.bucket,
-                n=obj.name,
-                g=obj.generation,
-            )
+            same = version_store.find_by_object(session, obj.bucket, obj.name, obj.generation)
             if same is not None:
-                registered = Registered(document_id, same[0], same[1], created=False)
+                registered = Registered(document_id, same.id, same.status, created=False)
                 return _start(runtime, registered)
-        latest = session.one(
-            "SELECT id::text, status, checksum FROM document_versions"
-            " WHERE document_id = CAST(:d AS uuid) ORDER BY number DESC LIMIT 1",
-            d=document_id,
-        )
+        latest = version_store.latest_version(session, document_id)
         if (
             not force
             and latest is not None
-            and latest[1] not in ("failed", "superseded")
+            and latest.status not in ("failed", "superseded")
             and obj.checksum is not None
-            and latest[2] == obj.checksum
+            and latest.checksum == obj.checksum
         ):
-            return _start(runtime, Registered(document_id, latest[0], latest[1], created=False))
-        version_id = str(
-            session.scalar(
-                "INSERT INTO document_versions (document_id, kb_id, number, checksum,"
-                " size_bytes, declared_type, object_bucket, object_name, object_generation,"
-                " status, received_at)"
-                " VALUES (CAST(:d AS uuid), CAST(:k AS uuid),"
-                " (SELECT coalesce(max(number), 0) + 1 FROM document_versions"
-                "  WHERE document_id = CAST(:d AS uuid)),"
-                " :c, :size, :t, :b, :n, :g, 'received', now()) RETURNING id::text",
-                d=document_id,
-                k=kb_id,
-                c=obj.checksum,
-                size=obj.size,
-                t=declared_type or obj.content_type,
-                b=obj.bucket,
-                n=obj.name,
-                g=None if force else obj.generation,
-            )
+            return _start(runtime, Registered(document_id, latest.id, latest.status, created=False))
+        version_id = version_store.insert_received_version(
+            session,
+            document_id=document_id,
+            kb_id=kb_id,
+            checksum=obj.checksum,
+            size_bytes=obj.size,
+            declared_type=declared_type or obj.content_type,
+            bucket=obj.bucket,
+            name=obj.name,
+            generation=None if force else obj.generation,
         )
-        session.run(
-            "UPDATE documents SET latest_version_id = CAST(:v AS uuid), updated_at = now()"
-            " WHERE id = CAST(:d AS uuid)",
-            v=version_id,
-            d=document_id,
-        )
+        document_store.set_latest_version(session, document_id, version_id)
         record_event(
             session,
             document_id=document_id,
@@ -187,7 +139,9 @@ def ingest_finalized(runtime: Runtime, obj: ObjectInfo) -> Registered | None:
             log.warning("cannot create knowledge base %r for %s: %s", kb_ref, obj.name, error)
             return None
     filename = source_key.rsplit("/", 1)[-1]
-    document_id = ensure_document(database, kb.id, source_key, filename, BUCKET_PRINCIPAL)
+    document_id = document_store.ensure_document(
+        database, kb.id, source_key, filename, BUCKET_PRINCIPAL
+    )
     return register_object(runtime, document_id, obj)
 
 
@@ -209,12 +163,8 @@ def ingest_deleted(runtime: Runtime, bucket: str, name: str) -> str | None:
     kb = find_knowledge_base(database, kb_ref, runtime.settings.default_workspace)
     if kb is None:
         return None
-    row = database.one(
-        "SELECT id::text FROM documents WHERE kb_id = CAST(:k AS uuid) AND source_key = :s",
-        k=kb.id,
-        s=source_key,
-    )
-    if row is None:
+    document_id = document_store.find_document_id(database, kb.id, source_key)
+    if document_id is None:
         return None
-    delete_document(runtime, row[0])
-    return str(row[0])
+    delete_document(runtime, document_id)
+    return document_id

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from shared.paths import parsed_object_name
 from shared.runtime import Runtime
+from shared.store import chunks as chunk_store
+from shared.store import documents as document_store
+from shared.store import events as event_store
+from shared.store import versions as version_store
 
 
 def delete_document(runtime: Runtime, document_id: str) -> bool:
@@ -13,34 +17,17 @@ def delete_document(runtime: Runtime, document_id: str) -> bool:
     can simply be retried.
     """
     database = runtime.database
-    row = database.one(
-        "SELECT d.source_key, k.name FROM documents d JOIN knowledge_bases k ON k.id = d.kb_id"
-        " WHERE d.id = CAST(:d AS uuid)",
-        d=document_id,
-    )
-    if row is None:
+    if not document_store.document_exists(database, document_id):
         return False
     settings = runtime.settings
-    versions = database.run(
-        "SELECT id::text, object_bucket, object_name FROM document_versions"
-        " WHERE document_id = CAST(:d AS uuid)",
-        d=document_id,
-    )
-    for version_id, bucket, name in versions:
-        runtime.objects.delete(settings.work_bucket, parsed_object_name(version_id))
-        runtime.objects.delete(bucket, name)
+    for stored in version_store.version_objects(database, document_id):
+        runtime.objects.delete(settings.work_bucket, parsed_object_name(stored.id))
+        runtime.objects.delete(stored.object_bucket, stored.object_name)
     with database.transaction() as session:
-        session.run("DELETE FROM chunks WHERE document_id = CAST(:d AS uuid)", d=document_id)
-        session.run(
-            "UPDATE documents SET active_version_id = NULL, latest_version_id = NULL"
-            " WHERE id = CAST(:d AS uuid)",
-            d=document_id,
-        )
-        session.run(
-            "DELETE FROM document_versions WHERE document_id = CAST(:d AS uuid)", d=document_id
-        )
-        session.run(
-            "DELETE FROM document_events WHERE document_id = CAST(:d AS uuid)", d=document_id
-        )
-        session.run("DELETE FROM documents WHERE id = CAST(:d AS uuid)", d=document_id)
+        chunk_store.delete_document_chunks(session, document_id)
+        # The document points at its versions: unset that before they go.
+        document_store.clear_version_pointers(session, document_id)
+        version_store.delete_document_versions(session, document_id)
+        event_store.delete_document_events(session, document_id)
+        document_store.delete_document_row(session, document_id)
     return True

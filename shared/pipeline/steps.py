@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from shared.db import Database
-from shared.db.connection import Session, copy_id_vectors
 from shared.errors import LimitExceededError, PermanentError
 from shared.knowledge_bases import get_knowledge_base
 from shared.models import (
@@ -22,16 +20,14 @@ from shared.models import (
     ParsedDocument,
 )
 from shared.paths import parsed_object_name
-from shared.pipeline.versions import (
-    IN_PROGRESS,
-    claim_stage,
-    count_unembedded,
-    fail_version,
-    load_version,
-    transition,
-)
+from shared.pipeline.versions import IN_PROGRESS, claim_stage, fail_version, transition
 from shared.runtime import Runtime
 from shared.storage import ObjectMissingError
+from shared.store import chunks as chunk_store
+from shared.store import documents as document_store
+from shared.store import versions as version_store
+from shared.store.chunks import NewChunk, count_unembedded
+from shared.store.versions import load_version
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +56,7 @@ def parse_version(runtime: Runtime, version_id: str) -> bool:
             version.object_bucket, version.object_name, version.object_generation
         )
     except ObjectMissingError:
-        if _has_newer_version(database, version.document_id, version.number):
+        if version_store.has_newer_version(database, version.document_id, version.number):
             # Replaced before it was parsed: the newer version carries on instead.
             with database.transaction() as session:
                 transition(session, version_id, "superseded", ("parsing",))
@@ -71,25 +67,16 @@ def parse_version(runtime: Runtime, version_id: str) -> bool:
         settings.work_bucket, parsed_object_name(version_id), parsed.model_dump_json()
     )
     with database.transaction() as session:
-        session.run(
-            "UPDATE document_versions SET content_type = :t, page_count = :p,"
-            " source_date = coalesce(CAST(:date AS timestamptz), received_at, created_at),"
-            # Dots, slashes and underscores split too, so "AMAZON.COM" or a file name's
-            # parts match the words a question uses ("Amazon").
-            " profile = to_tsvector('english', regexp_replace(:profile, '[._/@-]', ' ', 'g'))"
-            " WHERE id = CAST(:id AS uuid)",
-            t=parsed.content_type,
-            p=parsed.page_count,
-            date=document_date(parsed),
+        version_store.record_parse(
+            session,
+            version_id,
+            content_type=parsed.content_type,
+            page_count=parsed.page_count,
+            source_date=document_date(parsed),
             profile=document_profile(version.filename, parsed),
-            id=version_id,
         )
         if parsed.title:
-            session.run(
-                "UPDATE documents SET title = :title WHERE id = CAST(:d AS uuid)",
-                title=parsed.title[:500],
-                d=version.document_id,
-            )
+            document_store.set_title(session, version.document_id, parsed.title[:500])
     runtime.publisher.publish(settings.topic_chunk, ChunkRequested(version_id=version_id))
     return True
 
@@ -117,21 +104,8 @@ def document_date(parsed: ParsedDocument) -> str | None:
         return None
 
 
-def _has_newer_version(database: Database, document_id: str, number: int) -> bool:
-    return bool(
-        database.scalar(
-            "SELECT count(*) FROM document_versions WHERE document_id = CAST(:d AS uuid)"
-            " AND number > :n",
-            d=document_id,
-            n=number,
-        )
-    )
-
-
 def chunk_version(runtime: Runtime, version_id: str) -> bool:
     """Split the parsed text into chunks, store them, and enqueue their embed tasks."""
-    import json
-
     database = runtime.database
     from shared.chunking import chunk_document, layout_metadata
     from shared.embeddings import get_embedder
@@ -161,47 +135,30 @@ def chunk_version(runtime: Runtime, version_id: str) -> bool:
     )
     if not drafts:
         raise PermanentError("the document produced no text to index", code="empty_content")
+    chunks = [
+        NewChunk(
+            ordinal=draft.ordinal,
+            text=draft.text,
+            page_start=draft.page_start,
+            page_end=draft.page_end,
+            char_start=draft.char_start,
+            char_end=draft.char_end,
+            heading_path=tuple(draft.heading_path),
+            token_count=draft.token_count,
+            # Where each chunk sits on its pages, for the citation viewer.
+            metadata=layout_metadata(draft, parsed.pages),
+        )
+        for draft in drafts
+    ]
     with database.transaction() as session:
-        session.run(
-            "INSERT INTO chunks (version_id, document_id, kb_id, ordinal, text, page_start,"
-            " page_end, char_start, char_end, heading_path, token_count, metadata)"
-            " SELECT CAST(:v AS uuid), CAST(:d AS uuid), CAST(:k AS uuid), u.ordinal, u.text,"
-            " u.page_start, u.page_end, u.char_start, u.char_end,"
-            " CAST(u.heading_path AS text[]), u.token_count, CAST(u.metadata AS jsonb)"
-            " FROM unnest(CAST(:ordinals AS int[]), CAST(:texts AS text[]),"
-            " CAST(:page_starts AS int[]), CAST(:page_ends AS int[]), CAST(:char_starts AS int[]),"
-            " CAST(:char_ends AS int[]), CAST(:headings AS text[]), CAST(:tokens AS int[]),"
-            " CAST(:metadata AS text[]))"
-            " AS u(ordinal, text, page_start, page_end, char_start, char_end, heading_path,"
-            " token_count, metadata)"
-            " ON CONFLICT (version_id, ordinal) DO UPDATE SET text = excluded.text,"
-            " page_start = excluded.page_start, page_end = excluded.page_end,"
-            " char_start = excluded.char_start, char_end = excluded.char_end,"
-            " heading_path = excluded.heading_path, token_count = excluded.token_count,"
-            " metadata = excluded.metadata,"
-            # A redelivered chunk message reproduces the same text: keep its embedding.
-            " embedding = CASE WHEN chunks.text = excluded.text THEN chunks.embedding END,"
-            " embedded_at = CASE WHEN chunks.text = excluded.text THEN chunks.embedded_at END",
-            v=version_id,
-            d=version.document_id,
-            k=version.kb_id,
-            ordinals=[draft.ordinal for draft in drafts],
-            texts=[draft.text for draft in drafts],
-            page_starts=[draft.page_start for draft in drafts],
-            page_ends=[draft.page_end for draft in drafts],
-            char_starts=[draft.char_start for draft in drafts],
-            char_ends=[draft.char_end for draft in drafts],
-            headings=[_pg_text_array(draft.heading_path) for draft in drafts],
-            tokens=[draft.token_count for draft in drafts],
-            # Where each chunk sits on its pages, for the citation viewer; sent as text[]
-            # and cast per row, like the other arrays.
-            metadata=[json.dumps(layout_metadata(draft, parsed.pages)) for draft in drafts],
+        chunk_store.upsert_chunks(
+            session,
+            version_id=version_id,
+            document_id=version.document_id,
+            kb_id=version.kb_id,
+            chunks=chunks,
         )
-        session.run(
-            "DELETE FROM chunks WHERE version_id = CAST(:v AS uuid) AND ordinal >= :n",
-            v=version_id,
-            n=len(drafts),
-        )
+        chunk_store.delete_chunks_from(session, version_id, len(drafts))
         moved = transition(
             session,
             version_id,
@@ -223,40 +180,6 @@ def chunk_version(runtime: Runtime, version_id: str) -> bool:
     return True
 
 
-def _pg_text_array(values: list[str]) -> str:
-    """Render a list as a PostgreSQL text[] literal (for arrays of arrays via unnest)."""
-    escaped = ['"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values]
-    return "{" + ",".join(escaped) + "}"
-
-
-def write_vectors(session: Session, ids: list[int], vectors: list[list[float]], dim: int) -> None:
-    """Store ``vectors`` on the chunks ``ids``, in the caller's transaction.
-
-    The vectors cross in COPY's binary format (exact float32s, no formatting here or
-    parsing there) into this connection's staging table, emptied at every commit, then
-    onto their chunks in the same transaction.
-    """
-    import io
-
-    session.run(
-        "CREATE TEMP TABLE IF NOT EXISTS pg_temp.embed_vectors"
-        " (id bigint NOT NULL, embedding vector NOT NULL) ON COMMIT DELETE ROWS"
-    )
-    session.run(
-        "COPY pg_temp.embed_vectors (id, embedding) FROM STDIN (FORMAT binary)",
-        stream=io.BytesIO(copy_id_vectors(ids, vectors)),
-    )
-    session.run(
-        "UPDATE chunks SET embedding = v.embedding, embedding_dim = :dim,"
-        " embedded_at = now() FROM pg_temp.embed_vectors v WHERE chunks.id = v.id"
-        # The staging table has no statistics: naming the ids keeps the plan on the
-        # primary key rather than a hash join over every chunk.
-        " AND chunks.id = ANY(CAST(:ids AS bigint[]))",
-        ids=ids,
-        dim=dim,
-    )
-
-
 def embed_batch(runtime: Runtime, task: EmbedTask) -> bool:
     """Embed the task's chunks that have no vector yet; publish ``index`` when none are left."""
     from shared.embeddings import get_embedder
@@ -270,30 +193,25 @@ def embed_batch(runtime: Runtime, task: EmbedTask) -> bool:
     kb = get_knowledge_base(database, version.kb_id)
     if kb is None:
         return False
-    rows = database.run(
-        "SELECT id, text FROM chunks WHERE version_id = CAST(:v AS uuid)"
-        " AND ordinal BETWEEN :first AND :last AND embedding IS NULL ORDER BY ordinal",
-        v=task.version_id,
-        first=task.first_ordinal,
-        last=task.last_ordinal,
+    pending = chunk_store.unembedded_chunks(
+        database, task.version_id, task.first_ordinal, task.last_ordinal
     )
-    if rows:
+    if pending:
         embedder = get_embedder(kb.embedding_model, kb.embedding_dim)
-        vectors = embedder.embed([row[1] for row in rows])
-        if len(vectors) != len(rows):
-            raise RuntimeError(f"embedder returned {len(vectors)} vectors for {len(rows)} texts")
+        vectors = embedder.embed([chunk.text for chunk in pending])
+        if len(vectors) != len(pending):
+            raise RuntimeError(f"embedder returned {len(vectors)} vectors for {len(pending)} texts")
         if any(len(vector) != kb.embedding_dim for vector in vectors):
             raise RuntimeError(f"embedder returned vectors not of dimension {kb.embedding_dim}")
         with database.transaction() as session:
-            write_vectors(session, [row[0] for row in rows], vectors, kb.embedding_dim)
+            chunk_store.write_vectors(
+                session, [chunk.id for chunk in pending], vectors, kb.embedding_dim
+            )
     with database.transaction() as session:
         if count_unembedded(session, task.version_id) > 0:
-            if rows:
+            if pending:
                 # Progress, as the sweeper sees it: a long embedding stage is not stalled.
-                session.run(
-                    "UPDATE document_versions SET updated_at = now() WHERE id = CAST(:v AS uuid)",
-                    v=task.version_id,
-                )
+                version_store.touch(session, task.version_id)
             return True
         # Every batch that finds nothing left publishes: the last one to commit always
         # sees zero, and a lost publish is retried by the task's own retry.
@@ -313,41 +231,24 @@ def index_version(runtime: Runtime, version_id: str) -> bool:
             return False
         if count_unembedded(session, version_id) > 0:
             return False  # premature: the last embed batch publishes again
-        active = session.one(
-            "SELECT v.id::text, v.number FROM documents d"
-            " LEFT JOIN document_versions v ON v.id = d.active_version_id"
-            " WHERE d.id = CAST(:d AS uuid) FOR UPDATE OF d",
-            d=version.document_id,
-        )
+        active = document_store.lock_active_version(session, version.document_id)
         if active is None:
             return False
-        active_id, active_number = active
-        if active_id is not None and active_number > version.number:
+        if active.number is not None and active.number > version.number:
             # A newer version went live first: this one is already stale.
             outcome = "superseded"
             stale_ids = [version_id]
         else:
             outcome = "ready"
             # Every older version: the conditional transition below skips finished ones.
-            stale_ids = [
-                row[0]
-                for row in session.run(
-                    "SELECT id::text FROM document_versions WHERE document_id = CAST(:d AS uuid)"
-                    " AND number < :n",
-                    d=version.document_id,
-                    n=version.number,
-                )
-            ]
-            session.run(
-                "UPDATE documents SET active_version_id = CAST(:v AS uuid), updated_at = now()"
-                " WHERE id = CAST(:d AS uuid)",
-                v=version_id,
-                d=version.document_id,
+            stale_ids = version_store.older_version_ids(
+                session, version.document_id, version.number
             )
+            document_store.set_active_version(session, version.document_id, version_id)
             transition(session, version_id, "ready", ("indexing",))
         for stale_id in stale_ids:
             stale = transition(session, stale_id, "superseded", ("ready", *IN_PROGRESS))
-            session.run("DELETE FROM chunks WHERE version_id = CAST(:v AS uuid)", v=stale_id)
+            chunk_store.delete_version_chunks(session, stale_id)
             if stale is not None:
                 superseded.append((stale.id, stale.object_bucket, stale.object_name))
     for stale_id, bucket, name in superseded:

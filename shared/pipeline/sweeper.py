@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 
 from shared.models import ChunkRequested, EmbedTask, IndexRequested, ParseRequested
 from shared.pipeline.steps import fail_and_announce
-from shared.pipeline.versions import IN_PROGRESS, record_event, transition
+from shared.pipeline.versions import IN_PROGRESS, transition
 from shared.runtime import Runtime
+from shared.store import chunks as chunk_store
+from shared.store import versions as version_store
+from shared.store.events import record_event
 
 log = logging.getLogger(__name__)
 
@@ -48,42 +51,31 @@ def sweep_stalled(
     with database.transaction() as session:
         # Claim the stalled versions: bumping updated_at means a concurrent or the next
         # sweep leaves them alone until they stall again.
-        claimed = session.run(
-            "UPDATE document_versions v SET sweeps = v.sweeps + 1, updated_at = now()"
-            " FROM (SELECT id FROM document_versions"
-            "       WHERE status = ANY(CAST(:stages AS text[]))"
-            "       AND updated_at < now() - make_interval(secs => :after)"
-            "       ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED) stalled"
-            " WHERE v.id = stalled.id"
-            " RETURNING v.id::text, v.document_id::text, v.kb_id::text, v.status, v.sweeps",
-            stages=list(IN_PROGRESS),
-            after=stall_after_s,
-            limit=limit,
-        )
-        for version_id, document_id, kb_id, status, sweeps in claimed:
-            if sweeps <= max_sweeps:
+        claimed = version_store.claim_stalled(session, IN_PROGRESS, stall_after_s, limit)
+        for stalled in claimed:
+            if stalled.sweeps <= max_sweeps:
                 record_event(
                     session,
-                    document_id=document_id,
-                    version_id=version_id,
-                    kb_id=kb_id,
+                    document_id=stalled.document_id,
+                    version_id=stalled.id,
+                    kb_id=stalled.kb_id,
                     status="redriven",
-                    detail={"stage": status, "sweep": sweeps},
+                    detail={"stage": stalled.status, "sweep": stalled.sweeps},
                 )
     report = SweepReport()
-    for version_id, _document_id, _kb_id, status, sweeps in claimed:
-        if sweeps > max_sweeps:
+    for stalled in claimed:
+        if stalled.sweeps > max_sweeps:
             fail_and_announce(
                 runtime,
-                version_id,
+                stalled.id,
                 "stalled",
-                f"{status}: no progress after {max_sweeps} re-drives"
+                f"{stalled.status}: no progress after {max_sweeps} re-drives"
                 f" ({stall_after_s} s apart); upload the file again to retry",
             )
-            report.failed.append(version_id)
+            report.failed.append(stalled.id)
         else:
-            redrive(runtime, version_id, status, sweeps)
-            report.redriven[version_id] = status
+            redrive(runtime, stalled.id, stalled.status, stalled.sweeps)
+            report.redriven[stalled.id] = stalled.status
     if claimed:
         log.info(
             "sweep re-drove %d and failed %d versions", len(report.redriven), len(report.failed)
@@ -107,14 +99,7 @@ def redrive(runtime: Runtime, version_id: str, status: str, sweep: int) -> None:
 
 def _redrive_embedding(runtime: Runtime, version_id: str, sweep: int) -> None:
     database = runtime.database
-    ordinals = [
-        row[0]
-        for row in database.run(
-            "SELECT ordinal FROM chunks WHERE version_id = CAST(:v AS uuid)"
-            " AND embedding IS NULL ORDER BY ordinal",
-            v=version_id,
-        )
-    ]
+    ordinals = chunk_store.unembedded_ordinals(database, version_id)
     if not ordinals:
         # Every vector is written but the index message was lost.
         with database.transaction() as session:

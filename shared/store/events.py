@@ -1,4 +1,4 @@
-"""Document progress events: the rows behind a document's live progress stream."""
+"""Document events: the progress stream of a document's versions (``document_events``)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,21 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared.db.connection import Database, Session
+from shared.db import Database, Session
 
 
 @dataclass(frozen=True)
 class DocumentEvent:
-    """One progress event of a document (``detail`` as stored: JSON text or a dict)."""
+    """One progress event of a document (``detail`` as the driver returns jsonb)."""
 
     id: int
     version_id: str | None
     status: str
-    detail: Any
+    detail: dict[str, Any] | str | None
     created_at: dt.datetime
 
 
-def append_event(
+def record_event(
     session: Session,
     *,
     document_id: str,
@@ -30,15 +30,15 @@ def append_event(
     status: str,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Append a progress event for the document's live stream, in the caller's transaction.
+    """Append a progress event for the document's live stream.
 
     Args:
-        session: The session (usually inside the transition's transaction).
-        document_id: The document the event belongs to.
-        version_id: The version it is about, if any.
+        session: A session, usually inside the transaction making the change.
+        document_id: The document the event is about.
+        version_id: Its version, if the event concerns one.
         kb_id: The document's knowledge base.
-        status: The stage entered (or e.g. ``redriven``).
-        detail: Extra JSON details.
+        status: What happened (a version status, or e.g. ``redriven``).
+        detail: Further facts about the event, stored as jsonb.
     """
     session.run(
         "INSERT INTO document_events (document_id, version_id, kb_id, status, detail)"
@@ -52,16 +52,8 @@ def append_event(
     )
 
 
-def events_after(
-    database: Database | Session, document_id: str, after_id: int
-) -> list[DocumentEvent]:
-    """The document's progress events with id greater than ``after_id``, oldest first (500 at most).
-
-    Args:
-        database: The pool or a session.
-        document_id: The document's id (a UUID).
-        after_id: Only events with a greater id are returned.
-    """
+def events_after(database: Database, document_id: str, after_id: int) -> list[DocumentEvent]:
+    """The document's events with id greater than ``after_id``, oldest first (at most 500)."""
     return database.records(
         DocumentEvent,
         "SELECT id, version_id::text AS version_id, status, detail, created_at"
@@ -70,3 +62,8 @@ def events_after(
         d=document_id,
         after=after_id,
     )
+
+
+def delete_document_events(session: Session, document_id: str) -> None:
+    """Delete every event of the document (in the caller's transaction)."""
+    session.run("DELETE FROM document_events WHERE document_id = CAST(:d AS uuid)", d=document_id)

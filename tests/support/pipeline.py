@@ -10,7 +10,8 @@ from typing import Any
 
 from scripts.localstack.stack import LocalStack
 from shared.models import EmbedTask, Message
-from shared.pipeline.ingest import ensure_document, register_object
+from shared.pipeline.ingest import register_object
+from shared.store.documents import ensure_document
 
 TEXT_V1 = "# Report\n\n" + "The first version talks about apples. " * 200
 TEXT_V2 = "# Report\n\n" + "The second version talks about pears. " * 200

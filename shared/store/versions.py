@@ -1,0 +1,401 @@
+"""Document versions: loading, claims and leases, conditional status changes.
+
+Every status change is a conditional UPDATE (``WHERE status = ANY(allowed)``): a
+redelivered message finds the version already past its step and changes nothing. The
+rules deciding which change to make live in :mod:`shared.pipeline.versions`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from shared.db import Database, Session
+from shared.ids import is_uuid
+
+# The statuses with a timestamp column of their own (``<status>_at``), set the first
+# time the version enters the status; in the order a version goes through them.
+STAGE_COLUMNS = (
+    "received_at", "parsing_at", "chunking_at", "embedding_at", "indexing_at", "ready_at",
+    "failed_at",
+)  # fmt: skip
+_STAMPED = frozenset(column[: -len("_at")] for column in STAGE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Version:
+    """A document version as the pipeline steps see it."""
+
+    id: str
+    document_id: str
+    kb_id: str
+    number: int
+    status: str
+    object_bucket: str
+    object_name: str
+    object_generation: int | None
+    size_bytes: int | None
+    filename: str
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class VersionSummary:
+    """A version's id, status and checksum: what ingest dedupes an object against."""
+
+    id: str
+    status: str
+    checksum: str | None
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """A version as the documents API shows it, with its stage timestamps."""
+
+    id: str
+    number: int
+    status: str
+    checksum: str | None
+    size_bytes: int | None
+    content_type: str | None
+    page_count: int | None
+    chunk_count: int | None
+    error_code: str | None
+    error: str | None
+    embedding_model: str | None
+    created_at: dt.datetime
+    received_at: dt.datetime | None
+    parsing_at: dt.datetime | None
+    chunking_at: dt.datetime | None
+    embedding_at: dt.datetime | None
+    indexing_at: dt.datetime | None
+    ready_at: dt.datetime | None
+    failed_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """Where a version's source object is stored."""
+
+    id: str
+    object_bucket: str
+    object_name: str
+
+
+@dataclass(frozen=True)
+class StalledVersion:
+    """A version the sweeper claimed, with the number of sweeps it has now had."""
+
+    id: str
+    document_id: str
+    kb_id: str
+    status: str
+    sweeps: int
+
+
+@dataclass(frozen=True)
+class _Id:
+    id: str
+
+
+_VERSION_COLUMNS = (
+    "v.id::text AS id, v.document_id::text AS document_id, v.kb_id::text AS kb_id, v.number,"
+    " v.status, v.object_bucket, v.object_name, v.object_generation, v.size_bytes, d.filename,"
+    " v.last_error"
+)
+_VIEW_SELECT = (
+    "SELECT v.id::text AS id, v.number, v.status, v.checksum, v.size_bytes, v.content_type,"
+    " v.page_count, v.chunk_count, v.error_code, v.error, v.embedding_model, v.created_at,"
+    + ", ".join(f"v.{column}" for column in STAGE_COLUMNS)
+    + " FROM document_versions v"
+)
+
+
+def load_version(
+    session: Session | Database, version_id: str, *, lock: bool = False
+) -> Version | None:
+    """Return the version, or None if it (or its document) was deleted.
+
+    Args:
+        session: Where to read; with ``lock``, a session inside a transaction.
+        version_id: The version's id (anything but a UUID finds nothing).
+        lock: Lock the version's row (``FOR UPDATE``) until the transaction ends.
+    """
+    if not is_uuid(version_id):
+        return None
+    sql = (
+        f"SELECT {_VERSION_COLUMNS} FROM document_versions v"
+        " JOIN documents d ON d.id = v.document_id WHERE v.id = CAST(:id AS uuid)"
+    )
+    if lock:
+        sql += " FOR UPDATE OF v"
+    return session.record(Version, sql, id=version_id)
+
+
+def change_status(
+    session: Session,
+    version_id: str,
+    to_status: str,
+    allowed_from: tuple[str, ...],
+    columns: dict[str, Any],
+) -> str | None:
+    """Set the version's status to ``to_status`` if it is in one of ``allowed_from``.
+
+    Sets the stage timestamp the first time the stage is entered, ``updated_at``, and
+    the extra ``columns`` given (e.g. ``{"page_count": 12}``).
+
+    Args:
+        session: A session inside the caller's transaction.
+        version_id: The version to change.
+        to_status: The new status.
+        allowed_from: The statuses the change may start from.
+        columns: Further columns of ``document_versions`` to set, by name.
+
+    Returns:
+        The status the version had before, or None if it is gone or was not in an
+        allowed status (nothing changed).
+    """
+    assignments = ["status = :to_status", "updated_at = now()"]
+    if to_status in _STAMPED:
+        assignments.append(f"{to_status}_at = coalesce({to_status}_at, now())")
+    for name in columns:
+        assignments.append(f"{name} = :col_{name}")
+    params = {f"col_{name}": value for name, value in columns.items()}
+    # The sub-select locks the row and hands back the status it had, so a redelivered
+    # message that re-enters the stage it is already in (parsing -> parsing) updates
+    # the row but adds no second event to the progress stream.
+    previous = session.scalar(
+        f"UPDATE document_versions v SET {', '.join(assignments)}"
+        " FROM (SELECT id, status AS previous FROM document_versions"
+        "       WHERE id = CAST(:id AS uuid) FOR UPDATE) p"
+        " WHERE v.id = p.id AND p.previous = ANY(CAST(:allowed AS text[]))"
+        " RETURNING p.previous",
+        id=version_id,
+        to_status=to_status,
+        allowed=list(allowed_from),
+        **params,
+    )
+    return None if previous is None else str(previous)
+
+
+def claim_expired_stage(session: Session, version_id: str, stage: str, lease_s: int) -> bool:
+    """Take over ``stage`` from an attempt that is over, clearing its recorded error.
+
+    An attempt is over when it recorded an error (a retry of a failed attempt) or made
+    no progress (``updated_at``) for ``lease_s`` seconds (it crashed). Bumping
+    ``updated_at`` renews the lease for the new holder.
+
+    Returns:
+        True if the version is in ``stage`` and was claimed.
+    """
+    claimed = session.scalar(
+        "UPDATE document_versions SET last_error = NULL, updated_at = now()"
+        " WHERE id = CAST(:id AS uuid) AND status = :stage AND (last_error IS NOT NULL"
+        " OR updated_at < now() - make_interval(secs => :lease)) RETURNING id",
+        id=version_id,
+        stage=stage,
+        lease=lease_s,
+    )
+    return claimed is not None
+
+
+def set_last_error(database: Database, version_id: str, message: str) -> None:
+    """Record ``message`` as the version's latest transient error (autocommit)."""
+    database.run(
+        "UPDATE document_versions SET last_error = :m, updated_at = now()"
+        " WHERE id = CAST(:id AS uuid)",
+        m=message,
+        id=version_id,
+    )
+
+
+def touch(session: Session, version_id: str) -> None:
+    """Bump the version's ``updated_at``: progress, as the sweeper sees it."""
+    session.run(
+        "UPDATE document_versions SET updated_at = now() WHERE id = CAST(:v AS uuid)",
+        v=version_id,
+    )
+
+
+def record_parse(
+    session: Session,
+    version_id: str,
+    *,
+    content_type: str,
+    page_count: int | None,
+    source_date: str | None,
+    profile: str,
+) -> None:
+    """Store what parsing found: content type, page count, date and profile.
+
+    Args:
+        session: A session inside the caller's transaction.
+        version_id: The parsed version.
+        content_type: The detected content type.
+        page_count: Pages, for paged formats.
+        source_date: The date the document declares (ISO 8601); without one, the
+            version's received (or created) time is its date.
+        profile: The text the full-text profile of the version is built from.
+    """
+    session.run(
+        "UPDATE document_versions SET content_type = :t, page_count = :p,"
+        " source_date = coalesce(CAST(:date AS timestamptz), received_at, created_at),"
+        # Dots, slashes and underscores split too, so "AMAZON.COM" or a file name's
+        # parts match the words a question uses ("Amazon").
+        " profile = to_tsvector('english', regexp_replace(:profile, '[._/@-]', ' ', 'g'))"
+        " WHERE id = CAST(:id AS uuid)",
+        t=content_type,
+        p=page_count,
+        date=source_date,
+        profile=profile,
+        id=version_id,
+    )
+
+
+def has_newer_version(database: Database, document_id: str, number: int) -> bool:
+    """Whether the document has a version numbered above ``number``."""
+    return bool(
+        database.scalar(
+            "SELECT count(*) FROM document_versions WHERE document_id = CAST(:d AS uuid)"
+            " AND number > :n",
+            d=document_id,
+            n=number,
+        )
+    )
+
+
+def older_version_ids(session: Session, document_id: str, number: int) -> list[str]:
+    """The ids of the document's versions numbered below ``number``."""
+    return [
+        found.id
+        for found in session.records(
+            _Id,
+            "SELECT id::text AS id FROM document_versions WHERE document_id = CAST(:d AS uuid)"
+            " AND number < :n",
+            d=document_id,
+            n=number,
+        )
+    ]
+
+
+def find_by_object(
+    session: Session, bucket: str, name: str, generation: int
+) -> VersionSummary | None:
+    """The version made from this generation of the object, if any."""
+    return session.record(
+        VersionSummary,
+        "SELECT id::text AS id, status, checksum FROM document_versions WHERE object_bucket = :b"
+        " AND object_name = :n AND object_generation = :g",
+        b=bucket,
+        n=name,
+        g=generation,
+    )
+
+
+def latest_version(session: Session, document_id: str) -> VersionSummary | None:
+    """The document's highest-numbered version, if it has one."""
+    return session.record(
+        VersionSummary,
+        "SELECT id::text AS id, status, checksum FROM document_versions"
+        " WHERE document_id = CAST(:d AS uuid) ORDER BY number DESC LIMIT 1",
+        d=document_id,
+    )
+
+
+def insert_received_version(
+    session: Session,
+    *,
+    document_id: str,
+    kb_id: str,
+    checksum: str | None,
+    size_bytes: int | None,
+    declared_type: str | None,
+    bucket: str,
+    name: str,
+    generation: int | None,
+) -> str:
+    """Insert the document's next version, ``received`` now; return its id.
+
+    The number is one above the document's highest: the caller holds the document's
+    row lock (:func:`shared.store.documents.lock_document`), so two registrations of
+    the same document cannot pick the same number.
+    """
+    return str(
+        session.scalar(
+            "INSERT INTO document_versions (document_id, kb_id, number, checksum,"
+            " size_bytes, declared_type, object_bucket, object_name, object_generation,"
+            " status, received_at)"
+            " VALUES (CAST(:d AS uuid), CAST(:k AS uuid),"
+            " (SELECT coalesce(max(number), 0) + 1 FROM document_versions"
+            "  WHERE document_id = CAST(:d AS uuid)),"
+            " :c, :size, :t, :b, :n, :g, 'received', now()) RETURNING id::text",
+            d=document_id,
+            k=kb_id,
+            c=checksum,
+            size=size_bytes,
+            t=declared_type,
+            b=bucket,
+            n=name,
+            g=generation,
+        )
+    )
+
+
+def current_object(database: Database, document_id: str) -> StoredObject | None:
+    """The object of the document's active version (else its latest), if it has one."""
+    return database.record(
+        StoredObject,
+        "SELECT v.id::text AS id, v.object_bucket, v.object_name FROM documents d"
+        " JOIN document_versions v ON v.id = coalesce(d.active_version_id, d.latest_version_id)"
+        " WHERE d.id = CAST(:d AS uuid)",
+        d=document_id,
+    )
+
+
+def version_objects(database: Database, document_id: str) -> list[StoredObject]:
+    """The source object of every version of the document."""
+    return database.records(
+        StoredObject,
+        "SELECT id::text AS id, object_bucket, object_name FROM document_versions"
+        " WHERE document_id = CAST(:d AS uuid)",
+        d=document_id,
+    )
+
+
+def list_version_views(database: Database, document_id: str) -> list[VersionView]:
+    """Every version of the document as the API shows it, newest first."""
+    return database.records(
+        VersionView,
+        _VIEW_SELECT + " WHERE v.document_id = CAST(:d AS uuid) ORDER BY v.number DESC",
+        d=document_id,
+    )
+
+
+def claim_stalled(
+    session: Session, stages: tuple[str, ...], stall_after_s: int, limit: int
+) -> list[StalledVersion]:
+    """Claim up to ``limit`` versions in ``stages`` with no progress for ``stall_after_s``.
+
+    Claiming counts a sweep and bumps ``updated_at``, so a concurrent or the next sweep
+    leaves them alone until they stall again; rows another sweep holds are skipped.
+    """
+    return session.records(
+        StalledVersion,
+        "UPDATE document_versions v SET sweeps = v.sweeps + 1, updated_at = now()"
+        " FROM (SELECT id FROM document_versions"
+        "       WHERE status = ANY(CAST(:stages AS text[]))"
+        "       AND updated_at < now() - make_interval(secs => :after)"
+        "       ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED) stalled"
+        " WHERE v.id = stalled.id"
+        " RETURNING v.id::text AS id, v.document_id::text AS document_id,"
+        " v.kb_id::text AS kb_id, v.status, v.sweeps",
+        stages=list(stages),
+        after=stall_after_s,
+        limit=limit,
+    )
+
+
+def delete_document_versions(session: Session, document_id: str) -> None:
+    """Delete every version of the document (in the caller's transaction)."""
+    session.run("DELETE FROM document_versions WHERE document_id = CAST(:d AS uuid)", d=document_id)
