@@ -1,6 +1,6 @@
 """Citation viewer data: where a cited chunk sits in its document, to highlight it.
 
-The parse step captures each PDF line's box (see ``shared.parsing.pdf``) and the chunk
+The parse step captures each PDF line's box (see ``shared.parsing.pdf_reading``) and the chunk
 step stores the boxes of each chunk's lines, with its pages' sizes, in
 ``chunks.metadata`` (see :func:`shared.chunking.layout_metadata`). A viewer request is
 therefore one primary-key read: no bucket read, no PDF work.

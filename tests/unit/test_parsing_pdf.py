@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 
 import pypdfium2 as pdfium
 import pytest
@@ -19,7 +20,11 @@ from shared.errors import (
 )
 from shared.models import ParsedDocument, TextBox
 from shared.parsing import PDF, parse_document
-from shared.parsing.pdf import _Line, _paragraphs, _place_boxes
+from shared.parsing.builder import DocumentBuilder
+from shared.parsing.headings import HeadingRules
+from shared.parsing.pdf import parse_pdf
+from shared.parsing.pdf_layout import _paragraphs
+from shared.parsing.pdf_model import _Line, _place_boxes
 from shared.tokens import get_counter
 from tests.unit import parsing_fixtures as fx
 from tests.unit.parsing_fixtures import assert_invariants, texts
@@ -174,6 +179,37 @@ def test_sec_filing_structure() -> None:
         (2, "Item 1A. Risk Factors"),
     ]
     assert_invariants(doc)
+
+
+def test_another_document_family_supplies_its_own_heading_rules() -> None:
+    page = fx.styled_lines(
+        [
+            (11, False, ["Chapter 3 - Scope"]),
+            (11, False, BODY),
+            (11, False, ["Section 2. Definitions"]),
+            (11, False, BODY),
+            (11, False, ["Item 1A. Risk Factors"]),  # a filing's wording, body text here
+            (11, False, BODY),
+        ]
+    )
+    data = fx.build_styled_pdf([page])
+    handbook = HeadingRules(
+        name="handbook",
+        sections=((re.compile(r"^Chapter \d+\b"), 1), (re.compile(r"^Section \d+\."), 2)),
+        numbered=(),
+        max_chars=120,
+    )
+    limits = fx.limits()
+    builder = DocumentBuilder(PDF, max_chars=limits.max_text_chars)
+    title = parse_pdf(data, builder, limits, heading_rules=handbook)
+    doc = builder.build(title=title, metadata={})
+    assert [(b.level, doc.text[b.start : b.end]) for b in doc.blocks if b.kind == "heading"] == [
+        (1, "Chapter 3 - Scope"),
+        (2, "Section 2. Definitions"),
+    ]
+    assert_invariants(doc)
+    # The default rules are the SEC filing's: only the Item is a heading there.
+    assert texts(parse_document(data), "heading") == ["Item 1A. Risk Factors"]
 
 
 def test_too_many_pages() -> None:
