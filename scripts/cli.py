@@ -1,4 +1,4 @@
-"""``scripts/ragline``: run the local stack, migrate, ingest files, show status, ask.
+"""``scripts/ragline``: run the local stack, migrate, mint a token, ingest, show status, ask.
 
 ``ingest``, ``status`` and ``ask`` talk to a running stack over its HTTP API (the same API a
 frontend uses), at ``--url`` or ``$RAGLINE_URL`` (default http://127.0.0.1:8080).
@@ -36,7 +36,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     stack = LocalStack(StackConfig(data_dir=Path(args.data), port=args.port)).start()
     data = Path(args.data).resolve()
     print(
-        f"Ragline local stack on http://127.0.0.1:{args.port}\n"
+        f"Ragline local stack on http://127.0.0.1:{stack.port}\n"
         f"  data:        {data}\n"
         f"  drop folder: {data / 'drop'}/<knowledge-base>/...\n"
         f"  storage:     {os.environ['STORAGE_EMULATOR_HOST']} (GCS emulator)\n"
@@ -72,6 +72,33 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print("schema is up to date")
     for user in granted:
         print(f"granted ragline_app to {user}")
+    return 0
+
+
+# --------------------------------------------------------------------------- token
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a bearer token of the local issuer of the stack on ``--data``.
+
+    The stack need not run: the key is read from the data folder (and created there,
+    as the stack would, if no stack ran on it yet). Defaults come from the settings: the
+    built-in principal, owner of the default workspace.
+    """
+    from scripts.localstack.issuer import DEFAULT_ROLE, LocalIssuer
+    from shared.config import read_settings
+
+    settings = read_settings()
+    issuer = LocalIssuer.for_data_folder(Path(args.data), settings)
+    subject = args.subject or settings.default_principal
+    token = issuer.mint(
+        subject,
+        args.email or f"{subject}@localhost",
+        workspace=args.workspace or settings.default_workspace,
+        role=args.role or DEFAULT_ROLE,
+        ttl=args.ttl,
+    )
+    print(token)
     return 0
 
 
@@ -368,6 +395,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated database users to make members of the functions' role",
     )
     migrate.set_defaults(run=cmd_migrate)
+
+    token = commands.add_parser(
+        "token",
+        help="print a bearer token for the local stack (use: Authorization: Bearer <token>)",
+    )
+    token.add_argument("--data", default=data_default, help="the stack's data folder")
+    token.add_argument("--subject", help="sub claim (default: the settings' default principal)")
+    token.add_argument("--email", help="email claim (default: <subject>@localhost)")
+    token.add_argument("--workspace", help="ragline_workspace (default: the default workspace)")
+    token.add_argument("--role", help="ragline_role (default: owner)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.set_defaults(run=cmd_token)
 
     url_default = os.environ.get("RAGLINE_URL", DEFAULT_URL)
     ingest = commands.add_parser("ingest", help="upload files or folders and wait for them")

@@ -102,6 +102,30 @@ class Settings(BaseSettings):
     default_principal: str = "local-user"
     default_workspace: str = "default"
 
+    # ID tokens (shared/identity): who signs the bearer tokens callers present, for whom,
+    # and where its public keys are. The local stack fills issuer and keys URL in with
+    # its own issuer (scripts/localstack/issuer.py); production takes Identity
+    # Platform's: issuer https://securetoken.google.com/<project>, audience <project>,
+    # keys https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com
+    auth_issuer: str = Field(
+        "", description="the iss every ID token must carry (empty: ID tokens are not accepted)"
+    )
+    auth_audience: str = Field(
+        "ragline-local",
+        description="the aud every ID token must carry (Identity Platform: project id)",
+    )
+    auth_jwks_url: str = Field("", description="URL of the issuer's public keys (a JWKS)")
+    auth_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256"],
+        description='signature algorithms accepted, a JSON list (asymmetric only), e.g. ["RS256"]',
+    )
+    # Behind Identity-Aware Proxy: the signed header x-goog-iap-jwt-assertion (ES256,
+    # issuer https://cloud.google.com/iap, keys at gstatic), checked for this audience.
+    auth_iap_audience: str = Field(
+        "",
+        description="IAP's aud, /projects/<number>/global/backendServices/<id> (empty: no IAP)",
+    )
+
     # OpenAI: read without the RAGLINE_ prefix, as the openai client reads them (and as
     # Terraform sets the key from Secret Manager). No key: the offline extractive answerer.
     openai_api_key: str = Field(

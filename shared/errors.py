@@ -113,6 +113,19 @@ class TooLargeError(InvalidInputError):
     code = "payload_too_large"
 
 
+class UnauthenticatedError(DomainError):
+    """The caller is not authenticated: no credential, or one that does not verify.
+
+    The code is required and says why (``token_missing``, ``token_expired``, ...), so
+    a client can tell a token to refresh from one that will never work.
+    """
+
+    code = "unauthenticated"
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message, code=code)
+
+
 class ForbiddenError(DomainError):
     """The caller may not do this."""
 

@@ -54,6 +54,7 @@ IMPORTS_BY_DISTRIBUTION: dict[str, list[str]] = {
     "python-docx": ["docx"],
     "selectolax": ["selectolax.lexbor"],
     "tokenizers": ["tokenizers"],
+    "pyjwt": ["jwt"],
 }
 
 # Libraries worth tracking per target (module name -> what to call it).

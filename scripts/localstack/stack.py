@@ -16,6 +16,7 @@ from scripts.localstack.bus import DeliveryOptions, LocalBus, LocalTaskQueue, Su
 from scripts.localstack.dispatcher import Backoff, Dispatcher
 from scripts.localstack.dropfolder import DropFolder
 from scripts.localstack.gcs import StorageEmulator
+from scripts.localstack.issuer import ISSUER_PATHS, JWKS_PATH, LocalIssuer, local_issuer_url
 from scripts.localstack.notifier import BucketNotifier
 from scripts.localstack.parse_workers import WorkerPoolParser
 from shared.config import Settings, get_parse_limits, get_settings
@@ -109,6 +110,10 @@ class LocalStack:
         self.parser: WorkerPoolParser
         self.bus: LocalBus
         self.tasks: LocalTaskQueue
+        self.issuer: LocalIssuer
+        # The origin's port: config.port, or one picked at start for port 0, so the
+        # issuer URL in the settings is known before anything serves the origin.
+        self.port = config.port
         self.notifier: BucketNotifier | None = None
         self.drop: DropFolder | None = None
         self.app: Any = None
@@ -132,6 +137,8 @@ class LocalStack:
         self._gcs = StorageEmulator("127.0.0.1", gcs_port, data / "gcs")
         self._gcs.start()
         ensure_signing_key(data / "signing-key.json")
+        self.port = config.port or free_port()
+        issuer_url = local_issuer_url(self.port)
         os.environ.update(
             {
                 "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{gcs_port}",
@@ -139,12 +146,17 @@ class LocalStack:
                 "RAGLINE_SIGNING_KEY_FILE": str(data / "signing-key.json"),
                 # The embed handler fails a version itself on the queue's last attempt.
                 "RAGLINE_MAX_ATTEMPTS": str(config.delivery.max_attempts),
+                # ID tokens are the local issuer's, served on this origin.
+                "RAGLINE_AUTH_ISSUER": issuer_url,
+                "RAGLINE_AUTH_JWKS_URL": issuer_url + JWKS_PATH,
                 **config.env,
             }
         )
         get_settings.cache_clear()
         get_parse_limits.cache_clear()
         self.settings = settings = get_settings()
+        self.issuer = LocalIssuer(data, issuer_url, settings.auth_audience)
+        self.issuer.record()  # what `scripts/ragline token --data` mints for
         self.objects = ObjectStore(project=settings.project)
         client = self.objects.client
         for bucket in (settings.upload_bucket, settings.work_bucket):
@@ -199,7 +211,10 @@ class LocalStack:
                 host.push_target("dead_letter"),
             )
         )
-        self.app = OneOrigin(host.apps)
+        self.app = OneOrigin(
+            {**host.apps, "issuer": self.issuer},
+            extra=[(path, "issuer") for path in ISSUER_PATHS],
+        )
         if config.notify:
             self.notifier = BucketNotifier(
                 settings.upload_bucket,
@@ -263,10 +278,10 @@ class LocalStack:
         raise TimeoutError(f"the local stack was still busy after {timeout_s} s")
 
     def serve(self) -> None:
-        """Serve the one origin on ``config.port`` until interrupted."""
+        """Serve the one origin on :attr:`port` until interrupted."""
         from werkzeug.serving import run_simple
 
-        run_simple("127.0.0.1", self.config.port, self.app, threaded=True, use_reloader=False)
+        run_simple("127.0.0.1", self.port, self.app, threaded=True, use_reloader=False)
 
     def stop(self) -> None:
         """Stop every component started here (the database keeps its data)."""

@@ -25,6 +25,7 @@ from shared.errors import (
     InvalidInputError,
     NotFoundError,
     TooLargeError,
+    UnauthenticatedError,
     UnavailableError,
     UpstreamError,
 )
@@ -41,6 +42,7 @@ ERROR_STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (ConflictError, 409),
     (TooLargeError, 413),
     (InvalidInputError, 400),
+    (UnauthenticatedError, 401),
     (ForbiddenError, 403),
     (UnavailableError, 503),
 )
@@ -55,6 +57,17 @@ def status_of(error: DomainError) -> int:
         if isinstance(error, kind):
             return status
     return 500
+
+
+def bearer_challenge(error: UnauthenticatedError) -> str:
+    """The ``WWW-Authenticate`` value of a 401 (RFC 6750, section 3).
+
+    No credential at all gets the bare challenge; a credential that failed says
+    ``invalid_token`` and the error's code, so a client knows to get a new token.
+    """
+    if error.code == "token_missing":
+        return 'Bearer realm="ragline"'
+    return f'Bearer realm="ragline", error="invalid_token", error_description="{error.code}"'
 
 
 @dataclass(frozen=True)
@@ -138,7 +151,10 @@ class Router:
             principal: Principal = authenticate(request)
             return self._handlers[str(endpoint)](self._runtime(), request, principal, **args)
         except DomainError as error:
-            return error_response(status_of(error), error.code, error.message)
+            response = error_response(status_of(error), error.code, error.message)
+            if isinstance(error, UnauthenticatedError):
+                response.headers["WWW-Authenticate"] = bearer_challenge(error)
+            return response
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first.get("loc", ())) or "body"
