@@ -1,16 +1,17 @@
-"""``manage``: knowledge bases and documents over HTTP."""
+"""``manage``: knowledge bases, documents, workspaces, members and grants over HTTP."""
 
 from __future__ import annotations
 
 import flask
 import functions_framework
 
+from shared.api import identity
 from shared.api.http import Router
 from shared.api.manage import ROUTES
 from shared.log import configure_logging
 
 configure_logging()
-_router = Router(ROUTES)
+_router = Router(ROUTES + identity.ROUTES)
 
 
 @functions_framework.http

@@ -1,37 +1,100 @@
-"""Who is calling, and may they do this? The hook every route goes through.
+"""Who is calling and what their role lets them do: principals, roles, actions.
 
-Until the identity issue lands, every request runs as one built-in principal (the
-local stack's single user). Routes still call :func:`authorize` with the action and
-knowledge base, so enforcing roles and grants later changes this module only.
+A :class:`Principal` is resolved once per request (``shared.api.authn``): a verified
+token's subject or an API key, acting in one workspace with the role their membership
+(or the key) gives. Roles are ordered; an action needs at least a role's level:
+
+========  ===========================================================================
+viewer    read: ask, search, read documents and their files, own sessions
+editor    write: upload, reindex, approve, archive, edit a document's title/metadata
+admin     admin: members, grants, access requests, knowledge-base settings, deletes
+owner     owner: delete the workspace, make or remove owners
+========  ===========================================================================
+
+On a knowledge base, a member's level is their role's unless the membership is
+``limited``; a grant (read or write) raises it for that knowledge base, and is all a
+limited member has there. Admins and owners act on every knowledge base of their
+workspace. The per-knowledge-base level is :func:`kb_level`; the database holds the
+grants (``shared.store.access``) and the retrieval scope applies the same rule in SQL
+(``shared.store.scope``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from shared.config import get_settings
+from shared.errors import ForbiddenError
 
-Action = Literal["read", "write", "admin"]
+Role = Literal["owner", "admin", "editor", "viewer"]
+Action = Literal["read", "write", "admin", "owner"]
+Access = Literal["read", "write"]
+ROLES: tuple[Role, ...] = ("owner", "admin", "editor", "viewer")
+
+ROLE_LEVEL: dict[str, int] = {"viewer": 1, "editor": 2, "admin": 3, "owner": 4}
+ACTION_LEVEL: dict[str, int] = {"read": 1, "write": 2, "admin": 3, "owner": 4}
+ACCESS_LEVEL: dict[str, int] = {"read": 1, "write": 2}
 
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller."""
+    """An authenticated caller, acting in one workspace.
+
+    Attributes:
+        id: Stable identity: the token's subject, or ``key:<id>`` for an API key.
+        workspace: The workspace (name) the request acts in.
+        role: The principal's role there; None if they are not a member.
+        email: The verified email, if the credential carries one.
+        limited: Only knowledge bases granted to them (see the module docstring).
+    """
 
     id: str
     workspace: str
+    role: Role | None = None
+    email: str | None = None
+    limited: bool = False
+
+    @property
+    def level(self) -> int:
+        """The role's level in the workspace (0: not a member)."""
+        return ROLE_LEVEL.get(self.role or "", 0)
+
+    @property
+    def reads_every_kb(self) -> bool:
+        """True if the principal sees every knowledge base of the workspace."""
+        return self.level >= ROLE_LEVEL["admin"] or (self.level > 0 and not self.limited)
+
+    def can(self, action: Action) -> bool:
+        """True if the principal's role allows ``action`` in the workspace."""
+        return self.level >= ACTION_LEVEL[action]
 
 
-def authenticate(request: Any) -> Principal:
-    """Return the caller of ``request`` (the built-in principal for now)."""
-    settings = get_settings()
-    return Principal(id=settings.default_principal, workspace=settings.default_workspace)
+def kb_level(principal: Principal, grant: Access | None) -> int:
+    """The principal's level on one knowledge base of their workspace, given its grant.
 
+    Args:
+        principal: The caller (their role and whether the membership is limited).
+        grant: The caller's grant on the knowledge base, if any.
 
-def authorize(principal: Principal, action: Action, kb_id: str | None = None) -> None:
-    """Raise ForbiddenError if ``principal`` may not do ``action`` on ``kb_id``.
-
-    Every principal may do everything until roles and grants are enforced.
+    Returns:
+        0 (cannot see it), 1 (read), 2 (write), 3 or 4 (admin, owner).
     """
-    return None
+    if principal.level == 0:
+        return 0
+    if principal.level >= ROLE_LEVEL["admin"]:
+        return principal.level
+    granted = ACCESS_LEVEL[grant] if grant else 0
+    return max(0 if principal.limited else principal.level, granted)
+
+
+def authorize(principal: Principal, action: Action) -> None:
+    """Raise ForbiddenError unless the principal's workspace role allows ``action``.
+
+    For actions on a knowledge base or its documents, use ``shared.api.access``, which
+    applies the grants as well.
+    """
+    if not principal.can(action):
+        raise ForbiddenError(
+            f"your role in workspace {principal.workspace!r} does not allow this",
+            code="forbidden",
+        )

@@ -101,6 +101,15 @@ class Settings(BaseSettings):
     # Identity (local stack: a single built-in principal until the identity issue lands).
     default_principal: str = "local-user"
     default_workspace: str = "default"
+    # Provisioning memberships from the credential (shared/api/authn.py).
+    auth_bootstrap_owners: list[str] = Field(
+        default_factory=list,
+        description='verified emails that own the default workspace, a JSON list: ["a@b.c"]',
+    )
+    auth_role_claims: bool = Field(
+        False,
+        description="trust the issuer's ragline_workspace/ragline_role claims for memberships",
+    )
 
     # ID tokens (shared/identity): who signs the bearer tokens callers present, for whom,
     # and where its public keys are. The local stack fills issuer and keys URL in with

@@ -20,6 +20,7 @@ from shared.config import ParseLimits, Settings, get_parse_limits, get_settings
 if TYPE_CHECKING:
     from shared.db.connection import Database
     from shared.events import Publisher, TaskQueue
+    from shared.identity.tokens import TokenVerifier
     from shared.models import ParsedDocument
     from shared.storage import ObjectStore
 
@@ -44,6 +45,7 @@ class Runtime:
         objects: A ready object store; by default one with the default storage client.
         publisher: A ready publisher; by default Pub/Sub.
         tasks: A ready task queue; by default Cloud Tasks targeting the embed function.
+        token_verifier: The ID-token verifier (default: the settings' issuer's).
         parser: The document parser (default :func:`shared.parsing.parse_document`; the
             local stack passes one that parses PDFs in worker processes).
     """
@@ -58,6 +60,7 @@ class Runtime:
         publisher: Publisher | None = None,
         tasks: TaskQueue | None = None,
         parser: DocumentParser | None = None,
+        token_verifier: TokenVerifier | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.parse_limits = parse_limits or get_parse_limits()
@@ -66,6 +69,8 @@ class Runtime:
         self._publisher = publisher
         self._tasks = tasks
         self._parser = parser
+        self._verifier = token_verifier
+        self._verifier_built = token_verifier is not None
         # Gen2 functions may serve concurrent requests on threads: one client each.
         self._lock = threading.Lock()
 
@@ -78,6 +83,20 @@ class Runtime:
 
                 self._database = open_database(self.settings)
             return self._database
+
+    @property
+    def token_verifier(self) -> TokenVerifier | None:
+        """The ID-token verifier the settings describe (None: no issuer configured).
+
+        One per instance, so the issuer's keys are fetched once per cache window.
+        """
+        with self._lock:
+            if not self._verifier_built:
+                from shared.identity.tokens import id_token_verifier
+
+                self._verifier = id_token_verifier(self.settings)
+                self._verifier_built = True
+            return self._verifier
 
     @property
     def objects(self) -> ObjectStore:

@@ -23,6 +23,7 @@ from shared.config import Settings, get_parse_limits, get_settings
 from shared.db import Database
 from shared.db.connection import url_connection_factory
 from shared.db.migrate import migrate
+from shared.identity.tokens import id_token_verifier
 from shared.runtime import Runtime, set_runtime
 from shared.storage import ObjectStore
 
@@ -149,6 +150,10 @@ class LocalStack:
                 # ID tokens are the local issuer's, served on this origin.
                 "RAGLINE_AUTH_ISSUER": issuer_url,
                 "RAGLINE_AUTH_JWKS_URL": issuer_url + JWKS_PATH,
+                # The local issuer's ragline_workspace / ragline_role claims provision
+                # memberships (what `scripts/ragline token --workspace W --role R` asks
+                # for); everything else is enforced exactly as in production.
+                "RAGLINE_AUTH_ROLE_CLAIMS": "true",
                 **config.env,
             }
         )
@@ -186,6 +191,9 @@ class LocalStack:
             publisher=self.bus,
             tasks=self.tasks,
             parser=self.parser,
+            # The same verification as production's; the keys come from the issuer's
+            # app in-process, so tests that never serve the origin over HTTP work too.
+            token_verifier=id_token_verifier(settings, fetcher=self.issuer.fetch),
         )
         set_runtime(self.runtime)
         for topic, target in (

@@ -99,6 +99,8 @@ def retrieve_for(runtime: Runtime, principal: Principal, question: Question) -> 
             document_ids=question.document_ids,
             metadata=question.metadata,
             min_similarity=question.min_similarity,
+            reader=principal.id,
+            granted_only=not principal.reads_every_kb,
         ),
     )
 

@@ -22,16 +22,15 @@ from shared.answering.service import (
     retrieve_for,
 )
 from shared.answering.token_estimate import estimate_tokens
-from shared.api.access import require_kb
+from shared.api.access import readable_knowledge_bases, reader_scope, require_kb
 from shared.api.http import Route, int_arg, json_response, read_json
-from shared.auth import Principal, authorize
+from shared.auth import Principal
 from shared.config import Settings
 from shared.db import Database
-from shared.errors import ForbiddenError, InvalidInputError, NotFoundError
+from shared.errors import InvalidInputError, NotFoundError
 from shared.ids import is_uuid
 from shared.runtime import Runtime
 from shared.store import history
-from shared.store.scope import Scope
 
 MAX_KNOWLEDGE_BASES = 10
 MAX_TOP_K = 50
@@ -293,30 +292,15 @@ def get_citation_viewer(
 ) -> Response:
     """Where a cited passage is: PDF pages and boxes to highlight, or the character span."""
     from shared.answering.viewer import citation_viewer
-    from shared.knowledge_bases import list_knowledge_bases
 
     if not chunk_id.isdigit():
         raise NotFoundError(f"passage {chunk_id!r} not found", code="citation_not_found")
     database = runtime.database
-    readable = [
-        kb.id
-        for kb in list_knowledge_bases(database, principal.workspace)
-        if _may_read(principal, kb.id)
-    ]
-    viewer = citation_viewer(
-        database, int(chunk_id), Scope(kb_ids=readable, workspace=principal.workspace)
-    )
+    readable = [kb.id for kb in readable_knowledge_bases(database, principal)]
+    viewer = citation_viewer(database, int(chunk_id), reader_scope(principal, readable))
     if viewer is None:
         raise NotFoundError(f"passage {chunk_id!r} not found", code="citation_not_found")
     return json_response(viewer)
-
-
-def _may_read(principal: Principal, kb_id: str) -> bool:
-    try:
-        authorize(principal, "read", kb_id)
-    except ForbiddenError:
-        return False
-    return True
 
 
 ROUTES = [

@@ -17,7 +17,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from shared.auth import Principal, authenticate
+from shared.api.authn import authenticate
+from shared.auth import Principal
 from shared.errors import (
     ConflictError,
     DomainError,
@@ -72,11 +73,16 @@ def bearer_challenge(error: UnauthenticatedError) -> str:
 
 @dataclass(frozen=True)
 class Route:
-    """One API route: method, werkzeug path pattern, handler."""
+    """One API route: method, werkzeug path pattern, handler.
+
+    Every route requires an authenticated principal unless it is ``public`` (the
+    health check only).
+    """
 
     method: str
     path: str
     handler: Handler
+    public: bool = False
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -122,6 +128,10 @@ def int_arg(request: Request, name: str, default: int, low: int, high: int) -> i
     return value
 
 
+# What a public route's handler receives: nobody, in no workspace.
+ANONYMOUS = Principal(id="", workspace="")
+
+
 class Router:
     """Dispatches a request to the route matching its method and path.
 
@@ -136,10 +146,13 @@ class Router:
     def __init__(self, routes: list[Route], runtime: Callable[[], Runtime] = get_runtime) -> None:
         self._runtime = runtime
         self._handlers: dict[str, Handler] = {}
+        self._public: set[str] = set()
         rules = []
         for index, route in enumerate(routes):
             endpoint = f"r{index}"
             self._handlers[endpoint] = route.handler
+            if route.public:
+                self._public.add(endpoint)
             rules.append(Rule(route.path, methods=[route.method], endpoint=endpoint))
         self._map = Map(rules, strict_slashes=False)
 
@@ -148,8 +161,9 @@ class Router:
         try:
             adapter = self._map.bind_to_environ(request.environ)
             endpoint, args = adapter.match()
-            principal: Principal = authenticate(request)
-            return self._handlers[str(endpoint)](self._runtime(), request, principal, **args)
+            runtime = self._runtime()
+            principal = ANONYMOUS if endpoint in self._public else authenticate(runtime, request)
+            return self._handlers[str(endpoint)](runtime, request, principal, **args)
         except DomainError as error:
             response = error_response(status_of(error), error.code, error.message)
             if isinstance(error, UnauthenticatedError):

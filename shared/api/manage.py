@@ -12,14 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
 from shared import documents
-from shared.api.access import require_document, require_kb
+from shared.api.access import readable_knowledge_bases, require_document, require_kb
 from shared.api.http import Route, int_arg, json_response, read_json
 from shared.auth import Principal, authorize
 from shared.db import Database
 from shared.errors import InvalidInputError, NotFoundError
 from shared.knowledge_bases import (
     create_knowledge_base,
-    list_knowledge_bases,
     update_knowledge_base,
 )
 from shared.runtime import Runtime
@@ -78,8 +77,7 @@ def post_knowledge_base(runtime: Runtime, request: Request, principal: Principal
 
 def get_knowledge_bases(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """List the workspace's knowledge bases."""
-    authorize(principal, "read")
-    kbs = list_knowledge_bases(runtime.database, principal.workspace)
+    kbs = readable_knowledge_bases(runtime.database, principal)
     return json_response({"knowledge_bases": [kb.to_json() for kb in kbs]})
 
 
@@ -146,8 +144,8 @@ def get_document(
 def delete_document(
     runtime: Runtime, request: Request, principal: Principal, document_id: str
 ) -> Response:
-    """Delete a document: its chunks, versions and objects."""
-    require_document(runtime.database, document_id, principal, "write")
+    """Delete a document: its chunks, versions and objects (admins)."""
+    require_document(runtime.database, document_id, principal, "admin")
     documents.delete_document(runtime, document_id)
     return Response(status=204)
 
@@ -211,7 +209,7 @@ def _event_stream(
 
 
 ROUTES = [
-    Route("GET", "/healthz", healthz),
+    Route("GET", "/healthz", healthz, public=True),
     Route("POST", "/v1/knowledge-bases", post_knowledge_base),
     Route("GET", "/v1/knowledge-bases", get_knowledge_bases),
     Route("PATCH", "/v1/knowledge-bases/<kb_id>", patch_knowledge_base),

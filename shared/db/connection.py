@@ -262,6 +262,11 @@ class Database:
         with self.session() as session:
             return session.scalar(sql, **params)
 
+    def scalars(self, sql: str, **params: Any) -> list[Any]:
+        """Run one statement of one column and return that column's values."""
+        with self.session() as session:
+            return session.scalars(sql, **params)
+
     def records(self, record: type[RecordT], sql: str, **params: Any) -> list[RecordT]:
         """Run one statement and map its rows to ``record`` by column name."""
         with self.session() as session:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -65,6 +65,9 @@ class RetrievalRequest:
         min_similarity: Drop passages whose cosine similarity to the query is lower.
         route: Route questions that name something to the documents about it, and
             "latest" questions to the newest of those (see :func:`route_documents`).
+        reader: The caller's principal id.
+        granted_only: The caller reads only knowledge bases granted to them (see
+            :class:`shared.store.scope.Scope`).
     """
 
     query: str
@@ -75,6 +78,8 @@ class RetrievalRequest:
     metadata: Mapping[str, Any] | None = None
     min_similarity: float | None = None
     route: bool = True
+    reader: str | None = None
+    granted_only: bool = False
 
 
 @dataclass
@@ -110,6 +115,8 @@ def request_scope(request: RetrievalRequest, document_ids: Sequence[str] | None 
         workspace=request.workspace,
         document_ids=request.document_ids if document_ids is None else document_ids,
         metadata=request.metadata,
+        reader=request.reader,
+        granted_only=request.granted_only,
     )
 
 
@@ -218,14 +225,7 @@ def model_scope(
         model: The model and the knowledge bases in scope that use it.
         document_ids: The documents to search (routed or the request's), None for all.
     """
-    return compile_scope(
-        Scope(
-            kb_ids=tuple(model.kb_ids),
-            workspace=request.workspace,
-            document_ids=document_ids,
-            metadata=request.metadata,
-        )
-    )
+    return compile_scope(replace(request_scope(request, document_ids), kb_ids=tuple(model.kb_ids)))
 
 
 def search_plan(database: Database, scope: ScopeSql, top_k: int) -> SearchPlan:

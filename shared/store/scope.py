@@ -31,12 +31,17 @@ class Scope:
         document_ids: Only these documents, if given (an empty list matches none).
         metadata: Only documents whose metadata contains these key/values (JSON
             containment), if given and not empty.
+        reader: The caller's principal id (their grants are looked up by it).
+        granted_only: The caller reads only the knowledge bases granted to them (a
+            limited membership): every knowledge base in scope must carry a grant.
     """
 
     kb_ids: Sequence[str]
     workspace: str
     document_ids: Sequence[str] | None = None
     metadata: Mapping[str, Any] | None = None
+    reader: str | None = None
+    granted_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,8 @@ class ScopeSql:
             " AND c.version_id IN (SELECT d.active_version_id FROM documents d"
             " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])))"
             " AND (SELECT count(*) FROM knowledge_bases k JOIN workspaces w"
-            " ON w.id = k.workspace_id WHERE w.name = :ws AND k.id = ANY(CAST(:kbs AS uuid[])))"
-            " = cardinality(CAST(:kbs AS uuid[]))"
+            " ON w.id = k.workspace_id WHERE w.name = :ws AND k.id = ANY(CAST(:kbs AS uuid[]))"
+            f"{self._access('k')}) = cardinality(CAST(:kbs AS uuid[]))"
         )
         if self.scope.document_ids is not None:
             where += (
@@ -110,6 +115,7 @@ class ScopeSql:
             " FROM documents d JOIN document_versions v ON v.id = d.active_version_id"
             " JOIN knowledge_bases k ON k.id = d.kb_id JOIN workspaces w ON w.id = k.workspace_id"
             " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])) AND w.name = :ws"
+            + self._access("k")
             + self._document_filters("d")
         )
 
@@ -117,8 +123,18 @@ class ScopeSql:
         """``FROM`` and ``WHERE`` of the scope's knowledge bases ``k`` (workspace ``w``)."""
         return (
             " FROM knowledge_bases k JOIN workspaces w ON w.id = k.workspace_id"
-            " WHERE k.id = ANY(CAST(:kbs AS uuid[])) AND w.name = :ws"
+            " WHERE k.id = ANY(CAST(:kbs AS uuid[])) AND w.name = :ws" + self._access("k")
         )
+
+    def _access(self, alias: str) -> str:
+        """The caller's access to the knowledge bases ``alias``: their grants, if limited.
+
+        Members who see every knowledge base of the workspace need no predicate beyond
+        the workspace's; a limited member's knowledge bases must each be granted.
+        """
+        if not self.scope.granted_only:
+            return ""
+        return f" AND {alias}.id IN (SELECT g.kb_id FROM kb_grants g WHERE g.principal = :reader)"
 
     def _document_filters(self, alias: str) -> str:
         filters = ""
@@ -146,4 +162,8 @@ def compile_scope(scope: Scope) -> ScopeSql:
         params["docs"] = list(scope.document_ids)
     if scope.metadata:
         params["meta"] = json.dumps(dict(scope.metadata))
+    if scope.granted_only:
+        if not scope.reader:
+            raise ValueError("a scope limited to grants needs the reader's id")
+        params["reader"] = scope.reader
     return ScopeSql(scope=scope, params=params)

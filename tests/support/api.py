@@ -11,28 +11,69 @@ from werkzeug.test import Client, TestResponse
 from scripts.localstack.stack import LocalStack
 
 
-class Api:
-    """The one-origin HTTP API of a running local stack, in-process."""
+def token_for(
+    stack: LocalStack,
+    subject: str,
+    *,
+    email: str | None = None,
+    workspace: str | None = None,
+    role: str | None = None,
+) -> str:
+    """A bearer token of the stack's local issuer (``ragline_*`` claims if given)."""
+    return stack.issuer.mint(
+        subject, email or f"{subject}@localhost", workspace=workspace, role=role
+    )
 
-    def __init__(self, stack: LocalStack) -> None:
+
+def owner_token(stack: LocalStack) -> str:
+    """A token of the local owner of the default workspace (what ``ragline token`` prints)."""
+    settings = stack.settings
+    return token_for(
+        stack, settings.default_principal, workspace=settings.default_workspace, role="owner"
+    )
+
+
+class Api:
+    """The one-origin HTTP API of a running local stack, in-process.
+
+    Every request carries ``token`` (default: the local owner's) unless it is ``""``;
+    ``workspace`` is sent as the workspace the requests act in.
+    """
+
+    def __init__(
+        self, stack: LocalStack, token: str | None = None, *, workspace: str | None = None
+    ) -> None:
         self.stack = stack
         self.client = Client(stack.app)
+        self.token = owner_token(stack) if token is None else token
+        self.headers: dict[str, str] = {}
+        if self.token:
+            self.headers["Authorization"] = f"Bearer {self.token}"
+        if workspace:
+            self.headers["X-Ragline-Workspace"] = workspace
+
+    def _headers(self, kwargs: dict[str, Any]) -> dict[str, str]:
+        return {**self.headers, **dict(kwargs.pop("headers", None) or {})}
 
     def get(self, path: str, **kwargs: Any) -> TestResponse:
         """GET ``path``."""
-        return self.client.get(path, **kwargs)
+        return self.client.get(path, headers=self._headers(kwargs), **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> TestResponse:
         """POST ``path``."""
-        return self.client.post(path, **kwargs)
+        return self.client.post(path, headers=self._headers(kwargs), **kwargs)
 
     def patch(self, path: str, **kwargs: Any) -> TestResponse:
         """PATCH ``path``."""
-        return self.client.patch(path, **kwargs)
+        return self.client.patch(path, headers=self._headers(kwargs), **kwargs)
 
-    def delete(self, path: str) -> TestResponse:
+    def put(self, path: str, **kwargs: Any) -> TestResponse:
+        """PUT ``path``."""
+        return self.client.put(path, headers=self._headers(kwargs), **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> TestResponse:
         """DELETE ``path``."""
-        return self.client.delete(path)
+        return self.client.delete(path, headers=self._headers(kwargs), **kwargs)
 
     def create_kb(self, name: str, **settings: Any) -> dict[str, Any]:
         """Create a knowledge base and return it."""

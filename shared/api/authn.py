@@ -1,0 +1,91 @@
+"""Who is calling: a verified bearer token turned into a Principal acting in a workspace.
+
+Every route but ``/healthz`` goes through :func:`authenticate`. The credential is an ID
+token (``shared.identity.tokens``) whose subject is the principal's id. The workspace
+the request acts in is the ``X-Ragline-Workspace`` header's, else the settings' default
+workspace if the caller belongs to it, else the first workspace of theirs; the role is
+their membership's there (none: they can only see themselves and create workspaces).
+
+Memberships come from the database. Two settings provision them from the credential:
+``auth_bootstrap_owners`` (verified emails that own the default workspace, so a fresh
+deployment has an owner) and ``auth_role_claims`` (trust the issuer's
+``ragline_workspace`` / ``ragline_role`` custom claims: the local issuer's, or Identity
+Platform custom claims, which only an admin can set).
+"""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Request
+
+from shared.auth import ROLES, Principal
+from shared.db import Session
+from shared.errors import UnauthenticatedError
+from shared.identity.tokens import VerifiedToken, bearer_token
+from shared.runtime import Runtime
+from shared.store import access as store
+from shared.store.knowledge_bases import ensure_workspace
+
+WORKSPACE_HEADER = "X-Ragline-Workspace"
+
+
+def authenticate(runtime: Runtime, request: Request) -> Principal:
+    """The caller of ``request``, or UnauthenticatedError (401).
+
+    Raises:
+        UnauthenticatedError: No bearer token, or one that does not verify (its code
+            says why).
+    """
+    token = bearer_token(request.headers.get("Authorization"))
+    verifier = runtime.token_verifier
+    if verifier is None:
+        raise UnauthenticatedError(
+            "this deployment accepts no ID tokens (auth_issuer is not set)", code="token_issuer"
+        )
+    verified = verifier.verify(token)
+    return principal_for(runtime, verified, request.headers.get(WORKSPACE_HEADER))
+
+
+def principal_for(runtime: Runtime, verified: VerifiedToken, asked: str | None) -> Principal:
+    """The principal of a verified token, acting in workspace ``asked`` (or their default).
+
+    Args:
+        runtime: The instance's runtime (settings and database).
+        verified: The verified ID token.
+        asked: The workspace the request names, if it names one.
+    """
+    settings = runtime.settings
+    email = verified.email if verified.email_verified else None
+    workspace = asked or settings.default_workspace
+    membership = store.membership(runtime.database, verified.subject, workspace)
+    if membership is None:
+        # First request of this principal (or to this workspace): record the sign-in,
+        # accept invitations, provision what the settings say, and look again.
+        with runtime.database.transaction() as session:
+            store.sign_in(session, verified.subject, email, verified.name)
+            _provision(runtime, session, verified, email)
+        membership = store.membership(runtime.database, verified.subject, workspace)
+        if membership is None and not asked:
+            mine = store.memberships_of(runtime.database, verified.subject)
+            membership = mine[0] if mine else None
+    if membership is None:
+        return Principal(id=verified.subject, workspace=workspace, email=email)
+    return Principal(
+        id=verified.subject,
+        workspace=membership.workspace,
+        role=membership.role,  # type: ignore[arg-type]
+        email=email,
+        limited=membership.limited,
+    )
+
+
+def _provision(
+    runtime: Runtime, session: Session, verified: VerifiedToken, email: str | None
+) -> None:
+    settings = runtime.settings
+    owners = {owner.lower() for owner in settings.auth_bootstrap_owners}
+    if email and email.lower() in owners:
+        workspace_id = ensure_workspace(session, settings.default_workspace)
+        store.put_member(session, workspace_id, verified.subject, "owner", limited=False)
+    if settings.auth_role_claims and verified.workspace and verified.role in ROLES:
+        workspace_id = ensure_workspace(session, verified.workspace)
+        store.put_member(session, workspace_id, verified.subject, verified.role, limited=False)

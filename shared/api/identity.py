@@ -1,0 +1,275 @@
+"""Routes of identity: the caller, workspaces, members and knowledge-base grants.
+
+Served by the ``manage`` function. Workspace routes name the workspace in the path and
+check the caller's membership of that workspace (not the one the request acts in); a
+workspace the caller is not a member of answers 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from werkzeug.wrappers import Request, Response
+
+from shared.api.access import require_kb
+from shared.api.http import Route, json_response, read_json
+from shared.auth import ROLE_LEVEL, Principal
+from shared.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from shared.runtime import Runtime
+from shared.store import access as store
+from shared.store.access import Membership
+
+# As knowledge-base names: they appear in bucket paths (<workspace>/<knowledge-base>/...).
+WORKSPACE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+EMAIL = r"^[^@\s]{1,200}@[^@\s]{1,200}$"
+
+
+class WorkspaceBody(BaseModel):
+    """Body of ``POST /v1/workspaces`` and ``PATCH /v1/workspaces/{name}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=WORKSPACE_NAME)
+
+
+class InviteBody(BaseModel):
+    """Body of ``POST /v1/workspaces/{name}/members``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(pattern=EMAIL)
+    role: Literal["owner", "admin", "editor", "viewer"]
+    limited: bool = False
+
+
+class MemberBody(BaseModel):
+    """Body of ``PATCH /v1/workspaces/{name}/members/{principal}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["owner", "admin", "editor", "viewer"]
+    limited: bool = False
+
+
+class GrantBody(BaseModel):
+    """Body of ``PUT /v1/knowledge-bases/{id}/grants/{principal}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access: Literal["read", "write"]
+
+
+def get_me(runtime: Runtime, request: Request, principal: Principal) -> Response:
+    """The caller, the workspace the request acts in, and every workspace of theirs."""
+    with runtime.database.transaction() as session:
+        # Signing in is what accepts invitations: a frontend calls this first.
+        store.sign_in(session, principal.id, principal.email, None)
+        memberships = store.memberships_of(session, principal.id)
+    return json_response(
+        {
+            "principal": {"id": principal.id, "email": principal.email},
+            "workspace": principal.workspace,
+            "role": principal.role,
+            "limited": principal.limited,
+            "workspaces": [membership.to_json() for membership in memberships],
+        }
+    )
+
+
+def post_workspace(runtime: Runtime, request: Request, principal: Principal) -> Response:
+    """Create a workspace; the caller is its owner."""
+    body = WorkspaceBody.model_validate(read_json(request))
+    if principal.id.startswith("key:"):
+        raise ForbiddenError("API keys cannot create workspaces", code="forbidden")
+    with runtime.database.transaction() as session:
+        store.sign_in(session, principal.id, principal.email, None)
+        workspace_id = store.create_workspace(session, body.name, principal.id)
+    if workspace_id is None:
+        raise ConflictError(f"workspace {body.name!r} exists", code="workspace_exists")
+    return json_response({"workspace": body.name, "role": "owner", "limited": False}, 201)
+
+
+def get_workspaces(runtime: Runtime, request: Request, principal: Principal) -> Response:
+    """The caller's workspaces and their role in each."""
+    memberships = store.memberships_of(runtime.database, principal.id)
+    return json_response({"workspaces": [membership.to_json() for membership in memberships]})
+
+
+def _membership(
+    runtime: Runtime, principal: Principal, workspace: str, at_least: str
+) -> Membership:
+    """The caller's membership of ``workspace`` if its role is ``at_least``; else 404/403."""
+    membership = store.membership(runtime.database, principal.id, workspace)
+    if membership is None and principal.workspace == workspace and principal.role:
+        # An API key acts in its workspace with its role, without a membership row.
+        workspace_id = store.workspace_id(runtime.database, workspace)
+        if workspace_id is not None:
+            membership = store.Membership(
+                workspace_id=workspace_id,
+                workspace=workspace,
+                role=principal.role,
+                limited=principal.limited,
+            )
+    if membership is None:
+        raise NotFoundError(f"workspace {workspace!r} not found", code="workspace_not_found")
+    if ROLE_LEVEL[membership.role] < ROLE_LEVEL[at_least]:
+        raise ForbiddenError(
+            f"your role in workspace {workspace!r} does not allow this", code="forbidden"
+        )
+    return membership
+
+
+def patch_workspace(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str
+) -> Response:
+    """Rename a workspace (admins)."""
+    membership = _membership(runtime, principal, workspace, "admin")
+    body = WorkspaceBody.model_validate(read_json(request))
+    with runtime.database.transaction() as session:
+        renamed = store.rename_workspace(session, membership.workspace_id, body.name)
+    if not renamed:
+        raise ConflictError(f"workspace {body.name!r} exists", code="workspace_exists")
+    return json_response({"workspace": body.name, "role": membership.role})
+
+
+def get_members(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str
+) -> Response:
+    """The workspace's members and pending invitations (admins)."""
+    membership = _membership(runtime, principal, workspace, "admin")
+    members = store.list_members(runtime.database, membership.workspace_id)
+    invitations = store.list_invitations(runtime.database, membership.workspace_id)
+    return json_response(
+        {
+            "members": [member.to_json() for member in members],
+            "invitations": [invitation.to_json() for invitation in invitations],
+        }
+    )
+
+
+def _check_role_change(membership: Membership, role: str) -> None:
+    """Only owners make owners or change an owner's role."""
+    if role == "owner" and membership.role != "owner":
+        raise ForbiddenError("only an owner can make an owner", code="forbidden")
+
+
+def post_member(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str
+) -> Response:
+    """Invite someone by email (admins); accepted on their next sign-in."""
+    membership = _membership(runtime, principal, workspace, "admin")
+    body = InviteBody.model_validate(read_json(request))
+    _check_role_change(membership, body.role)
+    with runtime.database.transaction() as session:
+        store.invite(
+            session,
+            membership.workspace_id,
+            body.email,
+            body.role,
+            limited=body.limited,
+            invited_by=principal.id,
+        )
+    return json_response(
+        {
+            "email": body.email.lower(),
+            "role": body.role,
+            "limited": body.limited,
+            "status": "invited",
+        },
+        201,
+    )
+
+
+def patch_member(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str, member: str
+) -> Response:
+    """Change a member's role (admins; owners for owners). The last owner stays an owner."""
+    membership = _membership(runtime, principal, workspace, "admin")
+    body = MemberBody.model_validate(read_json(request))
+    with runtime.database.transaction() as session:
+        members = {m.principal: m for m in store.lock_members(session, membership.workspace_id)}
+        current = members.get(member)
+        if current is None:
+            raise NotFoundError(f"member {member!r} not found", code="member_not_found")
+        if current.role == "owner" or body.role == "owner":
+            _check_role_change(membership, "owner")
+        owners = [m for m in members.values() if m.role == "owner"]
+        if current.role == "owner" and body.role != "owner" and len(owners) == 1:
+            raise ConflictError("a workspace keeps at least one owner", code="last_owner")
+        store.put_member(
+            session,
+            membership.workspace_id,
+            member,
+            body.role,
+            limited=body.limited and body.role not in ("owner", "admin"),
+        )
+    return json_response({"principal": member, "role": body.role, "limited": body.limited})
+
+
+def delete_member(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str, member: str
+) -> Response:
+    """Remove a member (admins), or leave (anyone). The last owner cannot leave."""
+    leaving = member == principal.id
+    membership = _membership(runtime, principal, workspace, "viewer" if leaving else "admin")
+    with runtime.database.transaction() as session:
+        members = {m.principal: m for m in store.lock_members(session, membership.workspace_id)}
+        current = members.get(member)
+        if current is None:
+            raise NotFoundError(f"member {member!r} not found", code="member_not_found")
+        if current.role == "owner" and not leaving:
+            _check_role_change(membership, "owner")
+        if current.role == "owner" and sum(m.role == "owner" for m in members.values()) == 1:
+            raise ConflictError("the last owner cannot leave", code="last_owner")
+        store.remove_member(session, membership.workspace_id, member)
+    return Response(status=204)
+
+
+def get_grants(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
+    """The grants on a knowledge base (admins)."""
+    kb = require_kb(runtime.database, kb_id, principal, "admin")
+    grants = store.list_grants(runtime.database, kb.id)
+    return json_response({"grants": [grant.to_json() for grant in grants]})
+
+
+def put_grant(
+    runtime: Runtime, request: Request, principal: Principal, kb_id: str, member: str
+) -> Response:
+    """Grant read or write on a knowledge base to a member of its workspace (admins)."""
+    kb = require_kb(runtime.database, kb_id, principal, "admin")
+    body = GrantBody.model_validate(read_json(request))
+    if store.membership(runtime.database, member, principal.workspace) is None:
+        raise InvalidInputError(
+            f"{member!r} is not a member of workspace {principal.workspace!r}",
+            code="not_a_member",
+        )
+    with runtime.database.transaction() as session:
+        store.put_grant(session, kb.id, member, body.access, principal.id)
+    return json_response({"kb_id": kb.id, "principal": member, "access": body.access})
+
+
+def delete_grant(
+    runtime: Runtime, request: Request, principal: Principal, kb_id: str, member: str
+) -> Response:
+    """Revoke a member's grant on a knowledge base (admins)."""
+    kb = require_kb(runtime.database, kb_id, principal, "admin")
+    with runtime.database.transaction() as session:
+        if not store.revoke_grant(session, kb.id, member):
+            raise NotFoundError(f"no grant for {member!r}", code="grant_not_found")
+    return Response(status=204)
+
+
+ROUTES = [
+    Route("GET", "/v1/me", get_me),
+    Route("POST", "/v1/workspaces", post_workspace),
+    Route("GET", "/v1/workspaces", get_workspaces),
+    Route("PATCH", "/v1/workspaces/<workspace>", patch_workspace),
+    Route("GET", "/v1/workspaces/<workspace>/members", get_members),
+    Route("POST", "/v1/workspaces/<workspace>/members", post_member),
+    Route("PATCH", "/v1/workspaces/<workspace>/members/<member>", patch_member),
+    Route("DELETE", "/v1/workspaces/<workspace>/members/<member>", delete_member),
+    Route("GET", "/v1/knowledge-bases/<kb_id>/grants", get_grants),
+    Route("PUT", "/v1/knowledge-bases/<kb_id>/grants/<member>", put_grant),
+    Route("DELETE", "/v1/knowledge-bases/<kb_id>/grants/<member>", delete_grant),
+]
