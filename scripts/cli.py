@@ -102,17 +102,41 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def bearer(args: argparse.Namespace) -> str:
+    """The token ``ingest``, ``status`` and ``ask`` send: ``$RAGLINE_TOKEN``, else a local one.
+
+    A local token is the local owner's, minted from the key of the stack on ``--data``
+    (what ``scripts/ragline token`` prints), so the quickstart needs no sign-in step.
+    """
+    token = os.environ.get("RAGLINE_TOKEN", "").strip()
+    if token:
+        return token
+    from scripts.localstack.issuer import DEFAULT_ROLE, LocalIssuer
+    from shared.config import read_settings
+
+    settings = read_settings()
+    issuer = LocalIssuer.for_data_folder(Path(args.data), settings)
+    subject = settings.default_principal
+    return issuer.mint(
+        subject,
+        f"{subject}@localhost",
+        workspace=settings.default_workspace,
+        role=DEFAULT_ROLE,
+    )
+
+
 # --------------------------------------------------------------------------- HTTP client
 
 
 class Api:
     """A small client of the HTTP API."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str) -> None:
         import requests
 
         self.base_url = base_url.rstrip("/")
         self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the API; raise SystemExit with the API's error message on failure."""
@@ -236,7 +260,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Upload files and folders, follow them to ready/failed, print a summary."""
     from tqdm import tqdm
 
-    api = Api(args.url)
+    api = Api(args.url, bearer(args))
     files = collect_files(args.paths)
     if not files:
         print("ragline: nothing to ingest", file=sys.stderr)
@@ -298,7 +322,7 @@ def print_summary(results: dict[Path, dict[str, Any]]) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Documents and their status, per knowledge base."""
-    api = Api(args.url)
+    api = Api(args.url, bearer(args))
     kbs = (
         [api.knowledge_base(args.kb, create=False)]
         if args.kb
@@ -329,7 +353,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Ask a question: stream the answer to the terminal, then list its citations."""
-    api = Api(args.url)
+    api = Api(args.url, bearer(args))
     kb_ids = [api.knowledge_base(name, create=False)["id"] for name in args.kb]
     if args.json:
         body = {"knowledge_base_ids": kb_ids, "question": args.question, "top_k": args.top_k}
@@ -417,12 +441,18 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--max-multipart", type=int, default=20 * 1024 * 1024, help="larger files use signed URLs"
     )
+    ingest.add_argument(
+        "--data", default=data_default, help="the local stack's data folder (its token)"
+    )
     ingest.set_defaults(run=cmd_ingest)
 
     status = commands.add_parser("status", help="documents and their status")
     status.add_argument("--kb", help="only this knowledge base")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--url", default=url_default)
+    status.add_argument(
+        "--data", default=data_default, help="the local stack's data folder (its token)"
+    )
     status.set_defaults(run=cmd_status)
 
     ask = commands.add_parser("ask", help="ask a question; the answer streams, then its sources")
@@ -434,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--top-k", type=int, default=8, help="passages to retrieve")
     ask.add_argument("--session", help="continue this session (follow-up question)")
     ask.add_argument("--url", default=url_default)
+    ask.add_argument(
+        "--data", default=data_default, help="the local stack's data folder (its token)"
+    )
     ask.set_defaults(run=cmd_ask)
     return parser
 

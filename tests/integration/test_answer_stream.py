@@ -31,6 +31,8 @@ original card within five business days.
 
 Orders ship from the Lyon warehouse every weekday at noon.
 """
+# The owner's bearer header, set by the ``site`` fixture.
+AUTH: dict[str, str] = {}
 QUESTION = "How many days do customers have to ask for a refund?"
 
 
@@ -41,13 +43,16 @@ def site(stack: LocalStack) -> Iterator[dict[str, str]]:
     api = Api(stack)
     kb = api.create_kb("support")
     api.ingest(kb["id"], "handbook.md", HANDBOOK.encode())
+    AUTH["Authorization"] = f"Bearer {api.token}"
     with served(stack.app) as url:
-        yield {"url": url, "kb": kb["id"]}
+        yield {"url": url, "kb": kb["id"], "token": api.token}
     wipe_stack(stack)
 
 
 def stream(url: str, **params: Any) -> tuple[requests.Response, list[sseclient.Event]]:
-    response = requests.get(f"{url}/v1/ask/stream", params=params, stream=True, timeout=60)
+    response = requests.get(
+        f"{url}/v1/ask/stream", params=params, stream=True, timeout=60, headers=AUTH
+    )
     events = (
         list(sseclient.SSEClient(response.iter_content(chunk_size=None)).events())
         if response.ok
@@ -84,6 +89,7 @@ def test_stream_sends_start_tokens_citations_done_like_the_json_endpoint(
         f"{site['url']}/v1/ask",
         json={"knowledge_base_ids": [site["kb"]], "question": QUESTION},
         timeout=60,
+        headers=AUTH,
     ).json()
     assert done["citations"] == as_json["citations"]
     assert done["citations"] and done["citations"][0]["filename"] == "handbook.md"
@@ -143,6 +149,7 @@ def test_openai_rate_limit_is_retried_after_retry_after(
         f"{site['url']}/v1/ask",
         json={"knowledge_base_ids": [site["kb"]], "question": QUESTION},
         timeout=60,
+        headers=AUTH,
     )
     assert response.status_code == 200, response.text
     assert response.json()["answer"] == "Thirty days [1]."
@@ -158,6 +165,7 @@ def test_openai_failure_is_a_clear_error_and_a_failed_turn(
         f"{site['url']}/v1/ask",
         json={"knowledge_base_ids": [site["kb"]], "question": QUESTION},
         timeout=60,
+        headers=AUTH,
     )
     assert response.status_code == 503
     error = response.json()["error"]
@@ -191,6 +199,7 @@ def test_a_client_disconnect_stops_generation(
         params={"knowledge_base_id": site["kb"], "q": QUESTION},
         stream=True,
         timeout=60,
+        headers=AUTH,
     )
     events = sseclient.SSEClient(response.iter_content(chunk_size=None)).events()
     turn_id = None

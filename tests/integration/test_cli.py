@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scripts.localstack.stack import LocalStack, free_port
-from tests.support.api import Api, visible_chunks
+from tests.support.api import Api, owner_token, visible_chunks
 from tests.support.stack import served
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run(
         [sys.executable, "-m", "scripts.cli", *args],
         cwd=REPO_ROOT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "RAGLINE_TOKEN": TOKEN.get("token", ""), **(env or {})},
         capture_output=True,
         text=True,
         timeout=300,
@@ -34,9 +34,14 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+# The local owner's token of the stack the CLI talks to (set by the ``url`` fixture).
+TOKEN: dict[str, str] = {}
+
+
 @pytest.fixture
 def url(clean_stack: LocalStack) -> Iterator[str]:
     """The stack's one origin served on a real port while the test runs."""
+    TOKEN["token"] = owner_token(clean_stack)
     with served(clean_stack.app) as base_url:
         yield base_url
 
