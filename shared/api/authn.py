@@ -1,7 +1,8 @@
 """Who is calling: a verified bearer token turned into a Principal acting in a workspace.
 
 Every route but ``/healthz`` goes through :func:`authenticate`. The credential is an ID
-token (``shared.identity.tokens``) whose subject is the principal's id. The workspace
+token (``shared.identity.tokens``) whose subject is the principal's id, or an API key
+(``shared.identity.api_keys``) acting as ``key:<id>`` in its workspace with its role. The workspace
 the request acts in is the ``X-Ragline-Workspace`` header's, else the settings' default
 workspace if the caller belongs to it, else the first workspace of theirs; the role is
 their membership's there (none: they can only see themselves and create workspaces).
@@ -15,17 +16,23 @@ Platform custom claims, which only an admin can set).
 
 from __future__ import annotations
 
+import datetime as dt
+
 from werkzeug.wrappers import Request
 
 from shared.auth import ROLES, Principal
 from shared.db import Session
 from shared.errors import UnauthenticatedError
+from shared.identity.api_keys import check_usable, looks_like_key, parse_key, secret_matches
 from shared.identity.tokens import VerifiedToken, bearer_token
 from shared.runtime import Runtime
 from shared.store import access as store
+from shared.store import api_keys as key_store
 from shared.store.knowledge_bases import ensure_workspace
 
 WORKSPACE_HEADER = "X-Ragline-Workspace"
+# API keys act as principals named after their public id.
+KEY_PRINCIPAL_PREFIX = "key:"
 
 
 def authenticate(runtime: Runtime, request: Request) -> Principal:
@@ -36,13 +43,40 @@ def authenticate(runtime: Runtime, request: Request) -> Principal:
             says why).
     """
     token = bearer_token(request.headers.get("Authorization"))
+    asked = request.headers.get(WORKSPACE_HEADER)
+    if looks_like_key(token):
+        return key_principal(runtime, token, asked)
     verifier = runtime.token_verifier
     if verifier is None:
         raise UnauthenticatedError(
             "this deployment accepts no ID tokens (auth_issuer is not set)", code="token_issuer"
         )
     verified = verifier.verify(token)
-    return principal_for(runtime, verified, request.headers.get(WORKSPACE_HEADER))
+    return principal_for(runtime, verified, asked)
+
+
+def key_principal(runtime: Runtime, token: str, asked: str | None) -> Principal:
+    """The principal of an API key: ``key:<id>``, in the key's workspace with its role.
+
+    A request naming another workspace gets no role there (the key cannot touch it).
+
+    Raises:
+        UnauthenticatedError: The key is malformed, unknown, revoked or expired.
+    """
+    key_id, secret = parse_key(token)
+    key = key_store.get_key(runtime.database, key_id)
+    if key is None or not secret_matches(secret, key.secret_sha256):
+        raise UnauthenticatedError("unknown API key", code="api_key_invalid")
+    check_usable(key.revoked_at, key.expires_at, dt.datetime.now(dt.UTC))
+    key_store.touch_key(runtime.database, key.id)
+    principal_id = f"{KEY_PRINCIPAL_PREFIX}{key.id}"
+    if asked and asked != key.workspace:
+        return Principal(id=principal_id, workspace=asked)
+    return Principal(
+        id=principal_id,
+        workspace=key.workspace,
+        role=key.role,  # type: ignore[arg-type]
+    )
 
 
 def principal_for(runtime: Runtime, verified: VerifiedToken, asked: str | None) -> Principal:

@@ -7,17 +7,21 @@ workspace the caller is not a member of answers 404, as if it did not exist.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
 from shared.api.access import require_kb
+from shared.api.authn import KEY_PRINCIPAL_PREFIX
 from shared.api.http import Route, json_response, read_json
 from shared.auth import ROLE_LEVEL, Principal
 from shared.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from shared.identity.api_keys import mint_key
 from shared.runtime import Runtime
 from shared.store import access as store
+from shared.store import api_keys as key_store
 from shared.store.access import Membership
 
 # As knowledge-base names: they appear in bucket paths (<workspace>/<knowledge-base>/...).
@@ -80,7 +84,7 @@ def get_me(runtime: Runtime, request: Request, principal: Principal) -> Response
 def post_workspace(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Create a workspace; the caller is its owner."""
     body = WorkspaceBody.model_validate(read_json(request))
-    if principal.id.startswith("key:"):
+    if principal.id.startswith(KEY_PRINCIPAL_PREFIX):
         raise ForbiddenError("API keys cannot create workspaces", code="forbidden")
     with runtime.database.transaction() as session:
         store.sign_in(session, principal.id, principal.email, None)
@@ -260,6 +264,66 @@ def delete_grant(
     return Response(status=204)
 
 
+class ApiKeyBody(BaseModel):
+    """Body of ``POST /v1/workspaces/{name}/api-keys``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["admin", "editor", "viewer"]
+    expires_in_days: int | None = Field(None, ge=1, le=3650)
+
+
+def post_api_key(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str
+) -> Response:
+    """Create an API key (admins). The key is in this response only; it is not stored."""
+    membership = _membership(runtime, principal, workspace, "admin")
+    if principal.id.startswith(KEY_PRINCIPAL_PREFIX):
+        raise ForbiddenError("an API key cannot create API keys", code="forbidden")
+    body = ApiKeyBody.model_validate(read_json(request))
+    minted = mint_key()
+    expires_at = (
+        dt.datetime.now(dt.UTC) + dt.timedelta(days=body.expires_in_days)
+        if body.expires_in_days
+        else None
+    )
+    with runtime.database.transaction() as session:
+        key_store.insert_key(
+            session,
+            key_id=minted.id,
+            workspace_id=membership.workspace_id,
+            name=body.name,
+            role=body.role,
+            secret_sha256=minted.secret_sha256,
+            created_by=principal.id,
+            expires_at=expires_at,
+        )
+    stored = key_store.get_key(runtime.database, minted.id)
+    assert stored is not None  # inserted just above
+    return json_response({**stored.to_json(), "key": minted.key}, 201)
+
+
+def get_api_keys(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str
+) -> Response:
+    """The workspace's API keys, without their secrets (admins)."""
+    membership = _membership(runtime, principal, workspace, "admin")
+    keys = key_store.list_keys(runtime.database, membership.workspace_id)
+    return json_response({"api_keys": [key.to_json() for key in keys]})
+
+
+def delete_api_key(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str, key_id: str
+) -> Response:
+    """Revoke an API key of the workspace (admins); it is refused from now on."""
+    membership = _membership(runtime, principal, workspace, "admin")
+    with runtime.database.transaction() as session:
+        if not key_store.revoke_key(session, membership.workspace_id, key_id):
+            raise NotFoundError(f"API key {key_id!r} not found", code="api_key_not_found")
+    return Response(status=204)
+
+
 ROUTES = [
     Route("GET", "/v1/me", get_me),
     Route("POST", "/v1/workspaces", post_workspace),
@@ -269,6 +333,9 @@ ROUTES = [
     Route("POST", "/v1/workspaces/<workspace>/members", post_member),
     Route("PATCH", "/v1/workspaces/<workspace>/members/<member>", patch_member),
     Route("DELETE", "/v1/workspaces/<workspace>/members/<member>", delete_member),
+    Route("POST", "/v1/workspaces/<workspace>/api-keys", post_api_key),
+    Route("GET", "/v1/workspaces/<workspace>/api-keys", get_api_keys),
+    Route("DELETE", "/v1/workspaces/<workspace>/api-keys/<key_id>", delete_api_key),
     Route("GET", "/v1/knowledge-bases/<kb_id>/grants", get_grants),
     Route("PUT", "/v1/knowledge-bases/<kb_id>/grants/<member>", put_grant),
     Route("DELETE", "/v1/knowledge-bases/<kb_id>/grants/<member>", delete_grant),

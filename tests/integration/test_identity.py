@@ -219,3 +219,65 @@ def test_workspaces_are_isolated(clean_stack: LocalStack) -> None:
     # Naming a workspace they do not belong to gives them no role there.
     intruder = Api(stack, other.token, workspace=stack.settings.default_workspace)
     assert intruder.get(f"/v1/documents/{document['id']}").status_code == 404
+
+
+def test_api_keys_are_shown_once_scoped_revocable_and_expire(clean_stack: LocalStack) -> None:
+    stack = clean_stack
+    owner = Api(stack)
+    workspace = stack.settings.default_workspace
+    kb = owner.create_kb("filings")
+    document = owner.ingest(kb["id"], "apple.txt", SEC.encode())
+    keys = f"/v1/workspaces/{workspace}/api-keys"
+
+    created = owner.post(keys, json={"name": "ci", "role": "viewer"})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    key = body_of(created)["key"]
+    listed = body_of(owner.get(keys))["api_keys"]
+    assert [k["id"] for k in listed] == [body_of(created)["id"]]
+    assert "key" not in listed[0] and key not in owner.get(keys).get_data(as_text=True)
+
+    server = Api(stack, key)
+    assert server.get(f"/v1/documents/{document['id']}").status_code == 200
+    assert server.post("/v1/knowledge-bases", json={"name": "nope"}).status_code == 403
+    assert server.post(keys, json={"name": "more", "role": "viewer"}).status_code == 403
+    used = body_of(owner.get(keys))["api_keys"][0]
+    assert used["last_used_at"] is not None
+
+    # Nothing the table holds works as a key.
+    for row in stack.database.run("SELECT * FROM api_keys"):
+        for value in row:
+            as_text = value.hex() if isinstance(value, bytes) else str(value)
+            for candidate in (as_text, f"rlk_{row[0]}_{as_text}"):
+                assert Api(stack, candidate).get("/v1/knowledge-bases").status_code == 401
+
+    # A tampered secret, a key of another workspace, revoked and expired keys.
+    assert Api(stack, key[:-1] + ("A" if key[-1] != "A" else "B")).get("/v1/me").status_code == 401
+    olga = Api(stack, token_for(stack, "olga"))
+    assert olga.post("/v1/workspaces", json={"name": "olgas"}).status_code == 201
+    theirs = body_of(
+        olga.post("/v1/workspaces/olgas/api-keys", json={"name": "x", "role": "admin"})
+    )
+    foreign = Api(stack, theirs["key"])
+    assert foreign.get(f"/v1/documents/{document['id']}").status_code == 404
+    assert (
+        Api(stack, theirs["key"], workspace=workspace)
+        .get(f"/v1/documents/{document['id']}")
+        .status_code
+        == 404
+    )
+    assert foreign.delete(f"/v1/documents/{document['id']}").status_code == 404
+
+    assert owner.delete(f"{keys}/{body_of(created)['id']}").status_code == 204
+    refused = server.get("/v1/knowledge-bases")
+    assert refused.status_code == 401 and body_of(refused)["error"]["code"] == "api_key_revoked"
+
+    short = body_of(
+        owner.post(keys, json={"name": "short", "role": "editor", "expires_in_days": 1})
+    )
+    assert Api(stack, short["key"]).get("/v1/knowledge-bases").status_code == 200
+    stack.database.run(
+        "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :id",
+        id=short["id"],
+    )
+    expired = Api(stack, short["key"]).get("/v1/knowledge-bases")
+    assert expired.status_code == 401 and body_of(expired)["error"]["code"] == "api_key_expired"
