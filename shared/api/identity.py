@@ -324,6 +324,78 @@ def delete_api_key(
     return Response(status=204)
 
 
+class AccessRequestBody(BaseModel):
+    """Body of ``POST /v1/knowledge-bases/{id}/access-requests``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access: Literal["read", "write"]
+    reason: str = Field("", max_length=2000)
+
+
+def post_access_request(
+    runtime: Runtime, request: Request, principal: Principal, kb_id: str
+) -> Response:
+    """Ask the workspace's admins for access to one of its knowledge bases (members)."""
+    from shared.knowledge_bases import find_knowledge_base
+
+    body = AccessRequestBody.model_validate(read_json(request))
+    kb = find_knowledge_base(runtime.database, kb_id, principal.workspace)
+    if kb is None or principal.level == 0:
+        raise NotFoundError(f"knowledge base {kb_id!r} not found", code="knowledge_base_not_found")
+    with runtime.database.transaction() as session:
+        opened = store.open_request(session, kb.id, principal.id, body.access, body.reason)
+    return json_response(opened.to_json(), 201)
+
+
+def get_access_requests(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str
+) -> Response:
+    """The workspace's access requests (admins); ``?status=pending`` filters."""
+    membership = _membership(runtime, principal, workspace, "admin")
+    status = request.args.get("status") or None
+    if status not in (None, "pending", "approved", "denied"):
+        raise InvalidInputError(
+            "status must be pending, approved or denied", code="invalid_parameter"
+        )
+    found = store.list_requests(runtime.database, membership.workspace_id, status)
+    return json_response({"access_requests": [r.to_json() for r in found]})
+
+
+def _decide(runtime: Runtime, principal: Principal, request_id: str, status: str) -> Response:
+    from shared.ids import is_uuid
+
+    found = store.get_request(runtime.database, request_id) if is_uuid(request_id) else None
+    missing = NotFoundError(f"access request {request_id!r} not found", code="request_not_found")
+    if found is None:
+        raise missing
+    try:
+        require_kb(runtime.database, found.kb_id, principal, "admin")
+    except NotFoundError:
+        raise missing from None
+    with runtime.database.transaction() as session:
+        if not store.decide_request(session, found.id, status, principal.id):
+            raise ConflictError("the request was already decided", code="request_decided")
+        if status == "approved":
+            store.put_grant(session, found.kb_id, found.principal, found.access, principal.id)
+    decided = store.get_request(runtime.database, found.id)
+    return json_response(decided.to_json() if decided else {})
+
+
+def post_approve(
+    runtime: Runtime, request: Request, principal: Principal, request_id: str
+) -> Response:
+    """Approve an access request (admins): the requester gets the grant asked for."""
+    return _decide(runtime, principal, request_id, "approved")
+
+
+def post_deny(
+    runtime: Runtime, request: Request, principal: Principal, request_id: str
+) -> Response:
+    """Deny an access request (admins)."""
+    return _decide(runtime, principal, request_id, "denied")
+
+
 ROUTES = [
     Route("GET", "/v1/me", get_me),
     Route("POST", "/v1/workspaces", post_workspace),
@@ -336,6 +408,10 @@ ROUTES = [
     Route("POST", "/v1/workspaces/<workspace>/api-keys", post_api_key),
     Route("GET", "/v1/workspaces/<workspace>/api-keys", get_api_keys),
     Route("DELETE", "/v1/workspaces/<workspace>/api-keys/<key_id>", delete_api_key),
+    Route("POST", "/v1/knowledge-bases/<kb_id>/access-requests", post_access_request),
+    Route("GET", "/v1/workspaces/<workspace>/access-requests", get_access_requests),
+    Route("POST", "/v1/access-requests/<request_id>/approve", post_approve),
+    Route("POST", "/v1/access-requests/<request_id>/deny", post_deny),
     Route("GET", "/v1/knowledge-bases/<kb_id>/grants", get_grants),
     Route("PUT", "/v1/knowledge-bases/<kb_id>/grants/<member>", put_grant),
     Route("DELETE", "/v1/knowledge-bases/<kb_id>/grants/<member>", delete_grant),

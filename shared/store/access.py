@@ -310,3 +310,92 @@ def list_grants(database: Database | Session, kb_id: str) -> list[Grant]:
         " ORDER BY principal",
         k=kb_id,
     )
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """A member's request for access to a knowledge base."""
+
+    id: str
+    kb_id: str
+    workspace_id: str
+    principal: str
+    access: str
+    reason: str
+    status: str
+    decided_by: str | None
+    created_at: str
+    decided_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The API representation."""
+        body = asdict(self)
+        del body["workspace_id"]
+        return body
+
+
+_REQUEST_COLUMNS = (
+    "r.id::text AS id, r.kb_id::text AS kb_id, k.workspace_id::text AS workspace_id,"
+    " r.principal, r.access, r.reason, r.status, r.decided_by,"
+    " r.created_at::text AS created_at, r.decided_at::text AS decided_at"
+    " FROM access_requests r JOIN knowledge_bases k ON k.id = r.kb_id"
+)
+
+
+def open_request(
+    session: Session, kb_id: str, principal: str, access: str, reason: str
+) -> AccessRequest:
+    """The principal's pending request on a knowledge base, created or updated."""
+    session.run(
+        "INSERT INTO access_requests (kb_id, principal, access, reason)"
+        " VALUES (CAST(:k AS uuid), :p, :a, :why)"
+        " ON CONFLICT (kb_id, principal) WHERE status = 'pending'"
+        " DO UPDATE SET access = EXCLUDED.access, reason = EXCLUDED.reason",
+        k=kb_id,
+        p=principal,
+        a=access,
+        why=reason,
+    )
+    found = session.record(
+        AccessRequest,
+        f"SELECT {_REQUEST_COLUMNS} WHERE r.kb_id = CAST(:k AS uuid) AND r.principal = :p"
+        " AND r.status = 'pending'",
+        k=kb_id,
+        p=principal,
+    )
+    if found is None:  # the statement above guarantees the row
+        raise RuntimeError("the access request just written is missing")
+    return found
+
+
+def get_request(database: Database | Session, request_id: str) -> AccessRequest | None:
+    """The access request ``request_id``, or None."""
+    return database.record(
+        AccessRequest, f"SELECT {_REQUEST_COLUMNS} WHERE r.id = CAST(:id AS uuid)", id=request_id
+    )
+
+
+def list_requests(
+    database: Database | Session, workspace_id: str, status: str | None
+) -> list[AccessRequest]:
+    """The access requests on the workspace's knowledge bases, newest first."""
+    return database.records(
+        AccessRequest,
+        f"SELECT {_REQUEST_COLUMNS} WHERE k.workspace_id = CAST(:w AS uuid)"
+        " AND (CAST(:s AS text) IS NULL OR r.status = :s) ORDER BY r.created_at DESC, r.id",
+        w=workspace_id,
+        s=status,
+    )
+
+
+def decide_request(session: Session, request_id: str, status: str, decided_by: str) -> bool:
+    """Approve or deny a pending request; False if it is no longer pending."""
+    return bool(
+        session.run(
+            "UPDATE access_requests SET status = :s, decided_by = :by, decided_at = now()"
+            " WHERE id = CAST(:id AS uuid) AND status = 'pending' RETURNING 1",
+            s=status,
+            by=decided_by,
+            id=request_id,
+        )
+    )

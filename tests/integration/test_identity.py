@@ -281,3 +281,41 @@ def test_api_keys_are_shown_once_scoped_revocable_and_expire(clean_stack: LocalS
     )
     expired = Api(stack, short["key"]).get("/v1/knowledge-bases")
     assert expired.status_code == 401 and body_of(expired)["error"]["code"] == "api_key_expired"
+
+
+def test_access_requests_are_approved_into_grants_or_denied(clean_stack: LocalStack) -> None:
+    stack = clean_stack
+    owner = Api(stack)
+    workspace = stack.settings.default_workspace
+    kb = owner.create_kb("private")
+    document = owner.ingest(kb["id"], "apple.txt", SEC.encode())
+    lim = _invite(owner, stack, "lim", "viewer", limited=True)
+    other = _invite(owner, stack, "oth", "viewer", limited=True)
+    assert lim.get(f"/v1/documents/{document['id']}").status_code == 404
+
+    asked = lim.post(
+        f"/v1/knowledge-bases/{kb['id']}/access-requests", json={"access": "read", "reason": "Q3"}
+    )
+    assert asked.status_code == 201, asked.get_data(as_text=True)
+    request_id = body_of(asked)["id"]
+    # Asking again updates the one pending request.
+    again = lim.post(f"/v1/knowledge-bases/{kb['id']}/access-requests", json={"access": "read"})
+    assert body_of(again)["id"] == request_id
+    denied_id = body_of(
+        other.post(f"/v1/knowledge-bases/{kb['id']}/access-requests", json={"access": "write"})
+    )["id"]
+
+    requests_path = f"/v1/workspaces/{workspace}/access-requests"
+    assert lim.get(requests_path).status_code == 403
+    pending = body_of(owner.get(requests_path, query_string={"status": "pending"}))
+    assert {r["id"] for r in pending["access_requests"]} == {request_id, denied_id}
+    assert lim.post(f"/v1/access-requests/{request_id}/approve").status_code == 404
+
+    approved = owner.post(f"/v1/access-requests/{request_id}/approve")
+    assert approved.status_code == 200 and body_of(approved)["status"] == "approved"
+    assert owner.post(f"/v1/access-requests/{request_id}/deny").status_code == 409
+    assert lim.get(f"/v1/documents/{document['id']}").status_code == 200
+
+    assert body_of(owner.post(f"/v1/access-requests/{denied_id}/deny"))["status"] == "denied"
+    assert other.get(f"/v1/documents/{document['id']}").status_code == 404
+    assert owner.post("/v1/access-requests/not-a-uuid/approve").status_code == 404
