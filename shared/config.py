@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # Identity (local stack: a single built-in principal until the identity issue lands).
     default_principal: str = "local-user"
     default_workspace: str = "default"
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='frontend origins allowed to call the API, a JSON list: ["https://app.example"]',
+    )
     # Provisioning memberships from the credential (shared/api/authn.py).
     auth_bootstrap_owners: list[str] = Field(
         default_factory=list,

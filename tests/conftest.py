@@ -7,6 +7,7 @@ every function hosted by functions-framework. Nothing of Ragline's own is mocked
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ from scripts.localstack.stack import LocalStack, StackConfig
 from tests.support.openai_server import LLM_API_KEY, LLM_MODEL, OpenAIServer
 from tests.support.pipeline import Recorder, restore_transports
 from tests.support.stack import wipe_stack
+
+# The frontend origin the test stack allows (CORS).
+FRONTEND = "http://127.0.0.1:5173"
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CORPUS = Path(os.environ.get("RAGLINE_CORPUS", SHARED / "corpus" / "sec-10q"))
@@ -36,7 +40,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         backoff=Backoff(base_s=0.02, max_s=0.2),
         notify_interval_s=0.2,
         sweep_interval_s=None,  # tests sweep explicitly
-        env={"RAGLINE_PROJECT": "ragline-test"},
+        env={"RAGLINE_PROJECT": "ragline-test", "RAGLINE_CORS_ORIGINS": json.dumps([FRONTEND])},
     )
     local = LocalStack(config).start()
     yield local

@@ -2,7 +2,10 @@
 
 Every route but ``/healthz`` goes through :func:`authenticate`. The credential is an ID
 token (``shared.identity.tokens``) whose subject is the principal's id, or an API key
-(``shared.identity.api_keys``) acting as ``key:<id>`` in its workspace with its role. The workspace
+(``shared.identity.api_keys``) acting as ``key:<id>`` in its workspace with its role.
+A browser's ``EventSource`` cannot send a header: the two streams also accept a
+single-use ticket in the URL (``?ticket=``, ``shared.identity.tickets``), issued a
+moment before to a caller who authenticated with a header. The workspace
 the request acts in is the ``X-Ragline-Workspace`` header's, else the settings' default
 workspace if the caller belongs to it, else the first workspace of theirs; the role is
 their membership's there (none: they can only see themselves and create workspaces).
@@ -24,11 +27,13 @@ from shared.auth import ROLES, Principal
 from shared.db import Session
 from shared.errors import UnauthenticatedError
 from shared.identity.api_keys import check_usable, looks_like_key, parse_key, secret_matches
+from shared.identity.tickets import TICKET_PARAM, ticket_hash
 from shared.identity.tokens import VerifiedToken, bearer_token
 from shared.runtime import Runtime
 from shared.store import access as store
 from shared.store import api_keys as key_store
 from shared.store.knowledge_bases import ensure_workspace
+from shared.store.tickets import redeem_ticket
 
 WORKSPACE_HEADER = "X-Ragline-Workspace"
 # API keys act as principals named after their public id.
@@ -42,6 +47,9 @@ def authenticate(runtime: Runtime, request: Request) -> Principal:
         UnauthenticatedError: No bearer token, or one that does not verify (its code
             says why).
     """
+    ticket = request.args.get(TICKET_PARAM)
+    if ticket and not request.headers.get("Authorization"):
+        return ticket_principal(runtime, ticket, request.path)
     token = bearer_token(request.headers.get("Authorization"))
     asked = request.headers.get(WORKSPACE_HEADER)
     if looks_like_key(token):
@@ -53,6 +61,28 @@ def authenticate(runtime: Runtime, request: Request) -> Principal:
         )
     verified = verifier.verify(token)
     return principal_for(runtime, verified, asked)
+
+
+def ticket_principal(runtime: Runtime, ticket: str, path: str) -> Principal:
+    """The principal a stream ticket was issued to, if it is valid for ``path``.
+
+    Raises:
+        UnauthenticatedError: ``ticket_invalid``: unknown, used, expired, or issued for
+            another path.
+    """
+    redeemed = redeem_ticket(runtime.database, ticket_hash(ticket))
+    if redeemed is None or redeemed.path != path:
+        raise UnauthenticatedError(
+            "the stream ticket is unknown, used, expired or for another stream",
+            code="ticket_invalid",
+        )
+    return Principal(
+        id=redeemed.principal,
+        workspace=redeemed.workspace,
+        role=redeemed.role,  # type: ignore[arg-type]
+        email=redeemed.email,
+        limited=redeemed.limited,
+    )
 
 
 def key_principal(runtime: Runtime, token: str, asked: str | None) -> Principal:

@@ -18,6 +18,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from shared.api.authn import authenticate
+from shared.api.cors import add_cors_headers, allowed_origin, is_preflight, preflight_response
 from shared.auth import Principal
 from shared.errors import (
     ConflictError,
@@ -157,7 +158,32 @@ class Router:
         self._map = Map(rules, strict_slashes=False)
 
     def __call__(self, request: Request) -> Response:
-        """Handle ``request``; never raises."""
+        """Handle ``request`` (CORS included); never raises."""
+        origins = self._cors_origins()
+        origin = allowed_origin(request, origins)
+        if is_preflight(request):
+            return self._preflight(request, origin)
+        return add_cors_headers(self._handle(request), origin)
+
+    def _cors_origins(self) -> list[str]:
+        try:
+            return list(self._runtime().settings.cors_origins)
+        except Exception:  # no runtime (settings invalid): serve no origin
+            log.exception("could not read cors_origins")
+            return []
+
+    def _preflight(self, request: Request, origin: str | None) -> Response:
+        if origin is None:
+            return error_response(403, "origin_not_allowed", "this origin may not call the API")
+        adapter = self._map.bind_to_environ(request.environ)
+        methods = set(adapter.allowed_methods()) - {"HEAD"}
+        if not methods:
+            return add_cors_headers(
+                error_response(404, "not_found", f"no route for {request.path}"), origin
+            )
+        return preflight_response(origin, methods | {"OPTIONS"})
+
+    def _handle(self, request: Request) -> Response:
         try:
             adapter = self._map.bind_to_environ(request.environ)
             endpoint, args = adapter.match()

@@ -19,10 +19,18 @@ from shared.api.http import Route, json_response, read_json
 from shared.auth import ROLE_LEVEL, Principal
 from shared.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from shared.identity.api_keys import mint_key
+from shared.identity.tickets import (
+    TICKET_PARAM,
+    TICKET_TTL_S,
+    is_stream_path,
+    new_ticket,
+    ticket_hash,
+)
 from shared.runtime import Runtime
 from shared.store import access as store
 from shared.store import api_keys as key_store
 from shared.store.access import Membership
+from shared.store.tickets import issue_ticket
 
 # As knowledge-base names: they appear in bucket paths (<workspace>/<knowledge-base>/...).
 WORKSPACE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -396,8 +404,43 @@ def post_deny(
     return _decide(runtime, principal, request_id, "denied")
 
 
+class TicketBody(BaseModel):
+    """Body of ``POST /v1/stream-tickets``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(max_length=200)
+
+
+def post_stream_ticket(runtime: Runtime, request: Request, principal: Principal) -> Response:
+    """A single-use ticket opening one stream for the caller (for ``EventSource``)."""
+    body = TicketBody.model_validate(read_json(request))
+    if not is_stream_path(body.path):
+        raise InvalidInputError(
+            "tickets open /v1/ask/stream or /v1/documents/{id}/events only",
+            code="invalid_stream_path",
+        )
+    ticket = new_ticket()
+    issue_ticket(
+        runtime.database,
+        ticket_sha256=ticket_hash(ticket),
+        principal=principal.id,
+        email=principal.email,
+        workspace=principal.workspace,
+        role=principal.role,
+        limited=principal.limited,
+        path=body.path,
+        ttl_s=TICKET_TTL_S,
+    )
+    return json_response(
+        {"ticket": ticket, "path": body.path, "expires_in": TICKET_TTL_S, "param": TICKET_PARAM},
+        201,
+    )
+
+
 ROUTES = [
     Route("GET", "/v1/me", get_me),
+    Route("POST", "/v1/stream-tickets", post_stream_ticket),
     Route("POST", "/v1/workspaces", post_workspace),
     Route("GET", "/v1/workspaces", get_workspaces),
     Route("PATCH", "/v1/workspaces/<workspace>", patch_workspace),

@@ -70,3 +70,18 @@ CREATE TABLE api_keys (
     last_used_at  timestamptz
 );
 CREATE INDEX api_keys_workspace ON api_keys (workspace_id);
+
+-- Single-use, short-lived tickets that authenticate a browser's EventSource (which
+-- cannot send an Authorization header) on one stream path. Only the SHA-256 of the
+-- ticket is kept; redeeming deletes the row.
+CREATE TABLE stream_tickets (
+    ticket_sha256 bytea PRIMARY KEY,
+    principal     text NOT NULL,
+    email         text,
+    workspace     text NOT NULL,
+    role          text,
+    limited       boolean NOT NULL DEFAULT false,
+    path          text NOT NULL,
+    expires_at    timestamptz NOT NULL
+);
+CREATE INDEX stream_tickets_expiry ON stream_tickets (expires_at);
