@@ -190,6 +190,19 @@ def _max_age(headers: Mapping[str, str]) -> float | None:
     return None
 
 
+class _FetchFailedError(Exception):
+    """The keys endpoint failed; the message (for the log) says how."""
+
+
+def _unavailable() -> UnavailableError:
+    # A new error each time (a stored one would grow its traceback on every raise), and
+    # no details: the endpoint's URL and failure are for the log, not for callers.
+    return UnavailableError(
+        "the token issuer's signing keys are unavailable; try again later",
+        code="keys_unavailable",
+    )
+
+
 @dataclass(frozen=True)
 class _KeySet:
     """One fetched JWKS: signing keys by kid, and until when they are fresh."""
@@ -227,7 +240,8 @@ class _KeyCache:
         self._lock = threading.Lock()
         self._current: _KeySet | None = None
         self._last_attempt: float | None = None
-        self._last_error: UnavailableError | None = None
+        # Why the last fetch failed (None: it did not); logged, never sent to callers.
+        self._last_error: str | None = None
         self.fetches = 0  # attempts so far (for operators' logs and tests)
 
     def key(self, kid: str) -> Mapping[str, Any]:
@@ -253,7 +267,7 @@ class _KeyCache:
                 return current.keys[kid]
             if self._last_error is not None:
                 # The endpoint is failing: we cannot tell a new key from a bogus one.
-                raise self._last_error
+                raise _unavailable()
             raise _refused(
                 f"the token's key {kid!r} is not one of the issuer's", "token_unknown_key"
             )
@@ -265,18 +279,19 @@ class _KeyCache:
         """Fetch the keys (at most once per refetch interval); keep old ones on failure."""
         if not self._may_fetch(now):
             if self._last_error is not None and not self._usable_stale(now):
-                raise self._last_error
+                raise _unavailable()
             return
         self._last_attempt = now
         self.fetches += 1
         try:
             self._current = self._fetch(now)
             self._last_error = None
-        except UnavailableError as error:
-            self._last_error = error
+        except _FetchFailedError as failure:
+            self._last_error = str(failure)
+            log.warning("fetching signing keys from %s failed: %s", self.url, failure)
             if not self._usable_stale(now):
-                raise
-            log.warning("keeping expired signing keys of %s: %s", self.url, error)
+                raise _unavailable() from failure
+            log.warning("keeping the expired signing keys of %s meanwhile", self.url)
 
     def _usable_stale(self, now: float) -> bool:
         current = self._current
@@ -286,15 +301,9 @@ class _KeyCache:
         try:
             status, headers, body = self._fetcher(self.url)
         except Exception as error:  # the fetcher is injected: any failure is the endpoint's
-            log.warning("fetching signing keys from %s failed: %s", self.url, error)
-            raise UnavailableError(
-                f"the token issuer's keys could not be fetched: {error}", code="keys_unavailable"
-            ) from error
+            raise _FetchFailedError(f"{type(error).__name__}: {error}") from error
         if status != 200:
-            log.warning("fetching signing keys from %s: HTTP %s", self.url, status)
-            raise UnavailableError(
-                f"the token issuer's keys endpoint answered HTTP {status}", code="keys_unavailable"
-            )
+            raise _FetchFailedError(f"HTTP {status}")
         keys = self._parse(body)
         max_age = _max_age(headers)
         ttl = self._default_ttl_s if max_age is None else max_age
@@ -307,20 +316,14 @@ class _KeyCache:
     def _parse(self, body: bytes) -> dict[str, Mapping[str, Any]]:
         """Signing keys by kid; entries that are not usable signing keys are skipped."""
         if len(body) > MAX_KEYS_BYTES:
-            raise UnavailableError(
-                "the token issuer's keys response is too large", code="keys_unavailable"
-            )
+            raise _FetchFailedError(f"the response is over {MAX_KEYS_BYTES} bytes")
         try:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise UnavailableError(
-                "the token issuer's keys response is not JSON", code="keys_unavailable"
-            ) from error
+            raise _FetchFailedError("the response is not JSON") from error
         entries = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(entries, list):
-            raise UnavailableError(
-                "the token issuer's keys response is not a JWKS", code="keys_unavailable"
-            )
+            raise _FetchFailedError("the response is not a JWKS (no keys list)")
         keys: dict[str, Mapping[str, Any]] = {}
         for entry in entries:
             if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):

@@ -39,9 +39,13 @@ def wipe_stack(stack: LocalStack) -> None:
 
 
 @contextmanager
-def served(app: Any) -> Iterator[str]:
-    """Serve a WSGI app on a free local port (threaded) and yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def served(app: Any, port: int = 0) -> Iterator[str]:
+    """Serve a WSGI app on ``port`` (0: a free one), threaded; yield its base URL.
+
+    Serving the stack's app on ``stack.port`` makes the URLs in its settings (the
+    issuer's, ``auth_jwks_url``) reachable.
+    """
+    server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="test-http-server", daemon=True)
     thread.start()
     try:

@@ -251,6 +251,18 @@ LAYER_RULES: tuple[tuple[str, str, str], ...] = (
     ("shared", "functions", "the library never imports the function handlers"),
     ("shared", "main", "the library never imports the entry points"),
     ("shared.retrieval", "shared.answering", "retrieval runs before answering"),
+    *(
+        ("shared.identity", high, "verifying a credential needs no layer, nor authorization")
+        for high in (
+            "shared.api",
+            "shared.pipeline",
+            "shared.answering",
+            "shared.retrieval",
+            "shared.store",
+            "shared.db",
+            "shared.auth",
+        )
+    ),
 )
 
 
