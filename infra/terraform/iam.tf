@@ -70,8 +70,11 @@ locals {
     }
   ]...)
 
-  # Who may invoke each function at the Cloud Run layer. The public API is open to allUsers:
-  # the application authenticates every request itself (ID tokens / API keys), and behind the
+  # Who may invoke each function at the Cloud Run layer. The public API is open to allUsers
+  # because browsers call it with Identity Platform ID tokens, which Cloud Run IAM does not
+  # accept: the application authenticates every request itself (shared/api/authn.py: a
+  # verified ID token, an API key or a single-use stream ticket; only /healthz answers
+  # without one, and tests/integration/test_identity.py checks every route), and behind the
   # load balancer ingress is restricted to internal + load balancer traffic.
   run_invokers = {
     for key, fn in local.functions : key => (

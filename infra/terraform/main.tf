@@ -371,6 +371,14 @@ locals {
       RAGLINE_TASKS_SERVICE_ACCOUNT = google_service_account.invoker["tasks"].email
       RAGLINE_MAX_ATTEMPTS          = tostring(var.max_delivery_attempts)
       RAGLINE_MAX_EVENT_AGE_S       = tostring(var.max_event_age_seconds)
+      # Identity (shared/api/authn.py): whose ID tokens are accepted. Identity Platform's
+      # issuer and keys unless overridden; lists are JSON, as the settings read them.
+      RAGLINE_AUTH_ISSUER           = coalesce(var.auth_issuer, "https://securetoken.google.com/${var.project_id}")
+      RAGLINE_AUTH_AUDIENCE         = coalesce(var.auth_audience, var.project_id)
+      RAGLINE_AUTH_JWKS_URL         = var.auth_jwks_url
+      RAGLINE_AUTH_IAP_AUDIENCE     = var.auth_iap_audience
+      RAGLINE_AUTH_BOOTSTRAP_OWNERS = jsonencode(var.bootstrap_owners)
+      RAGLINE_CORS_ORIGINS          = jsonencode(var.cors_origins)
       # Logs are JSON lines on stdout; Cloud Logging parses severity from them.
       PYTHONUNBUFFERED = "1"
     },

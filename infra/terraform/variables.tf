@@ -368,3 +368,39 @@ variable "lb_security_policy" {
   type        = string
   default     = null
 }
+
+variable "auth_issuer" {
+  description = "The iss of accepted ID tokens (empty: Identity Platform's, https://securetoken.google.com/<project>)."
+  type        = string
+  default     = ""
+}
+
+variable "auth_audience" {
+  description = "The aud of accepted ID tokens (empty: the project id, as Identity Platform issues them)."
+  type        = string
+  default     = ""
+}
+
+variable "auth_jwks_url" {
+  description = "URL of the issuer's public keys, a JWKS."
+  type        = string
+  default     = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
+}
+
+variable "auth_iap_audience" {
+  description = "IAP's audience (/projects/<number>/global/backendServices/<id>) when the API sits behind IAP; empty: no IAP."
+  type        = string
+  default     = ""
+}
+
+variable "bootstrap_owners" {
+  description = "Verified emails that own the default workspace on first sign-in (a new deployment's first owners)."
+  type        = list(string)
+  default     = []
+}
+
+variable "cors_origins" {
+  description = "Frontend origins allowed to call the API from a browser (CORS), e.g. [\"https://app.example.com\"]."
+  type        = list(string)
+  default     = []
+}

@@ -619,3 +619,26 @@ def test_terraform_fmt() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_identity_settings_terraform_sets_are_read_by_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every RAGLINE_AUTH_* / RAGLINE_CORS_* variable main.tf sets names a setting, and
+    # the values its defaults produce (jsonencode of an empty list, Identity Platform's
+    # issuer and keys) parse.
+    from shared.config import Settings, read_settings
+
+    main = (TF_DIR / "main.tf").read_text()
+    names = set(re.findall(r"\b(RAGLINE_(?:AUTH|CORS)_[A-Z_]+)\s*=", main))
+    assert names >= {"RAGLINE_AUTH_ISSUER", "RAGLINE_AUTH_AUDIENCE", "RAGLINE_CORS_ORIGINS"}
+    fields = set(Settings.model_fields)
+    assert {name.removeprefix("RAGLINE_").lower() for name in names} <= fields
+    monkeypatch.setenv("RAGLINE_AUTH_ISSUER", "https://securetoken.google.com/p")
+    monkeypatch.setenv("RAGLINE_AUTH_AUDIENCE", "p")
+    monkeypatch.setenv("RAGLINE_AUTH_IAP_AUDIENCE", "")
+    monkeypatch.setenv("RAGLINE_AUTH_BOOTSTRAP_OWNERS", "[]")
+    monkeypatch.setenv("RAGLINE_CORS_ORIGINS", '["https://app.example.com"]')
+    settings = read_settings()
+    assert settings.cors_origins == ["https://app.example.com"]
+    assert settings.auth_bootstrap_owners == [] and settings.auth_audience == "p"
