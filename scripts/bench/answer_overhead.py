@@ -656,7 +656,6 @@ def run_worker(args: argparse.Namespace) -> None:
     from scripts.localstack.stack import LocalStack, StackConfig
 
     traced = importlib.util.find_spec("shared.tracing") is not None
-    probe = Probe.install() if traced else None
     stack = LocalStack(
         StackConfig(
             data_dir=Path(args.data_dir), port=0, sweep_interval_s=None, notify=False,
@@ -667,11 +666,12 @@ def run_worker(args: argparse.Namespace) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     asked = questions(Path(args.corpus))
     client = Client(stack.app)
-    first: list[dict[str, float]] = []
-    later: list[dict[str, float]] = []
-    sessions: list[str] = []
-    try:
-        for index in range(args.warmup):
+
+    def measure(probe: Probe | None, warmup: int) -> tuple[list[Any], list[Any]]:
+        first: list[dict[str, float]] = []
+        later: list[dict[str, float]] = []
+        sessions: list[str] = []
+        for index in range(warmup):
             ask_in_process(client, args.kb_id, asked[(args.offset + index) % len(asked)], probe)
         for index in range(args.requests):
             question = asked[(args.offset + index) % len(asked)]
@@ -683,9 +683,18 @@ def run_worker(args: argparse.Namespace) -> None:
             session = sessions[index % len(sessions)]
             timings, _ = ask_in_process(client, args.kb_id, question, probe, session)
             later.append(timings)
+        return first, later
+
+    batch: dict[str, Any] = {"traced": traced}
+    try:
+        # Totals as production runs: no tracer provider, every span a no-op.
+        batch["first"], batch["follow_up"] = measure(None, args.warmup)
+        if traced:
+            # Then the same questions with the spans recorded: the breakdown.
+            batch["traced_first"], batch["traced_follow_up"] = measure(Probe.install(), 2)
     finally:
         stack.stop()
-    Path(args.out).write_text(json.dumps({"traced": traced, "first": first, "follow_up": later}))
+    Path(args.out).write_text(json.dumps(batch))
 
 
 @contextmanager
@@ -739,8 +748,9 @@ def run_compare(
     import tempfile
 
     names = ["before", "after"]
+    parts = ["first", "follow_up", "traced_first", "traced_follow_up"]
     samples: dict[str, dict[str, list[dict[str, float]]]] = {
-        name: {"first": [], "follow_up": []} for name in names
+        name: {part: [] for part in parts} for name in names
     }
     traced: dict[str, bool] = {}
     per_round = max(1, -(-requests // rounds))
@@ -762,8 +772,8 @@ def run_compare(
                 subprocess.run(command, cwd=roots[name], check=True)
                 batch = json.loads(out.read_text())
                 traced[name] = batch["traced"]
-                samples[name]["first"] += batch["first"]
-                samples[name]["follow_up"] += batch["follow_up"]
+                for part in parts:
+                    samples[name][part] += batch.get(part, [])
                 took = time.perf_counter() - started
                 print(
                     f"round {round_index + 1}/{rounds} {name}: "
@@ -775,8 +785,7 @@ def run_compare(
     return {
         name: {
             "traced": traced[name],
-            "first": summarise(samples[name]["first"]),
-            "follow_up": summarise(samples[name]["follow_up"]),
+            **{part: summarise(samples[name][part]) for part in parts if samples[name][part]},
         }
         for name in names
     }
@@ -793,16 +802,27 @@ def compare_markdown(results: dict[str, Any], ref: str, load: str, rounds: int) 
         "| stage | first: before | first: after | follow-up: before | follow-up: after |",
         "|---|---:|---:|---:|---:|",
     ]
-    labels = {"overhead": "**overhead (total - model call)**", "total": "total", **STAGE_LABELS}
-    labels |= {"statements": "SQL statements", "round_trips": "PG round trips"}
-    rows = ["total", "overhead", *REPORT_STAGES, "statements", "round_trips"]
+    labels = {
+        "total": "**total** (no tracer provider, as in production)",
+        "traced total": "total with the spans recorded (the breakdown's requests)",
+        "overhead": "**overhead (total - model call)**, spans recorded",
+        "statements": "SQL statements",
+        "round_trips": "PG round trips",
+        **STAGE_LABELS,
+    }
+    rows = ["total", "traced total", "overhead", *REPORT_STAGES, "statements", "round_trips"]
+
+    def cell(side: dict[str, Any], kind: str, key: str) -> str:
+        if key == "total":
+            return _ms(side.get(kind, {}).get("total", {}).get("p50"))
+        traced = side.get(f"traced_{kind}", {})
+        return _ms(traced.get("total" if key == "traced total" else key, {}).get("p50"))
+
     for key in rows:
         cells = [
-            _ms(part[kind].get(key, {}).get("p50"))
-            for kind in ("first", "follow_up")
-            for part in (before, after)
+            cell(side, kind, key) for kind in ("first", "follow_up") for side in (before, after)
         ]
-        if key != "total" and all(cell == "-" for cell in cells):
+        if key != "total" and all(value == "-" for value in cells):
             continue
         lines.append(f"| {labels.get(key, key)} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -810,7 +830,7 @@ def compare_markdown(results: dict[str, Any], ref: str, load: str, rounds: int) 
         "Requests: "
         + ", ".join(
             f"{name} {results[name]['first']['requests']} first + "
-            f"{results[name]['follow_up']['requests']} follow-ups"
+            f"{results[name].get('follow_up', {}).get('requests', 0)} follow-ups"
             f"{'' if results[name]['traced'] else ' (no spans at that ref: totals only)'}"
             for name in ("before", "after")
         )

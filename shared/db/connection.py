@@ -21,8 +21,8 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
+from shared import tracing
 from shared.config import Settings
-from shared.tracing import tracer
 
 Row = tuple[Any, ...]
 ConnectionFactory = Callable[[], Any]
@@ -121,7 +121,9 @@ def _operation(sql: str) -> str:
 
 def _statement_span(sql: str, protocol: str, round_trips: int) -> Any:
     """The span of one statement (see shared/tracing.py, ``ragline.db.statement``)."""
-    return tracer.start_as_current_span(
+    if not tracing.enabled():
+        return tracing.span("ragline.db.statement")  # a no-op
+    return tracing.tracer.start_as_current_span(
         "ragline.db.statement",
         attributes={
             "db.system.name": "postgresql",
