@@ -515,6 +515,7 @@ def breakdown(spans: list[Any]) -> dict[str, float]:
     out["retrieval.sql"] = search_model - out.get("retrieval.embed", 0.0)
     out["statements"] = statements
     out["round_trips"] = round_trips
+    out["spans"] = float(len(spans))
     return out
 
 
@@ -1041,8 +1042,11 @@ def markdown(
         f"their variants for the other companies), then {settings['follow_ups']} follow-ups "
         "in those sessions. Stage times, statements and round trips come from the "
         "product's OpenTelemetry spans (`shared/tracing.py`), recorded by an SDK tracer "
-        "provider with an in-memory span processor installed by the benchmark; recording "
-        "them costs a few tens of microseconds per request.",
+        "provider with an in-memory span processor installed by the benchmark. A first "
+        f"question records {llm['first'].get('spans', {}).get('p50', 0):.0f} spans; "
+        "recording costs tens of microseconds per span, which these figures include "
+        "(without a provider, as in production, every span is a no-op; `--compare` "
+        "measures totals that way).",
         f"- Over HTTP: werkzeug's threaded server (`make_server(..., threaded=True)`), "
         f"{settings['clients']} client threads with `requests.Session` for "
         f"{settings['http_seconds']:g} s each configuration, and 1 client for reference.",
