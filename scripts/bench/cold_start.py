@@ -44,6 +44,7 @@ IMPORTS_BY_DISTRIBUTION: dict[str, list[str]] = {
     "pydantic": ["pydantic"],
     "pydantic-settings": ["pydantic_settings"],
     "pg8000": ["pg8000.native"],
+    "opentelemetry-api": ["opentelemetry.trace"],
     "cloud-sql-python-connector": ["google.cloud.sql.connector"],
     "google-cloud-storage": ["google.cloud.storage"],
     "google-cloud-pubsub": ["google.cloud.pubsub_v1"],

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 
 from shared.answering.citations import clip, content_words, normalize_term, words
 from shared.answering.types import Exchange
+from shared.tracing import span
 
 if TYPE_CHECKING:
     from openai import OpenAI
 
+    from shared.answering.prompt import ChatMessage
     from shared.config import Settings
 
 log = logging.getLogger(__name__)
@@ -158,19 +160,22 @@ def rewrite_question(
 
     if client is None and not openai_configured(settings):
         return heuristic_rewrite(question, history)
+    messages: list[ChatMessage] = [
+        {"role": "system", "content": REWRITE_SYSTEM_PROMPT},
+        {"role": "user", "content": _conversation(question, history)},
+    ]
     try:
-        completion = complete_chat(
-            client if client is not None else get_openai_client(settings),
-            model or openai_model(settings),
-            [
-                {"role": "system", "content": REWRITE_SYSTEM_PROMPT},
-                {"role": "user", "content": _conversation(question, history)},
-            ],
-            max_tokens=REWRITE_MAX_TOKENS,
-            temperature=0.0,
-            timeout=REWRITE_TIMEOUT_S,
-            max_retries=REWRITE_MAX_RETRIES,
-        )
+        openai_client = client if client is not None else get_openai_client(settings)
+        with span("ragline.rewrite.model"):
+            completion = complete_chat(
+                openai_client,
+                model or openai_model(settings),
+                messages,
+                max_tokens=REWRITE_MAX_TOKENS,
+                temperature=0.0,
+                timeout=REWRITE_TIMEOUT_S,
+                max_retries=REWRITE_MAX_RETRIES,
+            )
     except GenerationError as error:
         log.warning("query rewrite failed, using the heuristic: %s", error)
         return heuristic_rewrite(question, history)

@@ -27,6 +27,7 @@ from shared.retrieval.query import named_terms
 from shared.retrieval.types import Passage
 from shared.runtime import Runtime
 from shared.store import history
+from shared.tracing import record_error, span, start_span
 
 log = logging.getLogger(__name__)
 
@@ -131,17 +132,17 @@ def prepare_turn(
     database = runtime.database
     earlier: list[Exchange] = []
     if question.session_id is not None:
-        found = history.session_history(database, principal, question.session_id)
+        with span("ragline.history.read"):
+            found = history.session_history(database, principal, question.session_id)
         if found is None:
             raise NotFoundError(
                 f"session {question.session_id!r} not found", code="session_not_found"
             )
         earlier = [Exchange(question=past.question, answer=past.answer) for past in found]
-    standalone = (
-        rewrite_question(question.text, earlier, settings=runtime.settings)
-        if earlier
-        else question.text
-    )
+    standalone = question.text
+    if earlier:
+        with span("ragline.rewrite"):
+            standalone = rewrite_question(question.text, earlier, settings=runtime.settings)
     retrieval = retrieve_for(
         runtime,
         principal,
@@ -166,13 +167,14 @@ def prepare_turn(
             for p in retrieval.passages
         ],
     }
-    if question.session_id is None:
-        session_id, turn_id = history.start_session(database, principal, **turn)
-    else:
-        session_id = question.session_id
-        turn_id = history.start_turn(
-            database, session_id=session_id, regenerated_from=regenerated_from, **turn
-        )
+    with span("ragline.turn.start"):
+        if question.session_id is None:
+            session_id, turn_id = history.start_session(database, principal, **turn)
+        else:
+            session_id = question.session_id
+            turn_id = history.start_turn(
+                database, session_id=session_id, regenerated_from=regenerated_from, **turn
+            )
     return PreparedTurn(
         turn_id=turn_id,
         session_id=session_id,
@@ -241,10 +243,24 @@ def answer_events(
                 history=prepared.history,
             )
             generator_name = generator.kind
-            stream = generator.generate(request)
+            with span("ragline.generation.prompt", generator=generator_name):
+                stream = generator.generate(request)
             markers = CitationFilter(range(1, len(passages) + 1))
+            # Not the current span: the consumer's code runs at each yield.
+            streaming = start_span("ragline.generation.stream", generator=generator_name)
+            waited = 0.0  # seconds spent waiting for the next delta: the model call
+            deltas = 0
             try:
-                for delta in stream:
+                iterator = iter(stream)
+                while True:
+                    asked = time.perf_counter()
+                    try:
+                        delta = next(iterator)
+                    except StopIteration:
+                        break
+                    finally:
+                        waited += time.perf_counter() - asked
+                    deltas += 1
                     text = markers.feed(delta)
                     if text:
                         if first_token_ms is None:
@@ -255,26 +271,34 @@ def answer_events(
                 if tail:
                     pieces.append(tail)
                     yield Event("token", {"t": tail})
+            except Exception as error:
+                record_error(streaming, error)
+                raise
             finally:
                 stream.close()
                 usage = stream.usage
+                streaming.set_attribute("ragline.deltas", deltas)
+                streaming.set_attribute("ragline.model_wait_ms", waited * 1000)
+                streaming.end()
             # Only the passages that fit the context budget reached the model, so only
             # they may be cited.
-            citations = build_citations("".join(pieces), passages, stream.included)
+            with span("ragline.citations"):
+                citations = build_citations("".join(pieces), passages, stream.included)
         citation_json = [citation.to_json() for citation in citations]
         yield Event("citations", {"citations": citation_json})
         status = "answered"
-        history.finish_turn(
-            database,
-            prepared.turn_id,
-            status="answered",
-            answer="".join(pieces),
-            citations=citations,
-            usage=usage,
-            generator=generator_name,
-            first_token_ms=first_token_ms,
-            latency_ms=_elapsed_ms(prepared.started),
-        )
+        with span("ragline.turn.finish"):
+            history.finish_turn(
+                database,
+                prepared.turn_id,
+                status="answered",
+                answer="".join(pieces),
+                citations=citations,
+                usage=usage,
+                generator=generator_name,
+                first_token_ms=first_token_ms,
+                latency_ms=_elapsed_ms(prepared.started),
+            )
         yield Event(
             "done",
             {
@@ -348,19 +372,20 @@ def _finish_unanswered(
     message: str | None = None,
 ) -> None:
     try:
-        history.finish_turn(
-            database,
-            prepared.turn_id,
-            status=status,
-            answer="".join(pieces),
-            citations=[],
-            usage=usage,
-            generator=None,
-            first_token_ms=first_token_ms,
-            latency_ms=_elapsed_ms(prepared.started),
-            error_code=code,
-            error=message,
-        )
+        with span("ragline.turn.finish", status=status):
+            history.finish_turn(
+                database,
+                prepared.turn_id,
+                status=status,
+                answer="".join(pieces),
+                citations=[],
+                usage=usage,
+                generator=None,
+                first_token_ms=first_token_ms,
+                latency_ms=_elapsed_ms(prepared.started),
+                error_code=code,
+                error=message,
+            )
     except Exception:
         log.exception("could not record the end of turn %s", prepared.turn_id)
 

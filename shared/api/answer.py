@@ -31,6 +31,7 @@ from shared.errors import InvalidInputError, NotFoundError
 from shared.ids import is_uuid
 from shared.runtime import Runtime
 from shared.store import history
+from shared.tracing import span
 
 MAX_KNOWLEDGE_BASES = 10
 MAX_TOP_K = 50
@@ -112,7 +113,8 @@ def _kb_ids(database: Database, refs: Sequence[str], principal: Principal) -> li
         raise InvalidInputError(
             f"at most {MAX_KNOWLEDGE_BASES} knowledge bases per question", code="invalid_parameter"
         )
-    return list(dict.fromkeys(require_kb(database, ref, principal).id for ref in refs))
+    with span("ragline.knowledge_bases.resolve", knowledge_bases=len(refs)):
+        return list(dict.fromkeys(require_kb(database, ref, principal).id for ref in refs))
 
 
 def _document_ids(values: Sequence[str] | None) -> list[str] | None:

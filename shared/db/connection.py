@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
+from shared import tracing
 from shared.config import Settings
 
 Row = tuple[Any, ...]
@@ -60,7 +61,7 @@ class _Prepared:
     make_values: Callable[[dict[str, Any]], tuple[Any, ...]]
 
 
-def _execute_prepared(connection: Any, sql: str, params: dict[str, Any]) -> Any:
+def _execute_prepared(connection: Any, sql: str, params: dict[str, Any], span: Any) -> Any:
     from pg8000.converters import make_params
 
     cache: OrderedDict[str, _Prepared] | None = getattr(connection, "_ragline_prepared", None)
@@ -68,15 +69,21 @@ def _execute_prepared(connection: Any, sql: str, params: dict[str, Any]) -> Any:
         cache = OrderedDict()
         connection._ragline_prepared = cache
     prepared = cache.get(sql)
+    round_trips = 1  # bind + execute + sync
     if prepared is None:
         statement, make_values = _statement(sql)
+        # Parse + describe + sync: one round trip more, this time only.
         name, columns, input_funcs = connection.prepare_statement(statement, ())
+        round_trips += 1
         prepared = cache[sql] = _Prepared(name, columns, input_funcs, statement, make_values)
         if len(cache) > MAX_PREPARED_PER_CONNECTION:
             _, evicted = cache.popitem(last=False)
             connection.close_prepared_statement(evicted.name)
+            round_trips += 1
     else:
         cache.move_to_end(sql)
+    span.set_attribute("ragline.db.prepared", round_trips > 1)
+    span.set_attribute("ragline.db.round_trips", round_trips)
     values = make_params(connection.py_types, prepared.make_values(params))
     try:
         return connection.execute_named(
@@ -102,8 +109,36 @@ def _sqlstate(error: Exception) -> str | None:
 
 def _configure(connection: Any) -> Any:
     """Session settings every pooled connection gets (see MAX_PREPARED_PER_CONNECTION)."""
-    connection.execute_simple("SET plan_cache_mode = force_custom_plan")
+    _execute_simple(connection, "SET plan_cache_mode = force_custom_plan")
     return connection
+
+
+def _operation(sql: str) -> str:
+    """The statement's first keyword (``SELECT``, ``WITH``, ``BEGIN``), for its span."""
+    head = sql.lstrip()[:12].split(None, 1)
+    return head[0].upper() if head else ""
+
+
+def _statement_span(sql: str, protocol: str, round_trips: int) -> Any:
+    """The span of one statement (see shared/tracing.py, ``ragline.db.statement``)."""
+    if not tracing.enabled():
+        return tracing.span("ragline.db.statement")  # a no-op
+    return tracing.tracer.start_as_current_span(
+        "ragline.db.statement",
+        attributes={
+            "db.system.name": "postgresql",
+            "db.operation.name": _operation(sql),
+            "ragline.db.protocol": protocol,
+            "ragline.db.prepared": False,
+            "ragline.db.round_trips": round_trips,
+        },
+    )
+
+
+def _execute_simple(connection: Any, sql: str) -> Any:
+    """A statement without parameters: the simple query protocol, one round trip."""
+    with _statement_span(sql, "simple", 1):
+        return connection.execute_simple(sql)
 
 
 class Session:
@@ -114,11 +149,17 @@ class Session:
 
     def _execute(self, sql: str, stream: Any, params: dict[str, Any]) -> Any:
         if not params and stream is None:
-            return self._connection.execute_simple(sql)
+            return _execute_simple(self._connection, sql)
         if stream is not None:
-            statement, make_values = _statement(sql)
-            return self._connection.execute_unnamed(statement, make_values(params), stream=stream)
-        return _execute_prepared(self._connection, sql, params)
+            # COPY with a stream: an unnamed statement, parse, describe and execute (each
+            # followed by a sync), three round trips.
+            with _statement_span(sql, "unnamed", 3):
+                statement, make_values = _statement(sql)
+                return self._connection.execute_unnamed(
+                    statement, make_values(params), stream=stream
+                )
+        with _statement_span(sql, "prepared", 1) as span:
+            return _execute_prepared(self._connection, sql, params, span)
 
     def run(self, sql: str, stream: Any = None, **params: Any) -> list[Row]:
         """Run ``sql`` with ``:name`` parameters and return all rows (empty if none).
@@ -178,13 +219,13 @@ class Session:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """Run the block in a transaction: commit on success, roll back on error."""
-        self._connection.execute_simple("BEGIN")
+        _execute_simple(self._connection, "BEGIN")
         try:
             yield self
         except BaseException:
-            self._connection.execute_simple("ROLLBACK")
+            _execute_simple(self._connection, "ROLLBACK")
             raise
-        self._connection.execute_simple("COMMIT")
+        _execute_simple(self._connection, "COMMIT")
 
 
 @functools.lru_cache(maxsize=256)
@@ -231,7 +272,7 @@ class Database:
             elif connection is not None:
                 # A failed statement may leave an aborted transaction behind.
                 try:
-                    connection.execute_simple("ROLLBACK")
+                    _execute_simple(connection, "ROLLBACK")
                 except Exception:
                     _close_quietly(connection)
                     connection = None

@@ -25,6 +25,7 @@ from shared.retrieval.types import Passage
 from shared.store import search as store
 from shared.store.scope import Scope, ScopeSql, compile_scope
 from shared.store.search import HybridQuery, HybridRow, ModelInScope, SearchPlan
+from shared.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +128,26 @@ def retrieve(database: Database, request: RetrievalRequest) -> Retrieval:
         database: The database.
         request: The query, its scope and how many passages to return.
     """
+    with span("ragline.retrieval", top_k=request.top_k) as current:
+        retrieval = _retrieve(database, request)
+        current.set_attribute("ragline.passages", len(retrieval.passages))
+        return retrieval
+
+
+def _retrieve(database: Database, request: RetrievalRequest) -> Retrieval:
     with database.session() as session:
-        models = store.models_in_scope(session, compile_scope(request_scope(request)))
+        with span("ragline.retrieval.scope") as scope_span:
+            models = store.models_in_scope(session, compile_scope(request_scope(request)))
+            scope_span.set_attribute("ragline.models", len(models))
         if not models:
             return Retrieval(passages=[])
-        routed, names, latest = (
-            route_documents(session, request) if request.route else (None, [], False)
-        )
+        routed: list[str] | None = None
+        names: list[str] = []
+        latest = False
+        if request.route:
+            with span("ragline.retrieval.routing") as routing_span:
+                routed, names, latest = route_documents(session, request)
+                routing_span.set_attribute("ragline.routed", len(routed or ()))
     document_ids = request.document_ids
     if routed is not None:
         document_ids = (
@@ -271,9 +285,11 @@ def hybrid_query(
     dim = model.dimension
     terms = list(dict.fromkeys(_FTS_TERM.findall(" ".join(or_query_terms(request.query)))))
     scope = model_scope(request, model, document_ids)
+    with span("ragline.retrieval.embed"):
+        vector = vector_literal(get_embedder(model.name, dim).embed([request.query])[0])
     return HybridQuery(
         scope=scope,
-        vector=vector_literal(get_embedder(model.name, dim).embed([request.query])[0]),
+        vector=vector,
         dim=dim,
         plan=search_plan(database, scope, request.top_k),
         tsquery=" | ".join(terms),
@@ -298,7 +314,9 @@ def search_model(
     Returns:
         Each arm's ranking and every candidate's row.
     """
-    found = store.hybrid_search(database, hybrid_query(database, request, model, document_ids))
+    with span("ragline.retrieval.search", embedding_model=model.name) as current:
+        found = store.hybrid_search(database, hybrid_query(database, request, model, document_ids))
+        current.set_attribute("ragline.candidates", len(found))
     vector_hits = [row for row in found if row.distance is not None]
     text_hits = [row for row in found if row.rank is not None]
     return ArmRankings(

@@ -1,0 +1,117 @@
+"""Tracing with the OpenTelemetry API: spans at the stage boundaries of an answer.
+
+Product code only uses the API (``opentelemetry-api``). Without a tracer provider the
+API is a no-op, and :func:`span` skips even the API's context switch then (a span
+costs about a microsecond instead of several), so production pays next to nothing
+until a deployment installs an SDK provider and an exporter (Cloud Trace, OTLP, ...)
+with ``trace.set_tracer_provider`` (or ``OTEL_PYTHON_TRACER_PROVIDER``). Benchmarks and
+tests install an SDK provider with an in-memory exporter and read the spans
+(``scripts/bench/answer_overhead.py``, ``tests/integration/test_answer_tracing.py``).
+Recording with the SDK costs tens of microseconds per span (an ask has about 25).
+
+Stage spans nest under whatever span is current (an HTTP server span, when the
+deployment instruments the framework); database statement spans nest under the stage
+that ran them.
+
+Span names are stable (dashboards, the benchmark and the tests rely on them); add new
+ones, do not rename:
+
+``ragline.knowledge_bases.resolve``
+    Resolve and authorise the knowledge bases a question names (``shared/api/answer.py``).
+    Attribute ``ragline.knowledge_bases``: how many were named.
+``ragline.history.read``
+    Read a follow-up's session: ownership check and earlier exchanges, one query.
+``ragline.rewrite``
+    Rewrite a follow-up into a standalone query (the model call included).
+``ragline.rewrite.model``
+    The rewrite's chat completion (only with a model configured).
+``ragline.retrieval``
+    Hybrid retrieval, whole. Attributes ``ragline.top_k``, ``ragline.passages``.
+``ragline.retrieval.scope``
+    The embedding models (and knowledge bases) in scope. Attribute ``ragline.models``.
+``ragline.retrieval.routing``
+    Routing by the names a question mentions. Attribute ``ragline.routed``: how many
+    documents the search was narrowed to (0: not routed).
+``ragline.retrieval.search``
+    Both arms for one embedding model: the scope's size, the query embedding and the
+    hybrid statement. Attributes ``ragline.embedding_model``, ``ragline.candidates``.
+``ragline.retrieval.embed``
+    The query embedding (inside ``ragline.retrieval.search``).
+``ragline.turn.start``
+    Insert the turn (and a new session with it, for a first question).
+``ragline.generation.prompt``
+    ``generator.generate(...)``: the prompt built within its budget (OpenAI), or the
+    whole answer composed (extractive). Attribute ``ragline.generator``.
+``ragline.generation.stream``
+    The answer's stream, from its first delta to its close. Attributes
+    ``ragline.generator``, ``ragline.deltas`` and ``ragline.model_wait_ms``: the time
+    spent waiting for the next delta (the model call, and the generator's own work per
+    delta); the rest of the span is Ragline's (citation markers, events).
+``ragline.citations``
+    Check the answer's citations against the passages it was given.
+``ragline.turn.finish``
+    Store the answer (or a failed or cancelled turn).
+``ragline.db.statement``
+    One statement on a database connection (``shared/db/connection.py``). Attributes:
+    ``db.system.name`` (``postgresql``), ``db.operation.name`` (the statement's first
+    keyword), ``ragline.db.protocol`` (``simple``: a query without parameters, one
+    round trip; ``prepared``: a parameterised statement executed by name, one round
+    trip, plus one when this execution prepared it; ``unnamed``: COPY with a stream,
+    parse, describe and execute, three), ``ragline.db.prepared`` (True when this
+    execution prepared the statement), ``ragline.db.round_trips`` (round trips to the
+    server, a closed least-recently-used statement included).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from opentelemetry import trace
+
+tracer = trace.get_tracer("ragline")
+"""Ragline's tracer (a proxy: it follows a provider installed after import)."""
+
+_NO_SPAN: AbstractContextManager[trace.Span] = nullcontext(trace.INVALID_SPAN)
+
+
+def enabled() -> bool:
+    """Whether a tracer provider is installed (else every span is a no-op)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def span(name: str, **attributes: Any) -> AbstractContextManager[trace.Span]:
+    """A span ``name`` (current for the ``with`` block) with ``attributes``.
+
+    An exception leaving the block is recorded on the span, which ends in error.
+    Without a tracer provider: a no-op (the span yielded records nothing).
+
+    Args:
+        name: One of the names in this module's docstring.
+        **attributes: Attribute values (str, bool, int, float); keys are prefixed
+            ``ragline.`` unless they contain a dot already.
+    """
+    if not enabled():
+        return _NO_SPAN
+    return tracer.start_as_current_span(name, attributes=_attributes(attributes))
+
+
+def start_span(name: str, **attributes: Any) -> trace.Span:
+    """Start a span that is not made current; the caller ends it (``span.end()``).
+
+    For an interval that spans ``yield``s of a generator, where a current span would
+    leak into the consumer's code.
+    """
+    if not enabled():
+        return trace.INVALID_SPAN
+    return tracer.start_span(name, attributes=_attributes(attributes))
+
+
+def record_error(current: trace.Span, error: BaseException) -> None:
+    """Record ``error`` on a span started with :func:`start_span` and mark it failed."""
+    current.record_exception(error)
+    current.set_status(trace.StatusCode.ERROR, type(error).__name__)
+
+
+def _attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {key if "." in key else f"ragline.{key}": value for key, value in attributes.items()}
