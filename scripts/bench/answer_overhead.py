@@ -344,7 +344,7 @@ def ensure_knowledge_base(stack: Any, documents: list[Path]) -> tuple[str, dict[
     """
     from werkzeug.test import Client
 
-    client = Client(stack.app)
+    client = Client(stack.as_owner())
     name = f"{KB_NAME}-{len(documents)}"
     listing = client.get("/v1/knowledge-bases").json or {}
     kb = next((k for k in listing.get("knowledge_bases", []) if k["name"] == name), None)
@@ -565,7 +565,7 @@ def run_in_process(
     from shared.runtime import set_runtime
 
     runtimes = {kind: runtime_for(stack, kind, base_url) for kind in ("llm", "extractive")}
-    client = Client(stack.app)
+    client = Client(stack.as_owner())
     probe = Probe.install()
     kinds = list(runtimes)
     first: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
@@ -666,7 +666,7 @@ def run_worker(args: argparse.Namespace) -> None:
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     asked = questions(Path(args.corpus))
-    client = Client(stack.app)
+    client = Client(stack.as_owner())
 
     def measure(probe: Probe | None, warmup: int) -> tuple[list[Any], list[Any]]:
         first: list[dict[str, float]] = []
@@ -878,7 +878,7 @@ def run_http(
 
     from tests.support.stack import served
 
-    with served(stack.app) as base_url:
+    with served(stack.as_owner()) as base_url:
         # Warm every client's connection and the server's threads first.
         stop = threading.Event()
         latencies: list[list[float]] = [[] for _ in range(clients)]

@@ -331,7 +331,7 @@ def run_ours(
     """Ingest ``pdfs`` into a new knowledge base through the HTTP API; return figures."""
     from werkzeug.test import Client
 
-    client = Client(stack.app)
+    client = Client(stack.as_owner())
     created = client.post(
         "/v1/knowledge-bases", json={"name": f"bench-{tag}", "embedding_model": model}
     )

@@ -231,7 +231,7 @@ def ingest(stack: Any, data: SciFact, cached: CachedEmbedder) -> Ingested:
     """Create the knowledge base and upload every abstract through the HTTP API."""
     from werkzeug.test import Client
 
-    client = Client(stack.app)
+    client = Client(stack.as_owner())
     existing = _existing_kb(stack)
     if existing is not None:
         done = _ingested(stack, existing, None)

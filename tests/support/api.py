@@ -27,10 +27,7 @@ def token_for(
 
 def owner_token(stack: LocalStack) -> str:
     """A token of the local owner of the default workspace (what ``ragline token`` prints)."""
-    settings = stack.settings
-    return token_for(
-        stack, settings.default_principal, workspace=settings.default_workspace, role="owner"
-    )
+    return stack.owner_token()
 
 
 class Api:
