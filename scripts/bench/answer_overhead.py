@@ -322,6 +322,7 @@ def runtime_for(stack: Any, kind: str, base_url: str | None = None) -> Any:
         publisher=base.publisher,
         tasks=base.tasks,
         parser=base.parser,
+        token_verifier=base.token_verifier,
     )
 
 
