@@ -51,6 +51,12 @@ ones, do not rename:
     Check the answer's citations against the passages it was given.
 ``ragline.turn.finish``
     Store the answer (or a failed or cancelled turn).
+``ragline.pipeline.parse``, ``.chunk``, ``.embed``, ``.index``
+    One call of a pipeline step (``shared/pipeline/steps.py``). Attribute
+    ``ragline.did_work``: False when there was nothing to do (a redelivery).
+``ragline.embeddings.compute``
+    The embedding model computing one batch (MiniLM's ``encode``, the hashing
+    embedder's features), without tokenisation or I/O around it.
 ``ragline.db.statement``
     One statement on a database connection (``shared/db/connection.py``). Attributes:
     ``db.system.name`` (``postgresql``), ``db.operation.name`` (the statement's first
@@ -64,8 +70,10 @@ ones, do not rename:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import trace
 
@@ -115,3 +123,27 @@ def record_error(current: trace.Span, error: BaseException) -> None:
 
 def _attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     return {key if "." in key else f"ragline.{key}": value for key, value in attributes.items()}
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def traced_step(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Run a pipeline step inside span ``name``, marking whether it did its work.
+
+    Steps return False when there was nothing to do (a redelivered message); that is
+    the span's ``ragline.did_work`` attribute.
+    """
+
+    def decorate(step: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(step)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            with span(name) as current:
+                result = step(*args, **kwargs)
+                current.set_attribute("ragline.did_work", result is not False)
+                return result
+
+        return run
+
+    return decorate

@@ -20,7 +20,8 @@ What runs, in one process, against one embedded PostgreSQL server:
 Stage figures. For each stage, ``busy`` is the union of the intervals during which at
 least one call of that stage was running (wall seconds, no double counting of
 concurrent calls); ``thread_s`` sums the calls. Ours: time inside the step functions
-``parse_version``, ``chunk_version``, ``embed_batch`` and ``index_version`` (so
+``parse_version``, ``chunk_version``, ``embed_batch`` and ``index_version``, read from
+their ``ragline.pipeline.*`` spans with an SDK tracer provider (so
 parse includes its download, the wait for the process-wide PDFium lock and the parsed
 JSON's upload). LlamaIndex: read = ``load_data``; embed = inside the embedding's batch
 calls; store = inside ``PGVectorStore.add``; split = the rest of ``pipeline.run``.
@@ -31,10 +32,10 @@ reported too. CPU seconds (Linux) are those of this process, its children (parse
 emulator processes) and the PostgreSQL server's processes over the run.
 
 Embedding share (the MiniLM target): the union of the intervals during which the
-embedding model is computing (inside ``SentenceTransformer.encode``; for the hashing
-embedder, inside its ``embed``), clipped to the run, divided by the run's end-to-end
-wall time. Concurrent calls count once. The model is loaded and warmed before any
-timing, for both sides.
+embedding model is computing (the ``ragline.embeddings.compute`` spans: inside
+``SentenceTransformer.encode``; for the hashing embedder, inside its ``embed``), clipped
+to the run, divided by the run's end-to-end wall time. Concurrent calls count once. The
+model is loaded and warmed before any timing, for both sides.
 
 Usage: .venv/bin/python -m scripts.bench.ingest [--repeats N] [--minilm-repeats N]
 [--quick] [--corpus DIR] [--skip-minilm]
@@ -44,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import io
 import json
 import math
@@ -53,7 +53,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,55 +247,63 @@ class IntervalLog:
             )
 
 
-def _timed(log: IntervalLog, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        result: Any = None
-        try:
-            result = fn(*args, **kwargs)
-            return result
-        finally:
-            # Step functions return False when there was nothing to do (a redelivery).
-            log.record(label, started, time.perf_counter(), result is not False)
+# The product's spans (shared/tracing.py) each interval is read from.
+STEP_SPANS = {f"ragline.pipeline.{step}": step for step in STEP_FUNCTIONS}
+MODEL_SPAN = "ragline.embeddings.compute"
 
-    return timed
+
+class _SpanLog:
+    """An OpenTelemetry span processor writing the spans the benchmark reads to a log."""
+
+    def __init__(self, log: IntervalLog) -> None:
+        self.log = log
+        # Spans carry wall-clock nanoseconds; the log is in perf_counter seconds.
+        self.offset = time.perf_counter() - time.time_ns() / 1e9
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        """Nothing to do when a span starts."""
+
+    def on_end(self, span: Any) -> None:
+        """Record a step's or the model's interval."""
+        label = STEP_SPANS.get(span.name) or ("model" if span.name == MODEL_SPAN else None)
+        if label is None or span.start_time is None or span.end_time is None:
+            return
+        ok = bool((span.attributes or {}).get("ragline.did_work", True))
+        self.log.record(
+            label, span.start_time / 1e9 + self.offset, span.end_time / 1e9 + self.offset, ok
+        )
+
+    def shutdown(self) -> None:
+        """Nothing held."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing buffered."""
+        return True
+
+
+_PROVIDER: Any = None
 
 
 @contextlib.contextmanager
-def probe_steps(log: IntervalLog) -> Iterator[None]:
-    """Record every call of the pipeline's step functions as it is made by the handlers."""
-    originals = []
-    for step, (module_name, attribute) in STEP_FUNCTIONS.items():
-        module = importlib.import_module(module_name)
-        original = getattr(module, attribute)
-        originals.append((module, attribute, original))
-        setattr(module, attribute, _timed(log, step, original))
-    try:
-        yield
-    finally:
-        for module, attribute, original in originals:
-            setattr(module, attribute, original)
+def probe_spans(log: IntervalLog) -> Iterator[None]:
+    """Record the pipeline's step spans and the embedding model's compute spans.
 
-
-@contextlib.contextmanager
-def probe_model(embedder: Any, log: IntervalLog) -> Iterator[None]:
-    """Record the intervals in which ``embedder``'s model computes (label ``model``).
-
-    MiniLM: inside ``SentenceTransformer.encode``; others: inside ``embed``. The probe
-    is an attribute of this one embedder instance, which both sides share.
+    Read from the product's own tracing (an SDK provider installed once per process,
+    as a deployment would install one), not by wrapping its functions.
     """
-    computes_in = embedder.transformer if hasattr(embedder, "transformer") else embedder
-    name = "encode" if computes_in is not embedder else "embed"
-    shadowed = name in vars(computes_in)  # an instance attribute already
-    original = getattr(computes_in, name)
-    setattr(computes_in, name, _timed(log, "model", original))
+    global _PROVIDER
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    if _PROVIDER is None:
+        _PROVIDER = TracerProvider()
+        trace.set_tracer_provider(_PROVIDER)
+    processor = _SpanLog(log)
+    _PROVIDER.add_span_processor(processor)
     try:
         yield
     finally:
-        if shadowed:
-            setattr(computes_in, name, original)
-        else:
-            delattr(computes_in, name)  # the class's method shows through again
+        processor.log = IntervalLog()  # a processor cannot be removed: detach its log
 
 
 # --- ours ----------------------------------------------------------------------------------
@@ -637,7 +645,7 @@ def run(plan: Plan) -> dict[str, Any]:
             smallest = min(plan.pdfs, key=lambda p: p.stat().st_size)
             corpus_pages = count_pages(plan.pdfs)
             results["corpus_pages"] = corpus_pages
-            with probe_steps(log):
+            with probe_spans(log):
                 for key, model in EMBEDDERS.items():
                     if not plan.repeats.get(key):
                         continue
@@ -646,44 +654,43 @@ def run(plan: Plan) -> dict[str, Any]:
                     tokens, overlap = chunk_limits(
                         embedder, settings.chunk_tokens, settings.chunk_overlap
                     )
-                    with probe_model(embedder, log):
-                        warm_ours(stack, model, smallest, log)
-                        run_llamaindex(
-                            database_url,
-                            embedder,
-                            [smallest],
-                            log,
-                            f"warm_{key}",
-                            cpu,
-                            count_pages([smallest]),
-                            chunk_tokens=tokens,
-                            overlap_tokens=overlap,
-                            batch_size=settings.embed_batch_size,
-                        )
-                        for repeat in range(plan.repeats[key]):
-                            # Alternate who goes first, so drift in the machine's load
-                            # does not always favour the same side.
-                            for side in ("ours", "llamaindex")[:: 1 if repeat % 2 == 0 else -1]:
-                                tag = f"{key}_{repeat}"
-                                print(f"{side} {tag} ...", flush=True)
-                                if side == "ours":
-                                    outcome = run_ours(
-                                        stack, model, plan.pdfs, log, tag, cpu, corpus_pages
-                                    )
-                                else:
-                                    outcome = run_llamaindex(
-                                        database_url,
-                                        embedder,
-                                        plan.pdfs,
-                                        log,
-                                        tag,
-                                        cpu,
-                                        corpus_pages,
-                                        chunk_tokens=tokens,
-                                        overlap_tokens=overlap,
-                                        batch_size=settings.embed_batch_size,
-                                    )
-                                results[side].setdefault(key, []).append(outcome)
+                    warm_ours(stack, model, smallest, log)
+                    run_llamaindex(
+                        database_url,
+                        embedder,
+                        [smallest],
+                        log,
+                        f"warm_{key}",
+                        cpu,
+                        count_pages([smallest]),
+                        chunk_tokens=tokens,
+                        overlap_tokens=overlap,
+                        batch_size=settings.embed_batch_size,
+                    )
+                    for repeat in range(plan.repeats[key]):
+                        # Alternate who goes first, so drift in the machine's load
+                        # does not always favour the same side.
+                        for side in ("ours", "llamaindex")[:: 1 if repeat % 2 == 0 else -1]:
+                            tag = f"{key}_{repeat}"
+                            print(f"{side} {tag} ...", flush=True)
+                            if side == "ours":
+                                outcome = run_ours(
+                                    stack, model, plan.pdfs, log, tag, cpu, corpus_pages
+                                )
+                            else:
+                                outcome = run_llamaindex(
+                                    database_url,
+                                    embedder,
+                                    plan.pdfs,
+                                    log,
+                                    tag,
+                                    cpu,
+                                    corpus_pages,
+                                    chunk_tokens=tokens,
+                                    overlap_tokens=overlap,
+                                    batch_size=settings.embed_batch_size,
+                                )
+                            results[side].setdefault(key, []).append(outcome)
                     if key == "minilm":
                         texts = [
                             row[0]

@@ -16,6 +16,7 @@ from hashlib import blake2b
 from itertools import pairwise
 
 from shared.tokens import TokenCounter, get_counter
+from shared.tracing import span
 
 DEFAULT_DIMENSION = 384
 MODEL_PREFIX = "hashing-"
@@ -52,7 +53,8 @@ class HashingEmbedder:
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed each text; a text without any word maps to the zero vector."""
-        return [self._embed_one(text) for text in texts]
+        with span("ragline.embeddings.compute", texts=len(texts)):
+            return [self._embed_one(text) for text in texts]
 
     def _embed_one(self, text: str) -> list[float]:
         words = _WORD.findall(text.lower())

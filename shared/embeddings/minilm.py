@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.tokens import MINILM_MAX_INPUT_TOKENS, TokenCounter, get_counter
+from shared.tracing import span
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -101,11 +102,13 @@ class MiniLMEmbedder:
         """
         if not texts:
             return []
-        vectors = self.transformer.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        transformer = self.transformer  # loaded outside the span: loading is not computing
+        with span("ragline.embeddings.compute", texts=len(texts)):
+            vectors = transformer.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return [[float(x) for x in row] for row in vectors.tolist()]

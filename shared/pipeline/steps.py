@@ -28,10 +28,12 @@ from shared.store import documents as document_store
 from shared.store import versions as version_store
 from shared.store.chunks import NewChunk, count_unembedded
 from shared.store.versions import load_version
+from shared.tracing import traced_step
 
 log = logging.getLogger(__name__)
 
 
+@traced_step("ragline.pipeline.parse")
 def parse_version(runtime: Runtime, version_id: str) -> bool:
     """Download, parse and store the version's text; publish ``chunk``.
 
@@ -104,6 +106,7 @@ def document_date(parsed: ParsedDocument) -> str | None:
         return None
 
 
+@traced_step("ragline.pipeline.chunk")
 def chunk_version(runtime: Runtime, version_id: str) -> bool:
     """Split the parsed text into chunks, store them, and enqueue their embed tasks."""
     database = runtime.database
@@ -180,6 +183,7 @@ def chunk_version(runtime: Runtime, version_id: str) -> bool:
     return True
 
 
+@traced_step("ragline.pipeline.embed")
 def embed_batch(runtime: Runtime, task: EmbedTask) -> bool:
     """Embed the task's chunks that have no vector yet; publish ``index`` when none are left."""
     from shared.embeddings import get_embedder
@@ -220,6 +224,7 @@ def embed_batch(runtime: Runtime, task: EmbedTask) -> bool:
     return True
 
 
+@traced_step("ragline.pipeline.index")
 def index_version(runtime: Runtime, version_id: str) -> bool:
     """Atomically make the version active (if newest), drop superseded chunks, mark ready."""
     database = runtime.database
