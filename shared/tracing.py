@@ -16,6 +16,9 @@ that ran them.
 Span names are stable (dashboards, the benchmark and the tests rely on them); add new
 ones, do not rename:
 
+``ragline.authenticate``
+    Turn the request's credential into a principal (``shared/api/authn.py``): token or
+    key verification and the membership lookup.
 ``ragline.knowledge_bases.resolve``
     Resolve and authorise the knowledge bases a question names (``shared/api/answer.py``).
     Attribute ``ragline.knowledge_bases``: how many were named.

@@ -252,8 +252,18 @@ STEP_SPANS = {f"ragline.pipeline.{step}": step for step in STEP_FUNCTIONS}
 MODEL_SPAN = "ragline.embeddings.compute"
 
 
+def _span_log(log: IntervalLog) -> Any:
+    """An OpenTelemetry span processor writing the spans the benchmark reads to ``log``."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    class SpanLog(_SpanLog, SpanProcessor):
+        """The SDK's processor interface, with the benchmark's recording."""
+
+    return SpanLog(log)
+
+
 class _SpanLog:
-    """An OpenTelemetry span processor writing the spans the benchmark reads to a log."""
+    """What the benchmark's span processor does (mixed into the SDK's SpanProcessor)."""
 
     def __init__(self, log: IntervalLog) -> None:
         self.log = log
@@ -298,7 +308,7 @@ def probe_spans(log: IntervalLog) -> Iterator[None]:
     if _PROVIDER is None:
         _PROVIDER = TracerProvider()
         trace.set_tracer_provider(_PROVIDER)
-    processor = _SpanLog(log)
+    processor = _span_log(log)
     _PROVIDER.add_span_processor(processor)
     try:
         yield

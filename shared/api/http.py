@@ -32,6 +32,7 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.runtime import Runtime, get_runtime
+from shared.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +184,19 @@ class Router:
             )
         return preflight_response(origin, methods | {"OPTIONS"})
 
+    @staticmethod
+    def _authenticate(runtime: Runtime, request: Request) -> Principal:
+        with span("ragline.authenticate"):
+            return authenticate(runtime, request)
+
     def _handle(self, request: Request) -> Response:
         try:
             adapter = self._map.bind_to_environ(request.environ)
             endpoint, args = adapter.match()
             runtime = self._runtime()
-            principal = ANONYMOUS if endpoint in self._public else authenticate(runtime, request)
+            principal = (
+                ANONYMOUS if endpoint in self._public else self._authenticate(runtime, request)
+            )
             return self._handlers[str(endpoint)](runtime, request, principal, **args)
         except DomainError as error:
             response = error_response(status_of(error), error.code, error.message)
