@@ -85,17 +85,16 @@ def cmd_token(args: argparse.Namespace) -> int:
     as the stack would, if no stack ran on it yet). Defaults come from the settings: the
     built-in principal, owner of the default workspace.
     """
-    from scripts.localstack.issuer import DEFAULT_ROLE, LocalIssuer
+    from scripts.localstack.issuer import LocalIssuer
     from shared.config import read_settings
 
     settings = read_settings()
-    issuer = LocalIssuer.for_data_folder(Path(args.data), settings)
-    subject = args.subject or settings.default_principal
-    token = issuer.mint(
-        subject,
-        args.email or f"{subject}@localhost",
-        workspace=args.workspace or settings.default_workspace,
-        role=args.role or DEFAULT_ROLE,
+    token = LocalIssuer.for_data_folder(Path(args.data), settings).mint_local(
+        settings,
+        subject=args.subject,
+        email=args.email,
+        workspace=args.workspace,
+        role=args.role,
         ttl=args.ttl,
     )
     print(token)
@@ -111,18 +110,11 @@ def bearer(args: argparse.Namespace) -> str:
     token = os.environ.get("RAGLINE_TOKEN", "").strip()
     if token:
         return token
-    from scripts.localstack.issuer import DEFAULT_ROLE, LocalIssuer
+    from scripts.localstack.issuer import LocalIssuer
     from shared.config import read_settings
 
     settings = read_settings()
-    issuer = LocalIssuer.for_data_folder(Path(args.data), settings)
-    subject = settings.default_principal
-    return issuer.mint(
-        subject,
-        f"{subject}@localhost",
-        workspace=settings.default_workspace,
-        role=DEFAULT_ROLE,
-    )
+    return LocalIssuer.for_data_folder(Path(args.data), settings).mint_local(settings)
 
 
 # --------------------------------------------------------------------------- HTTP client

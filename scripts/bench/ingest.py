@@ -59,6 +59,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
 from scripts.bench.common import (
     CORPUS,
     RESULTS,
@@ -252,18 +254,8 @@ STEP_SPANS = {f"ragline.pipeline.{step}": step for step in STEP_FUNCTIONS}
 MODEL_SPAN = "ragline.embeddings.compute"
 
 
-def _span_log(log: IntervalLog) -> Any:
-    """An OpenTelemetry span processor writing the spans the benchmark reads to ``log``."""
-    from opentelemetry.sdk.trace import SpanProcessor
-
-    class SpanLog(_SpanLog, SpanProcessor):
-        """The SDK's processor interface, with the benchmark's recording."""
-
-    return SpanLog(log)
-
-
-class _SpanLog:
-    """What the benchmark's span processor does (mixed into the SDK's SpanProcessor)."""
+class _SpanLog(SpanProcessor):
+    """An OpenTelemetry span processor writing the spans the benchmark reads to a log."""
 
     def __init__(self, log: IntervalLog) -> None:
         self.log = log
@@ -291,25 +283,22 @@ class _SpanLog:
         return True
 
 
-_PROVIDER: Any = None
-
-
 @contextlib.contextmanager
 def probe_spans(log: IntervalLog) -> Iterator[None]:
     """Record the pipeline's step spans and the embedding model's compute spans.
 
-    Read from the product's own tracing (an SDK provider installed once per process,
-    as a deployment would install one), not by wrapping its functions.
+    Read from the product's own tracing (an SDK provider, as a deployment would install
+    one; a process has one provider, so an SDK provider already there is reused), not by
+    wrapping its functions.
     """
-    global _PROVIDER
     from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
 
-    if _PROVIDER is None:
-        _PROVIDER = TracerProvider()
-        trace.set_tracer_provider(_PROVIDER)
-    processor = _span_log(log)
-    _PROVIDER.add_span_processor(processor)
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    processor = _SpanLog(log)
+    provider.add_span_processor(processor)
     try:
         yield
     finally:

@@ -289,6 +289,31 @@ class LocalIssuer:
             payload, key.private, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": "JWT"}
         )
 
+    def mint_local(
+        self,
+        settings: Settings,
+        *,
+        subject: str | None = None,
+        email: str | None = None,
+        workspace: str | None = None,
+        role: str | None = None,
+        ttl: int = 3600,
+    ) -> str:
+        """A token for the local stack, defaults filled from ``settings``.
+
+        The defaults are the local owner: the settings' default principal
+        (``<subject>@localhost``), owner of the default workspace. What
+        ``scripts/ragline token`` prints and what the CLI and benchmarks send.
+        """
+        subject = subject or settings.default_principal
+        return self.mint(
+            subject,
+            email or f"{subject}@localhost",
+            workspace=workspace or settings.default_workspace,
+            role=role or DEFAULT_ROLE,
+            ttl=ttl,
+        )
+
     # ------------------------------------------------------------------ serving
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:

@@ -287,15 +287,7 @@ class LocalStack:
 
     def owner_token(self, ttl: int = 3600) -> str:
         """A bearer token of the local owner of the default workspace (``ragline token``)."""
-        settings = self.settings
-        subject = settings.default_principal
-        return self.issuer.mint(
-            subject,
-            f"{subject}@localhost",
-            workspace=settings.default_workspace,
-            role="owner",
-            ttl=ttl,
-        )
+        return self.issuer.mint_local(self.settings, ttl=ttl)
 
     def as_owner(self) -> Any:
         """The stack's app with the local owner's token on every request that has none.

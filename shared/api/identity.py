@@ -308,7 +308,8 @@ def post_api_key(
             expires_at=expires_at,
         )
     stored = key_store.get_key(runtime.database, minted.id)
-    assert stored is not None  # inserted just above
+    if stored is None:  # inserted just above
+        raise RuntimeError(f"the API key {minted.id} just stored is missing")
     return json_response({**stored.to_json(), "key": minted.key}, 201)
 
 

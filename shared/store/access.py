@@ -215,16 +215,6 @@ def list_members(database: Database | Session, workspace_id: str) -> list[Member
     )
 
 
-def principal_by_email(database: Database | Session, email: str) -> str | None:
-    """The id of the principal who signed in with ``email`` (most recently), or None."""
-    found = database.scalar(
-        "SELECT id FROM principals WHERE lower(email) = lower(:e)"
-        " ORDER BY last_seen_at DESC LIMIT 1",
-        e=email,
-    )
-    return None if found is None else str(found)
-
-
 def invite(
     session: Session, workspace_id: str, email: str, role: str, *, limited: bool, invited_by: str
 ) -> None:

@@ -53,11 +53,15 @@ class Turn:
         return dict(self.__dict__)
 
 
+# Shaped as the API returns a turn: JSON columns arrive parsed, missing ones as empty.
 _TURN_COLUMNS = (
     "t.id::text AS id, t.session_id::text AS session_id, t.number, t.question,"
-    " t.standalone_question, t.kb_ids::text[] AS kb_ids, t.top_k, t.filters, t.status,"
-    " t.answer, t.citations, t.generator, t.model, t.prompt_tokens, t.completion_tokens,"
-    " t.total_tokens, t.error_code, t.error, t.regenerated_from::text AS regenerated_from,"
+    " t.standalone_question, coalesce(t.kb_ids::text[], '{}') AS kb_ids, t.top_k,"
+    " coalesce(t.filters, '{}'::jsonb) AS filters, t.status, t.answer,"
+    " coalesce(t.citations, '[]'::jsonb) AS citations, t.generator, t.model,"
+    " json_build_object('prompt_tokens', t.prompt_tokens, 'completion_tokens',"
+    " t.completion_tokens, 'total_tokens', t.total_tokens) AS usage,"
+    " t.error_code, t.error, t.regenerated_from::text AS regenerated_from,"
     " t.first_token_ms, t.latency_ms, t.created_at::text AS created_at,"
     " t.finished_at::text AS finished_at, (SELECT json_build_object('rating', f.rating,"
     " 'comment', f.comment) FROM turn_feedback f WHERE f.turn_id = t.id"
@@ -69,73 +73,6 @@ _OWNED = (
     " JOIN workspaces w ON w.id = s.workspace_id AND w.name = :ws"
     " WHERE s.principal = :principal"
 )
-
-
-def _json(value: Any, default: Any) -> Any:
-    if value is None:
-        return default
-    return json.loads(value) if isinstance(value, str) else value
-
-
-@dataclass(frozen=True)
-class _TurnRow:
-    """A ``chat_turns`` row as :data:`_TURN_COLUMNS` reads it."""
-
-    id: str
-    session_id: str
-    number: int
-    question: str
-    standalone_question: str
-    kb_ids: list[str] | None
-    top_k: int
-    filters: Any
-    status: str
-    answer: str
-    citations: Any
-    generator: str | None
-    model: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    error_code: str | None
-    error: str | None
-    regenerated_from: str | None
-    first_token_ms: int | None
-    latency_ms: int | None
-    created_at: str
-    finished_at: str | None
-    feedback: Any
-
-
-def _turn(row: _TurnRow) -> Turn:
-    return Turn(
-        id=row.id,
-        session_id=row.session_id,
-        number=row.number,
-        question=row.question,
-        standalone_question=row.standalone_question,
-        kb_ids=list(row.kb_ids or []),
-        top_k=row.top_k,
-        filters=_json(row.filters, {}),
-        status=row.status,
-        answer=row.answer,
-        citations=_json(row.citations, []),
-        generator=row.generator,
-        model=row.model,
-        usage={
-            "prompt_tokens": row.prompt_tokens,
-            "completion_tokens": row.completion_tokens,
-            "total_tokens": row.total_tokens,
-        },
-        error_code=row.error_code,
-        error=row.error,
-        regenerated_from=row.regenerated_from,
-        first_token_ms=row.first_token_ms,
-        latency_ms=row.latency_ms,
-        created_at=row.created_at,
-        finished_at=row.finished_at,
-        feedback=_json(row.feedback, None),
-    )
 
 
 @dataclass(frozen=True)
@@ -281,29 +218,27 @@ def list_turns(database: Database, principal: Principal, session_id: str) -> lis
     """The session's turns in order (empty if it is not the principal's)."""
     if not is_uuid(session_id):
         return []
-    rows = database.records(
-        _TurnRow,
+    return database.records(
+        Turn,
         f"SELECT {_TURN_COLUMNS} FROM chat_turns t{_OWNED}"
         " AND t.session_id = CAST(:sid AS uuid) ORDER BY t.number",
         ws=principal.workspace,
         principal=principal.id,
         sid=session_id,
     )
-    return [_turn(row) for row in rows]
 
 
 def get_turn(database: Database, principal: Principal, turn_id: str) -> Turn | None:
     """The turn if it is in one of the principal's sessions."""
     if not is_uuid(turn_id):
         return None
-    row = database.record(
-        _TurnRow,
+    return database.record(
+        Turn,
         f"SELECT {_TURN_COLUMNS} FROM chat_turns t{_OWNED} AND t.id = CAST(:id AS uuid)",
         ws=principal.workspace,
         principal=principal.id,
         id=turn_id,
     )
-    return _turn(row) if row else None
 
 
 # Chat-turn writes commit asynchronously (``synchronous_commit = off`` for their own

@@ -99,3 +99,30 @@ def test_chunk_limits_follow_the_chunk_step() -> None:
     assert chunk_limits(SimpleNamespace(max_input_tokens=8192), 500, 50) == (500, 50)
     assert chunk_limits(SimpleNamespace(max_input_tokens=254), 500, 50) == (254, 50)
     assert chunk_limits(SimpleNamespace(max_input_tokens=100), 500, 50) == (100, 25)
+
+
+def test_the_probe_reads_step_and_model_intervals_from_the_product_spans() -> None:
+    from scripts.bench.ingest import IntervalLog, probe_spans
+    from shared.tracing import span, traced_step
+
+    @traced_step("ragline.pipeline.parse")
+    def parse(did_work: bool) -> bool:
+        return did_work
+
+    log = IntervalLog()
+    with probe_spans(log):
+        parse(True)
+        parse(False)  # a redelivery: nothing to do
+        with span("ragline.embeddings.compute", texts=3):
+            pass
+        with span("ragline.retrieval"):  # not a stage the benchmark reads
+            pass
+    parse(True)  # after the probe: not recorded
+    assert [(label, ok) for label, _, _, ok in log.entries] == [
+        ("parse", True),
+        ("parse", False),
+        ("model", True),
+    ]
+    assert all(start <= end for _, start, end, _ in log.entries)
+    starts = [start for _, start, _, _ in log.entries]
+    assert starts == sorted(starts), "intervals keep their order on the log's clock"
