@@ -29,7 +29,7 @@ def kb_level_of(database: Database, principal: Principal, kb_id: str) -> int:
         if principal.level >= ACTION_LEVEL["admin"]
         else store.grant_of(database, principal.id, kb_id)
     )
-    return kb_level(principal, grant)  # type: ignore[arg-type]
+    return kb_level(principal, grant)
 
 
 def require_kb(

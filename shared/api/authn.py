@@ -79,7 +79,7 @@ def ticket_principal(runtime: Runtime, ticket: str, path: str) -> Principal:
     return Principal(
         id=redeemed.principal,
         workspace=redeemed.workspace,
-        role=redeemed.role,  # type: ignore[arg-type]
+        role=redeemed.role,
         email=redeemed.email,
         limited=redeemed.limited,
     )
@@ -105,7 +105,7 @@ def key_principal(runtime: Runtime, token: str, asked: str | None) -> Principal:
     return Principal(
         id=principal_id,
         workspace=key.workspace,
-        role=key.role,  # type: ignore[arg-type]
+        role=key.role,
     )
 
 
@@ -136,7 +136,7 @@ def principal_for(runtime: Runtime, verified: VerifiedToken, asked: str | None) 
     return Principal(
         id=verified.subject,
         workspace=membership.workspace,
-        role=membership.role,  # type: ignore[arg-type]
+        role=membership.role,
         email=email,
         limited=membership.limited,
     )

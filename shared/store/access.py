@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from shared.auth import Access, Role
 from shared.db import Database, Session
 
 
@@ -19,7 +20,7 @@ class Membership:
 
     workspace_id: str
     workspace: str
-    role: str
+    role: Role
     limited: bool
 
     def to_json(self) -> dict[str, Any]:
@@ -242,14 +243,15 @@ def list_invitations(database: Database | Session, workspace_id: str) -> list[In
     )
 
 
-def grant_of(database: Database | Session, principal: str, kb_id: str) -> str | None:
+def grant_of(database: Database | Session, principal: str, kb_id: str) -> Access | None:
     """The principal's grant (``read`` or ``write``) on a knowledge base, or None."""
     found = database.scalar(
         "SELECT access FROM kb_grants WHERE kb_id = CAST(:k AS uuid) AND principal = :p",
         k=kb_id,
         p=principal,
     )
-    return None if found is None else str(found)
+    # The column's CHECK constraint allows only these two.
+    return "write" if found == "write" else "read" if found == "read" else None
 
 
 def granted_kb_ids(database: Database | Session, principal: str, workspace: str) -> list[str]:

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from shared.auth import Role
 from shared.db import Database, Session
 
 
@@ -17,7 +18,7 @@ class ApiKey:
     workspace_id: str
     workspace: str
     name: str
-    role: str
+    role: Role
     secret_sha256: bytes
     created_by: str
     created_at: dt.datetime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.auth import Role
 from shared.db import Database
 
 
@@ -14,7 +15,7 @@ class RedeemedTicket:
     principal: str
     email: str | None
     workspace: str
-    role: str | None
+    role: Role | None
     limited: bool
     path: str
 
