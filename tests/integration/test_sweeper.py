@@ -12,8 +12,8 @@ from tests.support.pipeline import TEXT_V1, Recorder, restore_transports, store_
 
 def _stall(stack: LocalStack, version_id: str, minutes: int = 60) -> None:
     stack.database.run(
-        "UPDATE document_versions SET updated_at = now() - make_interval(mins => :m)"
-        " WHERE id = CAST(:v AS uuid)",
+        "UPDATE document_versions SET updated_at = now() - make_interval(mins => :m),"
+        " lease_expires_at = now() - make_interval(mins => :m) WHERE id = CAST(:v AS uuid)",
         m=minutes,
         v=version_id,
     )
