@@ -72,7 +72,7 @@ class Heartbeat:
                 log.warning("renewing the lease of %s failed", self._version_id, exc_info=True)
                 continue
             if not held:
-                # Taken over (this attempt was presumed dead) or finished: stop renewing;
-                # the work still completes idempotently.
-                log.warning("%s lost its lease on %s", self._holder, self._version_id)
+                # Finished (the stage moved on) or taken over after the lease ran out:
+                # stop renewing; the work still completes idempotently.
+                log.info("%s no longer holds %s", self._holder, self._version_id)
                 return
