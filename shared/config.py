@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -74,14 +74,19 @@ class Settings(BaseSettings):
         6 * 3600, description="older events are failed instead of retried forever"
     )
 
-    # The sweeper: versions with no progress for this long are re-driven, and failed
-    # after max_sweeps re-drives (so nothing stays "in progress" forever).
+    # Crash safety (shared/pipeline/leases.py). An attempt at a stage holds the version
+    # with a lease it renews every lease_s / 3 while it works; a redelivered message or
+    # a re-drive takes over only once the lease expired. The sweeper re-drives versions
+    # with no live lease and no progress for stall_after_s, and fails a stage as stalled
+    # once more than max_sweeps of its attempts were lost (or re-drives went
+    # unanswered). Keep lease_s >= the longest step's timeout (parse: 540 s) and
+    # lease_s < stall_after_s; the local stack sweeps every sweep_interval_s.
+    lease_s: int = Field(600, description="seconds a stage attempt holds its version unrenewed")
     stall_after_s: int = Field(900, description="seconds without progress before a re-drive")
-    max_sweeps: int = Field(3, description="re-drives before a stalled version fails")
-    # A parse attempt holds its version this long (at least the parse function's 540 s
-    # timeout, less than stall_after_s so a sweeper re-drive can take it over): a
-    # duplicate parse message arriving meanwhile is dropped instead of parsing twice.
-    parse_lease_s: int = Field(600, description="seconds a parse attempt holds its version")
+    max_sweeps: int = Field(3, description="lost attempts per stage before it fails as stalled")
+    sweep_interval_s: float = Field(
+        60.0, description="seconds between the local stack's sweeps (Cloud Scheduler's job)"
+    )
 
     # Ingestion.
     max_upload_bytes: int = Field(
@@ -175,6 +180,16 @@ class Settings(BaseSettings):
         None, description="drop passages less cosine-similar to the question (None: keep)"
     )
     answer_max_question_chars: int = Field(4000, description="longest question accepted")
+
+    @model_validator(mode="after")
+    def _leases_end_before_stalls(self) -> Settings:
+        """A live attempt's lease must end before the sweeper may call its version stalled."""
+        if not 0 < self.lease_s < self.stall_after_s:
+            raise ValueError(
+                f"lease_s ({self.lease_s}) must be positive and below stall_after_s"
+                f" ({self.stall_after_s})"
+            )
+        return self
 
 
 def read_settings() -> Settings:

@@ -90,13 +90,13 @@ variable "sweep_schedule" {
 }
 
 variable "stall_after_seconds" {
-  description = "A version with no progress for this long is re-driven by the sweep (RAGLINE_STALL_AFTER_S). Longer than the slowest step (parse, 540 s), so a running step is not re-driven."
+  description = "A version with no progress for this long is re-driven by the sweep (RAGLINE_STALL_AFTER_S). Longer than the stage lease (RAGLINE_LEASE_S, 600 s, itself above the slowest step's 540 s timeout), so a running step is never re-driven."
   type        = number
   default     = 900
 
   validation {
-    condition     = var.stall_after_seconds >= 600 && floor(var.stall_after_seconds) == var.stall_after_seconds
-    error_message = "stall_after_seconds must be a whole number of seconds, at least 600 (above the 540 s parse timeout)."
+    condition     = var.stall_after_seconds > 600 && floor(var.stall_after_seconds) == var.stall_after_seconds
+    error_message = "stall_after_seconds must be a whole number of seconds, above 600 (the stage lease, itself above the 540 s parse timeout)."
   }
 }
 

@@ -66,6 +66,7 @@ def _serve(host: str, port: int, data_dir: str, ready: Any, stop: Any) -> None:
     # Ctrl-C reaches the whole process group; the stack stops the emulator itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _split_uploads_at_their_boundary()
+    _write_files_atomically()
 
     server = create_server(host, port, in_memory=False, data_dir=data_dir)
     server.start()
@@ -96,6 +97,43 @@ def _split_uploads_at_their_boundary() -> None:
         return split_upload(raw, content_type) or _email_parse(raw, content_type)
 
     server._read_data = read_data
+
+
+def _write_files_atomically() -> None:
+    """Make every file the emulator writes (objects, its ``.meta`` index) appear whole.
+
+    The emulator writes in place: a stack killed mid-write would leave a torn object
+    or a truncated index, and the index unreadable loses the whole bucket on restart.
+    Writing to a temporary file and renaming it over the old one is atomic on POSIX,
+    so after a crash every file is either its old or its new content.
+    """
+    import os
+    import tempfile
+
+    from gcp_storage_emulator import storage
+
+    file_store = getattr(storage, "_FileStore", None)
+    original = getattr(file_store, "write_bytes", None)
+    disk_path = getattr(file_store, "_disk_path", None)
+    if file_store is None or original is None or disk_path is None:
+        return  # another emulator version: leave its writes alone
+
+    def write_bytes(self: Any, rel: str, content: bytes) -> None:
+        if getattr(self, "_use_memory", True):
+            original(self, rel, content)
+            return
+        path = Path(disk_path(self, rel))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(content)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    file_store.write_bytes = write_bytes
 
 
 def split_upload(raw: bytes, content_type: str) -> dict[str, Any] | None:

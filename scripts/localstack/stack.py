@@ -47,7 +47,9 @@ class StackConfig:
     notify: bool = True  # poll the bucket for finalize/delete events
     drop_folder: bool = True
     notify_interval_s: float = 0.5
-    sweep_interval_s: float | None = 60.0  # Cloud Scheduler's job; None: sweep by hand
+    # Cloud Scheduler's job: sweep at start, then every so often (`scripts/ragline dev`
+    # takes RAGLINE_SWEEP_INTERVAL_S); None: sweep by hand.
+    sweep_interval_s: float | None = 60.0
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -256,11 +258,16 @@ class LocalStack:
         return dict(response.json or {})
 
     def _run_scheduler(self, interval_s: float) -> None:
-        while not self._stopping.wait(interval_s):
+        # The first sweep runs at start: the in-process bus and task queue keep their
+        # messages in memory, so whatever a killed run had in flight is gone, and only
+        # a re-drive (once the dead attempts' leases expire) carries those versions on.
+        while True:
             try:
                 self.sweep()
             except Exception:
                 log.exception("scheduled sweep failed")
+            if self._stopping.wait(interval_s):
+                return
 
     def _dispatcher(self, name: str, workers: int) -> Dispatcher:
         dispatcher = Dispatcher(workers=workers, backoff=self.config.backoff, name=name)

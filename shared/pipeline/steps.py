@@ -20,6 +20,7 @@ from shared.models import (
     ParsedDocument,
 )
 from shared.paths import parsed_object_name
+from shared.pipeline.leases import Heartbeat, new_holder
 from shared.pipeline.versions import IN_PROGRESS, claim_stage, fail_version, transition
 from shared.runtime import Runtime
 from shared.storage import ObjectMissingError
@@ -27,7 +28,7 @@ from shared.store import chunks as chunk_store
 from shared.store import documents as document_store
 from shared.store import versions as version_store
 from shared.store.chunks import NewChunk, count_unembedded
-from shared.store.versions import load_version
+from shared.store.versions import Version, load_version
 from shared.tracing import traced_step
 
 log = logging.getLogger(__name__)
@@ -37,18 +38,31 @@ log = logging.getLogger(__name__)
 def parse_version(runtime: Runtime, version_id: str) -> bool:
     """Download, parse and store the version's text; publish ``chunk``.
 
+    The attempt holds the version's parsing stage with a lease it renews while it works
+    (:mod:`shared.pipeline.leases`).
+
     Returns:
         True if the step ran, False if there was nothing to do (gone or past parsing).
     """
     database = runtime.database
     settings = runtime.settings
-    limits = runtime.parse_limits
+    holder = new_holder("parsing")
     with database.transaction() as session:
         version = claim_stage(
-            session, version_id, "parsing", "received", lease_s=settings.parse_lease_s
+            session, version_id, "parsing", "received", holder=holder, lease_s=settings.lease_s
         )
     if version is None:
         return False
+    with Heartbeat(database, version_id, holder, settings.lease_s):
+        return _parse_held(runtime, version, holder)
+
+
+def _parse_held(runtime: Runtime, version: Version, holder: str) -> bool:
+    """The parse of a version whose parsing stage ``holder`` holds."""
+    database = runtime.database
+    settings = runtime.settings
+    limits = runtime.parse_limits
+    version_id = version.id
     if version.size_bytes is not None and version.size_bytes > limits.max_bytes:
         raise LimitExceededError(
             f"file is {version.size_bytes:,} bytes; the limit is {limits.max_bytes:,} bytes"
@@ -79,6 +93,7 @@ def parse_version(runtime: Runtime, version_id: str) -> bool:
         )
         if parsed.title:
             document_store.set_title(session, version.document_id, parsed.title[:500])
+        version_store.release_lease(session, version_id, holder)
     runtime.publisher.publish(settings.topic_chunk, ChunkRequested(version_id=version_id))
     return True
 
@@ -108,16 +123,31 @@ def document_date(parsed: ParsedDocument) -> str | None:
 
 @traced_step("ragline.pipeline.chunk")
 def chunk_version(runtime: Runtime, version_id: str) -> bool:
-    """Split the parsed text into chunks, store them, and enqueue their embed tasks."""
+    """Split the parsed text into chunks, store them, and enqueue their embed tasks.
+
+    The attempt holds the version's chunking stage with a lease, as parse does.
+    """
     database = runtime.database
+    settings = runtime.settings
+    holder = new_holder("chunking")
+    with database.transaction() as session:
+        version = claim_stage(
+            session, version_id, "chunking", "parsing", holder=holder, lease_s=settings.lease_s
+        )
+    if version is None:
+        return False
+    with Heartbeat(database, version_id, holder, settings.lease_s):
+        return _chunk_held(runtime, version)
+
+
+def _chunk_held(runtime: Runtime, version: Version) -> bool:
+    """The chunking of a version whose chunking stage this attempt holds."""
     from shared.chunking import chunk_document, layout_metadata
     from shared.embeddings import get_embedder
 
+    database = runtime.database
     settings = runtime.settings
-    with database.transaction() as session:
-        version = transition(session, version_id, "chunking", ("parsing", "chunking"))
-    if version is None:
-        return False
+    version_id = version.id
     kb = get_knowledge_base(database, version.kb_id)
     if kb is None:
         return False
@@ -201,6 +231,8 @@ def embed_batch(runtime: Runtime, task: EmbedTask) -> bool:
         database, task.version_id, task.first_ordinal, task.last_ordinal
     )
     if pending:
+        # Batches run side by side, so none holds the stage: each keeps the sweeper off.
+        version_store.extend_shared_lease(database, task.version_id, settings.lease_s)
         embedder = get_embedder(kb.embedding_model, kb.embedding_dim)
         vectors = embedder.embed([chunk.text for chunk in pending])
         if len(vectors) != len(pending):
