@@ -38,7 +38,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     print(
         f"Ragline local stack on http://127.0.0.1:{stack.port}\n"
         f"  data:        {data}\n"
-        f"  drop folder: {data / 'drop'}/<knowledge-base>/...\n"
+        f"  drop folder: {data / 'drop'}/<workspace>/<knowledge-base>/..."
+        f" (e.g. {data / 'drop'}/{stack.settings.default_workspace}/docs/)\n"
         f"  storage:     {os.environ['STORAGE_EMULATOR_HOST']} (GCS emulator)\n"
         "Ctrl-C stops it.",
         file=sys.stderr,
