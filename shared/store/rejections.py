@@ -84,19 +84,27 @@ def record_rejection(database: Database | Session, rejection: NewRejection) -> b
 
 
 def list_rejections(
-    database: Database | Session, *, workspace_id: str | None = None, limit: int = 100
+    database: Database | Session,
+    *,
+    workspace_id: str | None = None,
+    named: str | None = None,
+    limit: int = 100,
 ) -> list[IngestRejection]:
-    """The newest rejections: of one workspace, or (``workspace_id`` None) all of them."""
-    if workspace_id is None:
-        return database.records(
-            IngestRejection,
-            f"SELECT {_COLUMNS} FROM ingest_rejections ORDER BY created_at DESC, id LIMIT :l",
-            l=limit,
-        )
+    """The newest rejections, all of them unless filtered.
+
+    Args:
+        database: The database.
+        workspace_id: Only those belonging to this (existing) workspace.
+        named: Only those whose object named this workspace, existing or not.
+        limit: At most this many.
+    """
     return database.records(
         IngestRejection,
-        f"SELECT {_COLUMNS} FROM ingest_rejections WHERE workspace_id = CAST(:w AS uuid)"
+        f"SELECT {_COLUMNS} FROM ingest_rejections"
+        " WHERE (CAST(:w AS uuid) IS NULL OR workspace_id = CAST(:w AS uuid))"
+        " AND (CAST(:named AS text) IS NULL OR workspace = CAST(:named AS text))"
         " ORDER BY created_at DESC, id LIMIT :l",
         w=workspace_id,
+        named=named,
         l=limit,
     )

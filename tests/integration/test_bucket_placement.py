@@ -10,15 +10,21 @@ Each test sends the recorded GCS event (``tests/events/``) to the ``ingest`` tar
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from scripts.localstack.stack import LocalStack
 from shared.models import ParseRequested
 from shared.store.rejections import IngestRejection, list_rejections
 from tests.integration.test_handler_events import load_event, send_storage_event
-from tests.support.api import Api
+from tests.support.api import Api, token_for
 from tests.support.pipeline import TEXT_V1, Recorder
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PLACED = {"ragline-workspace": "acme", "ragline-knowledge-base": "contracts"}
 
 
@@ -218,3 +224,52 @@ def test_api_uploads_are_unchanged(clean_stack: LocalStack) -> None:
     stack.wait_idle()
     assert len(api.document(document["id"])["versions"]) == 1
     assert _rejections(stack) == []
+
+
+def test_workspace_admins_read_their_workspace_rejections_and_operators_read_all(
+    clean_stack: LocalStack, recorder: Recorder
+) -> None:
+    stack = clean_stack
+    _create_workspace(stack, "acme")
+    _finalize(stack, _store(stack, "acme/-bad/a.md"))
+    _finalize(stack, _store(stack, "ghost/kb/b.md"))
+    _finalize(stack, _store(stack, "default/-bad/c.md"))
+
+    owner = Api(stack)  # owner of both workspaces
+    path = "/v1/workspaces/acme/ingest-rejections"
+    listed = (owner.get(path).json or {})["rejections"]
+    assert [(r["object"], r["reason"], r["workspace"]) for r in listed] == [
+        ("acme/-bad/a.md", "invalid_knowledge_base_name", "acme")
+    ]
+    default = (owner.get("/v1/workspaces/default/ingest-rejections").json or {})["rejections"]
+    assert [r["object"] for r in default] == ["default/-bad/c.md"], "ghost/ belongs to no one"
+    assert owner.get(path + "?limit=0").status_code == 400
+
+    viewer = Api(stack, token_for(stack, "viewer-1", workspace="acme", role="viewer"))
+    assert viewer.get(path).status_code == 403
+    stranger = Api(stack, token_for(stack, "stranger"))
+    assert stranger.get(path).status_code == 404
+
+    # Operators read every rejection, those naming no workspace included.
+    env = dict(os.environ)  # the stack exported RAGLINE_DATABASE_URL: the CLI reads that
+    command = [sys.executable, "-m", "scripts.cli", "rejections"]
+    result = subprocess.run(
+        [*command, "--json"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert {r["object"] for r in json.loads(result.stdout)} == {
+        "acme/-bad/a.md",
+        "ghost/kb/b.md",
+        "default/-bad/c.md",
+    }
+    result = subprocess.run(
+        [*command, "--workspace", "ghost"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "unknown_workspace" in result.stdout and "gs://" in result.stdout
+    assert "a.md" not in result.stdout and "c.md" not in result.stdout
