@@ -1,7 +1,9 @@
-"""``scripts/ragline``: run the local stack, migrate, mint a token, ingest, show status, ask.
+"""``scripts/ragline``: run the local stack, migrate, mint a token, ingest, show status, ask,
+list the objects the bucket refused (``rejections``).
 
 ``ingest``, ``status`` and ``ask`` talk to a running stack over its HTTP API (the same API a
 frontend uses), at ``--url`` or ``$RAGLINE_URL`` (default http://127.0.0.1:8080).
+``migrate`` and ``rejections`` use the database (local, or ``$RAGLINE_DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     print(
         f"Ragline local stack on http://127.0.0.1:{stack.port}\n"
         f"  data:        {data}\n"
-        f"  drop folder: {data / 'drop'}/<knowledge-base>/...\n"
+        f"  drop folder: {data / 'drop'}/<workspace>/<knowledge-base>/..."
+        f" (e.g. {data / 'drop'}/{stack.settings.default_workspace}/docs/)\n"
         f"  storage:     {os.environ['STORAGE_EMULATOR_HOST']} (GCS emulator)\n"
         "Ctrl-C stops it.",
         file=sys.stderr,
@@ -76,6 +79,37 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print("schema is up to date")
     for user in granted:
         print(f"granted ragline_app to {user}")
+    return 0
+
+
+def cmd_rejections(args: argparse.Namespace) -> int:
+    """Objects the ingest function refused, newest first (from the database, as migrate).
+
+    Operators read every rejection here, those naming no existing workspace included;
+    a workspace's admins read their workspace's through the API.
+    """
+    from scripts.localstack.stack import start_postgres
+    from shared.db.connection import Database, url_connection_factory
+    from shared.store.rejections import list_rejections
+
+    url = os.environ.get("RAGLINE_DATABASE_URL") or start_postgres(Path(args.data).resolve() / "pg")
+    database = Database(url_connection_factory(url), size=1)
+    try:
+        found = list_rejections(database, named=args.workspace, limit=args.limit)
+    finally:
+        database.close()
+    if args.json:
+        print(json.dumps([rejection.to_json() for rejection in found], indent=2))
+        return 0
+    for rejection in found:
+        generation = "" if rejection.generation is None else f"#{rejection.generation}"
+        print(
+            f"{rejection.created_at:%Y-%m-%d %H:%M:%S}  {rejection.reason:<28}"
+            f" gs://{rejection.bucket}/{rejection.object_name}{generation}\n"
+            f"    {rejection.message}"
+        )
+    if not found:
+        print("no rejections")
     return 0
 
 
@@ -415,6 +449,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated database users to make members of the functions' role",
     )
     migrate.set_defaults(run=cmd_migrate)
+
+    rejections = commands.add_parser(
+        "rejections", help="objects the bucket refused to ingest, and why (operators)"
+    )
+    rejections.add_argument("--data", default=data_default)
+    rejections.add_argument("--workspace", help="only objects that named this workspace")
+    rejections.add_argument("--limit", type=int, default=100, help="newest first, at most")
+    rejections.add_argument("--json", action="store_true", help="machine-readable output")
+    rejections.set_defaults(run=cmd_rejections)
 
     token = commands.add_parser(
         "token",

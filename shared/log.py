@@ -10,7 +10,21 @@ import logging
 import sys
 from typing import Any
 
-_CONTEXT_KEYS = ("version_id", "document_id", "kb_id", "step", "event_id", "task", "error")
+_CONTEXT_KEYS = (
+    "version_id",
+    "document_id",
+    "kb_id",
+    "step",
+    "event_id",
+    "task",
+    "error",
+    # An object the ingest function refused, and why.
+    "bucket",
+    "object_name",
+    "generation",
+    "reason",
+    "recorded",
+)
 _configured = False
 
 

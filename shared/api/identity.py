@@ -30,6 +30,7 @@ from shared.runtime import Runtime
 from shared.store import access as store
 from shared.store import api_keys as key_store
 from shared.store.access import Membership
+from shared.store.rejections import list_rejections
 from shared.store.tickets import issue_ticket
 
 # As knowledge-base names: they appear in bucket paths (<workspace>/<knowledge-base>/...).
@@ -371,6 +372,25 @@ def get_access_requests(
     return json_response({"access_requests": [r.to_json() for r in found]})
 
 
+def get_ingest_rejections(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str
+) -> Response:
+    """Objects dropped into the bucket for this workspace and refused, newest first (admins).
+
+    Only refusals of objects naming this workspace while it existed: one naming a
+    workspace that did not exist belongs to no workspace (``scripts/ragline rejections``).
+    """
+    membership = _membership(runtime, principal, workspace, "admin")
+    try:
+        limit = int(request.args.get("limit", "100"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        raise InvalidInputError("limit must be 1..1000", code="invalid_parameter")
+    found = list_rejections(runtime.database, workspace_id=membership.workspace_id, limit=limit)
+    return json_response({"rejections": [rejection.to_json() for rejection in found]})
+
+
 def _decide(runtime: Runtime, principal: Principal, request_id: str, status: str) -> Response:
     from shared.ids import is_uuid
 
@@ -454,6 +474,7 @@ ROUTES = [
     Route("DELETE", "/v1/workspaces/<workspace>/api-keys/<key_id>", delete_api_key),
     Route("POST", "/v1/knowledge-bases/<kb_id>/access-requests", post_access_request),
     Route("GET", "/v1/workspaces/<workspace>/access-requests", get_access_requests),
+    Route("GET", "/v1/workspaces/<workspace>/ingest-rejections", get_ingest_rejections),
     Route("POST", "/v1/access-requests/<request_id>/approve", post_approve),
     Route("POST", "/v1/access-requests/<request_id>/deny", post_deny),
     Route("GET", "/v1/knowledge-bases/<kb_id>/grants", get_grants),
