@@ -1,0 +1,238 @@
+"""A real browser on another origin uses the API: Debian's chromium driven by Playwright.
+
+The page of ``tests/support/frontend/index.html`` is served on its own loopback port and
+calls the stack's API, served on another: it lists knowledge bases with ``fetch`` and a
+bearer token, uploads a file as multipart, follows the document's progress and streams
+an answer with ``EventSource`` and stream tickets. The same page served from an origin
+the stack does not allow is refused by the browser. Everything the page learns, it
+writes to its DOM, which is what the tests read.
+
+The browser is the system's chromium (``apt-get install chromium``; ``.ci/run``
+installs it), never a download of Playwright's own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, sync_playwright
+
+from scripts.localstack.stack import LocalStack
+from tests.support.api import Api, body_of
+from tests.support.stack import served
+
+PAGE = Path(__file__).resolve().parents[1] / "support" / "frontend" / "index.html"
+# Only the loopback interface: no background services, and no name resolves but
+# 127.0.0.1 (the flags keep the browser itself from calling out).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+# Bounds on what the page waits for; the pipeline of one small file takes far less.
+PAGE_TIMEOUT_MS = 120_000
+TEXT = (
+    "Refund policy. Customers may return an item within thirty days of delivery. "
+    "Refunds are paid to the original card within five business days."
+)
+QUESTION = "How long do customers have to return an item?"
+
+
+def _chromium_path() -> str | None:
+    configured = os.environ.get("RAGLINE_CHROMIUM")
+    if configured:
+        return configured
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The system chromium (skips if there is none, fails under CI, which installs it)."""
+    path = _chromium_path()
+    if path is None or not os.access(path, os.X_OK):
+        # .ci/run installs Debian's chromium: missing there is an error.
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            "no chromium found (apt-get install chromium, or set RAGLINE_CHROMIUM)"
+        )
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def browser(chromium: str, tmp_path: Path) -> Iterator[BrowserContext]:
+    """A headless chromium with a new, empty profile; closed after the test."""
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            tmp_path / "profile",
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def _page_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """Static hosting of the frontend page (any path serves it)."""
+    body = PAGE.read_bytes()
+    start_response(
+        "200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")]
+    )
+    return [body]
+
+
+@pytest.fixture
+def api_url(stack: LocalStack) -> Iterator[str]:
+    """The stack's one origin, served over HTTP on a free loopback port."""
+    with served(stack.app) as url:
+        yield url
+
+
+@pytest.fixture
+def page_origin() -> Iterator[str]:
+    """An origin serving the frontend page."""
+    with served(_page_app) as url:
+        yield url
+
+
+@pytest.fixture
+def allowed_origin(stack: LocalStack, page_origin: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The page's origin, added to the origins the running stack allows for the test."""
+    settings = stack.runtime.settings
+    configured = settings.model_copy(update={"cors_origins": [*settings.cors_origins, page_origin]})
+    monkeypatch.setattr(stack.runtime, "settings", configured)
+    return page_origin
+
+
+class Recorded:
+    """The requests a page sent and the messages it logged."""
+
+    def __init__(self, page: Page) -> None:
+        self.urls: list[str] = []
+        self.console: list[str] = []
+        page.on("request", lambda request: self.urls.append(request.url))
+        page.on("console", lambda message: self.console.append(message.text))
+
+
+def open_page(context: BrowserContext, origin: str, **fragment: str) -> tuple[Page, Recorded]:
+    """Open the page at ``origin`` with ``fragment`` and wait until it finishes."""
+    page = context.new_page()
+    recorded = Recorded(page)
+    page.goto(f"{origin}/#{urlencode(fragment)}")
+    page.wait_for_function(
+        "document.getElementById('state').dataset.state !== 'running'", timeout=PAGE_TIMEOUT_MS
+    )
+    return page, recorded
+
+
+def texts(page: Page, selector: str) -> list[str]:
+    return [text.strip() for text in page.locator(selector).all_text_contents()]
+
+
+def assert_loopback_only(urls: list[str]) -> None:
+    hosts = {urlsplit(url).hostname for url in urls if not url.startswith(("data:", "about:"))}
+    assert hosts == {"127.0.0.1"}, hosts
+
+
+def test_a_page_on_an_allowed_origin_lists_uploads_follows_and_streams_an_answer(
+    clean_stack: LocalStack,
+    browser: BrowserContext,
+    api_url: str,
+    allowed_origin: str,
+    tmp_path: Path,
+) -> None:
+    api = Api(clean_stack)
+    kb = api.create_kb("support")
+    api.create_kb("engineering")
+
+    page, recorded = open_page(
+        browser, allowed_origin, api=api_url, token=api.token, kb="support", q=QUESTION, text=TEXT
+    )
+
+    state = page.locator("#state").get_attribute("data-state")
+    assert state == "done", (page.locator("#error").text_content(), recorded.console)
+    assert page.locator("#workspace").text_content()
+    assert sorted(texts(page, "#kbs li")) == ["engineering", "support"]
+
+    document_id = page.locator("#upload").get_attribute("data-document")
+    assert document_id
+    document = api.document(document_id)
+    assert document["status"] == "ready" and document["filename"] == "policy.txt"
+    stages = texts(page, "#progress li")
+    assert stages[-1] == "ready" and stages.count("ready") == 1, stages
+    assert "received" in stages, stages
+    event_ids = [
+        int(value or 0)
+        for value in page.locator("#progress li").evaluate_all(
+            "items => items.map(item => item.dataset.id)"
+        )
+    ]
+    assert event_ids == sorted(event_ids) and len(set(event_ids)) == len(event_ids)
+
+    answer = page.locator("#answer")
+    assert int(answer.get_attribute("data-tokens") or 0) >= 1
+    assert "thirty days" in (answer.text_content() or "")
+    cited = page.locator("#citations li")
+    assert cited.count() >= 1
+    assert cited.first.get_attribute("data-document") == document_id
+    assert cited.first.get_attribute("data-filename") == "policy.txt"
+    # The streamed turn is the stored one, with the same citations.
+    turn_id = answer.get_attribute("data-turn")
+    stored = api.get(f"/v1/turns/{turn_id}/citations")
+    assert stored.status_code == 200, stored.get_data(as_text=True)
+    assert [c["document_id"] for c in body_of(stored)["citations"]][: cited.count()] == [
+        c.get_attribute("data-document") for c in cited.all()
+    ]
+    assert kb["id"] in {c["kb_id"] for c in body_of(stored)["citations"]}
+
+    assert_loopback_only(recorded.urls)
+    shot = tmp_path / "allowed.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0 and shot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_same_page_on_an_origin_not_allowed_is_refused(
+    stack: LocalStack, browser: BrowserContext, api_url: str, page_origin: str
+) -> None:
+    assert page_origin not in stack.runtime.settings.cors_origins
+    token = Api(stack).token
+
+    page, recorded = open_page(
+        browser, page_origin, api=api_url, token=token, kb="support", q=QUESTION, text=TEXT
+    )
+
+    assert page.locator("#state").get_attribute("data-state") == "error"
+    # The page gets a rejected fetch (no status, no body); the browser says why.
+    error = page.locator("#error").text_content() or ""
+    assert error.startswith("GET /v1/me refused: TypeError"), error
+    assert any("CORS policy" in line for line in recorded.console), recorded.console
+    assert texts(page, "#kbs li") == []
+    assert_loopback_only(recorded.urls)
+
+
+def test_an_allowed_page_reads_the_apis_errors(
+    stack: LocalStack, browser: BrowserContext, api_url: str, allowed_origin: str
+) -> None:
+    page, recorded = open_page(
+        browser, allowed_origin, api=api_url, token="not-a-token", kb="support", q=QUESTION
+    )
+
+    # A refused credential is a response the page may read: its status and error code.
+    assert page.locator("#state").get_attribute("data-state") == "error"
+    error = page.locator("#error").text_content() or ""
+    assert error.startswith("GET /v1/me: 401 token_"), (error, recorded.console)
+    assert_loopback_only(recorded.urls)
