@@ -149,8 +149,8 @@ def assert_loopback_only(urls: list[str]) -> None:
 
 
 def test_a_page_on_an_allowed_origin_lists_uploads_follows_and_streams_an_answer(
-    clean_stack: LocalStack,
     browser: BrowserContext,
+    clean_stack: LocalStack,
     api_url: str,
     allowed_origin: str,
     tmp_path: Path,
@@ -206,7 +206,7 @@ def test_a_page_on_an_allowed_origin_lists_uploads_follows_and_streams_an_answer
 
 
 def test_the_same_page_on_an_origin_not_allowed_is_refused(
-    stack: LocalStack, browser: BrowserContext, api_url: str, page_origin: str
+    browser: BrowserContext, stack: LocalStack, api_url: str, page_origin: str
 ) -> None:
     assert page_origin not in stack.runtime.settings.cors_origins
     token = Api(stack).token
@@ -225,7 +225,7 @@ def test_the_same_page_on_an_origin_not_allowed_is_refused(
 
 
 def test_an_allowed_page_reads_the_apis_errors(
-    stack: LocalStack, browser: BrowserContext, api_url: str, allowed_origin: str
+    browser: BrowserContext, stack: LocalStack, api_url: str, allowed_origin: str
 ) -> None:
     page, recorded = open_page(
         browser, allowed_origin, api=api_url, token="not-a-token", kb="support", q=QUESTION
