@@ -224,6 +224,19 @@ def test_the_same_page_on_an_origin_not_allowed_is_refused(
     assert_loopback_only(recorded.urls)
 
 
+# What the page itself reads of a response it fetched.
+FETCH = """async ([url, headers]) => {
+  try {
+    const response = await fetch(url, { headers });
+    const body = await response.json();
+    return { status: response.status, code: body.error && body.error.code,
+             challenge: response.headers.get("WWW-Authenticate") };
+  } catch (error) {
+    return { refused: `${error.name}: ${error.message}` };
+  }
+}"""
+
+
 def test_an_allowed_page_reads_the_apis_errors(
     browser: BrowserContext, stack: LocalStack, api_url: str, allowed_origin: str
 ) -> None:
@@ -235,4 +248,9 @@ def test_an_allowed_page_reads_the_apis_errors(
     assert page.locator("#state").get_attribute("data-state") == "error"
     error = page.locator("#error").text_content() or ""
     assert error.startswith("GET /v1/me: 401 token_"), (error, recorded.console)
+    bad_token = {"Authorization": "Bearer not-a-token"}
+    rejected = page.evaluate(FETCH, [f"{api_url}/v1/knowledge-bases", bad_token])
+    assert rejected["status"] == 401, rejected
+    # The challenge tells a client to get a new token (RFC 6750), so it is exposed.
+    assert 'error="invalid_token"' in (rejected["challenge"] or ""), rejected
     assert_loopback_only(recorded.urls)
