@@ -253,4 +253,8 @@ def test_an_allowed_page_reads_the_apis_errors(
     assert rejected["status"] == 401, rejected
     # The challenge tells a client to get a new token (RFC 6750), so it is exposed.
     assert 'error="invalid_token"' in (rejected["challenge"] or ""), rejected
+    # A path no route serves is a readable 404, even behind a preflight.
+    owner = {"Authorization": f"Bearer {Api(stack).token}"}
+    missing = page.evaluate(FETCH, [f"{api_url}/v1/no-such-thing", owner])
+    assert missing == {"status": 404, "code": "not_found", "challenge": None}, missing
     assert_loopback_only(recorded.urls)
