@@ -227,7 +227,7 @@ def test_the_same_page_on_an_origin_not_allowed_is_refused(
 # What the page itself reads of a response it fetched.
 FETCH = """async ([url, headers]) => {
   try {
-    const response = await fetch(url, { headers });
+    const response = await fetch(url, { headers, signal: AbortSignal.timeout(30000) });
     const body = await response.json();
     return { status: response.status, code: body.error && body.error.code,
              challenge: response.headers.get("WWW-Authenticate") };
