@@ -25,6 +25,7 @@ from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from scripts.localstack.stack import LocalStack
 from tests.support.api import Api, body_of
+from tests.support.pipeline import Recorder, restore_transports
 from tests.support.stack import served
 
 PAGE = Path(__file__).resolve().parents[1] / "support" / "frontend" / "index.html"
@@ -128,14 +129,25 @@ class Recorded:
         page.on("console", lambda message: self.console.append(message.text))
 
 
-def open_page(context: BrowserContext, origin: str, **fragment: str) -> tuple[Page, Recorded]:
-    """Open the page at ``origin`` with ``fragment`` and wait until it finishes."""
+def start_page(context: BrowserContext, origin: str, **fragment: str) -> tuple[Page, Recorded]:
+    """Open the page at ``origin`` with ``fragment``; it starts at once."""
     page = context.new_page()
     recorded = Recorded(page)
     page.goto(f"{origin}/#{urlencode(fragment)}")
+    return page, recorded
+
+
+def wait_finished(page: Page) -> None:
+    """Wait until the page says it is done or failed."""
     page.wait_for_function(
         "document.getElementById('state').dataset.state !== 'running'", timeout=PAGE_TIMEOUT_MS
     )
+
+
+def open_page(context: BrowserContext, origin: str, **fragment: str) -> tuple[Page, Recorded]:
+    """Open the page at ``origin`` with ``fragment`` and wait until it finishes."""
+    page, recorded = start_page(context, origin, **fragment)
+    wait_finished(page)
     return page, recorded
 
 
@@ -203,6 +215,54 @@ def test_a_page_on_an_allowed_origin_lists_uploads_follows_and_streams_an_answer
     shot = tmp_path / "allowed.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0 and shot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_page_resumes_a_dropped_progress_stream_with_a_new_ticket(
+    browser: BrowserContext,
+    clean_stack: LocalStack,
+    recorder: Recorder,
+    api_url: str,
+    allowed_origin: str,
+) -> None:
+    api = Api(clean_stack)
+    api.create_kb("support")
+
+    # The pipeline is held (its messages recorded), and each progress stream ends after
+    # a second: EventSource would reconnect with its spent ticket and get a 401.
+    page, recorded = start_page(
+        browser,
+        allowed_origin,
+        api=api_url,
+        token=api.token,
+        kb="support",
+        q=QUESTION,
+        text=TEXT,
+        progress_timeout="1",
+    )
+    page.wait_for_function(
+        "Number(document.getElementById('progress').dataset.reconnects) >= 2",
+        timeout=PAGE_TIMEOUT_MS,
+    )
+    assert texts(page, "#progress li") == ["received"]
+    restore_transports(clean_stack)
+    assert recorder.messages
+    for topic, message in recorder.messages:
+        clean_stack.bus.publish(topic, message)
+    wait_finished(page)
+
+    state = page.locator("#state").get_attribute("data-state")
+    assert state == "done", (page.locator("#error").text_content(), recorded.console)
+    # Resumed after the last event seen: every stage once, in order.
+    assert texts(page, "#progress li") == [
+        "received",
+        "parsing",
+        "chunking",
+        "embedding",
+        "indexing",
+        "ready",
+    ]
+    assert "thirty days" in (page.locator("#answer").text_content() or "")
+    assert_loopback_only(recorded.urls)
 
 
 def test_the_same_page_on_an_origin_not_allowed_is_refused(
