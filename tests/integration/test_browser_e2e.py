@@ -96,11 +96,32 @@ def _page_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     return [body]
 
 
+class ApiServer:
+    """The stack's one origin served over HTTP, noting each request's method, path, origin."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.url = ""
+        self.requests: list[tuple[str, str, str]] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        self.requests.append(
+            (environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("HTTP_ORIGIN", ""))
+        )
+        return self.app(environ, start_response)
+
+    def from_origin(self, origin: str) -> list[tuple[str, str]]:
+        """The method and path of every request that came from ``origin``."""
+        return [(method, path) for method, path, sent in self.requests if sent == origin]
+
+
 @pytest.fixture
-def api_url(stack: LocalStack) -> Iterator[str]:
-    """The stack's one origin, served over HTTP on a free loopback port."""
-    with served(stack.app) as url:
-        yield url
+def server(stack: LocalStack) -> Iterator[ApiServer]:
+    """The stack's one origin, served on a free loopback port."""
+    server = ApiServer(stack.app)
+    with served(server) as url:
+        server.url = url
+        yield server
 
 
 @pytest.fixture
@@ -163,7 +184,7 @@ def assert_loopback_only(urls: list[str]) -> None:
 def test_a_page_on_an_allowed_origin_lists_uploads_follows_and_streams_an_answer(
     browser: BrowserContext,
     clean_stack: LocalStack,
-    api_url: str,
+    server: ApiServer,
     allowed_origin: str,
     tmp_path: Path,
 ) -> None:
@@ -172,7 +193,13 @@ def test_a_page_on_an_allowed_origin_lists_uploads_follows_and_streams_an_answer
     api.create_kb("engineering")
 
     page, recorded = open_page(
-        browser, allowed_origin, api=api_url, token=api.token, kb="support", q=QUESTION, text=TEXT
+        browser,
+        allowed_origin,
+        api=server.url,
+        token=api.token,
+        kb="support",
+        q=QUESTION,
+        text=TEXT,
     )
 
     state = page.locator("#state").get_attribute("data-state")
@@ -206,11 +233,18 @@ def test_a_page_on_an_allowed_origin_lists_uploads_follows_and_streams_an_answer
     turn_id = answer.get_attribute("data-turn")
     stored = api.get(f"/v1/turns/{turn_id}/citations")
     assert stored.status_code == 200, stored.get_data(as_text=True)
-    assert [c["document_id"] for c in body_of(stored)["citations"]][: cited.count()] == [
-        c.get_attribute("data-document") for c in cited.all()
+    assert [(str(c["n"]), c["document_id"]) for c in body_of(stored)["citations"]] == [
+        (c.get_attribute("data-n"), c.get_attribute("data-document")) for c in cited.all()
     ]
-    assert kb["id"] in {c["kb_id"] for c in body_of(stored)["citations"]}
+    assert {c["kb_id"] for c in body_of(stored)["citations"]} == {kb["id"]}
 
+    # What crossed origins: JSON calls after their preflight, streams as plain GETs with
+    # their ticket (EventSource sends no preflight and no Authorization).
+    seen = server.from_origin(allowed_origin)
+    assert ("OPTIONS", "/v1/knowledge-bases") in seen and ("GET", "/v1/knowledge-bases") in seen
+    events_path = f"/v1/documents/{document_id}/events"
+    assert ("GET", events_path) in seen and ("OPTIONS", events_path) not in seen
+    assert ("GET", "/v1/ask/stream") in seen and ("OPTIONS", "/v1/ask/stream") not in seen
     assert_loopback_only(recorded.urls)
     shot = tmp_path / "allowed.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -221,7 +255,7 @@ def test_the_page_resumes_a_dropped_progress_stream_with_a_new_ticket(
     browser: BrowserContext,
     clean_stack: LocalStack,
     recorder: Recorder,
-    api_url: str,
+    server: ApiServer,
     allowed_origin: str,
 ) -> None:
     api = Api(clean_stack)
@@ -232,7 +266,7 @@ def test_the_page_resumes_a_dropped_progress_stream_with_a_new_ticket(
     page, recorded = start_page(
         browser,
         allowed_origin,
-        api=api_url,
+        api=server.url,
         token=api.token,
         kb="support",
         q=QUESTION,
@@ -266,13 +300,13 @@ def test_the_page_resumes_a_dropped_progress_stream_with_a_new_ticket(
 
 
 def test_the_same_page_on_an_origin_not_allowed_is_refused(
-    browser: BrowserContext, stack: LocalStack, api_url: str, page_origin: str
+    browser: BrowserContext, stack: LocalStack, server: ApiServer, page_origin: str
 ) -> None:
     assert page_origin not in stack.runtime.settings.cors_origins
     token = Api(stack).token
 
     page, recorded = open_page(
-        browser, page_origin, api=api_url, token=token, kb="support", q=QUESTION, text=TEXT
+        browser, page_origin, api=server.url, token=token, kb="support", q=QUESTION, text=TEXT
     )
 
     assert page.locator("#state").get_attribute("data-state") == "error"
@@ -281,6 +315,8 @@ def test_the_same_page_on_an_origin_not_allowed_is_refused(
     assert error.startswith("GET /v1/me refused: TypeError"), error
     assert any("CORS policy" in line for line in recorded.console), recorded.console
     assert texts(page, "#kbs li") == []
+    # The browser asked first and, refused, never sent the request itself.
+    assert server.from_origin(page_origin) == [("OPTIONS", "/v1/me")]
     assert_loopback_only(recorded.urls)
 
 
@@ -298,10 +334,10 @@ FETCH = """async ([url, headers]) => {
 
 
 def test_an_allowed_page_reads_the_apis_errors(
-    browser: BrowserContext, stack: LocalStack, api_url: str, allowed_origin: str
+    browser: BrowserContext, stack: LocalStack, server: ApiServer, allowed_origin: str
 ) -> None:
     page, recorded = open_page(
-        browser, allowed_origin, api=api_url, token="not-a-token", kb="support", q=QUESTION
+        browser, allowed_origin, api=server.url, token="not-a-token", kb="support", q=QUESTION
     )
 
     # A refused credential is a response the page may read: its status and error code.
@@ -309,12 +345,12 @@ def test_an_allowed_page_reads_the_apis_errors(
     error = page.locator("#error").text_content() or ""
     assert error.startswith("GET /v1/me: 401 token_"), (error, recorded.console)
     bad_token = {"Authorization": "Bearer not-a-token"}
-    rejected = page.evaluate(FETCH, [f"{api_url}/v1/knowledge-bases", bad_token])
+    rejected = page.evaluate(FETCH, [f"{server.url}/v1/knowledge-bases", bad_token])
     assert rejected["status"] == 401, rejected
     # The challenge tells a client to get a new token (RFC 6750), so it is exposed.
     assert 'error="invalid_token"' in (rejected["challenge"] or ""), rejected
     # A path no route serves is a readable 404, even behind a preflight.
     owner = {"Authorization": f"Bearer {Api(stack).token}"}
-    missing = page.evaluate(FETCH, [f"{api_url}/v1/no-such-thing", owner])
+    missing = page.evaluate(FETCH, [f"{server.url}/v1/no-such-thing", owner])
     assert missing == {"status": 404, "code": "not_found", "challenge": None}, missing
     assert_loopback_only(recorded.urls)
