@@ -40,6 +40,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Containers (Cloud Build's) often have a small /dev/shm; chromium then crashes.
+    "--disable-dev-shm-usage",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 # Bounds on what the page waits for; the pipeline of one small file takes far less.
