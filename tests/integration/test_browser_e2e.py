@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
+from scripts.localstack.gcs import upload_cors
 from scripts.localstack.stack import LocalStack
 from tests.support.api import Api, body_of
 from tests.support.pipeline import Recorder, restore_transports
@@ -134,12 +135,32 @@ def page_origin() -> Iterator[str]:
 
 
 @pytest.fixture
-def allowed_origin(stack: LocalStack, page_origin: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The page's origin, added to the origins the running stack allows for the test."""
+def page_origin_elsewhere() -> Iterator[str]:
+    """Another origin serving the page, which nothing allows."""
+    with served(_page_app) as url:
+        yield url
+
+
+def set_upload_cors(stack: LocalStack, origins: list[str]) -> None:
+    """Configure the upload bucket's CORS for ``origins``, as Terraform does."""
+    bucket = stack.objects.client.bucket(stack.settings.upload_bucket)
+    bucket.cors = upload_cors(origins)
+    bucket.patch()
+
+
+@pytest.fixture
+def allowed_origin(
+    stack: LocalStack, page_origin: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The page's origin, added to the origins the running stack (API, bucket) allows."""
     settings = stack.runtime.settings
-    configured = settings.model_copy(update={"cors_origins": [*settings.cors_origins, page_origin]})
-    monkeypatch.setattr(stack.runtime, "settings", configured)
-    return page_origin
+    origins = [*settings.cors_origins, page_origin]
+    monkeypatch.setattr(
+        stack.runtime, "settings", settings.model_copy(update={"cors_origins": origins})
+    )
+    set_upload_cors(stack, origins)
+    yield page_origin
+    set_upload_cors(stack, settings.cors_origins)
 
 
 class Recorded:
@@ -257,6 +278,65 @@ def test_a_page_on_an_allowed_origin_lists_uploads_follows_and_streams_an_answer
     shot = tmp_path / "allowed.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0 and shot.read_bytes().startswith(b"\x89PNG")
+
+
+# A PUT of the page's to a signed URL (what the page does with the API's grant).
+PUT = """async ([url, headers]) => {
+  try {
+    const response = await fetch(url, { method: "PUT", headers, body: "refunds",
+                                        signal: AbortSignal.timeout(30000) });
+    return { status: response.status };
+  } catch (error) {
+    return { refused: `${error.name}: ${error.message}` };
+  }
+}"""
+
+
+def test_a_page_puts_a_file_to_a_signed_upload_url_of_the_bucket(
+    browser: BrowserContext,
+    clean_stack: LocalStack,
+    server: ApiServer,
+    allowed_origin: str,
+    page_origin_elsewhere: str,
+) -> None:
+    api = Api(clean_stack)
+    api.create_kb("support")
+
+    page, recorded = open_page(
+        browser,
+        allowed_origin,
+        api=server.url,
+        token=api.token,
+        kb="support",
+        q=QUESTION,
+        text=TEXT,
+        upload="signed",
+    )
+
+    state = page.locator("#state").get_attribute("data-state")
+    assert state == "done", (page.locator("#error").text_content(), recorded.console)
+    upload = page.locator("#upload")
+    # The bytes went to the bucket (the emulator's origin), not through the API.
+    assert upload.get_attribute("data-via") == os.environ["STORAGE_EMULATOR_HOST"]
+    document = api.document(upload.get_attribute("data-document") or "")
+    assert document["status"] == "ready" and document["filename"] == "policy.txt"
+    assert texts(page, "#progress li")[-1] == "ready"
+    assert "thirty days" in (page.locator("#answer").text_content() or "")
+    assert_loopback_only(recorded.urls)
+
+    # The bucket lets only its configured origins PUT.
+    grant = body_of(
+        api.post(
+            "/v1/knowledge-bases/support/uploads",
+            json={"filename": "other.txt", "content_type": "text/plain", "size": 7},
+        )
+    )
+    elsewhere = browser.new_page()
+    elsewhere.goto(f"{page_origin_elsewhere}/#")
+    refused = elsewhere.evaluate(PUT, [grant["upload_url"], grant["headers"]])
+    assert refused.get("refused", "").startswith("TypeError"), refused
+    name = grant["object"].split("/", 3)[3]
+    assert clean_stack.objects.stat(clean_stack.settings.upload_bucket, name) is None
 
 
 def test_the_page_resumes_a_dropped_progress_stream_with_a_new_ticket(
