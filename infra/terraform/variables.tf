@@ -190,7 +190,7 @@ variable "work_bucket_name" {
 }
 
 variable "allowed_origins" {
-  description = "Browser origins allowed to PUT to V4 signed upload URLs (uploads bucket CORS)."
+  description = "Frontend origins: they may call the API (CORS) and PUT to V4 signed upload URLs (uploads bucket CORS)."
   type        = list(string)
   default     = []
 
@@ -400,7 +400,7 @@ variable "bootstrap_owners" {
 }
 
 variable "cors_origins" {
-  description = "Frontend origins allowed to call the API from a browser (CORS), e.g. [\"https://app.example.com\"]."
+  description = "More origins allowed to call the API from a browser (CORS) but not to upload to the bucket; allowed_origins are allowed already."
   type        = list(string)
   default     = []
 }

@@ -15,7 +15,7 @@ from typing import Any
 from scripts.localstack.bus import DeliveryOptions, LocalBus, LocalTaskQueue, Subscription
 from scripts.localstack.dispatcher import Backoff, Dispatcher
 from scripts.localstack.dropfolder import DropFolder
-from scripts.localstack.gcs import StorageEmulator
+from scripts.localstack.gcs import StorageEmulator, upload_cors
 from scripts.localstack.issuer import ISSUER_PATHS, JWKS_PATH, LocalIssuer, local_issuer_url
 from scripts.localstack.notifier import BucketNotifier
 from scripts.localstack.parse_workers import WorkerPoolParser
@@ -169,6 +169,10 @@ class LocalStack:
         for bucket in (settings.upload_bucket, settings.work_bucket):
             if client.lookup_bucket(bucket) is None:
                 client.create_bucket(bucket)
+        # Browsers on the allowed origins PUT to signed URLs, as Terraform configures it.
+        uploads = client.bucket(settings.upload_bucket)
+        uploads.cors = upload_cors(settings.cors_origins)
+        uploads.patch()
 
         processes = config.parse_processes
         if processes is None:

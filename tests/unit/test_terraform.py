@@ -642,3 +642,14 @@ def test_identity_settings_terraform_sets_are_read_by_the_settings(
     settings = read_settings()
     assert settings.cors_origins == ["https://app.example.com"]
     assert settings.auth_bootstrap_owners == [] and settings.auth_audience == "p"
+
+
+def test_every_upload_origin_may_call_the_api() -> None:
+    # A page that PUTs to a signed upload URL got the URL from the API: the bucket's CORS
+    # origins are among the API's (Cloud Build sets allowed_origins only).
+    bucket_cors = (TF_DIR / "storage.tf").read_text()
+    assert re.search(r"origin\s*=\s*var\.allowed_origins\b", bucket_cors)
+    main = (TF_DIR / "main.tf").read_text()
+    found = re.search(r"RAGLINE_CORS_ORIGINS\s*=\s*(.+)", main)
+    assert found is not None
+    assert "var.allowed_origins" in found.group(1) and "var.cors_origins" in found.group(1)
