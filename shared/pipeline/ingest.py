@@ -126,6 +126,11 @@ def ingest_finalized(runtime: Runtime, obj: ObjectInfo) -> Registered | None:
         log.warning("ignoring object outside any knowledge-base folder: %s", obj.name)
         return None
     kb = find_knowledge_base(database, kb_ref, runtime.settings.default_workspace)
+    if kb is None and runtime.objects.stat(obj.bucket, obj.name) is None:
+        # The object is gone (its knowledge base was deleted meanwhile): a late event
+        # must not bring the knowledge base back.
+        log.info("ignoring event for a deleted object: %s", obj.name)
+        return None
     if kb is None:
         try:
             kb = create_knowledge_base(
