@@ -165,6 +165,40 @@ def test_a_version_awaits_approval_while_the_approved_one_answers(
     assert document["versions"][0]["approved_at"]
 
 
+def test_duplicate_deliveries_leave_one_version_awaiting_approval(
+    clean_stack: LocalStack,
+) -> None:
+    stack = clean_stack
+    owner = Api(stack)
+    kb = owner.create_kb("policies", require_approval=True)
+    first = owner.ingest(kb["id"], "refunds.md", REFUNDS_30.encode())
+    assert owner.post(f"/v1/documents/{first['id']}/approve").status_code == 200
+
+    # Every message of the second version is delivered twice, out of order.
+    stack.config.delivery.duplicate = True
+    stack.config.delivery.max_jitter_s = 0.3
+    second = owner.upload(kb["id"], "refunds.md", REFUNDS_60.encode())
+    stack.wait_idle(180)
+    document = owner.document(first["id"])
+    assert [v["status"] for v in document["versions"]] == ["awaiting_approval", "ready"]
+    assert document["active_version_id"] == first["latest_version_id"]
+    statuses = [
+        str(status)
+        for status in stack.database.scalars(
+            "SELECT status FROM document_events WHERE version_id = CAST(:v AS uuid) ORDER BY id",
+            v=second["version_id"],
+        )
+    ]
+    assert statuses == [
+        "received",
+        "parsing",
+        "chunking",
+        "embedding",
+        "indexing",
+        "awaiting_approval",
+    ], "a redelivered index message leaves the version waiting, with one event"
+
+
 def test_archived_and_unapproved_documents_are_read_by_no_role(clean_stack: LocalStack) -> None:
     stack = clean_stack
     owner = Api(stack)
