@@ -99,6 +99,7 @@ def post_document(runtime: Runtime, request: Request, principal: Principal, kb_i
     )
     registered = register_object(runtime, document_id, info, declared_type=upload.mimetype)
     if registered is None:
+        runtime.objects.delete(info.bucket, info.name)
         raise ConflictError("the document was deleted during the upload", code="document_deleted")
     return json_response(
         {

@@ -120,7 +120,12 @@ def ingest_finalized(runtime: Runtime, obj: ObjectInfo) -> Registered | None:
         if not is_uuid(document_id):
             log.warning("ignoring upload object with no document id: %s", obj.name)
             return None
-        return register_object(runtime, document_id, obj)
+        registered = register_object(runtime, document_id, obj)
+        if registered is None:
+            # An upload for a document deleted meanwhile (a signed URL used late): the
+            # object belongs to nothing.
+            runtime.objects.delete(obj.bucket, obj.name)
+        return registered
     kb_ref, _, source_key = obj.name.partition("/")
     if not source_key:
         log.warning("ignoring object outside any knowledge-base folder: %s", obj.name)

@@ -41,7 +41,8 @@ def delete_document(runtime: Runtime, document_id: str) -> bool:
     if not document_store.document_exists(database, document_id):
         return False
     settings = runtime.settings
-    for stored in version_store.version_objects(database, document_id):
+    stored_objects = version_store.version_objects(database, document_id)
+    for stored in stored_objects:
         runtime.objects.delete(settings.work_bucket, parsed_object_name(stored.id))
         runtime.objects.delete(stored.object_bucket, stored.object_name)
     with database.transaction() as session:
@@ -51,6 +52,10 @@ def delete_document(runtime: Runtime, document_id: str) -> bool:
         version_store.delete_document_versions(session, document_id)
         event_store.delete_document_events(session, document_id)
         document_store.delete_document_row(session, document_id)
+    # A parse that wrote its text before the rows went (it checks, under the version's
+    # lock, that the version still exists, and removes its own text otherwise).
+    for stored in stored_objects:
+        runtime.objects.delete(settings.work_bucket, parsed_object_name(stored.id))
     return True
 
 

@@ -77,16 +77,23 @@ def parse_version(runtime: Runtime, version_id: str) -> bool:
         settings.work_bucket, parsed_object_name(version_id), parsed.model_dump_json()
     )
     with database.transaction() as session:
-        version_store.record_parse(
-            session,
-            version_id,
-            content_type=parsed.content_type,
-            page_count=parsed.page_count,
-            source_date=document_date(parsed),
-            profile=document_profile(version.filename, parsed),
-        )
-        if parsed.title:
-            document_store.set_title(session, version.document_id, parsed.title[:500])
+        # Locked, so a concurrent delete either waits for this commit (and then deletes
+        # the parsed text written above) or has committed (and the text is removed here).
+        gone = load_version(session, version_id, lock=True) is None
+        if not gone:
+            version_store.record_parse(
+                session,
+                version_id,
+                content_type=parsed.content_type,
+                page_count=parsed.page_count,
+                source_date=document_date(parsed),
+                profile=document_profile(version.filename, parsed),
+            )
+            if parsed.title:
+                document_store.set_title(session, version.document_id, parsed.title[:500])
+    if gone:
+        runtime.objects.delete(settings.work_bucket, parsed_object_name(version_id))
+        return False
     runtime.publisher.publish(settings.topic_chunk, ChunkRequested(version_id=version_id))
     return True
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 
 from scripts.localstack.stack import LocalStack
 from shared.models import EmbedTask
 from shared.pipeline.ingest import ingest_finalized
 from shared.pipeline.steps import chunk_version, embed_batch, index_version, parse_version
+from shared.runtime import Runtime
 from tests.support.api import Api, all_chunks, body_of, token_for
+from tests.support.pipeline import Recorder, store_version
 
 REFUNDS_30 = "Refund policy. Customers may ask for a refund within 30 days of purchase."
 REFUNDS_60 = "Refund policy. Customers may ask for a refund within 60 days of purchase."
@@ -595,3 +598,51 @@ def test_deleting_a_workspace_leaves_nothing_of_it(clean_stack: LocalStack) -> N
     assert kb_rows(stack, home_kb["id"]) == home_before
     assert home_objects <= stored_objects(stack)
     assert retrieve(home, [home_kb["id"]], "tomato sunlight")
+
+
+def test_a_document_deleted_while_parsed_leaves_no_parsed_text(
+    clean_stack: LocalStack, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = clean_stack
+    runtime: Runtime = stack.runtime
+    owner = Api(stack)
+    kb = owner.create_kb("racy")
+    document_id, version_id = store_version(stack, kb["id"], REFUNDS_30)
+    parse = runtime.parser
+
+    def parse_then_delete(data: bytes, **options: Any) -> Any:
+        # The document is deleted while its parse is under way.
+        parsed = parse(data, **options)
+        assert owner.delete(f"/v1/documents/{document_id}").status_code == 204
+        return parsed
+
+    monkeypatch.setattr(runtime, "_parser", parse_then_delete)
+    assert parse_version(runtime, version_id) is False
+    parsed_text = f"gs://{stack.settings.work_bucket}/parsed/{version_id}.json"
+    assert parsed_text not in stored_objects(stack)
+    assert not [topic for topic, _ in recorder.messages if topic == stack.settings.topic_chunk]
+
+
+def test_a_late_upload_for_a_deleted_document_is_removed(clean_stack: LocalStack) -> None:
+    stack = clean_stack
+    owner = Api(stack)
+    kb = owner.create_kb("late")
+    grant = body_of(
+        owner.post(
+            f"/v1/knowledge-bases/{kb['id']}/uploads",
+            json={"filename": "late.md", "content_type": "text/markdown", "size": 10},
+        )
+    )
+    assert owner.delete(f"/v1/knowledge-bases/{kb['id']}").status_code == 204
+    # The client uses its signed URL after the knowledge base is gone.
+    put = requests.put(
+        grant["upload_url"], data=b"late bytes", headers=grant["headers"], timeout=30
+    )
+    assert put.status_code == 200
+    name = grant["object"].split("/", 3)[3]
+    info = stack.objects.stat(stack.settings.upload_bucket, name)
+    assert info is not None
+    assert ingest_finalized(stack.runtime, info) is None
+    stack.wait_idle(60)
+    assert grant["object"] not in stored_objects(stack)
+    assert stack.database.scalar("SELECT count(*) FROM documents") == 0
