@@ -17,7 +17,10 @@ from scripts.localstack.stack import LocalStack
 from shared.models import EmbedTask
 from shared.pipeline.ingest import ingest_finalized
 from shared.pipeline.steps import chunk_version, embed_batch, index_version, parse_version
+from shared.retrieval.search import RetrievalRequest, route_documents
 from shared.runtime import Runtime
+from shared.store.scope import Scope, compile_scope
+from shared.store.search import profile_matches, scope_chunk_count
 from tests.support.api import Api, all_chunks, body_of, token_for
 from tests.support.pipeline import Recorder, store_version
 
@@ -271,6 +274,39 @@ def test_archived_and_unapproved_documents_are_read_by_no_role(clean_stack: Loca
     assert passages and passages[0]["document_id"] == ids["zebra"]
     names = event_names(owner, ids["zebra"])
     assert names.index("archived") < names.index("unarchived")
+
+
+def test_routing_and_the_scope_size_leave_out_archived_documents(clean_stack: LocalStack) -> None:
+    stack = clean_stack
+    owner = Api(stack)
+    kb = owner.create_kb("filings")
+    ids = {
+        name: owner.upload(kb["id"], f"{name}.md", text.encode())["document_id"]
+        for name, text in (
+            ("zebra", "Zebra Corp quarterly report. Zebra revenue grew to 5 million."),
+            ("quokka", "Quokka Inc quarterly report. Quokka revenue grew to 7 million."),
+            ("koala", "Koala Ltd quarterly report. Koala revenue grew to 9 million."),
+        )
+    }
+    stack.wait_idle(180)
+    scope = compile_scope(Scope(kb_ids=[kb["id"]], workspace=stack.settings.default_workspace))
+    request = RetrievalRequest(
+        query="What was Zebra revenue?",
+        kb_ids=[kb["id"]],
+        workspace=stack.settings.default_workspace,
+    )
+    with stack.database.session() as session:
+        assert [m.id for m in profile_matches(session, scope, ["Zebra"])] == [ids["zebra"]]
+        assert route_documents(session, request)[0] == [ids["zebra"]]
+    size = scope_chunk_count(stack.database, scope, 1000)
+    zebra_chunks = len(chunk_ids(stack, ids["zebra"]))
+
+    assert owner.post(f"/v1/documents/{ids['zebra']}/archive").status_code == 200
+    with stack.database.session() as session:
+        assert profile_matches(session, scope, ["Zebra"]) == []
+        assert [m.in_scope for m in profile_matches(session, scope, ["Quokka"])] == [2]
+        assert route_documents(session, request)[0] is None
+    assert scope_chunk_count(stack.database, scope, 1000) == size - zebra_chunks
 
 
 def test_roles_below_editor_may_not_approve_archive_or_edit(clean_stack: LocalStack) -> None:
