@@ -98,15 +98,24 @@ def _document_json(document: DocumentView) -> dict[str, Any]:
 
 
 def list_documents(
-    database: Database, kb_id: str, *, status: str | None, limit: int, offset: int
+    database: Database,
+    kb_id: str,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    archived: bool | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """A page of the knowledge base's documents, newest first; and whether more follow."""
+    """A page of the knowledge base's documents, newest first; and whether more follow.
+
+    ``archived`` keeps only archived (True) or unarchived (False) documents.
+    """
     if status is not None and status not in STATUSES:
         raise InvalidInputError(
             f"status must be one of {', '.join(STATUSES)}", code="invalid_status"
         )
     page = document_store.list_document_views(
-        database, kb_id, status=status, limit=limit + 1, offset=offset
+        database, kb_id, status=status, limit=limit + 1, offset=offset, archived=archived
     )
     return [_document_json(document) for document in page[:limit]], len(page) > limit
 

@@ -123,6 +123,16 @@ def _decode_page_token(token: str | None) -> int:
     return offset
 
 
+def _bool_arg(request: Request, name: str) -> bool | None:
+    """A ``true``/``false`` query parameter, or None when absent (400 otherwise)."""
+    raw = (request.args.get(name) or "").lower()
+    if not raw:
+        return None
+    if raw not in ("true", "false"):
+        raise InvalidInputError(f"{name} must be true or false", code="invalid_parameter")
+    return raw == "true"
+
+
 def _encode_page_token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
 
@@ -155,7 +165,7 @@ def delete_knowledge_base_route(
 
 
 def get_documents(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
-    """List a knowledge base's documents (``status`` filter, ``limit`` + ``page_token``)."""
+    """List a knowledge base's documents (``status``, ``archived``, ``limit`` + ``page_token``)."""
     kb = require_kb(runtime.database, kb_id, principal)
     limit = int_arg(request, "limit", 50, 1, 500)
     offset = _decode_page_token(request.args.get("page_token"))
@@ -165,6 +175,7 @@ def get_documents(runtime: Runtime, request: Request, principal: Principal, kb_i
         status=request.args.get("status") or None,
         limit=limit,
         offset=offset,
+        archived=_bool_arg(request, "archived"),
     )
     body: dict[str, Any] = {"documents": items}
     body["next_page_token"] = _encode_page_token(offset + limit) if more else None

@@ -245,7 +245,13 @@ def delete_document_row(session: Session, document_id: str) -> None:
 
 
 def list_document_views(
-    database: Database, kb_id: str, *, status: str | None, limit: int, offset: int
+    database: Database,
+    kb_id: str,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    archived: bool | None = None,
 ) -> list[DocumentView]:
     """A page of the knowledge base's documents, newest first.
 
@@ -255,14 +261,17 @@ def list_document_views(
         status: Only documents in this status (their latest version's), or all.
         limit: At most this many documents.
         offset: After skipping this many.
+        archived: Only archived (True) or only unarchived (False) documents, or all.
     """
     return database.records(
         DocumentView,
         _DOCUMENT_SELECT + " WHERE d.kb_id = CAST(:k AS uuid)"
         " AND (CAST(:s AS text) IS NULL OR coalesce(lv.status, 'awaiting_upload') = :s)"
+        " AND (CAST(:a AS boolean) IS NULL OR (d.archived_at IS NOT NULL) = CAST(:a AS boolean))"
         " ORDER BY d.created_at DESC, d.id LIMIT :lim OFFSET :off",
         k=kb_id,
         s=status,
+        a=archived,
         lim=limit,
         off=offset,
     )

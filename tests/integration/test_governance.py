@@ -267,6 +267,13 @@ def test_archived_and_unapproved_documents_are_read_by_no_role(clean_stack: Loca
             ids["quokka"]: ("awaiting_approval", False),
         }, role
 
+    only = body_of(owner.get(f"/v1/knowledge-bases/{kb['id']}/documents?archived=true"))
+    assert [d["id"] for d in only["documents"]] == [ids["zebra"]]
+    others = body_of(owner.get(f"/v1/knowledge-bases/{kb['id']}/documents?archived=false"))
+    assert {d["id"] for d in others["documents"]} == {ids["refunds"], ids["quokka"]}
+    bad = owner.get(f"/v1/knowledge-bases/{kb['id']}/documents?archived=maybe")
+    assert bad.status_code == 400
+
     # Unarchived, it answers again.
     restored = editor.post(f"/v1/documents/{ids['zebra']}/unarchive")
     assert restored.status_code == 200 and body_of(restored)["archived"] is False
