@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-TERMINAL = {"ready", "failed"}
+TERMINAL = {"ready", "failed", "awaiting_approval"}
+# Processed: ready, or indexed and waiting for an editor's approval.
+PROCESSED = {"ready", "awaiting_approval"}
 
 
 # --------------------------------------------------------------------------- dev, migrate
@@ -326,7 +328,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 time.sleep(0.5)
     for path in pending:
         results[path].update(status="timeout", error=f"not finished after {args.timeout} s")
-    failed = [path for path, result in results.items() if result["status"] != "ready"]
+    failed = [path for path, result in results.items() if result["status"] not in PROCESSED]
     print_summary(results)
     return 1 if failed else 0
 
@@ -338,13 +340,16 @@ def print_summary(results: dict[Path, dict[str, Any]]) -> None:
         pages = result.get("pages")
         chunks = result.get("chunks")
         line = f"{path!s:<{width}}  {result['status']:<8}"
-        if result["status"] == "ready":
+        if result["status"] in PROCESSED:
             line += f"  {pages or 0:>5} pages  {chunks or 0:>6} chunks"
         elif result.get("error"):
             line += f"  {result['error']}"
         print(line)
     ready = sum(1 for result in results.values() if result["status"] == "ready")
-    print(f"\n{ready} of {len(results)} ready, {len(results) - ready} failed")
+    waiting = sum(1 for result in results.values() if result["status"] == "awaiting_approval")
+    failed = len(results) - ready - waiting
+    awaiting = f", {waiting} awaiting approval" if waiting else ""
+    print(f"\n{ready} of {len(results)} ready{awaiting}, {failed} failed")
 
 
 # --------------------------------------------------------------------------- status

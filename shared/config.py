@@ -93,6 +93,9 @@ class Settings(BaseSettings):
         25 * 1024 * 1024, description="largest multipart upload; larger files use signed URLs"
     )
     signed_url_ttl_s: int = 900
+    download_url_ttl_s: int = Field(
+        300, description="seconds a signed URL to download a document's file stays valid"
+    )
     signing_key_file: str = Field(
         "", description="service-account JSON that signs upload URLs locally (unset in GCP)"
     )

@@ -26,6 +26,7 @@ from shared.identity.tickets import (
     new_ticket,
     ticket_hash,
 )
+from shared.pipeline import removal
 from shared.runtime import Runtime
 from shared.store import access as store
 from shared.store import api_keys as key_store
@@ -144,6 +145,20 @@ def patch_workspace(
     if not renamed:
         raise ConflictError(f"workspace {body.name!r} exists", code="workspace_exists")
     return json_response({"workspace": body.name, "role": membership.role})
+
+
+def delete_workspace(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str
+) -> Response:
+    """Delete a workspace and everything in it (owners; never the default workspace)."""
+    membership = _membership(runtime, principal, workspace, "owner")
+    if workspace == runtime.settings.default_workspace:
+        raise ConflictError(
+            "the default workspace cannot be deleted (the bucket's folders ingest into it)",
+            code="default_workspace",
+        )
+    removal.delete_workspace(runtime, membership.workspace_id)
+    return Response(status=204)
 
 
 def get_members(
@@ -465,6 +480,7 @@ ROUTES = [
     Route("POST", "/v1/workspaces", post_workspace),
     Route("GET", "/v1/workspaces", get_workspaces),
     Route("PATCH", "/v1/workspaces/<workspace>", patch_workspace),
+    Route("DELETE", "/v1/workspaces/<workspace>", delete_workspace),
     Route("GET", "/v1/workspaces/<workspace>/members", get_members),
     Route("POST", "/v1/workspaces/<workspace>/members", post_member),
     Route("PATCH", "/v1/workspaces/<workspace>/members/<member>", patch_member),

@@ -125,13 +125,18 @@ def ingest_finalized(runtime: Runtime, obj: ObjectInfo) -> Registered | None:
                     "an upload object's name must start with _uploads/<document id>/",
                     code="invalid_upload_name",
                 )
-            return register_object(runtime, document_id, obj)
+            registered = register_object(runtime, document_id, obj)
+            if registered is None:
+                # An upload for a document deleted meanwhile (a signed URL used late):
+                # the object belongs to nothing.
+                runtime.objects.delete(obj.bucket, obj.name)
+            return registered
         placement = place_object(runtime, obj)
     except RefusedObjectError as refusal:
         refuse(runtime, obj, refusal)
         return None
     if placement is None:
-        return None  # a "folder" placeholder object
+        return None  # a "folder" placeholder, or an object gone with its knowledge base
     document_id = document_store.ensure_document(
         runtime.database,
         placement.kb.id,

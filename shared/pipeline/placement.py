@@ -43,7 +43,8 @@ def place_object(runtime: Runtime, obj: ObjectInfo) -> Placement | None:
     """The knowledge base a finalized object enters (created on first use).
 
     Returns:
-        Its placement, or None if it is no operator's object.
+        Its placement, or None if it is no operator's object, or it is gone and its
+        knowledge base with it (an event that arrives after a delete).
 
     Raises:
         RefusedObjectError: The object names no existing workspace, or no knowledge
@@ -54,6 +55,10 @@ def place_object(runtime: Runtime, obj: ObjectInfo) -> Placement | None:
         return None
     _require_workspace(runtime, dropped)
     kb = find_knowledge_base(runtime.database, dropped.kb_ref, dropped.workspace)
+    if kb is None and runtime.objects.stat(obj.bucket, obj.name) is None:
+        # The object is gone (its knowledge base was deleted meanwhile): a late event
+        # must not bring the knowledge base back.
+        return None
     if kb is None:
         kb = _create(runtime, dropped)
     return Placement(kb, dropped.source_key)

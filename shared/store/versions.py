@@ -82,6 +82,8 @@ class VersionView:
     indexing_at: dt.datetime | None
     ready_at: dt.datetime | None
     failed_at: dt.datetime | None
+    approved_at: dt.datetime | None
+    approved_by: str | None
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ _VIEW_SELECT = (
     "SELECT v.id::text AS id, v.number, v.status, v.checksum, v.size_bytes, v.content_type,"
     " v.page_count, v.chunk_count, v.error_code, v.error, v.embedding_model, v.created_at,"
     + ", ".join(f"v.{column}" for column in STAGE_COLUMNS)
-    + " FROM document_versions v"
+    + ", v.approved_at, v.approved_by FROM document_versions v"
 )
 
 
@@ -347,6 +349,29 @@ def record_parse(
     )
 
 
+def record_approval(session: Session, version_id: str, approved_by: str | None) -> None:
+    """Record that the version became active now, approved by ``approved_by``.
+
+    ``approved_by`` is None when the knowledge base requires no approval.
+    """
+    session.run(
+        "UPDATE document_versions SET approved_at = now(), approved_by = :by"
+        " WHERE id = CAST(:v AS uuid)",
+        by=approved_by,
+        v=version_id,
+    )
+
+
+def newest_waiting_version(session: Session, document_id: str) -> str | None:
+    """The id of the document's newest version awaiting approval, if any."""
+    found = session.scalar(
+        "SELECT id::text FROM document_versions WHERE document_id = CAST(:d AS uuid)"
+        " AND status = 'awaiting_approval' ORDER BY number DESC LIMIT 1",
+        d=document_id,
+    )
+    return None if found is None else str(found)
+
+
 def has_newer_version(database: Database, document_id: str, number: int) -> bool:
     """Whether the document has a version numbered above ``number``."""
     return bool(
@@ -443,6 +468,39 @@ def current_object(database: Database, document_id: str) -> StoredObject | None:
         "SELECT v.id::text AS id, v.object_bucket, v.object_name FROM documents d"
         " JOIN document_versions v ON v.id = coalesce(d.active_version_id, d.latest_version_id)"
         " WHERE d.id = CAST(:d AS uuid)",
+        d=document_id,
+    )
+
+
+@dataclass(frozen=True)
+class DocumentFile:
+    """A version's source object, with the document's file name and its content type."""
+
+    version_id: str
+    object_bucket: str
+    object_name: str
+    filename: str
+    content_type: str | None
+
+
+def document_file(
+    database: Database, document_id: str, *, active_only: bool
+) -> DocumentFile | None:
+    """The source object of the document's active version, else (unless ``active_only``) its latest.
+
+    A version still ``awaiting_upload`` has no object yet and is never returned.
+    """
+    pointer = (
+        "d.active_version_id"
+        if active_only
+        else "coalesce(d.active_version_id, d.latest_version_id)"
+    )
+    return database.record(
+        DocumentFile,
+        "SELECT v.id::text AS version_id, v.object_bucket, v.object_name, d.filename,"
+        " coalesce(v.content_type, v.declared_type) AS content_type FROM documents d"
+        f" JOIN document_versions v ON v.id = {pointer}"
+        " WHERE d.id = CAST(:d AS uuid) AND v.status <> 'awaiting_upload'",
         d=document_id,
     )
 

@@ -342,11 +342,13 @@ def test_chunk_and_sweep_may_enqueue_and_act_as_the_tasks_invoker() -> None:
     ) in moves
 
 
-def test_upload_can_sign_urls_as_itself() -> None:
-    grant = resource("google_service_account_iam_member", "upload_sign_blob")
+@pytest.mark.parametrize("function", ["upload", "manage"])
+def test_functions_that_sign_urls_can_sign_as_themselves(function: str) -> None:
+    # upload signs upload URLs; manage signs download URLs of documents' files.
+    grant = resource("google_service_account_iam_member", f"{function}_sign_blob")
     assert unquote(grant["role"]) == "roles/iam.serviceAccountTokenCreator"
-    assert 'function["upload"].name' in grant["service_account_id"]
-    assert 'function["upload"].email' in grant["member"]
+    assert f'function["{function}"].name' in grant["service_account_id"]
+    assert f'function["{function}"].email' in grant["member"]
 
 
 # ---------------------------------------------------------------------------------------------
