@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -183,6 +183,14 @@ class Settings(BaseSettings):
         None, description="drop passages less cosine-similar to the question (None: keep)"
     )
     answer_max_question_chars: int = Field(4000, description="longest question accepted")
+
+    @field_validator("answer_min_similarity", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        """Read an empty optional number as unset, as deploy tools write "no value"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @model_validator(mode="after")
     def _leases_end_before_stalls(self) -> Settings:
