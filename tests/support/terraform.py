@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import hcl2
+import pytest
 from lark import Token, Tree
+
+from shared.config import ParseLimits, Settings
 
 TF_DIR = Path(__file__).resolve().parents[2] / "infra" / "terraform"
 
@@ -631,3 +635,58 @@ def environment(value: Mapping[str, Any]) -> dict[str, str]:
             raise TypeError(f"{key}: {item!r} is not a string")
         rendered[key] = tostring(item)
     return rendered
+
+
+# ---------------------------------------------------------------------------------------------
+# The deployed configuration: what each function's process reads
+# ---------------------------------------------------------------------------------------------
+
+STACK = Stack.load()
+PROJECT = {"project_id": "ragline-test-1"}
+
+
+def _example_values() -> dict[str, Any]:
+    bare = Evaluator(STACK, PROJECT)
+    return {
+        name: bare.evaluate(expression)
+        for name, expression in tfvars(TF_DIR / "terraform.tfvars.example").items()
+    }
+
+
+CASES: dict[str, dict[str, Any]] = {
+    "defaults": PROJECT,
+    "tfvars.example": _example_values(),
+    "optional values set": {
+        **PROJECT,
+        "answer_min_similarity": 0.35,
+        "openai_base_url": "https://llm.example.com/v1",
+        "bootstrap_owners": ["owner@example.com"],
+        "cors_origins": ["https://app.example.com"],
+        "auth_iap_audience": "/projects/1/global/backendServices/2",
+    },
+}
+
+
+def rendered_environments(inputs: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Function key -> the environment Terraform gives it, for these variable values."""
+    evaluator = Evaluator(STACK, inputs)
+    evaluator.validate_variables()
+    function = STACK.resource("google_cloudfunctions2_function", "function")
+    expression = function.block("service_config").attributes["environment_variables"]
+    return {
+        key: environment(evaluator.evaluate(expression, {"each": {"key": key, "value": spec}}))
+        for key, spec in evaluator.local("functions").items()
+    }
+
+
+def load_settings(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> tuple[Settings, ParseLimits]:
+    """Settings and parse limits of a process whose environment is exactly ``env``."""
+    for name in list(os.environ):
+        if name.startswith(("RAGLINE_", "OPENAI_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # _env_file=None: a developer's .env must not fill in what Terraform left out.
+    return Settings(_env_file=None), ParseLimits(_env_file=None)  # type: ignore[call-arg]

@@ -8,7 +8,6 @@ terraform.tfvars.example, and with every optional setting given; then
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -16,64 +15,15 @@ from pydantic import ValidationError
 
 from shared.config import ParseLimits, Settings
 from tests.support.terraform import (
-    TF_DIR,
+    CASES,
+    PROJECT,
+    STACK,
     Evaluator,
-    Stack,
     UnsupportedHclError,
-    environment,
+    load_settings,
     parse_file,
-    tfvars,
+    rendered_environments,
 )
-
-STACK = Stack.load()
-PROJECT = {"project_id": "ragline-test-1"}
-
-
-def _example_values() -> dict[str, Any]:
-    bare = Evaluator(STACK, PROJECT)
-    return {
-        name: bare.evaluate(expression)
-        for name, expression in tfvars(TF_DIR / "terraform.tfvars.example").items()
-    }
-
-
-CASES: dict[str, dict[str, Any]] = {
-    "defaults": PROJECT,
-    "tfvars.example": _example_values(),
-    "optional values set": {
-        **PROJECT,
-        "answer_min_similarity": 0.35,
-        "openai_base_url": "https://llm.example.com/v1",
-        "bootstrap_owners": ["owner@example.com"],
-        "cors_origins": ["https://app.example.com"],
-        "auth_iap_audience": "/projects/1/global/backendServices/2",
-    },
-}
-
-
-def rendered_environments(inputs: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """Function key -> the environment Terraform gives it, for these variable values."""
-    evaluator = Evaluator(STACK, inputs)
-    evaluator.validate_variables()
-    function = STACK.resource("google_cloudfunctions2_function", "function")
-    expression = function.block("service_config").attributes["environment_variables"]
-    return {
-        key: environment(evaluator.evaluate(expression, {"each": {"key": key, "value": spec}}))
-        for key, spec in evaluator.local("functions").items()
-    }
-
-
-def load_settings(
-    monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
-) -> tuple[Settings, ParseLimits]:
-    """Settings and parse limits of a process whose environment is exactly ``env``."""
-    for name in list(os.environ):
-        if name.startswith(("RAGLINE_", "OPENAI_")):
-            monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    # _env_file=None: a developer's .env must not fill in what Terraform left out.
-    return Settings(_env_file=None), ParseLimits(_env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
