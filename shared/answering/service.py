@@ -268,6 +268,7 @@ def answer_events(
                 first_token_ms=draft.first_token_ms,
                 latency_ms=_elapsed_ms(prepared.started),
             )
+        _log_finished(prepared, status, draft.first_token_ms)
         yield Event(
             "done",
             {
@@ -409,6 +410,26 @@ def _finish_unanswered(
             )
     except Exception:
         log.exception("could not record the end of turn %s", prepared.turn_id)
+    _log_finished(prepared, status, draft.first_token_ms, code)
+
+
+def _log_finished(
+    prepared: PreparedTurn,
+    outcome: str,
+    first_token_ms: int | None,
+    error_code: str | None = None,
+) -> None:
+    """One line per answer: the answer latency metric (monitoring.tf) reads it."""
+    log.info(
+        "answer finished",
+        extra={
+            "turn_id": prepared.turn_id,
+            "outcome": outcome,
+            "duration_ms": _elapsed_ms(prepared.started),
+            "first_token_ms": first_token_ms,
+            "error_code": error_code,
+        },
+    )
 
 
 def _check_deadline(deadline_s: float, started: float) -> None:
