@@ -64,7 +64,7 @@ locals {
 
   # Subscriptions whose backlog age is alerted on: the pipeline steps and the dead letters.
   watched_subscriptions = merge(
-    { for key, sub in google_pubsub_subscription.step : key => sub.name },
+    { for key, _ in local.push_steps : key => google_pubsub_subscription.step[key].name },
     { dead_letter = google_pubsub_subscription.dead_letter.name },
   )
 

@@ -617,6 +617,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "alltrue": lambda items: all(item is True for item in items),
     "regex": _regex,
     "toset": lambda items: sorted(set(items)),
+    "concat": lambda *lists: [item for items in lists for item in items],
     "keys": lambda item: sorted(item),
     "length": len,
     "can": lambda: True,  # handled in _function_call: needs the unevaluated argument
