@@ -94,14 +94,18 @@ def test_cloud_tasks_wait_for_the_embed_function(deployed: Deployed) -> None:
         assert functions["embed"]["timeout"] < deadline <= 1800, key
 
 
-def test_parse_lease_stall_and_sweep_windows_nest(deployed: Deployed) -> None:
+def test_stage_leases_stall_and_sweep_windows_nest(deployed: Deployed) -> None:
     evaluator, functions, settings = deployed
-    parse = settings["parse"]
     sweep = settings["sweep"]
-    # A parse attempt holds its version at least as long as it may run ...
-    assert functions["parse"]["timeout"] <= parse.parse_lease_s
-    # ... and the lease has expired when the sweeper re-drives, so the re-drive can run.
-    assert parse.parse_lease_s < sweep.stall_after_s
+    # Settings checks lease_s < stall_after_s within one process; the lease is held by
+    # the step functions and the stall window read by the sweep function, so the pair
+    # that matters crosses functions.
+    for key in ("parse", "chunk"):  # the stages that hold a lease while they work
+        lease = settings[key].lease_s
+        # An attempt holds its version at least as long as it may run ...
+        assert functions[key]["timeout"] <= lease, key
+        # ... and its lease has expired when the sweeper re-drives, so the re-drive runs.
+        assert lease < sweep.stall_after_s, key
     # No step that is still running counts as stalled.
     pipeline = ("ingest", "parse", "chunk", "embed", "index", "dead_letter")
     assert max(functions[key]["timeout"] for key in pipeline) + MARGIN_S <= sweep.stall_after_s
