@@ -618,6 +618,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "regex": _regex,
     "toset": lambda items: sorted(set(items)),
     "concat": lambda *lists: [item for items in lists for item in items],
+    "distinct": lambda items: list(dict.fromkeys(items)),
     "keys": lambda item: sorted(item),
     "length": len,
     "can": lambda: True,  # handled in _function_call: needs the unevaluated argument

@@ -66,6 +66,9 @@ def test_list_settings_are_json_the_settings_read(monkeypatch: pytest.MonkeyPatc
     settings, _ = load_settings(monkeypatch, env)
     assert settings.auth_bootstrap_owners == ["owner@example.com"]
     assert settings.cors_origins == ["https://app.example.com"]
+    # Upload origins may call the API too (distinct(concat(...)) in main.tf).
+    example = rendered_environments(CASES["tfvars.example"])["manage"]
+    assert load_settings(monkeypatch, example)[0].cors_origins == ["https://app.example.com"]
 
 
 def test_function_env_extras_reach_every_function(monkeypatch: pytest.MonkeyPatch) -> None:
