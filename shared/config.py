@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     tasks_queue: str = "ragline-embed"
     embed_url: str = Field("", description="HTTPS URL of the embed function (task target)")
     tasks_service_account: str = Field("", description="identity for the OIDC token of tasks")
+    # Longer than the embed function's timeout (300 s): an attempt then ends on the
+    # function's side instead of being retried by Cloud Tasks while it still runs.
+    embed_dispatch_deadline_s: int = Field(
+        330, ge=15, le=1800, description="seconds Cloud Tasks waits for one embed attempt"
+    )
 
     # Delivery.
     max_attempts: int = Field(5, description="deliveries before a message is dead-lettered")
@@ -87,6 +92,11 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(
         60.0, description="seconds between the local stack's sweeps (Cloud Scheduler's job)"
     )
+
+    # Live document events (GET /v1/documents/{id}/events): one stream stays open at most
+    # this long, less than the manage function's timeout (60 s) so it ends cleanly; the
+    # client reconnects with Last-Event-ID (EventSource does) and resumes where it was.
+    events_stream_s: int = Field(45, description="seconds one document event stream stays open")
 
     # Ingestion.
     max_upload_bytes: int = Field(
@@ -176,6 +186,11 @@ class Settings(BaseSettings):
     openai_max_retries: int = Field(
         3, description="client retries on 408/409/429/5xx and connection errors"
     )
+    # The answer function's timeout (300 s) must cover this plus one openai_timeout_s (a
+    # model read in progress when the deadline passes) and a margin; tests check it.
+    answer_deadline_s: float = Field(
+        200.0, description="seconds from question to last token before an answer is ended"
+    )
 
     # Answering: retrieval and request limits.
     answer_top_k: int = Field(8, description="passages retrieved for a question by default")
@@ -183,6 +198,14 @@ class Settings(BaseSettings):
         None, description="drop passages less cosine-similar to the question (None: keep)"
     )
     answer_max_question_chars: int = Field(4000, description="longest question accepted")
+
+    @field_validator("answer_min_similarity", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        """Read an empty optional number as unset, as deploy tools write "no value"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @model_validator(mode="after")
     def _leases_end_before_stalls(self) -> Settings:

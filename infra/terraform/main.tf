@@ -77,11 +77,10 @@ locals {
       topic         = null
       event_type    = null
       secrets       = ["openai"]
+      # Optional settings are omitted when unset: the settings' own defaults apply then.
       env = merge(
-        {
-          OPENAI_MODEL                  = var.openai_model
-          RAGLINE_ANSWER_MIN_SIMILARITY = var.answer_min_similarity == null ? "" : tostring(var.answer_min_similarity)
-        },
+        { OPENAI_MODEL = var.openai_model },
+        var.answer_min_similarity == null ? {} : { RAGLINE_ANSWER_MIN_SIMILARITY = tostring(var.answer_min_similarity) },
         var.openai_base_url == "" ? {} : { OPENAI_BASE_URL = var.openai_base_url },
       )
     }

@@ -404,3 +404,46 @@ variable "cors_origins" {
   type        = list(string)
   default     = []
 }
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring (monitoring.tf)
+# ---------------------------------------------------------------------------------------------
+
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) every alert notifies; empty: alerts only show in the console."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_failed_versions_per_hour" {
+  description = "Alert when more document versions than this fail within an hour."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.alert_failed_versions_per_hour >= 0
+    error_message = "alert_failed_versions_per_hour must be >= 0."
+  }
+}
+
+variable "alert_5xx_ratio" {
+  description = "Alert when this share of the functions' requests (0-1) ends in a 5xx for 5 minutes."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.alert_5xx_ratio > 0 && var.alert_5xx_ratio < 1
+    error_message = "alert_5xx_ratio must be between 0 and 1."
+  }
+}
+
+variable "alert_oldest_unacked_seconds" {
+  description = "Alert when a pipeline subscription's oldest unacknowledged message is older than this (seconds)."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.alert_oldest_unacked_seconds >= 60
+    error_message = "alert_oldest_unacked_seconds must be at least 60."
+  }
+}

@@ -248,7 +248,8 @@ def answer_events(
     status = "cancelled"
     try:
         if prepared.passages:
-            yield from _generate(prepared, generator, draft)
+            deadline_s = runtime.settings.answer_deadline_s
+            yield from _generate(prepared, generator, draft, deadline_s)
         else:
             draft.usage = Usage(model="none")
             yield draft.add(NOT_IN_DOCUMENTS, prepared.started)
@@ -267,6 +268,7 @@ def answer_events(
                 first_token_ms=draft.first_token_ms,
                 latency_ms=_elapsed_ms(prepared.started),
             )
+        _log_finished(prepared, status, draft.first_token_ms)
         yield Event(
             "done",
             {
@@ -295,8 +297,15 @@ def answer_events(
         )
 
 
-def _generate(prepared: PreparedTurn, generator: Generator, draft: _Draft) -> Iterator[Event]:
-    """Stream the model's answer into ``draft``, yielding its token events, then cite."""
+def _generate(
+    prepared: PreparedTurn, generator: Generator, draft: _Draft, deadline_s: float
+) -> Iterator[Event]:
+    """Stream the model's answer into ``draft``, yielding its token events, then cite.
+
+    Raises:
+        GenerationError: ``answer_timeout`` once ``deadline_s`` seconds have passed since
+            the turn started, so the stream ends before the function's timeout does.
+    """
     from shared.answering.citations import CitationFilter, build_citations
 
     passages = prepared.passages
@@ -322,6 +331,7 @@ def _generate(prepared: PreparedTurn, generator: Generator, draft: _Draft) -> It
             finally:
                 waited += time.perf_counter() - asked
             deltas += 1
+            _check_deadline(deadline_s, prepared.started)
             text = markers.feed(delta)
             if text:
                 yield draft.add(text, prepared.started)
@@ -400,6 +410,42 @@ def _finish_unanswered(
             )
     except Exception:
         log.exception("could not record the end of turn %s", prepared.turn_id)
+    _log_finished(prepared, status, draft.first_token_ms, code)
+
+
+def _log_finished(
+    prepared: PreparedTurn,
+    outcome: str,
+    first_token_ms: int | None,
+    error_code: str | None = None,
+) -> None:
+    """One line per answer: the answer latency metric (monitoring.tf) reads it."""
+    log.info(
+        "answer finished",
+        extra={
+            "turn_id": prepared.turn_id,
+            "outcome": outcome,
+            "duration_ms": _elapsed_ms(prepared.started),
+            "first_token_ms": first_token_ms,
+            "error_code": error_code,
+        },
+    )
+
+
+def _check_deadline(deadline_s: float, started: float) -> None:
+    """End an answer that outlives its deadline, before the platform cuts the request off.
+
+    A stream cut off by the function's timeout leaves the client with a broken connection
+    and the turn unfinished; ending it here sends an ``error`` event and records the turn.
+    """
+    if time.monotonic() - started > deadline_s:
+        from shared.answering.openai_client import GenerationError
+
+        raise GenerationError(
+            "answer_timeout",
+            f"the answer took longer than {deadline_s:g} s; ask again or narrow the question",
+            retryable=True,
+        )
 
 
 def _elapsed_ms(started: float) -> int:

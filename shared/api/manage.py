@@ -288,7 +288,10 @@ def document_events(
         raise InvalidInputError(
             "Last-Event-ID must be an integer", code="invalid_parameter"
         ) from error
-    timeout_s = int_arg(request, "timeout", 300, 1, 3600)
+    # A client may ask for a shorter stream, never for one the function's timeout cuts off
+    # (a longer request is shortened: the client reconnects with Last-Event-ID anyway).
+    longest = runtime.settings.events_stream_s
+    timeout_s = min(int_arg(request, "timeout", longest, 1, 3600), longest)
     return Response(
         _event_stream(runtime.database, document_id, after, timeout_s),
         mimetype="text/event-stream",

@@ -320,7 +320,12 @@ def fail_and_announce(runtime: Runtime, version_id: str, code: str, message: str
         return False
     log.warning(
         "version failed",
-        extra={"version_id": version_id, "document_id": version.document_id, "error": message},
+        extra={
+            "version_id": version_id,
+            "document_id": version.document_id,
+            "error_code": code,
+            "error": message,
+        },
     )
     runtime.publisher.publish(
         runtime.settings.topic_lifecycle,
@@ -337,6 +342,8 @@ def fail_and_announce(runtime: Runtime, version_id: str, code: str, message: str
 
 def dead_letter(runtime: Runtime, version_id: str, attempts: int | None = None) -> bool:
     """Fail a version whose message ran out of delivery attempts, with its last error."""
+    # Every dead-lettered message is worth an alert (monitoring.tf), failed version or not.
+    log.error("message dead-lettered", extra={"version_id": version_id, "attempts": attempts})
     database = runtime.database
     with database.session() as session:
         version = load_version(session, version_id)
