@@ -331,9 +331,8 @@ def _doc_status(world: World, actor: Actor, doc: str, needed: int) -> int:
     found = world.oracle.docs.get(doc)
     if found is None or not found.alive:
         return 404
-    status = _kb_status(world, actor, found.kb, needed)
-    # Documents the caller cannot see are as missing as their knowledge base.
-    return status
+    # A document the caller cannot see is as missing as its knowledge base.
+    return _kb_status(world, actor, found.kb, needed)
 
 
 def _workspace_status(world: World, actor: Actor, workspace: str, needed: int) -> int:
@@ -500,7 +499,7 @@ def op_put_grant(world: World, actor: Actor) -> Op:
 
 
 def op_delete_grant(world: World, actor: Actor) -> Op:
-    granted = [pair for pair in world.oracle.grants if world.rng.random() < 0.5]
+    granted = sorted(world.oracle.grants)
     kb, member = (
         world.rng.choice(granted)
         if granted and world.rng.random() < 0.7
@@ -993,7 +992,7 @@ def _send(actor: Actor, op: Op) -> TestResponse:
     if op.query is not None:
         kwargs["query_string"] = op.query
     return actor.api.client.open(
-        op.path, method=op.method, headers=actor.api._headers({}), **kwargs
+        op.path, method=op.method, headers=dict(actor.api.headers), **kwargs
     )
 
 
