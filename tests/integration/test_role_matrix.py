@@ -47,7 +47,7 @@ def kb_level(caller: Caller, grant: str | None) -> int:
     level = LEVEL[caller.role]
     if level >= ADMIN:
         return level
-    return max(level, GRANT_LEVEL[grant])
+    return max(0 if caller.limited else level, GRANT_LEVEL[grant])
 
 
 @dataclass
