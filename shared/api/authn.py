@@ -23,7 +23,7 @@ import datetime as dt
 
 from werkzeug.wrappers import Request
 
-from shared.auth import ROLES, Principal
+from shared.auth import ROLES, Principal, Role
 from shared.db import Session
 from shared.errors import UnauthenticatedError
 from shared.identity.api_keys import check_usable, looks_like_key, parse_key, secret_matches
@@ -66,9 +66,12 @@ def authenticate(runtime: Runtime, request: Request) -> Principal:
 def ticket_principal(runtime: Runtime, ticket: str, path: str) -> Principal:
     """The principal a stream ticket was issued to, if it is valid for ``path``.
 
+    Their role in the ticket's workspace is the one they have now (an API key's, if
+    the key is still usable).
+
     Raises:
         UnauthenticatedError: ``ticket_invalid``: unknown, used, expired, or issued for
-            another path.
+            another path; ``api_key_*``: the key it was issued to is no longer usable.
     """
     redeemed = redeem_ticket(runtime.database, ticket_hash(ticket))
     if redeemed is None or redeemed.path != path:
@@ -76,12 +79,25 @@ def ticket_principal(runtime: Runtime, ticket: str, path: str) -> Principal:
             "the stream ticket is unknown, used, expired or for another stream",
             code="ticket_invalid",
         )
+    # The role is read again, not taken from the ticket: a membership removed or a key
+    # revoked since the ticket was issued counts.
+    role: Role | None
+    if redeemed.principal.startswith(KEY_PRINCIPAL_PREFIX):
+        key = key_store.get_key(runtime.database, redeemed.principal[len(KEY_PRINCIPAL_PREFIX) :])
+        if key is None:
+            raise UnauthenticatedError("unknown API key", code="api_key_invalid")
+        check_usable(key.revoked_at, key.expires_at, dt.datetime.now(dt.UTC))
+        role, limited = key.role, False
+    else:
+        membership = store.membership(runtime.database, redeemed.principal, redeemed.workspace)
+        role = membership.role if membership else None
+        limited = membership.limited if membership else False
     return Principal(
         id=redeemed.principal,
         workspace=redeemed.workspace,
-        role=redeemed.role,
+        role=role,
         email=redeemed.email,
-        limited=redeemed.limited,
+        limited=limited,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -292,21 +292,37 @@ def document_events(
     # (a longer request is shortened: the client reconnects with Last-Event-ID anyway).
     longest = runtime.settings.events_stream_s
     timeout_s = min(int_arg(request, "timeout", longest, 1, 3600), longest)
+
+    def still_readable() -> bool:
+        try:
+            require_document(runtime.database, document_id, principal)
+        except NotFoundError:
+            return False
+        return True
+
     return Response(
-        _event_stream(runtime.database, document_id, after, timeout_s),
+        _event_stream(runtime.database, document_id, after, timeout_s, still_readable),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 def _event_stream(
-    database: Database, document_id: str, after: int, timeout_s: int
+    database: Database,
+    document_id: str,
+    after: int,
+    timeout_s: int,
+    still_readable: Callable[[], bool],
 ) -> Iterator[str]:
     deadline = time.monotonic() + timeout_s
     last_beat = time.monotonic()
     yield "retry: 2000\n\n"
     while time.monotonic() < deadline:
         events = documents.events_after(database, document_id, after)
+        # A stream outlives the check that opened it: access revoked meanwhile ends it
+        # before another event goes out (checked per batch; events are few).
+        if events and not still_readable():
+            return
         for event in events:
             after = event["id"]
             yield f"id: {event['id']}\nevent: {event['status']}\ndata: {json.dumps(event)}\n\n"

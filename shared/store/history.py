@@ -2,7 +2,10 @@
 
 Owns ``chat_sessions``, ``chat_turns`` and ``turn_feedback``. A session belongs to one
 principal in one workspace; every read here is scoped to them in the SQL, so a session
-id alone never reveals someone else's conversation.
+id alone never reveals someone else's conversation. A turn is also read only while its
+owner may read every knowledge base it was asked of (checked when read, by the rule of
+the retrieval scope: ``readable_knowledge_bases_sql``): a revoked grant or membership
+hides the answers and citations that came from those knowledge bases.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Protocol
 from shared.auth import Principal
 from shared.db import Database, Session
 from shared.ids import is_uuid
+from shared.store.scope import readable_knowledge_bases_sql
 
 # Earlier exchanges a follow-up is read against (question rewriting and the prompt).
 HISTORY_TURNS = 6
@@ -73,6 +77,11 @@ _OWNED = (
     " JOIN workspaces w ON w.id = s.workspace_id AND w.name = :ws"
     " WHERE s.principal = :principal"
 )
+
+
+def _readable_turn(principal: Principal, alias: str = "t") -> str:
+    """The turn ``alias`` asked only knowledge bases the principal may read now."""
+    return f" AND {alias}.kb_ids <@ ARRAY({readable_knowledge_bases_sql(principal)})"
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,7 @@ def session_history(
         " LEFT JOIN LATERAL ("
         "  SELECT t.number, t.question, t.answer FROM chat_turns t"
         "  WHERE t.session_id = s.id AND t.status = 'answered'"
+        f"{_readable_turn(principal)}"
         "  AND NOT EXISTS (SELECT 1 FROM chat_turns r WHERE r.regenerated_from = t.id"
         "                  AND r.status = 'answered')"
         "  ORDER BY t.number DESC LIMIT :limit) recent ON true"
@@ -199,12 +209,20 @@ def session_history(
 def list_sessions(
     database: Database, principal: Principal, limit: int = 50, offset: int = 0
 ) -> list[SessionSummary]:
-    """The principal's sessions, most recently active first."""
+    """The principal's sessions, most recently active first.
+
+    A session lists only the knowledge bases the principal may still read, and counts
+    only the turns they may still read.
+    """
+    readable = readable_knowledge_bases_sql(principal)
     return database.records(
         SessionSummary,
-        "SELECT s.id::text AS id, s.title, s.kb_ids::text[] AS knowledge_base_ids,"
+        "SELECT s.id::text AS id, s.title,"
+        " ARRAY(SELECT kb::text FROM unnest(s.kb_ids) kb"
+        f" WHERE kb IN ({readable})) AS knowledge_base_ids,"
         " s.created_at::text AS created_at, s.updated_at::text AS updated_at,"
-        " (SELECT count(*) FROM chat_turns t WHERE t.session_id = s.id) AS turn_count"
+        " (SELECT count(*) FROM chat_turns t WHERE t.session_id = s.id"
+        f"{_readable_turn(principal)}) AS turn_count"
         " FROM chat_sessions s JOIN workspaces w ON w.id = s.workspace_id AND w.name = :ws"
         " WHERE s.principal = :principal ORDER BY s.updated_at DESC, s.id LIMIT :limit OFFSET :off",
         ws=principal.workspace,
@@ -215,12 +233,12 @@ def list_sessions(
 
 
 def list_turns(database: Database, principal: Principal, session_id: str) -> list[Turn]:
-    """The session's turns in order (empty if it is not the principal's)."""
+    """The session's turns in order that the principal may read (see the module)."""
     if not is_uuid(session_id):
         return []
     return database.records(
         Turn,
-        f"SELECT {_TURN_COLUMNS} FROM chat_turns t{_OWNED}"
+        f"SELECT {_TURN_COLUMNS} FROM chat_turns t{_OWNED}{_readable_turn(principal)}"
         " AND t.session_id = CAST(:sid AS uuid) ORDER BY t.number",
         ws=principal.workspace,
         principal=principal.id,
@@ -229,12 +247,13 @@ def list_turns(database: Database, principal: Principal, session_id: str) -> lis
 
 
 def get_turn(database: Database, principal: Principal, turn_id: str) -> Turn | None:
-    """The turn if it is in one of the principal's sessions."""
+    """The turn if it is in one of the principal's sessions and they may read it."""
     if not is_uuid(turn_id):
         return None
     return database.record(
         Turn,
-        f"SELECT {_TURN_COLUMNS} FROM chat_turns t{_OWNED} AND t.id = CAST(:id AS uuid)",
+        f"SELECT {_TURN_COLUMNS} FROM chat_turns t{_OWNED}{_readable_turn(principal)}"
+        " AND t.id = CAST(:id AS uuid)",
         ws=principal.workspace,
         principal=principal.id,
         id=turn_id,

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shared.auth import Principal
+
 
 def visible_document(alias: str) -> str:
     """The predicate that a document ``alias`` may be read at all: it is not archived.
@@ -142,7 +144,7 @@ class ScopeSql:
         """
         if not self.scope.granted_only:
             return ""
-        return f" AND {alias}.id IN (SELECT g.kb_id FROM kb_grants g WHERE g.principal = :reader)"
+        return _granted(alias, "reader")
 
     def _document_filters(self, alias: str) -> str:
         filters = ""
@@ -151,6 +153,38 @@ class ScopeSql:
         if self.scope.metadata:
             filters += f" AND {alias}.metadata @> CAST(:meta AS jsonb)"
         return filters
+
+
+def _granted(alias: str, reader_param: str) -> str:
+    """The knowledge bases ``alias`` restricted to those granted to ``:reader_param``."""
+    return (
+        f" AND {alias}.id IN (SELECT g.kb_id FROM kb_grants g WHERE g.principal = :{reader_param})"
+    )
+
+
+def readable_knowledge_bases_sql(principal: Principal, reader_param: str = "principal") -> str:
+    """A subquery of the ids of the knowledge bases ``principal`` may read now.
+
+    For reads outside a search that carry knowledge-base ids of their own (chat
+    history): they are checked against the caller's access when read, not when
+    written, so a revoked grant or a removed membership hides them at once. The rule
+    is the retrieval scope's: every knowledge base of the workspace for members who
+    read them all, only the granted ones for a limited member, none for a non-member.
+
+    Args:
+        principal: The caller.
+        reader_param: The statement's parameter holding the caller's id; the
+            workspace's is ``:ws``.
+    """
+    if principal.level == 0:
+        return "SELECT NULL::uuid WHERE false"
+    readable = (
+        "SELECT k.id FROM knowledge_bases k JOIN workspaces w ON w.id = k.workspace_id"
+        " WHERE w.name = :ws"
+    )
+    if not principal.reads_every_kb:
+        readable += _granted("k", reader_param)
+    return readable
 
 
 def compile_scope(scope: Scope) -> ScopeSql:
