@@ -35,7 +35,7 @@ from tests.support.principals import Caller, api_key, invite, signed_in, workspa
 
 LEVEL = {None: 0, "viewer": 1, "editor": 2, "admin": 3, "owner": 4}
 GRANT_LEVEL = {None: 0, "read": 1, "write": 2}
-READ, WRITE, ADMIN = 1, 2, 3
+READ, WRITE, ADMIN, OWNER = 1, 2, 3, 4
 WORKSPACE = "default"
 TEXT = "The lighthouse keeper logs the tides every morning. Tides rise twice a day."
 
@@ -157,6 +157,28 @@ def on_kb(level: int) -> Rule:
     return rule
 
 
+def allowed_then(rule: Rule, status: int) -> Rule:
+    """``rule``, but a caller it allows gets ``status`` (the call cannot succeed for anyone)."""
+
+    def wrapped(world: World, caller: Caller) -> int:
+        verdict = rule(world, caller)
+        return status if verdict == 200 else verdict
+
+    return wrapped
+
+
+def on_new_kb(level: int) -> Rule:
+    """An action needing ``level`` on a knowledge base made for the call (nobody's grant)."""
+
+    def rule(world: World, caller: Caller) -> int:
+        mine = kb_level(caller, None)
+        if mine == 0:
+            return 404
+        return 403 if mine < level else 200
+
+    return rule
+
+
 def kb_member(world: World, caller: Caller) -> int:
     """Any member of the knowledge base's workspace, limited or not (access requests)."""
     return 200 if caller.workspace == WORKSPACE and caller.role else 404
@@ -179,6 +201,14 @@ def _ask_body(world: World) -> dict[str, Any]:
 def _consumed(response: TestResponse) -> TestResponse:
     response.get_data()  # a stream runs to its end
     return response
+
+
+def _unarchive_fresh(world: World, caller: Caller) -> TestResponse:
+    """Unarchive a document the owner archived for this call."""
+    document = world.fresh_document()
+    archived = world.owner.post(f"/v1/documents/{document}/archive")
+    assert archived.status_code == 200, archived.get_data(as_text=True)
+    return caller.api.post(f"/v1/documents/{document}/unarchive")
 
 
 @dataclass(frozen=True)
@@ -267,6 +297,39 @@ ROUTES: dict[str, Entry] = {
     f"GET {DOC}/events": Entry(
         on_kb(READ),
         lambda w, c: _consumed(c.api.get(f"/v1/documents/{w.document['id']}/events?timeout=5")),
+    ),
+    f"PATCH {DOC}": Entry(
+        on_kb(WRITE),
+        lambda w, c: c.api.patch(
+            f"/v1/documents/{w.document['id']}", json={"title": w.unique("title")}
+        ),
+    ),
+    # Nothing awaits approval in this knowledge base: whoever may approve gets 409.
+    f"POST {DOC}/approve": Entry(
+        allowed_then(on_kb(WRITE), 409),
+        lambda w, c: c.api.post(f"/v1/documents/{w.document['id']}/approve"),
+    ),
+    f"POST {DOC}/archive": Entry(
+        on_kb(WRITE), lambda w, c: c.api.post(f"/v1/documents/{w.fresh_document()}/archive")
+    ),
+    f"POST {DOC}/unarchive": Entry(on_kb(WRITE), lambda w, c: _unarchive_fresh(w, c)),
+    f"GET {DOC}/file": Entry(
+        on_kb(READ), lambda w, c: c.api.get(f"/v1/documents/{w.document['id']}/file")
+    ),
+    f"DELETE {KB}": Entry(
+        on_new_kb(ADMIN),
+        lambda w, c: c.api.delete(
+            f"/v1/knowledge-bases/{w.owner.create_kb(w.unique('gone'))['id']}"
+        ),
+    ),
+    # The default workspace cannot be deleted: its owners get 409, everyone else less.
+    f"DELETE {WS}": Entry(
+        allowed_then(workspace_path(OWNER), 409),
+        lambda w, c: c.api.delete(f"/v1/workspaces/{WORKSPACE}"),
+    ),
+    f"GET {WS}/ingest-rejections": Entry(
+        workspace_path(ADMIN),
+        lambda w, c: c.api.get(f"/v1/workspaces/{WORKSPACE}/ingest-rejections"),
     ),
     f"POST {DOC}/reindex": Entry(
         on_kb(WRITE), lambda w, c: c.api.post(f"/v1/documents/{w.document['id']}/reindex")
