@@ -16,6 +16,7 @@ from werkzeug.wrappers import Request, Response
 from shared.api.access import require_kb
 from shared.api.http import Route, json_response, read_json
 from shared.api.manage import get_documents
+from shared.api.text_input import check_json
 from shared.auth import Principal
 from shared.db import Database
 from shared.errors import ConflictError, InvalidInputError, TooLargeError
@@ -61,6 +62,7 @@ def _metadata(raw: str | None) -> dict[str, str]:
         isinstance(v, str | int | float | bool) for v in value.values()
     ):
         raise InvalidInputError("metadata must be a flat JSON object", code="invalid_metadata")
+    check_json(value, "metadata")
     return {str(key)[:100]: str(item)[:1000] for key, item in value.items()}
 
 
