@@ -181,6 +181,10 @@ def document_events(
         raise InvalidInputError(
             "Last-Event-ID must be an integer", code="invalid_parameter"
         ) from error
+    if not 0 <= after <= MAX_BIGINT:
+        raise InvalidInputError(
+            f"Last-Event-ID must be between 0 and {MAX_BIGINT}", code="invalid_parameter"
+        )
     timeout_s = int_arg(request, "timeout", 300, 1, 3600)
     return Response(
         _event_stream(runtime.database, document_id, after, timeout_s),

@@ -33,3 +33,15 @@ def test_a_page_token_beyond_any_listing_is_invalid(clean_stack: LocalStack) -> 
     big = base64.urlsafe_b64encode(b'{"o": 99999999999999999999999999}').decode()
     response = api.get("/v1/knowledge-bases/pages/documents", query_string={"page_token": big})
     assert response.status_code == 400
+
+
+def test_an_event_id_beyond_a_bigint_is_invalid(clean_stack: LocalStack) -> None:
+    api = Api(clean_stack)
+    kb = api.create_kb("events")
+    document = api.ingest(kb["id"], "a.md", b"# A\n\nText.")
+    path = f"/v1/documents/{document['id']}/events"
+    for where in ({"query_string": {"after": "9" * 40}}, {"headers": {"Last-Event-ID": "-1"}}):
+        response = api.get(path, **where)
+        assert response.status_code == 400, (where, response.get_data(as_text=True))
+        assert body_of(response)["error"]["code"] == "invalid_parameter"
+    assert api.get(path, query_string={"after": "0"}).status_code == 200
