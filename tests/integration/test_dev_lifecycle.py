@@ -179,16 +179,24 @@ def test_dev_says_what_to_try_next_with_its_real_port(data: Path, tmp_path: Path
         dev.process.wait(timeout=PATIENCE_S)
 
 
-def test_a_restart_after_sigkill_works_on_the_same_data(data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("database_too", [False, True], ids=["stack", "stack-and-database"])
+def test_a_restart_after_sigkill_works_on_the_same_data(
+    data: Path, tmp_path: Path, database_too: bool
+) -> None:
     first = start_dev(data, cwd=tmp_path)
     left_behind = first.processes(data)
+    postmaster = int((data / "pg" / "postmaster.pid").read_text().split("\n", 1)[0])
     first.process.kill()
     first.process.wait(timeout=PATIENCE_S)
+    if database_too:  # a crash of the machine: postmaster.pid and the rest stay behind
+        os.kill(postmaster, signal.SIGKILL)
+        assert wait_gone({postmaster: left_behind[postmaster]}) == {}
 
     second = start_dev(data, cwd=tmp_path)
     assert healthy(second.url)
     running = second.processes(data)
     second.process.send_signal(signal.SIGTERM)
     assert second.process.wait(timeout=PATIENCE_S) == 0
-    # The first run's helpers exited on their own; its database was reused, then stopped.
+    # The first run's helpers exited on their own; its database was reused (or started
+    # afresh after its crash), then stopped.
     assert wait_gone({**left_behind, **running}) == {}
