@@ -20,6 +20,6 @@ def ingest(cloud_event: CloudEvent) -> None:
     if obj is None:
         return
     if str(cloud_event["type"]).endswith(".deleted"):
-        ingest_deleted(get_runtime(), obj.bucket, obj.name)
+        ingest_deleted(get_runtime(), obj)
     else:
         ingest_finalized(get_runtime(), obj)

@@ -1,7 +1,9 @@
-"""``scripts/ragline``: run the local stack, migrate, mint a token, ingest, show status, ask.
+"""``scripts/ragline``: run the local stack, migrate, mint a token, ingest, show status, ask,
+list the objects the bucket refused (``rejections``).
 
 ``ingest``, ``status`` and ``ask`` talk to a running stack over its HTTP API (the same API a
 frontend uses), at ``--url`` or ``$RAGLINE_URL`` (default http://127.0.0.1:8080).
+``migrate`` and ``rejections`` use the database (local, or ``$RAGLINE_DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-TERMINAL = {"ready", "failed"}
+TERMINAL = {"ready", "failed", "awaiting_approval"}
+# Processed: ready, or indexed and waiting for an editor's approval.
+PROCESSED = {"ready", "awaiting_approval"}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Set by scripts/ragline, which runs Python from the repository: the folder the command
 # was run in, against which the paths it is given are read.
@@ -62,6 +66,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     import signal
 
     from scripts.localstack.stack import LocalStack, StackConfig
+    from shared.config import read_settings
     from shared.log import configure_logging
 
     configure_logging()
@@ -71,11 +76,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
     # What process managers send: stop as Ctrl-C does, through the same clean-up.
     signal.signal(signal.SIGTERM, _interrupt)
     data = data_folder(args.data)
-    stack = LocalStack(StackConfig(data_dir=data, port=args.port))
+    config = StackConfig(
+        data_dir=data, port=args.port, sweep_interval_s=read_settings().sweep_interval_s
+    )
+    stack = LocalStack(config)
     try:
         stack.start()
         server = stack.server()
-        print(ready_message(stack.port, data), file=sys.stderr, flush=True)
+        message = ready_message(stack.port, data, stack.settings.default_workspace)
+        print(message, file=sys.stderr, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
@@ -92,7 +101,7 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def ready_message(port: int, data: Path) -> str:
+def ready_message(port: int, data: Path, workspace: str) -> str:
     """What ``dev`` prints once it serves: where things are and what to try next."""
     url = f"http://127.0.0.1:{port}"
     options = "" if url == DEFAULT_URL else f" --url {url}"
@@ -101,7 +110,8 @@ def ready_message(port: int, data: Path) -> str:
     return (
         f"Ragline local stack on {url}\n"
         f"  data:        {data}\n"
-        f"  drop folder: {data / 'drop'}/<knowledge-base>/...\n"
+        f"  drop folder: {data / 'drop'}/<workspace>/<knowledge-base>/..."
+        f" (e.g. {data / 'drop'}/{workspace}/docs/)\n"
         f"  storage:     {os.environ.get('STORAGE_EMULATOR_HOST', '?')} (GCS emulator)\n"
         "Try next, in another terminal in the repository:\n"
         f"  scripts/ragline ingest samples --kb samples{options}{data_option}\n"
@@ -133,6 +143,37 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print("schema is up to date")
     for user in granted:
         print(f"granted ragline_app to {user}")
+    return 0
+
+
+def cmd_rejections(args: argparse.Namespace) -> int:
+    """Objects the ingest function refused, newest first (from the database, as migrate).
+
+    Operators read every rejection here, those naming no existing workspace included;
+    a workspace's admins read their workspace's through the API.
+    """
+    from scripts.localstack.stack import start_postgres
+    from shared.db.connection import Database, url_connection_factory
+    from shared.store.rejections import list_rejections
+
+    url = os.environ.get("RAGLINE_DATABASE_URL") or start_postgres(data_folder(args.data) / "pg")
+    database = Database(url_connection_factory(url), size=1)
+    try:
+        found = list_rejections(database, named=args.workspace, limit=args.limit)
+    finally:
+        database.close()
+    if args.json:
+        print(json.dumps([rejection.to_json() for rejection in found], indent=2))
+        return 0
+    for rejection in found:
+        generation = "" if rejection.generation is None else f"#{rejection.generation}"
+        print(
+            f"{rejection.created_at:%Y-%m-%d %H:%M:%S}  {rejection.reason:<28}"
+            f" gs://{rejection.bucket}/{rejection.object_name}{generation}\n"
+            f"    {rejection.message}"
+        )
+    if not found:
+        print("no rejections")
     return 0
 
 
@@ -355,7 +396,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 time.sleep(0.5)
     for path in pending:
         results[path].update(status="timeout", error=f"not finished after {args.timeout} s")
-    failed = [path for path, result in results.items() if result["status"] != "ready"]
+    failed = [path for path, result in results.items() if result["status"] not in PROCESSED]
     print_summary(results)
     return 1 if failed else 0
 
@@ -368,13 +409,16 @@ def print_summary(results: dict[Path, dict[str, Any]]) -> None:
         pages = result.get("pages")
         chunks = result.get("chunks")
         line = f"{names[path]:<{width}}  {result['status']:<8}"
-        if result["status"] == "ready":
+        if result["status"] in PROCESSED:
             line += f"  {pages or 0:>5} pages  {chunks or 0:>6} chunks"
         elif result.get("error"):
             line += f"  {result['error']}"
         print(line)
     ready = sum(1 for result in results.values() if result["status"] == "ready")
-    print(f"\n{ready} of {len(results)} ready, {len(results) - ready} failed")
+    waiting = sum(1 for result in results.values() if result["status"] == "awaiting_approval")
+    failed = len(results) - ready - waiting
+    awaiting = f", {waiting} awaiting approval" if waiting else ""
+    print(f"\n{ready} of {len(results)} ready{awaiting}, {failed} failed")
 
 
 # --------------------------------------------------------------------------- status
@@ -480,6 +524,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated database users to make members of the functions' role",
     )
     migrate.set_defaults(run=cmd_migrate)
+
+    rejections = commands.add_parser(
+        "rejections", help="objects the bucket refused to ingest, and why (operators)"
+    )
+    rejections.add_argument("--data", default=data_default)
+    rejections.add_argument("--workspace", help="only objects that named this workspace")
+    rejections.add_argument("--limit", type=int, default=100, help="newest first, at most")
+    rejections.add_argument("--json", action="store_true", help="machine-readable output")
+    rejections.set_defaults(run=cmd_rejections)
 
     token = commands.add_parser(
         "token",

@@ -209,6 +209,13 @@ class _Planner:
         for k in range(1, n):
             if text[starts[k] - 1].isspace():
                 priority[k] = _WORD
+        self._mark_text_breaks(priority)
+        self._mark_blocks(priority, blocks)
+        return priority
+
+    def _mark_text_breaks(self, priority: list[int]) -> None:
+        """Raise ``priority`` at sentence and paragraph ends found in the text."""
+        text, starts, n = self.text, self.starts, self.n
         for pattern, level in ((_SENTENCE_END, _SENTENCE), (_PARAGRAPH_END, _BLOCK)):
             for match in pattern.finditer(text):
                 position = match.end()
@@ -223,6 +230,9 @@ class _Planner:
                 if 0 < k < n:
                     priority[k] = max(priority[k], level)
 
+    def _mark_blocks(self, priority: list[int], blocks: Sequence[Block]) -> None:
+        """Set ``priority`` at block starts, and inside blocks kept whole or tables."""
+        starts = self.starts
         previous_heading = False
         for block in sorted(blocks, key=lambda b: b.start):
             first = bisect_left(starts, block.start)
@@ -241,7 +251,6 @@ class _Planner:
                 for k in range(first + 1, after):
                     if priority[k] == _WORD:
                         priority[k] = _CELL_WORD
-        return priority
 
     def _fits(self, first: int, after: int, start: int, end: int) -> bool:
         """Whether tokens ``first..after-1`` (chars ``start..end``) fit in one chunk."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     tasks_queue: str = "ragline-embed"
     embed_url: str = Field("", description="HTTPS URL of the embed function (task target)")
     tasks_service_account: str = Field("", description="identity for the OIDC token of tasks")
+    # Longer than the embed function's timeout (300 s): an attempt then ends on the
+    # function's side instead of being retried by Cloud Tasks while it still runs.
+    embed_dispatch_deadline_s: int = Field(
+        330, ge=15, le=1800, description="seconds Cloud Tasks waits for one embed attempt"
+    )
 
     # Delivery.
     max_attempts: int = Field(5, description="deliveries before a message is dead-lettered")
@@ -74,20 +79,33 @@ class Settings(BaseSettings):
         6 * 3600, description="older events are failed instead of retried forever"
     )
 
-    # The sweeper: versions with no progress for this long are re-driven, and failed
-    # after max_sweeps re-drives (so nothing stays "in progress" forever).
+    # Crash safety (shared/pipeline/leases.py). An attempt at a stage holds the version
+    # with a lease it renews every lease_s / 3 while it works; a redelivered message or
+    # a re-drive takes over only once the lease expired. The sweeper re-drives versions
+    # with no live lease and no progress for stall_after_s, and fails a stage as stalled
+    # once more than max_sweeps of its attempts were lost (or re-drives went
+    # unanswered). Keep lease_s >= the longest step's timeout (parse: 540 s) and
+    # lease_s < stall_after_s; the local stack sweeps every sweep_interval_s.
+    lease_s: int = Field(600, description="seconds a stage attempt holds its version unrenewed")
     stall_after_s: int = Field(900, description="seconds without progress before a re-drive")
-    max_sweeps: int = Field(3, description="re-drives before a stalled version fails")
-    # A parse attempt holds its version this long (at least the parse function's 540 s
-    # timeout, less than stall_after_s so a sweeper re-drive can take it over): a
-    # duplicate parse message arriving meanwhile is dropped instead of parsing twice.
-    parse_lease_s: int = Field(600, description="seconds a parse attempt holds its version")
+    max_sweeps: int = Field(3, description="lost attempts per stage before it fails as stalled")
+    sweep_interval_s: float = Field(
+        60.0, description="seconds between the local stack's sweeps (Cloud Scheduler's job)"
+    )
+
+    # Live document events (GET /v1/documents/{id}/events): one stream stays open at most
+    # this long, less than the manage function's timeout (60 s) so it ends cleanly; the
+    # client reconnects with Last-Event-ID (EventSource does) and resumes where it was.
+    events_stream_s: int = Field(45, description="seconds one document event stream stays open")
 
     # Ingestion.
     max_upload_bytes: int = Field(
         25 * 1024 * 1024, description="largest multipart upload; larger files use signed URLs"
     )
     signed_url_ttl_s: int = 900
+    download_url_ttl_s: int = Field(
+        300, description="seconds a signed URL to download a document's file stays valid"
+    )
     signing_key_file: str = Field(
         "", description="service-account JSON that signs upload URLs locally (unset in GCP)"
     )
@@ -168,6 +186,11 @@ class Settings(BaseSettings):
     openai_max_retries: int = Field(
         3, description="client retries on 408/409/429/5xx and connection errors"
     )
+    # The answer function's timeout (300 s) must cover this plus one openai_timeout_s (a
+    # model read in progress when the deadline passes) and a margin; tests check it.
+    answer_deadline_s: float = Field(
+        200.0, description="seconds from question to last token before an answer is ended"
+    )
 
     # Answering: retrieval and request limits.
     answer_top_k: int = Field(8, description="passages retrieved for a question by default")
@@ -175,6 +198,24 @@ class Settings(BaseSettings):
         None, description="drop passages less cosine-similar to the question (None: keep)"
     )
     answer_max_question_chars: int = Field(4000, description="longest question accepted")
+
+    @field_validator("answer_min_similarity", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        """Read an empty optional number as unset, as deploy tools write "no value"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _leases_end_before_stalls(self) -> Settings:
+        """A live attempt's lease must end before the sweeper may call its version stalled."""
+        if not 0 < self.lease_s < self.stall_after_s:
+            raise ValueError(
+                f"lease_s ({self.lease_s}) must be positive and below stall_after_s"
+                f" ({self.stall_after_s})"
+            )
+        return self
 
 
 def read_settings() -> Settings:

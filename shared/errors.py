@@ -62,6 +62,32 @@ class LimitExceededError(PermanentError):
     code = "limit_exceeded"
 
 
+class RefusedObjectError(PermanentError):
+    """An object in the uploads bucket that belongs to no knowledge base it may enter.
+
+    Nothing of it is ingested; the refusal is recorded with its ``code`` and the message
+    acknowledged.
+
+    Attributes:
+        workspace: The workspace the object named, if it named one.
+        knowledge_base: The knowledge base the object named, if it named one.
+    """
+
+    code = "object_refused"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        workspace: str | None = None,
+        knowledge_base: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.workspace = workspace
+        self.knowledge_base = knowledge_base
+
+
 class TransientError(RaglineError):
     """A failure worth retrying (upstream 429/5xx, timeouts, unavailable services)."""
 

@@ -54,11 +54,14 @@ def create_knowledge_base(
     chunk_overlap: int | None = None,
     routing: str = "names",
     workspace: str | None = None,
+    require_approval: bool = False,
 ) -> KnowledgeBase:
     """Create a knowledge base; the settings give the defaults of what is not chosen.
 
     ``routing`` is ``names`` (a question naming something searches only the documents
     whose profile names it) or ``off`` (every question searches every document).
+    ``require_approval`` keeps each new version out of answers until an editor approves
+    it (``shared.pipeline.approval``).
 
     Raises:
         InvalidInputError: A bad name, model, chunking or routing.
@@ -97,6 +100,7 @@ def create_knowledge_base(
                 chunk_overlap=overlap,
                 routing=routing,
                 created_by=principal,
+                require_approval=require_approval,
             ),
         )
         if kb_id is None:
@@ -113,15 +117,24 @@ def update_knowledge_base(
     *,
     description: str | None = None,
     routing: str | None = None,
+    require_approval: bool | None = None,
 ) -> KnowledgeBase | None:
-    """Change the settings that apply to questions, not to stored chunks.
+    """Change the settings that apply to questions and new versions, not to stored chunks.
 
     Model and chunking are fixed once documents are processed with them; description and
-    routing take effect with the next question. Returns None if the knowledge base is gone.
+    routing take effect with the next question, ``require_approval`` with the next version
+    that finishes indexing (versions already waiting keep waiting until approved).
+    Returns None if the knowledge base is gone.
     """
     if routing is not None and routing not in ROUTING_MODES:
         raise InvalidInputError(
             f"routing must be one of {', '.join(ROUTING_MODES)}", code="invalid_routing"
         )
-    store.update_question_settings(database, kb_id, description=description, routing=routing)
+    store.update_question_settings(
+        database,
+        kb_id,
+        description=description,
+        routing=routing,
+        require_approval=require_approval,
+    )
     return store.get_knowledge_base(database, kb_id)

@@ -10,7 +10,31 @@ import logging
 import sys
 from typing import Any
 
-_CONTEXT_KEYS = ("version_id", "document_id", "kb_id", "step", "event_id", "task", "error")
+# Extra fields (``extra={...}``) copied into the entry. The log-based metrics of
+# infra/terraform/monitoring.tf read some of them: tests/integration/test_monitoring_logs.py
+# checks each metric against real entries.
+_CONTEXT_KEYS = (
+    "version_id",
+    "document_id",
+    "kb_id",
+    "step",
+    "event_id",
+    "task",
+    "error",
+    # An object the ingest function refused, and why.
+    "bucket",
+    "object_name",
+    "generation",
+    "reason",
+    "recorded",
+    # Failures, stage and answer timings, dead letters.
+    "error_code",
+    "outcome",
+    "duration_ms",
+    "attempts",
+    "turn_id",
+    "first_token_ms",
+)
 _configured = False
 
 

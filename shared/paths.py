@@ -1,8 +1,12 @@
 """Where Ragline keeps objects in its buckets: every object name is built here.
 
 Uploads bucket:
-- ``<kb>/<path...>``: dropped by operators; ``<kb>`` is a knowledge-base name (created
-  on first use) or id, and ``<path>`` identifies the document inside it.
+- ``<workspace>/<kb>/<path...>``: dropped by operators; ``<workspace>`` is an existing
+  workspace's name, ``<kb>`` a knowledge-base name (created on first use) or id in it,
+  and ``<path>`` identifies the document inside it.
+- any name, with custom metadata ``ragline-workspace`` and ``ragline-knowledge-base``:
+  dropped by operators, placed by its metadata (which wins over the path); the whole
+  object name identifies the document.
 - ``_uploads/<document_id>/<key>/<filename>``: written by the upload function
   (multipart; ``key`` from the content's MD5) or by a client through a signed URL
   (``key`` random); the document already exists. A distinct name per upload means a new
@@ -14,12 +18,17 @@ Work bucket:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared.errors import RefusedObjectError
 from shared.filenames import object_part
 from shared.ids import is_uuid
 
 UPLOADS_PREFIX = "_uploads/"
+# Custom metadata placing an operator's object (GCS keeps custom metadata keys as given).
+WORKSPACE_METADATA = "ragline-workspace"
+KNOWLEDGE_BASE_METADATA = "ragline-knowledge-base"
 
 
 def parsed_object_name(version_id: str) -> str:
@@ -38,8 +47,9 @@ def upload_object_name(document_id: str, key: str, filename: str) -> str:
 
 @dataclass(frozen=True)
 class DroppedObject:
-    """An operator's object: the knowledge base it names and its key inside it."""
+    """An operator's object: the workspace and knowledge base it names, its key there."""
 
+    workspace: str
     kb_ref: str
     source_key: str
 
@@ -62,11 +72,47 @@ def is_upload_object(name: str) -> bool:
     return name.startswith(UPLOADS_PREFIX)
 
 
-def dropped_object(name: str) -> DroppedObject | None:
-    """The knowledge base and key of an operator's object, or None outside any folder."""
+def dropped_object(name: str, metadata: Mapping[str, str] | None = None) -> DroppedObject | None:
+    """Where an operator's object belongs, by its metadata or else by its path.
+
+    Args:
+        name: The object's name in the uploads bucket.
+        metadata: The object's custom metadata.
+
+    Returns:
+        The workspace, knowledge base and key the object names, or None if it is no
+        operator's object (an upload function's object, a folder placeholder).
+
+    Raises:
+        RefusedObjectError: The object names no workspace and knowledge base
+            (``path_too_short``, ``incomplete_metadata``).
+    """
     if is_upload_object(name) or name.endswith("/"):
         return None
-    kb_ref, _, source_key = name.partition("/")
-    if not kb_ref or not source_key:
-        return None
-    return DroppedObject(kb_ref, source_key)
+    workspace = _metadata_value(metadata, WORKSPACE_METADATA)
+    kb_ref = _metadata_value(metadata, KNOWLEDGE_BASE_METADATA)
+    if workspace or kb_ref:
+        if not (workspace and kb_ref):
+            raise RefusedObjectError(
+                f"metadata must name both {WORKSPACE_METADATA} and {KNOWLEDGE_BASE_METADATA}",
+                code="incomplete_metadata",
+                workspace=workspace,
+                knowledge_base=kb_ref,
+            )
+        return DroppedObject(workspace, kb_ref, name)
+    parts = name.split("/", 2)
+    if len(parts) < 3 or not parts[2]:
+        raise RefusedObjectError(
+            "an object must lie under <workspace>/<knowledge-base>/ or carry"
+            f" {WORKSPACE_METADATA} and {KNOWLEDGE_BASE_METADATA} metadata",
+            code="path_too_short",
+            workspace=parts[0] if len(parts) > 1 else None,
+        )
+    return DroppedObject(parts[0], parts[1], parts[2])
+
+
+def _metadata_value(metadata: Mapping[str, str] | None, key: str) -> str | None:
+    for name, value in (metadata or {}).items():
+        if name.lower() == key:
+            return str(value).strip() or None
+    return None

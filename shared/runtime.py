@@ -137,6 +137,7 @@ class Runtime:
                     queue=settings.tasks_queue,
                     target_url=settings.embed_url,
                     service_account_email=settings.tasks_service_account,
+                    dispatch_deadline_s=settings.embed_dispatch_deadline_s,
                 )
             return self._tasks
 

@@ -48,6 +48,36 @@ def md5_checksum(data: bytes) -> str:
     return "md5:" + hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+_signer_lock = threading.Lock()
+_signer: Any = None
+
+
+def signing_credentials(path: str) -> Any:
+    """Local stack: a service-account key file signs; in GCP, IAM signBlob does (None).
+
+    Loaded once per instance.
+    """
+    global _signer
+    if not path:
+        return None
+    with _signer_lock:
+        if _signer is None:
+            from google.oauth2 import service_account
+
+            _signer = service_account.Credentials.from_service_account_file(path)
+        return _signer
+
+
+def content_disposition(filename: str) -> str:
+    """An attachment ``Content-Disposition`` naming ``filename`` (RFC 6266 and 5987)."""
+    from urllib.parse import quote
+
+    fallback = "".join(
+        char if 32 <= ord(char) < 127 and char not in '"\\' else "_" for char in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 def _info(blob: Any) -> ObjectInfo:
     md5_hex = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
     return ObjectInfo(
@@ -157,6 +187,14 @@ class ObjectStore:
         except gexc.NotFound:
             return
 
+    def list_names(self, bucket: str, prefix: str) -> list[str]:
+        """The names of the bucket's objects under ``prefix``."""
+        # The listing pages lazily: its requests run (and fail) inside the call.
+        names: list[str] = _call(
+            lambda: [blob.name for blob in self.client.list_blobs(bucket, prefix=prefix)]
+        )
+        return names
+
     def write_json(self, bucket: str, name: str, payload: Any) -> None:
         """Write a JSON document (a pydantic model's ``model_dump_json`` string or a value)."""
         body = payload if isinstance(payload, str) else json.dumps(payload)
@@ -166,6 +204,29 @@ class ObjectStore:
     def read_text(self, bucket: str, name: str) -> str:
         """Read an object as UTF-8 text (raises ObjectMissingError when absent)."""
         return self.download_bytes(bucket, name).decode()
+
+    def signed_download_url(
+        self,
+        bucket: str,
+        name: str,
+        *,
+        ttl_s: int,
+        filename: str,
+        signing_credentials: Any = None,
+    ) -> str:
+        """A V4 signed URL a client can GET the object from, saved as ``filename``.
+
+        The URL carries ``response-content-disposition``, so the download is an
+        attachment named ``filename`` (RFC 6266: an ASCII fallback and the UTF-8 name).
+        """
+        blob = self.client.bucket(bucket).blob(name)
+        kwargs: dict[str, Any] = {
+            "version": "v4",
+            "expiration": dt.timedelta(seconds=ttl_s),
+            "method": "GET",
+            "response_disposition": content_disposition(filename),
+        }
+        return self._sign(blob, kwargs, signing_credentials)
 
     def signed_upload_url(
         self,
@@ -189,6 +250,11 @@ class ObjectStore:
             "method": "PUT",
             "content_type": content_type,
         }
+        return self._sign(blob, kwargs, signing_credentials)
+
+    @staticmethod
+    def _sign(blob: Any, kwargs: dict[str, Any], signing_credentials: Any) -> str:
+        """Sign a URL for ``blob`` with the key file's credentials, or through IAM signBlob."""
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
         if emulator:
             kwargs["api_access_endpoint"] = emulator

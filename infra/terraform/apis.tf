@@ -13,6 +13,8 @@ locals {
       "eventarc.googleapis.com", # storage triggers of ingest
       "iam.googleapis.com",
       "iamcredentials.googleapis.com", # signBlob for V4 signed URLs
+      "logging.googleapis.com",        # log-based metrics (monitoring.tf)
+      "monitoring.googleapis.com",     # alert policies and the dashboard
       "pubsub.googleapis.com",
       "run.googleapis.com", # gen2 functions are Cloud Run services
       "secretmanager.googleapis.com",

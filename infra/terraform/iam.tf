@@ -126,6 +126,13 @@ resource "google_service_account_iam_member" "upload_sign_blob" {
   member             = "serviceAccount:${google_service_account.function["upload"].email}"
 }
 
+# manage signs V4 download URLs of documents' files (GET /v1/documents/{id}/file) the same way.
+resource "google_service_account_iam_member" "manage_sign_blob" {
+  service_account_id = google_service_account.function["manage"].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.function["manage"].email}"
+}
+
 # chunk and sweep enqueue embed tasks that carry an OIDC token of the tasks invoker: enqueuer on
 # the queue only, and actAs on the tasks invoker only.
 resource "google_cloud_tasks_queue_iam_member" "embed_enqueuer" {

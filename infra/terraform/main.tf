@@ -77,11 +77,10 @@ locals {
       topic         = null
       event_type    = null
       secrets       = ["openai"]
+      # Optional settings are omitted when unset: the settings' own defaults apply then.
       env = merge(
-        {
-          OPENAI_MODEL                  = var.openai_model
-          RAGLINE_ANSWER_MIN_SIMILARITY = var.answer_min_similarity == null ? "" : tostring(var.answer_min_similarity)
-        },
+        { OPENAI_MODEL = var.openai_model },
+        var.answer_min_similarity == null ? {} : { RAGLINE_ANSWER_MIN_SIMILARITY = tostring(var.answer_min_similarity) },
         var.openai_base_url == "" ? {} : { OPENAI_BASE_URL = var.openai_base_url },
       )
     }
@@ -373,12 +372,13 @@ locals {
       RAGLINE_MAX_EVENT_AGE_S       = tostring(var.max_event_age_seconds)
       # Identity (shared/api/authn.py): whose ID tokens are accepted. Identity Platform's
       # issuer and keys unless overridden; lists are JSON, as the settings read them.
+      # Every upload origin may call the API too: a page got its signed URL from the API.
       RAGLINE_AUTH_ISSUER           = coalesce(var.auth_issuer, "https://securetoken.google.com/${var.project_id}")
       RAGLINE_AUTH_AUDIENCE         = coalesce(var.auth_audience, var.project_id)
       RAGLINE_AUTH_JWKS_URL         = var.auth_jwks_url
       RAGLINE_AUTH_IAP_AUDIENCE     = var.auth_iap_audience
       RAGLINE_AUTH_BOOTSTRAP_OWNERS = jsonencode(var.bootstrap_owners)
-      RAGLINE_CORS_ORIGINS          = jsonencode(var.cors_origins)
+      RAGLINE_CORS_ORIGINS          = jsonencode(distinct(concat(var.allowed_origins, var.cors_origins)))
       # Logs are JSON lines on stdout; Cloud Logging parses severity from them.
       PYTHONUNBUFFERED = "1"
     },

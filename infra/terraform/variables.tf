@@ -90,13 +90,13 @@ variable "sweep_schedule" {
 }
 
 variable "stall_after_seconds" {
-  description = "A version with no progress for this long is re-driven by the sweep (RAGLINE_STALL_AFTER_S). Longer than the slowest step (parse, 540 s), so a running step is not re-driven."
+  description = "A version with no progress for this long is re-driven by the sweep (RAGLINE_STALL_AFTER_S). Longer than the stage lease (RAGLINE_LEASE_S, 600 s, itself above the slowest step's 540 s timeout), so a running step is never re-driven."
   type        = number
   default     = 900
 
   validation {
-    condition     = var.stall_after_seconds >= 600 && floor(var.stall_after_seconds) == var.stall_after_seconds
-    error_message = "stall_after_seconds must be a whole number of seconds, at least 600 (above the 540 s parse timeout)."
+    condition     = var.stall_after_seconds > 600 && floor(var.stall_after_seconds) == var.stall_after_seconds
+    error_message = "stall_after_seconds must be a whole number of seconds, above 600 (the stage lease, itself above the 540 s parse timeout)."
   }
 }
 
@@ -190,7 +190,7 @@ variable "work_bucket_name" {
 }
 
 variable "allowed_origins" {
-  description = "Browser origins allowed to PUT to V4 signed upload URLs (uploads bucket CORS)."
+  description = "Frontend origins: they may call the API (CORS) and PUT to V4 signed upload URLs (uploads bucket CORS)."
   type        = list(string)
   default     = []
 
@@ -400,7 +400,50 @@ variable "bootstrap_owners" {
 }
 
 variable "cors_origins" {
-  description = "Frontend origins allowed to call the API from a browser (CORS), e.g. [\"https://app.example.com\"]."
+  description = "More origins allowed to call the API from a browser (CORS) but not to upload to the bucket; allowed_origins are allowed already."
   type        = list(string)
   default     = []
+}
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring (monitoring.tf)
+# ---------------------------------------------------------------------------------------------
+
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) every alert notifies; empty: alerts only show in the console."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_failed_versions_per_hour" {
+  description = "Alert when more document versions than this fail within an hour."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.alert_failed_versions_per_hour >= 0
+    error_message = "alert_failed_versions_per_hour must be >= 0."
+  }
+}
+
+variable "alert_5xx_ratio" {
+  description = "Alert when this share of the functions' requests (0-1) ends in a 5xx for 5 minutes."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.alert_5xx_ratio > 0 && var.alert_5xx_ratio < 1
+    error_message = "alert_5xx_ratio must be between 0 and 1."
+  }
+}
+
+variable "alert_oldest_unacked_seconds" {
+  description = "Alert when a pipeline subscription's oldest unacknowledged message is older than this (seconds)."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.alert_oldest_unacked_seconds >= 60
+    error_message = "alert_oldest_unacked_seconds must be at least 60."
+  }
 }

@@ -38,6 +38,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "vectors": ("vector_writes", "retrieval"),
     "answer_overhead": ("answer_overhead",),
     "scifact": ("scifact",),
+    "crash_recovery": ("crash_recovery",),
 }
 # Modules that can reuse what an earlier run stored (``--reuse``).
 REUSABLE = frozenset({"scifact"})

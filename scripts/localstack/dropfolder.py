@@ -1,10 +1,14 @@
 """A watched drop folder that behaves like the uploads bucket.
 
-``drop/<knowledge-base>/<path...>`` mirrors ``gs://<uploads>/<knowledge-base>/<path...>``:
-a new file is uploaded (and so ingested), a changed file uploads a new generation (a
-new version), a deleted file deletes the object (and so the document). The folder is
-polled rather than watched through OS events: it behaves the same on Linux and macOS
-and a file is only uploaded once its size and mtime have settled (no half-copied files).
+``drop/<workspace>/<knowledge-base>/<path...>`` mirrors
+``gs://<uploads>/<workspace>/<knowledge-base>/<path...>``: a new file is uploaded (and so
+ingested), a changed file uploads a new generation (a new version), a deleted file
+deletes the object (and so the document). The bucket's rule decides where a file
+belongs: a file outside ``<workspace>/<knowledge-base>/`` or naming a workspace that does
+not exist is uploaded and refused by the ingest function, which records why (as for
+any object in the bucket). The folder is polled rather than watched through OS events:
+it behaves the same on Linux and macOS and a file is only uploaded once its size and
+mtime have settled (no half-copied files).
 """
 
 from __future__ import annotations
@@ -64,8 +68,8 @@ class DropFolder:
             for filename in files:
                 path = Path(directory, filename)
                 relative = path.relative_to(self.root)
-                if len(relative.parts) < 2 or _ignored(relative):
-                    continue  # files must sit inside a knowledge-base folder
+                if _ignored(relative):
+                    continue
                 try:
                     stat = path.stat()
                 except FileNotFoundError:

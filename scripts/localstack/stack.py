@@ -15,7 +15,7 @@ from typing import Any
 from scripts.localstack.bus import DeliveryOptions, LocalBus, LocalTaskQueue, Subscription
 from scripts.localstack.dispatcher import Backoff, Dispatcher
 from scripts.localstack.dropfolder import DropFolder
-from scripts.localstack.gcs import StorageEmulator
+from scripts.localstack.gcs import StorageEmulator, upload_cors
 from scripts.localstack.issuer import ISSUER_PATHS, JWKS_PATH, LocalIssuer, local_issuer_url
 from scripts.localstack.notifier import BucketNotifier
 from scripts.localstack.parse_workers import WorkerPoolParser
@@ -47,7 +47,9 @@ class StackConfig:
     notify: bool = True  # poll the bucket for finalize/delete events
     drop_folder: bool = True
     notify_interval_s: float = 0.5
-    sweep_interval_s: float | None = 60.0  # Cloud Scheduler's job; None: sweep by hand
+    # Cloud Scheduler's job: sweep at start, then every so often (`scripts/ragline dev`
+    # takes RAGLINE_SWEEP_INTERVAL_S); None: sweep by hand.
+    sweep_interval_s: float | None = 60.0
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -238,6 +240,10 @@ class LocalStack:
         for bucket in (settings.upload_bucket, settings.work_bucket):
             if client.lookup_bucket(bucket) is None:
                 client.create_bucket(bucket)
+        # Browsers on the allowed origins PUT to signed URLs, as Terraform configures it.
+        uploads = client.bucket(settings.upload_bucket)
+        uploads.cors = upload_cors(settings.cors_origins)
+        uploads.patch()
 
         processes = config.parse_processes
         if processes is None:
@@ -327,11 +333,16 @@ class LocalStack:
         return dict(response.json or {})
 
     def _run_scheduler(self, interval_s: float) -> None:
-        while not self._stopping.wait(interval_s):
+        # The first sweep runs at start: the in-process bus and task queue keep their
+        # messages in memory, so whatever a killed run had in flight is gone, and only
+        # a re-drive (once the dead attempts' leases expire) carries those versions on.
+        while True:
             try:
                 self.sweep()
             except Exception:
                 log.exception("scheduled sweep failed")
+            if self._stopping.wait(interval_s):
+                return
 
     def _dispatcher(self, name: str, workers: int) -> Dispatcher:
         dispatcher = Dispatcher(workers=workers, backoff=self.config.backoff, name=name)

@@ -1,0 +1,1 @@
+"""Answering: prompts, generation, citations and chat sessions."""

@@ -212,7 +212,8 @@ def complete_chat(
         messages: The chat.
         max_tokens: Most tokens to generate.
         temperature: Sampling temperature.
-        timeout, max_retries: Overrides of the client's settings for this call.
+        timeout: Override of the client's timeout for this call.
+        max_retries: Override of the client's retry count for this call.
 
     Raises:
         GenerationError: The call failed after the client's retries.

@@ -92,6 +92,17 @@ class OpenAIStream:
             self._stream = stream
         return stream
 
+    def _texts_of(self, chunk: ChatCompletionChunk, markers: CitationFilter) -> Iterator[str]:
+        """The answer text one streamed chunk adds; records its usage and finish reason."""
+        if chunk.usage is not None:
+            self.usage = usage_of(chunk.model or self.usage.model, chunk.usage)
+        for choice in chunk.choices:
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+            text = markers.feed(choice.delta.content or "") if choice.delta else ""
+            if text:
+                yield text
+
     def _deltas(self) -> Iterator[str]:
         if self._closed:
             return
@@ -103,14 +114,7 @@ class OpenAIStream:
         markers = CitationFilter(self.included)
         try:
             for chunk in stream:
-                if chunk.usage is not None:
-                    self.usage = usage_of(chunk.model or self.usage.model, chunk.usage)
-                for choice in chunk.choices:
-                    if choice.finish_reason:
-                        self.finish_reason = choice.finish_reason
-                    text = markers.feed(choice.delta.content or "") if choice.delta else ""
-                    if text:
-                        yield text
+                yield from self._texts_of(chunk, markers)
                 if self._closed:
                     return
             tail = markers.flush()

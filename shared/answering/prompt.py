@@ -253,8 +253,53 @@ def _question_block(question: str) -> str:
 def _setting_default(name: str) -> int:
     """The default of an integer setting, as declared in :class:`Settings`."""
     default = Settings.model_fields[name].default
-    assert isinstance(default, int)
+    if not isinstance(default, int):
+        raise TypeError(f"setting {name} has no integer default")
     return default
+
+
+_Block = list[tuple[str, int]]  # a source's parts, each with its estimate
+
+
+def _fit_sources(
+    passages: Sequence[Passage], remaining: int, estimator: TokenEstimator, separator: int
+) -> tuple[list[str], list[_Block], int | None]:
+    """The passages that fit in ``remaining`` tokens, in order, the last one cut to fit.
+
+    Args:
+        passages: The ranked passages (numbered from 1).
+        remaining: The budget left for the listing's sources.
+        estimator: Token estimator.
+        separator: What the separators around one source cost.
+
+    Returns:
+        Each included source's text, its parts with their estimates, and the number of
+        the passage that was truncated (None if none was).
+    """
+    newline = ("\n", _fixed_tokens("\n", estimator))
+    sources: list[str] = []
+    blocks: list[_Block] = []
+    for number, passage in enumerate(passages, start=1):
+        header = source_header(number, passage)
+        text = _clean_source_text(passage.text)
+        header_tokens, text_tokens = estimator(header), estimator(text)
+        cost = header_tokens + text_tokens + separator
+        if cost <= remaining:
+            sources.append(f"{header}\n{text}")
+            blocks.append([(header, header_tokens), newline, (text, text_tokens)])
+            remaining -= cost
+            continue
+        ellipsis = _fixed_tokens(ELLIPSIS, estimator)
+        room = remaining - header_tokens - separator - ellipsis
+        cut = _truncate(text, room, estimator, text_tokens) if room >= MIN_PASSAGE_TOKENS else ""
+        if cut:
+            sources.append(f"{header}\n{cut}{ELLIPSIS}")
+            blocks.append(
+                [(header, header_tokens), newline, (cut, estimator(cut)), (ELLIPSIS, ellipsis)]
+            )
+            return sources, blocks, number
+        break
+    return sources, blocks, None
 
 
 def build_prompt(
@@ -332,31 +377,9 @@ def build_prompt(
     empty_listing = _joined_tokens([opening, *ending], estimator)
     remaining = budget - (fixed + empty_listing) - history_tokens
 
-    sources: list[str] = []
-    blocks: list[list[tuple[str, int]]] = []  # each source's parts and their estimates
-    truncated: int | None = None
-    separator = gap[1] + newline[1]
-    for number, passage in enumerate(request.passages, start=1):
-        header = source_header(number, passage)
-        text = _clean_source_text(passage.text)
-        header_tokens, text_tokens = estimator(header), estimator(text)
-        cost = header_tokens + text_tokens + separator
-        if cost <= remaining:
-            sources.append(f"{header}\n{text}")
-            blocks.append([(header, header_tokens), newline, (text, text_tokens)])
-            remaining -= cost
-            continue
-        ellipsis = _fixed_tokens(ELLIPSIS, estimator)
-        room = remaining - header_tokens - separator - ellipsis
-        if room >= MIN_PASSAGE_TOKENS:
-            cut = _truncate(text, room, estimator, text_tokens)
-            if cut:
-                sources.append(f"{header}\n{cut}{ELLIPSIS}")
-                blocks.append(
-                    [(header, header_tokens), newline, (cut, estimator(cut)), (ELLIPSIS, ellipsis)]
-                )
-                truncated = number
-        break
+    sources, blocks, truncated = _fit_sources(
+        request.passages, remaining, estimator, gap[1] + newline[1]
+    )
 
     def listing() -> str:
         return "\n\n".join(sources) if sources else NO_SOURCES

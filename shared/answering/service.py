@@ -203,6 +203,29 @@ def is_relevant(question: str, retrieval: Retrieval) -> bool:
     return any(name.lower() in text for name in names)
 
 
+@dataclass
+class _Draft:
+    """What an answer has produced so far: kept as it is when the answer is cut short."""
+
+    pieces: list[str] = field(default_factory=list)
+    first_token_ms: int | None = None
+    usage: Usage | None = None
+    citations: list[Citation] = field(default_factory=list)
+    generator: str = "none"
+
+    @property
+    def text(self) -> str:
+        """The answer written so far."""
+        return "".join(self.pieces)
+
+    def add(self, text: str, started: float) -> Event:
+        """Append ``text`` (the first piece times the first token); its token event."""
+        if self.first_token_ms is None:
+            self.first_token_ms = _elapsed_ms(started)
+        self.pieces.append(text)
+        return Event("token", {"t": text})
+
+
 def answer_events(
     runtime: Runtime, prepared: PreparedTurn, generator: Generator
 ) -> Iterator[Event]:
@@ -220,71 +243,17 @@ def answer_events(
         The answer's events, in order.
     """
     database = runtime.database
-    from shared.answering.citations import CitationFilter, build_citations
-
     yield Event("start", {"turn_id": prepared.turn_id, "session_id": prepared.session_id})
-    pieces: list[str] = []
-    first_token_ms: int | None = None
-    usage: Usage | None = None
-    passages = prepared.passages
+    draft = _Draft()
     status = "cancelled"
     try:
-        if not passages:
-            usage = Usage(model="none")
-            pieces.append(NOT_IN_DOCUMENTS)
-            first_token_ms = _elapsed_ms(prepared.started)
-            yield Event("token", {"t": NOT_IN_DOCUMENTS})
-            citations: list[Citation] = []
-            generator_name = "none"
+        if prepared.passages:
+            deadline_s = runtime.settings.answer_deadline_s
+            yield from _generate(prepared, generator, draft, deadline_s)
         else:
-            request = GenerationRequest(
-                question=prepared.standalone_question,
-                passages=passages,
-                history=prepared.history,
-            )
-            generator_name = generator.kind
-            with span("ragline.generation.prompt", generator=generator_name):
-                stream = generator.generate(request)
-            markers = CitationFilter(range(1, len(passages) + 1))
-            # Not the current span: the consumer's code runs at each yield.
-            streaming = start_span("ragline.generation.stream", generator=generator_name)
-            waited = 0.0  # seconds spent waiting for the next delta: the model call
-            deltas = 0
-            try:
-                iterator = iter(stream)
-                while True:
-                    asked = time.perf_counter()
-                    try:
-                        delta = next(iterator)
-                    except StopIteration:
-                        break
-                    finally:
-                        waited += time.perf_counter() - asked
-                    deltas += 1
-                    text = markers.feed(delta)
-                    if text:
-                        if first_token_ms is None:
-                            first_token_ms = _elapsed_ms(prepared.started)
-                        pieces.append(text)
-                        yield Event("token", {"t": text})
-                tail = markers.flush()
-                if tail:
-                    pieces.append(tail)
-                    yield Event("token", {"t": tail})
-            except Exception as error:
-                record_error(streaming, error)
-                raise
-            finally:
-                stream.close()
-                usage = stream.usage
-                streaming.set_attribute("ragline.deltas", deltas)
-                streaming.set_attribute("ragline.model_wait_ms", waited * 1000)
-                streaming.end()
-            # Only the passages that fit the context budget reached the model, so only
-            # they may be cited.
-            with span("ragline.citations"):
-                citations = build_citations("".join(pieces), passages, stream.included)
-        citation_json = [citation.to_json() for citation in citations]
+            draft.usage = Usage(model="none")
+            yield draft.add(NOT_IN_DOCUMENTS, prepared.started)
+        citation_json = [citation.to_json() for citation in draft.citations]
         yield Event("citations", {"citations": citation_json})
         status = "answered"
         with span("ragline.turn.finish"):
@@ -292,27 +261,28 @@ def answer_events(
                 database,
                 prepared.turn_id,
                 status="answered",
-                answer="".join(pieces),
-                citations=citations,
-                usage=usage,
-                generator=generator_name,
-                first_token_ms=first_token_ms,
+                answer=draft.text,
+                citations=draft.citations,
+                usage=draft.usage,
+                generator=draft.generator,
+                first_token_ms=draft.first_token_ms,
                 latency_ms=_elapsed_ms(prepared.started),
             )
+        _log_finished(prepared, status, draft.first_token_ms)
         yield Event(
             "done",
             {
                 "turn_id": prepared.turn_id,
                 "session_id": prepared.session_id,
-                "answer": "".join(pieces),
+                "answer": draft.text,
                 "citations": citation_json,
-                "usage": (usage or Usage(model="none")).to_json(),
+                "usage": (draft.usage or Usage(model="none")).to_json(),
             },
         )
     except GeneratorExit:
         # The consumer went away (client disconnect): keep what was written.
         if status != "answered":
-            _finish_unanswered(database, prepared, "cancelled", pieces, usage, first_token_ms)
+            _finish_unanswered(database, prepared, "cancelled", draft)
         raise
     except Exception as error:
         code, message, retryable = _describe(error)
@@ -320,13 +290,67 @@ def answer_events(
             log.exception("answer failed for turn %s", prepared.turn_id)
         else:
             log.warning("answer failed for turn %s: %s", prepared.turn_id, message)
-        _finish_unanswered(
-            database, prepared, "failed", pieces, usage, first_token_ms, code, message
-        )
+        _finish_unanswered(database, prepared, "failed", draft, code, message)
         yield Event(
             "error",
             {"code": code, "message": message, "retryable": retryable, "turn_id": prepared.turn_id},
         )
+
+
+def _generate(
+    prepared: PreparedTurn, generator: Generator, draft: _Draft, deadline_s: float
+) -> Iterator[Event]:
+    """Stream the model's answer into ``draft``, yielding its token events, then cite.
+
+    Raises:
+        GenerationError: ``answer_timeout`` once ``deadline_s`` seconds have passed since
+            the turn started, so the stream ends before the function's timeout does.
+    """
+    from shared.answering.citations import CitationFilter, build_citations
+
+    passages = prepared.passages
+    request = GenerationRequest(
+        question=prepared.standalone_question, passages=passages, history=prepared.history
+    )
+    draft.generator = generator.kind
+    with span("ragline.generation.prompt", generator=draft.generator):
+        stream = generator.generate(request)
+    markers = CitationFilter(range(1, len(passages) + 1))
+    # Not the current span: the consumer's code runs at each yield.
+    streaming = start_span("ragline.generation.stream", generator=draft.generator)
+    waited = 0.0  # seconds spent waiting for the next delta: the model call
+    deltas = 0
+    try:
+        iterator = iter(stream)
+        while True:
+            asked = time.perf_counter()
+            try:
+                delta = next(iterator)
+            except StopIteration:
+                break
+            finally:
+                waited += time.perf_counter() - asked
+            deltas += 1
+            _check_deadline(deadline_s, prepared.started)
+            text = markers.feed(delta)
+            if text:
+                yield draft.add(text, prepared.started)
+        tail = markers.flush()
+        if tail:
+            yield draft.add(tail, prepared.started)
+    except Exception as error:
+        record_error(streaming, error)
+        raise
+    finally:
+        stream.close()
+        draft.usage = stream.usage
+        streaming.set_attribute("ragline.deltas", deltas)
+        streaming.set_attribute("ragline.model_wait_ms", waited * 1000)
+        streaming.end()
+    # Only the passages that fit the context budget reached the model, so only they may
+    # be cited.
+    with span("ragline.citations"):
+        draft.citations = build_citations(draft.text, passages, stream.included)
 
 
 def collect(events: Iterator[Event]) -> dict[str, Any]:
@@ -365,9 +389,7 @@ def _finish_unanswered(
     database: Database,
     prepared: PreparedTurn,
     status: str,
-    pieces: list[str],
-    usage: Usage | None,
-    first_token_ms: int | None,
+    draft: _Draft,
     code: str | None = None,
     message: str | None = None,
 ) -> None:
@@ -377,17 +399,53 @@ def _finish_unanswered(
                 database,
                 prepared.turn_id,
                 status=status,
-                answer="".join(pieces),
+                answer=draft.text,
                 citations=[],
-                usage=usage,
+                usage=draft.usage,
                 generator=None,
-                first_token_ms=first_token_ms,
+                first_token_ms=draft.first_token_ms,
                 latency_ms=_elapsed_ms(prepared.started),
                 error_code=code,
                 error=message,
             )
     except Exception:
         log.exception("could not record the end of turn %s", prepared.turn_id)
+    _log_finished(prepared, status, draft.first_token_ms, code)
+
+
+def _log_finished(
+    prepared: PreparedTurn,
+    outcome: str,
+    first_token_ms: int | None,
+    error_code: str | None = None,
+) -> None:
+    """One line per answer: the answer latency metric (monitoring.tf) reads it."""
+    log.info(
+        "answer finished",
+        extra={
+            "turn_id": prepared.turn_id,
+            "outcome": outcome,
+            "duration_ms": _elapsed_ms(prepared.started),
+            "first_token_ms": first_token_ms,
+            "error_code": error_code,
+        },
+    )
+
+
+def _check_deadline(deadline_s: float, started: float) -> None:
+    """End an answer that outlives its deadline, before the platform cuts the request off.
+
+    A stream cut off by the function's timeout leaves the client with a broken connection
+    and the turn unfinished; ending it here sends an ``error`` event and records the turn.
+    """
+    if time.monotonic() - started > deadline_s:
+        from shared.answering.openai_client import GenerationError
+
+        raise GenerationError(
+            "answer_timeout",
+            f"the answer took longer than {deadline_s:g} s; ask again or narrow the question",
+            retryable=True,
+        )
 
 
 def _elapsed_ms(started: float) -> int:

@@ -67,8 +67,8 @@ def estimate_tokens(text: str) -> int:
     close to the real count.
 
     No piece spans whitespace, so the text is counted word by word (``str.split``
-    splits on exactly the characters ``\\s`` matches), each distinct word's count
-    coming from a bounded cache (prose repeats its words), plus the whitespace runs
+    splits on exactly the characters the regex whitespace class matches), each distinct
+    word's count coming from a bounded cache (prose repeats its words), plus the whitespace runs
     that cost anything. That gives the same count as charging every piece of the whole
     text in turn (``tests/unit/test_answer_prompt_estimate.py`` checks it against
     golden counts recorded from it) at about two thirds of its time on a filing's passages.

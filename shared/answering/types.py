@@ -95,7 +95,9 @@ class GenerationStream(Protocol):
 
     def __iter__(self) -> Iterator[str]: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop the answer early and release its connection."""
+        ...
 
 
 class Generator(Protocol):

@@ -1,0 +1,1 @@
+"""HTTP routes of the functions and the one table mapping domain errors to statuses."""

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Sequence
 from werkzeug.wrappers import Request, Response
 
 ALLOWED_HEADERS = "Authorization, Content-Type, Accept, Last-Event-ID, X-Ragline-Workspace"
-EXPOSED_HEADERS = "Retry-After, Location"
+# What a page may read beyond the safelisted headers: when to retry, where a created
+# resource is, and why its credential failed (a 401's Bearer challenge).
+EXPOSED_HEADERS = "Retry-After, Location, WWW-Authenticate"
 PREFLIGHT_MAX_AGE_S = 600
 
 

@@ -202,9 +202,14 @@ class Router:
         adapter = self._map.bind_to_environ(request.environ)
         methods = set(adapter.allowed_methods()) - {"HEAD"}
         if not methods:
-            return add_cors_headers(
-                error_response(404, "not_found", f"no route for {request.path}"), origin
-            )
+            # A preflight must succeed for the browser to send the request at all: let
+            # the request through, so the page reads its 404 rather than a bare refusal.
+            requested = request.headers["Access-Control-Request-Method"]
+            if not (requested.isascii() and requested.isalpha()):
+                return add_cors_headers(
+                    error_response(400, "invalid_preflight", "no such request method"), origin
+                )
+            methods = {requested}
         return preflight_response(origin, methods | {"OPTIONS"})
 
     @staticmethod

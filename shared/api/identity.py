@@ -26,10 +26,12 @@ from shared.identity.tickets import (
     new_ticket,
     ticket_hash,
 )
+from shared.pipeline import removal
 from shared.runtime import Runtime
 from shared.store import access as store
 from shared.store import api_keys as key_store
 from shared.store.access import Membership
+from shared.store.rejections import list_rejections
 from shared.store.tickets import issue_ticket
 
 # As knowledge-base names: they appear in bucket paths (<workspace>/<knowledge-base>/...).
@@ -143,6 +145,20 @@ def patch_workspace(
     if not renamed:
         raise ConflictError(f"workspace {body.name!r} exists", code="workspace_exists")
     return json_response({"workspace": body.name, "role": membership.role})
+
+
+def delete_workspace(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str
+) -> Response:
+    """Delete a workspace and everything in it (owners; never the default workspace)."""
+    membership = _membership(runtime, principal, workspace, "owner")
+    if workspace == runtime.settings.default_workspace:
+        raise ConflictError(
+            "the default workspace cannot be deleted (the bucket's folders ingest into it)",
+            code="default_workspace",
+        )
+    removal.delete_workspace(runtime, membership.workspace_id)
+    return Response(status=204)
 
 
 def get_members(
@@ -371,6 +387,25 @@ def get_access_requests(
     return json_response({"access_requests": [r.to_json() for r in found]})
 
 
+def get_ingest_rejections(
+    runtime: Runtime, request: Request, principal: Principal, workspace: str
+) -> Response:
+    """Objects dropped into the bucket for this workspace and refused, newest first (admins).
+
+    Only refusals of objects naming this workspace while it existed: one naming a
+    workspace that did not exist belongs to no workspace (``scripts/ragline rejections``).
+    """
+    membership = _membership(runtime, principal, workspace, "admin")
+    try:
+        limit = int(request.args.get("limit", "100"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        raise InvalidInputError("limit must be 1..1000", code="invalid_parameter")
+    found = list_rejections(runtime.database, workspace_id=membership.workspace_id, limit=limit)
+    return json_response({"rejections": [rejection.to_json() for rejection in found]})
+
+
 def _decide(runtime: Runtime, principal: Principal, request_id: str, status: str) -> Response:
     from shared.ids import is_uuid
 
@@ -445,6 +480,7 @@ ROUTES = [
     Route("POST", "/v1/workspaces", post_workspace),
     Route("GET", "/v1/workspaces", get_workspaces),
     Route("PATCH", "/v1/workspaces/<workspace>", patch_workspace),
+    Route("DELETE", "/v1/workspaces/<workspace>", delete_workspace),
     Route("GET", "/v1/workspaces/<workspace>/members", get_members),
     Route("POST", "/v1/workspaces/<workspace>/members", post_member),
     Route("PATCH", "/v1/workspaces/<workspace>/members/<member>", patch_member),
@@ -454,6 +490,7 @@ ROUTES = [
     Route("DELETE", "/v1/workspaces/<workspace>/api-keys/<key_id>", delete_api_key),
     Route("POST", "/v1/knowledge-bases/<kb_id>/access-requests", post_access_request),
     Route("GET", "/v1/workspaces/<workspace>/access-requests", get_access_requests),
+    Route("GET", "/v1/workspaces/<workspace>/ingest-rejections", get_ingest_rejections),
     Route("POST", "/v1/access-requests/<request_id>/approve", post_approve),
     Route("POST", "/v1/access-requests/<request_id>/deny", post_deny),
     Route("GET", "/v1/knowledge-bases/<kb_id>/grants", get_grants),

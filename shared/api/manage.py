@@ -12,18 +12,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
 from shared import documents
-from shared.api.access import readable_knowledge_bases, require_document, require_kb
+from shared.api.access import (
+    kb_level_of,
+    readable_knowledge_bases,
+    require_document,
+    require_kb,
+)
 from shared.api.http import Route, int_arg, json_response, read_json
-from shared.auth import Principal, authorize
+from shared.auth import ACTION_LEVEL, Principal, authorize
 from shared.db import Database
 from shared.errors import InvalidInputError, NotFoundError
 from shared.knowledge_bases import (
     create_knowledge_base,
     update_knowledge_base,
 )
+from shared.pipeline.approval import approve_version
+from shared.pipeline.removal import delete_knowledge_base
 from shared.runtime import Runtime
 
-TERMINAL_EVENTS = frozenset({"ready", "failed"})
+# A stream ends once the document settles: ready, failed, or waiting for a person.
+TERMINAL_EVENTS = frozenset({"ready", "failed", "awaiting_approval"})
 
 
 class CreateKnowledgeBase(BaseModel):
@@ -38,6 +46,7 @@ class CreateKnowledgeBase(BaseModel):
     chunk_tokens: int | None = Field(None, ge=16, le=8192)
     chunk_overlap: int | None = Field(None, ge=0, le=4096)
     routing: Literal["names", "off"] = "names"
+    require_approval: bool = False
 
 
 class UpdateKnowledgeBase(BaseModel):
@@ -47,6 +56,24 @@ class UpdateKnowledgeBase(BaseModel):
 
     description: str | None = Field(None, max_length=2000)
     routing: Literal["names", "off"] | None = None
+    require_approval: bool | None = None
+
+
+class UpdateDocument(BaseModel):
+    """Body of ``PATCH /v1/documents/{id}``: a new title and/or the whole metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(None, max_length=documents.MAX_TITLE_CHARS)
+    metadata: dict[str, Any] | None = None
+
+
+class ApproveDocument(BaseModel):
+    """Body of ``POST /v1/documents/{id}/approve`` (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version_id: str | None = Field(None, max_length=64)
 
 
 def healthz(runtime: Runtime, request: Request, principal: Principal) -> Response:
@@ -71,6 +98,7 @@ def post_knowledge_base(runtime: Runtime, request: Request, principal: Principal
         chunk_overlap=body.chunk_overlap,
         routing=body.routing,
         workspace=principal.workspace,
+        require_approval=body.require_approval,
     )
     return json_response(kb.to_json(), 201)
 
@@ -99,6 +127,16 @@ def _decode_page_token(token: str | None) -> int:
     return offset
 
 
+def _bool_arg(request: Request, name: str) -> bool | None:
+    """A ``true``/``false`` query parameter, or None when absent (400 otherwise)."""
+    raw = (request.args.get(name) or "").lower()
+    if not raw:
+        return None
+    if raw not in ("true", "false"):
+        raise InvalidInputError(f"{name} must be true or false", code="invalid_parameter")
+    return raw == "true"
+
+
 def _encode_page_token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
 
@@ -106,19 +144,32 @@ def _encode_page_token(offset: int) -> str:
 def patch_knowledge_base(
     runtime: Runtime, request: Request, principal: Principal, kb_id: str
 ) -> Response:
-    """Change a knowledge base's description or routing (embedding and chunking are fixed)."""
+    """Change a knowledge base's description, routing or approval rule (admins)."""
     kb = require_kb(runtime.database, kb_id, principal, "admin")
     body = UpdateKnowledgeBase.model_validate(read_json(request))
     updated = update_knowledge_base(
-        runtime.database, kb.id, description=body.description, routing=body.routing
+        runtime.database,
+        kb.id,
+        description=body.description,
+        routing=body.routing,
+        require_approval=body.require_approval,
     )
     if updated is None:
         raise NotFoundError(f"knowledge base {kb_id!r} not found", code="knowledge_base_not_found")
     return json_response(updated.to_json())
 
 
+def delete_knowledge_base_route(
+    runtime: Runtime, request: Request, principal: Principal, kb_id: str
+) -> Response:
+    """Delete a knowledge base with its documents, objects, chat sessions and grants (admins)."""
+    kb = require_kb(runtime.database, kb_id, principal, "admin")
+    delete_knowledge_base(runtime, kb)
+    return Response(status=204)
+
+
 def get_documents(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
-    """List a knowledge base's documents (``status`` filter, ``limit`` + ``page_token``)."""
+    """List a knowledge base's documents (``status``, ``archived``, ``limit`` + ``page_token``)."""
     kb = require_kb(runtime.database, kb_id, principal)
     limit = int_arg(request, "limit", 50, 1, 500)
     offset = _decode_page_token(request.args.get("page_token"))
@@ -128,6 +179,7 @@ def get_documents(runtime: Runtime, request: Request, principal: Principal, kb_i
         status=request.args.get("status") or None,
         limit=limit,
         offset=offset,
+        archived=_bool_arg(request, "archived"),
     )
     body: dict[str, Any] = {"documents": items}
     body["next_page_token"] = _encode_page_token(offset + limit) if more else None
@@ -170,6 +222,65 @@ def reindex_document(
     )
 
 
+def patch_document(
+    runtime: Runtime, request: Request, principal: Principal, document_id: str
+) -> Response:
+    """Change a document's title and/or metadata (editors)."""
+    require_document(runtime.database, document_id, principal, "write")
+    body = UpdateDocument.model_validate(read_json(request))
+    if body.title is None and body.metadata is None:
+        raise InvalidInputError("send a title, metadata or both", code="nothing_to_change")
+    document = documents.edit_document(
+        runtime.database,
+        document_id,
+        title=body.title,
+        metadata=body.metadata,
+        principal=principal.id,
+    )
+    return json_response(document)
+
+
+def approve_document(
+    runtime: Runtime, request: Request, principal: Principal, document_id: str
+) -> Response:
+    """Make a version awaiting approval the active one (editors; default the newest waiting)."""
+    require_document(runtime.database, document_id, principal, "write")
+    body = ApproveDocument.model_validate(read_json(request) if request.data else {})
+    approve_version(runtime, document_id, body.version_id, principal.id)
+    document = documents.get_document(runtime.database, document_id)
+    if document is None:
+        raise NotFoundError(f"document {document_id!r} not found", code="document_not_found")
+    return json_response(document)
+
+
+def archive_document(
+    runtime: Runtime, request: Request, principal: Principal, document_id: str
+) -> Response:
+    """Archive a document: kept and listed, never retrieved (editors)."""
+    require_document(runtime.database, document_id, principal, "write")
+    document = documents.set_archived(runtime.database, document_id, principal.id, archived=True)
+    return json_response(document)
+
+
+def unarchive_document(
+    runtime: Runtime, request: Request, principal: Principal, document_id: str
+) -> Response:
+    """Restore an archived document to retrieval (editors)."""
+    require_document(runtime.database, document_id, principal, "write")
+    document = documents.set_archived(runtime.database, document_id, principal.id, archived=False)
+    return json_response(document)
+
+
+def document_file(
+    runtime: Runtime, request: Request, principal: Principal, document_id: str
+) -> Response:
+    """A short-lived signed URL to download the document's original file (readers)."""
+    kb_id = require_document(runtime.database, document_id, principal)
+    # Those who may approve a waiting first version may read it before it is approved.
+    may_approve = kb_level_of(runtime.database, principal, kb_id) >= ACTION_LEVEL["write"]
+    return json_response(documents.file_link(runtime, document_id, unapproved=may_approve))
+
+
 def document_events(
     runtime: Runtime, request: Request, principal: Principal, document_id: str
 ) -> Response:
@@ -185,7 +296,10 @@ def document_events(
         raise InvalidInputError(
             f"Last-Event-ID must be between 0 and {MAX_BIGINT}", code="invalid_parameter"
         )
-    timeout_s = int_arg(request, "timeout", 300, 1, 3600)
+    # A client may ask for a shorter stream, never for one the function's timeout cuts off
+    # (a longer request is shortened: the client reconnects with Last-Event-ID anyway).
+    longest = runtime.settings.events_stream_s
+    timeout_s = min(int_arg(request, "timeout", longest, 1, 3600), longest)
     return Response(
         _event_stream(runtime.database, document_id, after, timeout_s),
         mimetype="text/event-stream",
@@ -221,9 +335,15 @@ ROUTES = [
     Route("POST", "/v1/knowledge-bases", post_knowledge_base),
     Route("GET", "/v1/knowledge-bases", get_knowledge_bases),
     Route("PATCH", "/v1/knowledge-bases/<kb_id>", patch_knowledge_base),
+    Route("DELETE", "/v1/knowledge-bases/<kb_id>", delete_knowledge_base_route),
     Route("GET", "/v1/knowledge-bases/<kb_id>/documents", get_documents),
     Route("GET", "/v1/documents/<document_id>", get_document),
     Route("DELETE", "/v1/documents/<document_id>", delete_document),
     Route("POST", "/v1/documents/<document_id>/reindex", reindex_document),
     Route("GET", "/v1/documents/<document_id>/events", document_events),
+    Route("PATCH", "/v1/documents/<document_id>", patch_document),
+    Route("POST", "/v1/documents/<document_id>/approve", approve_document),
+    Route("POST", "/v1/documents/<document_id>/archive", archive_document),
+    Route("POST", "/v1/documents/<document_id>/unarchive", unarchive_document),
+    Route("GET", "/v1/documents/<document_id>/file", document_file),
 ]

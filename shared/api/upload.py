@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import uuid
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
@@ -22,7 +20,7 @@ from shared.filenames import display_name
 from shared.paths import upload_object_name
 from shared.pipeline.ingest import register_object
 from shared.runtime import Runtime
-from shared.storage import md5_checksum
+from shared.storage import md5_checksum, signing_credentials
 from shared.store.documents import ensure_document, merge_metadata
 
 
@@ -92,6 +90,7 @@ def post_document(runtime: Runtime, request: Request, principal: Principal, kb_i
     )
     registered = register_object(runtime, document_id, info, declared_type=upload.mimetype)
     if registered is None:
+        runtime.objects.delete(info.bucket, info.name)
         raise ConflictError("the document was deleted during the upload", code="document_deleted")
     return json_response(
         {
@@ -102,23 +101,6 @@ def post_document(runtime: Runtime, request: Request, principal: Principal, kb_i
         },
         202,
     )
-
-
-_signer_lock = threading.Lock()
-_signer: Any = None
-
-
-def _signing_credentials(path: str) -> Any:
-    """Local stack: a service-account key file signs; in GCP, IAM signBlob does (None)."""
-    global _signer
-    if not path:
-        return None
-    with _signer_lock:
-        if _signer is None:
-            from google.oauth2 import service_account
-
-            _signer = service_account.Credentials.from_service_account_file(path)
-        return _signer
 
 
 def post_upload(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
@@ -141,7 +123,7 @@ def post_upload(runtime: Runtime, request: Request, principal: Principal, kb_id:
         object_name,
         content_type=body.content_type,
         ttl_s=settings.signed_url_ttl_s,
-        signing_credentials=_signing_credentials(settings.signing_key_file),
+        signing_credentials=signing_credentials(settings.signing_key_file),
     )
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.signed_url_ttl_s)
     return json_response(

@@ -49,7 +49,10 @@ def _load(model_path: Path | None) -> SentenceTransformer:
         raise MiniLMUnavailableError(
             f"the MiniLM embedder needs its optional extra: {INSTALL_HINT} ({exc})"
         ) from exc
-    return SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+    model: SentenceTransformer = SentenceTransformer(
+        str(model_path), device="cpu", local_files_only=True
+    )
+    return model
 
 
 class MiniLMEmbedder:

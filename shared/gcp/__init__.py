@@ -1,0 +1,1 @@
+"""Google Cloud transports: the Pub/Sub publisher and the Cloud Tasks queue."""

@@ -12,6 +12,7 @@ the cold-start path of functions that never enqueue.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import threading
@@ -28,6 +29,8 @@ MAX_TASK_ID_LENGTH = 500
 
 #: Seconds :meth:`CloudTasksQueue.enqueue` may spend on one task, retries included.
 DEFAULT_ENQUEUE_TIMEOUT_S = 20.0
+# Cloud Tasks' own default for HTTP tasks; Settings.embed_dispatch_deadline_s overrides it.
+DEFAULT_DISPATCH_DEADLINE_S = 600
 
 _VALID_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
 _INVALID_TASK_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -71,6 +74,9 @@ class CloudTasksQueue:
         client: A ready ``CloudTasksClient`` (tests pass one pointed at a local
             server); by default one is created on first use.
         timeout_s: Total seconds one enqueue may take, retries included.
+        dispatch_deadline_s: Seconds Cloud Tasks waits for the target to answer one
+            attempt (15-1800); longer than the embed function's timeout, so an attempt
+            ends on the function's side and is not retried while it still runs.
     """
 
     def __init__(
@@ -83,12 +89,14 @@ class CloudTasksQueue:
         client: tasks_v2.CloudTasksClient | None = None,
         *,
         timeout_s: float = DEFAULT_ENQUEUE_TIMEOUT_S,
+        dispatch_deadline_s: int = DEFAULT_DISPATCH_DEADLINE_S,
     ) -> None:
         self._parent = f"projects/{project}/locations/{location}/queues/{queue}"
         self._target_url = target_url
         self._service_account_email = service_account_email
         self._client = client
         self._timeout_s = timeout_s
+        self._dispatch_deadline = dt.timedelta(seconds=dispatch_deadline_s)
         self._client_lock = threading.Lock()
 
     @property
@@ -146,7 +154,11 @@ class CloudTasksQueue:
             )
         request = tasks_v2.CreateTaskRequest(
             parent=self._parent,
-            task=tasks_v2.Task(name=self.task_path(task_name), http_request=http_request),
+            task=tasks_v2.Task(
+                name=self.task_path(task_name),
+                http_request=http_request,
+                dispatch_deadline=self._dispatch_deadline,
+            ),
         )
         # CreateTask has no default retry. With a fixed task name it is idempotent
         # (a replay of a create that did land answers ALREADY_EXISTS), so retrying

@@ -29,7 +29,8 @@ def clean_text(text: str) -> str:
         text: Raw extracted text.
 
     Returns:
-        The text with ``\\r\\n``/``\\r`` turned into ``\\n`` and junk characters removed.
+        The text with Windows and old Mac line endings (and form feeds) turned into
+        newlines, and junk characters removed.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n")
     return _JUNK_CHARS.sub("", text)

@@ -128,6 +128,7 @@ class _Walker:
         self._inline: list[str] = []
 
     def walk(self, root: LexborNode) -> None:
+        """Add the blocks of ``root``'s subtree to the builder, in document order."""
         root_text = len(_inline_text(root))
         # (node, exiting, inside an article/main)
         stack: list[tuple[LexborNode, bool, bool]] = [
@@ -144,36 +145,8 @@ class _Walker:
             if not node.is_element_node:
                 continue  # comments, doctype
             tag = node.tag or ""
-            if tag in _DROP or (tag in _CHROME and not in_content):
+            if _skipped(node, tag, in_content, root_text) or self._emit_leaf(node, tag):
                 continue
-            if tag == "form" and len(_inline_text(node)) < 0.5 * root_text:
-                # Forms are search boxes and sign-ups, except on pages that wrap all
-                # their content in one (ASP.NET WebForms), which must be kept.
-                continue
-            if tag == "br":
-                self._inline.append("\n")
-                continue
-            if tag in _HEADINGS:
-                self._flush()
-                self._builder.add("heading", _inline_text(node), level=_HEADINGS[tag])
-                continue
-            if tag in _LISTS:
-                self._flush()
-                self._builder.add("list", "\n".join(_list_lines(node, 0)))
-                continue
-            if tag == "pre":
-                self._flush()
-                code = node.text(deep=True).strip("\n")
-                if code.strip():
-                    self._builder.add("code", f"```\n{code.rstrip()}\n```")
-                continue
-            if tag == "table":
-                rows = _table_rows(node)
-                if max((len(row) for row in rows), default=0) > 1:
-                    self._flush()
-                    self._builder.add("table", markdown_table(rows))
-                    continue
-                # A one-column table is layout, not data: read its cells as content.
             if tag in _BLOCKS:
                 self._flush()
                 stack.append((node, True, in_content))
@@ -182,12 +155,47 @@ class _Walker:
             stack.extend((child, False, inner) for child in reversed(children))
         self._flush()
 
+    def _emit_leaf(self, node: LexborNode, tag: str) -> bool:
+        """Add ``node`` as one block if it is read whole; True if it was."""
+        if tag == "br":
+            self._inline.append("\n")
+        elif tag in _HEADINGS:
+            self._flush()
+            self._builder.add("heading", _inline_text(node), level=_HEADINGS[tag])
+        elif tag in _LISTS:
+            self._flush()
+            self._builder.add("list", "\n".join(_list_lines(node, 0)))
+        elif tag == "pre":
+            self._flush()
+            code = node.text(deep=True).strip("\n")
+            if code.strip():
+                self._builder.add("code", f"```\n{code.rstrip()}\n```")
+        elif tag == "table":
+            rows = _table_rows(node)
+            if max((len(row) for row in rows), default=0) <= 1:
+                # A one-column table is layout, not data: read its cells as content.
+                return False
+            self._flush()
+            self._builder.add("table", markdown_table(rows))
+        else:
+            return False
+        return True
+
     def _flush(self) -> None:
         if not self._inline:
             return
         lines = (" ".join(line.split()) for line in "".join(self._inline).split("\n"))
         self._inline.clear()
         self._builder.add("paragraph", "\n".join(line for line in lines if line))
+
+
+def _skipped(node: LexborNode, tag: str, in_content: bool, root_text: int) -> bool:
+    """Whether ``node`` is not content: scripts and styles, page chrome, small forms."""
+    if tag in _DROP or (tag in _CHROME and not in_content):
+        return True
+    # Forms are search boxes and sign-ups, except on pages that wrap all their content
+    # in one (ASP.NET WebForms), which must be kept.
+    return tag == "form" and len(_inline_text(node)) < 0.5 * root_text
 
 
 def _descendants(node: LexborNode, stop: frozenset[str]) -> Iterator[LexborNode]:

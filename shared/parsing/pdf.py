@@ -94,24 +94,7 @@ def _parse_pdf_unlocked(
                 "Split it into smaller documents and upload them separately",
                 code="too_many_pages",
             )
-        unreadable: list[int] = []
-        pages: list[_Page] = []
-        chars = -len(BLOCK_SEPARATOR)
-        for index in range(page_count):
-            try:
-                width, height, lines = _read_page(pdf, index)
-                page = _Page(width=width, height=height, paragraphs=_paragraphs(lines))
-            except pdfium.PdfiumError:
-                # One broken page should not sink a 300-page report; it is recorded.
-                unreadable.append(index + 1)
-                page = _Page()
-            pages.append(page)
-            # Headings need the whole document, so blocks are added at the end; stop
-            # reading once the text is too long anyway. Paragraph texts are already
-            # clean, so this is the builder's count and it raises below.
-            chars += sum(len(p.text) + len(BLOCK_SEPARATOR) for p in page.paragraphs)
-            if chars > limits.max_text_chars:
-                break
+        pages, unreadable = _read_pages(pdf, limits)
         title = _metadata_title(pdf)
         created = _metadata_date(pdf)
         if created is not None:
@@ -120,6 +103,51 @@ def _parse_pdf_unlocked(
     finally:
         pdf.close()
     mark_headings(pages, heading_rules)
+    _add_pages(builder, pages)
+    if len(unreadable) == page_count:
+        raise CorruptContentError(
+            "PDF pages could not be read; the file is damaged", code="corrupt_pdf"
+        )
+    if builder.block_count == 0:
+        raise EmptyContentError(
+            f"PDF has {page_count:,} page(s) but no extractable text; it is probably "
+            "scanned images, and OCR is not supported. Upload a PDF with a text layer",
+            code="pdf_no_text",
+        )
+    if unreadable:
+        builder.metadata["unreadable_pages"] = ",".join(map(str, unreadable))
+    return title
+
+
+def _read_pages(pdf: pdfium.PdfDocument, limits: ParseLimits) -> tuple[list[_Page], list[int]]:
+    """Read every page's paragraphs, stopping once the text is over the limit.
+
+    Returns:
+        The pages read, and the numbers (from 1) of those that could not be read.
+    """
+    unreadable: list[int] = []
+    pages: list[_Page] = []
+    chars = -len(BLOCK_SEPARATOR)
+    for index in range(len(pdf)):
+        try:
+            width, height, lines = _read_page(pdf, index)
+            page = _Page(width=width, height=height, paragraphs=_paragraphs(lines))
+        except pdfium.PdfiumError:
+            # One broken page should not sink a 300-page report; it is recorded.
+            unreadable.append(index + 1)
+            page = _Page()
+        pages.append(page)
+        # Headings need the whole document, so blocks are added at the end; stop
+        # reading once the text is too long anyway. Paragraph texts are already
+        # clean, so this is the builder's count and it raises below.
+        chars += sum(len(p.text) + len(BLOCK_SEPARATOR) for p in page.paragraphs)
+        if chars > limits.max_text_chars:
+            break
+    return pages, unreadable
+
+
+def _add_pages(builder: DocumentBuilder, pages: list[_Page]) -> None:
+    """Add each page's headings and paragraphs to ``builder``, with their line boxes."""
     for number, page in enumerate(pages, start=1):
         sized = page.width > 0 and page.height > 0
         builder.begin_page(
@@ -138,16 +166,3 @@ def _parse_pdf_unlocked(
             if block is not None and block.end - block.start == len(text):
                 builder.boxes.extend(_place_boxes(paragraph.lines, text, block.start, number))
         builder.end_page()
-    if len(unreadable) == page_count:
-        raise CorruptContentError(
-            "PDF pages could not be read; the file is damaged", code="corrupt_pdf"
-        )
-    if builder.block_count == 0:
-        raise EmptyContentError(
-            f"PDF has {page_count:,} page(s) but no extractable text; it is probably "
-            "scanned images, and OCR is not supported. Upload a PDF with a text layer",
-            code="pdf_no_text",
-        )
-    if unreadable:
-        builder.metadata["unreadable_pages"] = ",".join(map(str, unreadable))
-    return title

@@ -9,6 +9,7 @@ which embedding models and LLMs read well.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from shared.parsing.builder import DocumentBuilder
 from shared.parsing.detect import MARKDOWN, PLAIN
@@ -59,11 +60,6 @@ def parse_markdown(text: str, builder: DocumentBuilder) -> str | None:
             flush()
             i += 1
             continue
-        fence = _FENCE.match(line)
-        if fence and not (fence.group(2)[0] == "`" and "`" in fence.group(3)):
-            flush()
-            i = _code_block(lines, i, fence.group(2), builder)
-            continue
         atx = _ATX.match(line)
         if atx:
             flush()
@@ -85,22 +81,48 @@ def parse_markdown(text: str, builder: DocumentBuilder) -> str | None:
                 title = heading
             i += 1
             continue
-        if _THEMATIC.match(line):
-            flush()
-            i += 1
-            continue
-        if "|" in line and i + 1 < len(lines) and _is_table_rule(lines[i + 1]):
-            flush()
-            i = _table_block(lines, i, builder)
-            continue
-        if _LIST_ITEM.match(line):
-            flush()
-            i = _list_block(lines, i, builder)
+        block_end = _other_block(lines, i, builder, flush)
+        if block_end is not None:
+            i = block_end
             continue
         paragraph.append(line)
         i += 1
     flush()
     return title
+
+
+def _other_block(
+    lines: list[str], i: int, builder: DocumentBuilder, flush: Callable[[], None]
+) -> int | None:
+    """Add the code block, rule, table or list starting at line ``i``, if one does.
+
+    Headings are the caller's: a line under a one-line paragraph may be a setext
+    underline rather than a rule.
+
+    Args:
+        lines: The document's lines.
+        i: The line to look at (not blank).
+        builder: Receives the block.
+        flush: Ends the paragraph in progress (called before a block is added).
+
+    Returns:
+        The index of the line after the block, or None if none starts at ``i``.
+    """
+    line = lines[i]
+    fence = _FENCE.match(line)
+    if fence and not (fence.group(2)[0] == "`" and "`" in fence.group(3)):
+        flush()
+        return _code_block(lines, i, fence.group(2), builder)
+    if _THEMATIC.match(line):
+        flush()
+        return i + 1
+    if "|" in line and i + 1 < len(lines) and _is_table_rule(lines[i + 1]):
+        flush()
+        return _table_block(lines, i, builder)
+    if _LIST_ITEM.match(line):
+        flush()
+        return _list_block(lines, i, builder)
+    return None
 
 
 def parse_text(text: str, content_type: str, builder: DocumentBuilder) -> str | None:

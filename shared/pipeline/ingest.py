@@ -2,7 +2,9 @@
 
 Both the bucket's finalize events and the upload function land here, through
 :func:`register_object`, which is idempotent per object generation and dedupes by
-checksum against the document's latest version.
+checksum against the document's latest version. Which knowledge base an operator's
+object belongs to is decided in :mod:`shared.pipeline.placement`; an object that
+belongs to none is refused and recorded (``ingest_rejections``).
 
 The uploads bucket's layout (operators' folders, the upload function's objects) is
 described and built in :mod:`shared.paths`.
@@ -13,21 +15,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from shared.errors import ConflictError, DomainError
-from shared.ids import is_uuid
-from shared.knowledge_bases import create_knowledge_base, find_knowledge_base
+from shared.errors import RefusedObjectError
 from shared.models import ParseRequested
-from shared.paths import UPLOADS_PREFIX
+from shared.paths import is_upload_object, uploaded_document_id
+from shared.pipeline.placement import BUCKET_PRINCIPAL, find_placement, place_object
 from shared.pipeline.removal import delete_document
 from shared.runtime import Runtime
 from shared.storage import ObjectInfo
 from shared.store import documents as document_store
 from shared.store import versions as version_store
 from shared.store.events import record_event
+from shared.store.rejections import NewRejection, record_rejection
 
 log = logging.getLogger(__name__)
-
-BUCKET_PRINCIPAL = "bucket"
 
 
 @dataclass(frozen=True)
@@ -111,59 +111,100 @@ def _start(runtime: Runtime, registered: Registered) -> Registered:
 
 
 def ingest_finalized(runtime: Runtime, obj: ObjectInfo) -> Registered | None:
-    """Handle a finalized object in the uploads bucket (a GCS ``object.finalized`` event)."""
-    database = runtime.database
-    if obj.name.endswith("/"):
-        return None  # a "folder" placeholder object
-    if obj.name.startswith(UPLOADS_PREFIX):
-        document_id = obj.name[len(UPLOADS_PREFIX) :].split("/", 1)[0]
-        if not is_uuid(document_id):
-            log.warning("ignoring upload object with no document id: %s", obj.name)
-            return None
-        return register_object(runtime, document_id, obj)
-    kb_ref, _, source_key = obj.name.partition("/")
-    if not source_key:
-        log.warning("ignoring object outside any knowledge-base folder: %s", obj.name)
+    """Handle a finalized object in the uploads bucket (a GCS ``object.finalized`` event).
+
+    An object that belongs to no knowledge base it may enter is refused: nothing is
+    ingested, the refusal is recorded once per object generation, and the event is
+    acknowledged.
+    """
+    try:
+        if is_upload_object(obj.name):
+            document_id = uploaded_document_id(obj.name)
+            if document_id is None:
+                raise RefusedObjectError(
+                    "an upload object's name must start with _uploads/<document id>/",
+                    code="invalid_upload_name",
+                )
+            registered = register_object(runtime, document_id, obj)
+            if registered is None:
+                # An upload for a document deleted meanwhile (a signed URL used late):
+                # the object belongs to nothing.
+                runtime.objects.delete(obj.bucket, obj.name)
+            return registered
+        placement = place_object(runtime, obj)
+    except RefusedObjectError as refusal:
+        refuse(runtime, obj, refusal)
         return None
-    kb = find_knowledge_base(database, kb_ref, runtime.settings.default_workspace)
-    if kb is None:
-        try:
-            kb = create_knowledge_base(
-                database, runtime.settings, name=kb_ref, principal=BUCKET_PRINCIPAL
-            )
-        except ConflictError:
-            # Created meanwhile by a concurrent event for the same folder.
-            kb = find_knowledge_base(database, kb_ref, runtime.settings.default_workspace)
-            assert kb is not None
-        except DomainError as error:
-            log.warning("cannot create knowledge base %r for %s: %s", kb_ref, obj.name, error)
-            return None
-    filename = source_key.rsplit("/", 1)[-1]
+    if placement is None:
+        return None  # a "folder" placeholder, or an object gone with its knowledge base
     document_id = document_store.ensure_document(
-        database, kb.id, source_key, filename, BUCKET_PRINCIPAL
+        runtime.database,
+        placement.kb.id,
+        placement.source_key,
+        placement.filename,
+        BUCKET_PRINCIPAL,
     )
     return register_object(runtime, document_id, obj)
 
 
-def ingest_deleted(runtime: Runtime, bucket: str, name: str) -> str | None:
+def refuse(runtime: Runtime, obj: ObjectInfo, refusal: RefusedObjectError) -> bool:
+    """Record that ``obj`` was refused and why (once per generation), and log it.
+
+    Returns:
+        True if recorded now, False if this generation was recorded before.
+    """
+    recorded = record_rejection(
+        runtime.database,
+        NewRejection(
+            bucket=obj.bucket,
+            object_name=obj.name,
+            generation=obj.generation,
+            reason=refusal.code,
+            message=refusal.message,
+            workspace=refusal.workspace,
+            knowledge_base=refusal.knowledge_base,
+        ),
+    )
+    log.warning(
+        "refused gs://%s/%s: %s",
+        obj.bucket,
+        obj.name,
+        refusal.message,
+        extra={
+            "bucket": obj.bucket,
+            "object_name": obj.name,
+            "generation": obj.generation,
+            "reason": refusal.code,
+            "recorded": recorded,
+        },
+    )
+    return recorded
+
+
+def ingest_deleted(runtime: Runtime, obj: ObjectInfo) -> str | None:
     """Handle a deleted object: delete its document unless the object was only replaced.
 
-    GCS also reports ``deleted`` for the old generation when an object is overwritten, so
-    the document goes only if no live object remains at that name.
+    The object is placed by the same rule as a finalized one (its path, or the metadata
+    the deleted generation carried). GCS also reports ``deleted`` for the old generation
+    when an object is overwritten, so the document goes only if no live object remains
+    at that name.
 
     Returns:
         The id of the deleted document, if one was deleted.
     """
-    database = runtime.database
-    if name.startswith(UPLOADS_PREFIX) or "/" not in name:
+    if is_upload_object(obj.name) or runtime.objects.stat(obj.bucket, obj.name) is not None:
         return None
-    if runtime.objects.stat(bucket, name) is not None:
+    try:
+        placement = find_placement(runtime, obj)
+    except RefusedObjectError as refusal:
+        # Its finalize event was refused the same way: no document can exist.
+        log.info("ignoring deletion of gs://%s/%s: %s", obj.bucket, obj.name, refusal.message)
         return None
-    kb_ref, _, source_key = name.partition("/")
-    kb = find_knowledge_base(database, kb_ref, runtime.settings.default_workspace)
-    if kb is None:
+    if placement is None:
         return None
-    document_id = document_store.find_document_id(database, kb.id, source_key)
+    document_id = document_store.find_document_id(
+        runtime.database, placement.kb.id, placement.source_key
+    )
     if document_id is None:
         return None
     delete_document(runtime, document_id)

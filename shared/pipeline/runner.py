@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,9 +47,13 @@ def run_step(
             )
             return
     extra = {"version_id": version_id, "step": step}
+    started = time.monotonic()
+    outcome = "retry"
     try:
         work()
+        outcome = "ok"
     except PermanentError as error:
+        outcome = "failed"
         log.warning("%s failed permanently: %s", step, error, extra=extra)
         fail_and_announce(runtime, version_id, error.code, f"{step}: {error.message}")
     except Exception as error:
@@ -57,6 +62,13 @@ def run_step(
         with contextlib.suppress(Exception):
             record_transient_error(database, version_id, step, error)
         raise
+    finally:
+        # One line per attempt: the stage latency metric (monitoring.tf) reads it.
+        duration_ms = int((time.monotonic() - started) * 1000)
+        log.info(
+            "step finished",
+            extra={**extra, "outcome": outcome, "duration_ms": duration_ms},
+        )
 
 
 def run_pubsub_step(

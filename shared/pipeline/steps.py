@@ -20,14 +20,23 @@ from shared.models import (
     ParsedDocument,
 )
 from shared.paths import parsed_object_name
-from shared.pipeline.versions import IN_PROGRESS, claim_stage, fail_version, transition
+from shared.pipeline.approval import (
+    WAITING,
+    Superseded,
+    activate_version,
+    announce,
+    drop_superseded_objects,
+)
+from shared.pipeline.leases import Heartbeat, new_holder
+from shared.pipeline.versions import claim_stage, fail_version, transition
 from shared.runtime import Runtime
 from shared.storage import ObjectMissingError
 from shared.store import chunks as chunk_store
 from shared.store import documents as document_store
+from shared.store import knowledge_bases as kb_store
 from shared.store import versions as version_store
 from shared.store.chunks import NewChunk, count_unembedded
-from shared.store.versions import load_version
+from shared.store.versions import Version, load_version
 from shared.tracing import traced_step
 
 log = logging.getLogger(__name__)
@@ -37,18 +46,31 @@ log = logging.getLogger(__name__)
 def parse_version(runtime: Runtime, version_id: str) -> bool:
     """Download, parse and store the version's text; publish ``chunk``.
 
+    The attempt holds the version's parsing stage with a lease it renews while it works
+    (:mod:`shared.pipeline.leases`).
+
     Returns:
         True if the step ran, False if there was nothing to do (gone or past parsing).
     """
     database = runtime.database
     settings = runtime.settings
-    limits = runtime.parse_limits
+    holder = new_holder("parsing")
     with database.transaction() as session:
         version = claim_stage(
-            session, version_id, "parsing", "received", lease_s=settings.parse_lease_s
+            session, version_id, "parsing", "received", holder=holder, lease_s=settings.lease_s
         )
     if version is None:
         return False
+    with Heartbeat(database, version_id, holder, settings.lease_s):
+        return _parse_held(runtime, version, holder)
+
+
+def _parse_held(runtime: Runtime, version: Version, holder: str) -> bool:
+    """The parse of a version whose parsing stage ``holder`` holds."""
+    database = runtime.database
+    settings = runtime.settings
+    limits = runtime.parse_limits
+    version_id = version.id
     if version.size_bytes is not None and version.size_bytes > limits.max_bytes:
         raise LimitExceededError(
             f"file is {version.size_bytes:,} bytes; the limit is {limits.max_bytes:,} bytes"
@@ -69,16 +91,24 @@ def parse_version(runtime: Runtime, version_id: str) -> bool:
         settings.work_bucket, parsed_object_name(version_id), parsed.model_dump_json()
     )
     with database.transaction() as session:
-        version_store.record_parse(
-            session,
-            version_id,
-            content_type=parsed.content_type,
-            page_count=parsed.page_count,
-            source_date=document_date(parsed),
-            profile=document_profile(version.filename, parsed),
-        )
-        if parsed.title:
-            document_store.set_title(session, version.document_id, parsed.title[:500])
+        # Locked, so a concurrent delete either waits for this commit (and then deletes
+        # the parsed text written above) or has committed (and the text is removed here).
+        gone = load_version(session, version_id, lock=True) is None
+        if not gone:
+            version_store.record_parse(
+                session,
+                version_id,
+                content_type=parsed.content_type,
+                page_count=parsed.page_count,
+                source_date=document_date(parsed),
+                profile=document_profile(version.filename, parsed),
+            )
+            if parsed.title:
+                document_store.set_title(session, version.document_id, parsed.title[:500])
+            version_store.release_lease(session, version_id, holder)
+    if gone:
+        runtime.objects.delete(settings.work_bucket, parsed_object_name(version_id))
+        return False
     runtime.publisher.publish(settings.topic_chunk, ChunkRequested(version_id=version_id))
     return True
 
@@ -108,16 +138,31 @@ def document_date(parsed: ParsedDocument) -> str | None:
 
 @traced_step("ragline.pipeline.chunk")
 def chunk_version(runtime: Runtime, version_id: str) -> bool:
-    """Split the parsed text into chunks, store them, and enqueue their embed tasks."""
+    """Split the parsed text into chunks, store them, and enqueue their embed tasks.
+
+    The attempt holds the version's chunking stage with a lease, as parse does.
+    """
     database = runtime.database
+    settings = runtime.settings
+    holder = new_holder("chunking")
+    with database.transaction() as session:
+        version = claim_stage(
+            session, version_id, "chunking", "parsing", holder=holder, lease_s=settings.lease_s
+        )
+    if version is None:
+        return False
+    with Heartbeat(database, version_id, holder, settings.lease_s):
+        return _chunk_held(runtime, version)
+
+
+def _chunk_held(runtime: Runtime, version: Version) -> bool:
+    """The chunking of a version whose chunking stage this attempt holds."""
     from shared.chunking import chunk_document, layout_metadata
     from shared.embeddings import get_embedder
 
+    database = runtime.database
     settings = runtime.settings
-    with database.transaction() as session:
-        version = transition(session, version_id, "chunking", ("parsing", "chunking"))
-    if version is None:
-        return False
+    version_id = version.id
     kb = get_knowledge_base(database, version.kb_id)
     if kb is None:
         return False
@@ -201,6 +246,8 @@ def embed_batch(runtime: Runtime, task: EmbedTask) -> bool:
         database, task.version_id, task.first_ordinal, task.last_ordinal
     )
     if pending:
+        # Batches run side by side, so none holds the stage: each keeps the sweeper off.
+        version_store.extend_shared_lease(database, task.version_id, settings.lease_s)
         embedder = get_embedder(kb.embedding_model, kb.embedding_dim)
         vectors = embedder.embed([chunk.text for chunk in pending])
         if len(vectors) != len(pending):
@@ -226,10 +273,14 @@ def embed_batch(runtime: Runtime, task: EmbedTask) -> bool:
 
 @traced_step("ragline.pipeline.index")
 def index_version(runtime: Runtime, version_id: str) -> bool:
-    """Atomically make the version active (if newest), drop superseded chunks, mark ready."""
+    """Make the version active (if newest) or leave it awaiting approval; drop superseded chunks.
+
+    In a knowledge base that requires approval the version waits in
+    ``awaiting_approval`` and the active version stays as it is
+    (:mod:`shared.pipeline.approval`).
+    """
     database = runtime.database
-    settings = runtime.settings
-    superseded: list[tuple[str, str, str]] = []
+    superseded: list[Superseded] = []
     with database.transaction() as session:
         version = load_version(session, version_id)
         if version is None or version.status != "indexing":
@@ -242,33 +293,22 @@ def index_version(runtime: Runtime, version_id: str) -> bool:
         if active.number is not None and active.number > version.number:
             # A newer version went live first: this one is already stale.
             outcome = "superseded"
-            stale_ids = [version_id]
+            if transition(session, version_id, "superseded", ("indexing",)) is None:
+                return False
+            chunk_store.delete_version_chunks(session, version_id)
+            superseded.append(Superseded(version.id, version.object_bucket, version.object_name))
+        elif kb_store.requires_approval(session, version.kb_id):
+            outcome = WAITING
+            if transition(session, version_id, WAITING, ("indexing",)) is None:
+                return False
         else:
             outcome = "ready"
-            # Every older version: the conditional transition below skips finished ones.
-            stale_ids = version_store.older_version_ids(
-                session, version.document_id, version.number
-            )
-            document_store.set_active_version(session, version.document_id, version_id)
-            transition(session, version_id, "ready", ("indexing",))
-        for stale_id in stale_ids:
-            stale = transition(session, stale_id, "superseded", ("ready", *IN_PROGRESS))
-            chunk_store.delete_version_chunks(session, stale_id)
-            if stale is not None:
-                superseded.append((stale.id, stale.object_bucket, stale.object_name))
-    for stale_id, bucket, name in superseded:
-        runtime.objects.delete(settings.work_bucket, parsed_object_name(stale_id))
-        if name.startswith("_uploads/") and name != version.object_name:
-            runtime.objects.delete(bucket, name)
-    runtime.publisher.publish(
-        settings.topic_lifecycle,
-        DocumentLifecycleEvent(
-            document_id=version.document_id,
-            version_id=version_id,
-            knowledge_base_id=version.kb_id,
-            status=outcome,
-        ),
-    )
+            activated = activate_version(session, version, "indexing", approved_by=None)
+            if activated is None:
+                return False
+            superseded = activated
+    drop_superseded_objects(runtime, superseded, keep=version.object_name)
+    announce(runtime, version, outcome)
     return True
 
 
@@ -280,7 +320,12 @@ def fail_and_announce(runtime: Runtime, version_id: str, code: str, message: str
         return False
     log.warning(
         "version failed",
-        extra={"version_id": version_id, "document_id": version.document_id, "error": message},
+        extra={
+            "version_id": version_id,
+            "document_id": version.document_id,
+            "error_code": code,
+            "error": message,
+        },
     )
     runtime.publisher.publish(
         runtime.settings.topic_lifecycle,
@@ -297,6 +342,8 @@ def fail_and_announce(runtime: Runtime, version_id: str, code: str, message: str
 
 def dead_letter(runtime: Runtime, version_id: str, attempts: int | None = None) -> bool:
     """Fail a version whose message ran out of delivery attempts, with its last error."""
+    # Every dead-lettered message is worth an alert (monitoring.tf), failed version or not.
+    log.error("message dead-lettered", extra={"version_id": version_id, "attempts": attempts})
     database = runtime.database
     with database.session() as session:
         version = load_version(session, version_id)

@@ -1,11 +1,20 @@
 """Re-drives versions that stopped making progress, so nothing stays stuck.
 
 At-least-once delivery covers a message that fails; it cannot cover one that was never
-sent (a publish that failed after its transaction committed, a task lost with its
-queue). The sweeper finds versions whose ``updated_at`` has not moved for
-``stall_after_s`` and re-sends the message their current stage waits for. Every step
-is idempotent, so a re-drive of a version that was merely slow does no harm. After
-``max_sweeps`` re-drives the version fails with a clear reason.
+sent or died with its process (a publish that failed after its transaction committed,
+a task lost with its queue, an instance killed mid-parse, the local stack's in-memory
+bus after a crash). The sweeper finds versions with no live stage lease
+(:mod:`shared.pipeline.leases`) and no progress (``updated_at``) for ``stall_after_s``
+and re-sends the message their current stage waits for. It never re-drives inside a
+live lease, and every step is idempotent, so a re-drive of a version that was merely
+slow does no harm.
+
+The re-drive budget is counted per stage and reset by progress: a stage fails as
+``stalled`` only once more than ``max_sweeps`` of its attempts started and were lost
+(their lease expired with a holder), or more than ``max_sweeps`` re-drives in a row
+started no attempt at all (their message was lost or ignored). A re-drive whose
+message is dropped as a duplicate counts as neither: it only happens when another
+attempt claimed the stage after the sweep, and that claim resets the idle count.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from shared.runtime import Runtime
 from shared.store import chunks as chunk_store
 from shared.store import versions as version_store
 from shared.store.events import record_event
+from shared.store.versions import StalledVersion
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +59,33 @@ def sweep_stalled(
     stall_after_s = settings.stall_after_s if stall_after_s is None else stall_after_s
     max_sweeps = settings.max_sweeps if max_sweeps is None else max_sweeps
     with database.transaction() as session:
-        # Claim the stalled versions: bumping updated_at means a concurrent or the next
-        # sweep leaves them alone until they stall again.
+        # Claim the stalled versions: this counts the re-drive, and bumping updated_at
+        # means a concurrent or the next sweep leaves them alone until they stall again.
         claimed = version_store.claim_stalled(session, IN_PROGRESS, stall_after_s, limit)
         for stalled in claimed:
-            if stalled.sweeps <= max_sweeps:
+            if not _budget_spent(stalled, max_sweeps):
                 record_event(
                     session,
                     document_id=stalled.document_id,
                     version_id=stalled.id,
                     kb_id=stalled.kb_id,
                     status="redriven",
-                    detail={"stage": stalled.status, "sweep": stalled.sweeps},
+                    detail={
+                        "stage": stalled.status,
+                        "sweep": stalled.sweeps,
+                        "lost_attempts": stalled.lost_attempts,
+                    },
                 )
     report = SweepReport()
     for stalled in claimed:
-        if stalled.sweeps > max_sweeps:
+        if _budget_spent(stalled, max_sweeps):
             fail_and_announce(
                 runtime,
                 stalled.id,
                 "stalled",
                 f"{stalled.status}: no progress after {max_sweeps} re-drives"
-                f" ({stall_after_s} s apart); upload the file again to retry",
+                f" ({stalled.lost_attempts} attempts lost, {stall_after_s} s without"
+                " progress each); upload the file again to retry",
             )
             report.failed.append(stalled.id)
         else:
@@ -81,6 +96,11 @@ def sweep_stalled(
             "sweep re-drove %d and failed %d versions", len(report.redriven), len(report.failed)
         )
     return report
+
+
+def _budget_spent(stalled: StalledVersion, max_sweeps: int) -> bool:
+    """Whether the stage has had its re-drives: lost attempts or unanswered re-drives."""
+    return stalled.lost_attempts > max_sweeps or stalled.idle_redrives > max_sweeps
 
 
 def redrive(runtime: Runtime, version_id: str, status: str, sweep: int) -> None:

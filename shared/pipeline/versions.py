@@ -67,7 +67,13 @@ def transition(
 
 
 def claim_stage(
-    session: Session, version_id: str, stage: str, from_status: str, lease_s: int
+    session: Session,
+    version_id: str,
+    stage: str,
+    from_status: str,
+    *,
+    holder: str,
+    lease_s: int,
 ) -> Version | None:
     """Enter ``stage`` from ``from_status``, or take it over from an attempt that is over.
 
@@ -75,16 +81,29 @@ def claim_stage(
     the same moment (an upload and its bucket event both ask for the parse). Re-entering
     a stage another attempt holds would do its work twice, so a version already in
     ``stage`` is claimed only when that attempt is over: it recorded an error (a retry
-    of a failed attempt) or made no progress for ``lease_s`` seconds (it crashed; the
-    lease is at least the function's timeout). A claim clears the recorded error, so an
-    error there always belongs to the latest attempt.
+    of a failed attempt) or its lease expired (it crashed: a live attempt renews its
+    lease with :class:`shared.pipeline.leases.Heartbeat`). The claimer holds the lease
+    as ``holder`` for ``lease_s`` seconds.
 
     Returns:
         The version, or None if it is gone, past the stage, or held by a live attempt.
     """
-    if store.claim_expired_stage(session, version_id, stage, lease_s):
-        return load_version(session, version_id)
-    return transition(session, version_id, stage, (from_status,))
+    previous = store.claim_stage(
+        session, version_id, stage, from_status, holder=holder, lease_s=lease_s
+    )
+    if previous is None:
+        return None
+    version = load_version(session, version_id)
+    # Taking over the stage the version is already in adds no event.
+    if version is not None and previous != stage:
+        record_event(
+            session,
+            document_id=version.document_id,
+            version_id=version.id,
+            kb_id=version.kb_id,
+            status=stage,
+        )
+    return version
 
 
 def fail_version(database: Database, version_id: str, code: str, message: str) -> Version | None:

@@ -134,6 +134,28 @@ def workspace_id(database: Database | Session, name: str) -> str | None:
     return None if found is None else str(found)
 
 
+def lock_workspace(session: Session, workspace_id: str) -> bool:
+    """Lock the workspace's row for the transaction; False if it is gone."""
+    found = session.scalar(
+        "SELECT 1 FROM workspaces WHERE id = CAST(:w AS uuid) FOR UPDATE", w=workspace_id
+    )
+    return found is not None
+
+
+def delete_workspace_rows(session: Session, workspace_id: str) -> None:
+    """Delete the workspace with its members, invitations, API keys and stream tickets.
+
+    Chat sessions go with it (their foreign key cascades); its knowledge bases are
+    removed first, one by one (``shared.pipeline.removal``).
+    """
+    session.run(
+        "DELETE FROM stream_tickets WHERE workspace = (SELECT name FROM workspaces"
+        " WHERE id = CAST(:w AS uuid))",
+        w=workspace_id,
+    )
+    session.run("DELETE FROM workspaces WHERE id = CAST(:w AS uuid)", w=workspace_id)
+
+
 def create_workspace(session: Session, name: str, owner: str) -> str | None:
     """Create workspace ``name`` owned by ``owner``; None if the name is taken."""
     workspace_id = session.scalar(

@@ -37,6 +37,8 @@ class DocumentView:
     error: str | None
     page_count: int | None
     chunk_count: int | None
+    archived_at: dt.datetime | None
+    archived_by: str | None
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ _DOCUMENT_SELECT = (
     " d.metadata, d.active_version_id::text AS active_version_id,"
     " d.latest_version_id::text AS latest_version_id, d.created_at, d.updated_at,"
     " coalesce(lv.status, 'awaiting_upload') AS status, lv.error, lv.page_count,"
-    " lv.chunk_count"
+    " lv.chunk_count, d.archived_at, d.archived_by"
     " FROM documents d LEFT JOIN document_versions lv ON lv.id = d.latest_version_id"
 )
 
@@ -147,12 +149,65 @@ def document_exists(database: Database, document_id: str) -> bool:
 
 
 def set_title(session: Session, document_id: str, title: str) -> None:
-    """Set the document's title."""
+    """Set the document's title from its parsed text, unless someone edited the title."""
     session.run(
-        "UPDATE documents SET title = :title WHERE id = CAST(:d AS uuid)",
+        "UPDATE documents SET title = :title WHERE id = CAST(:d AS uuid)"
+        " AND title_edited_by IS NULL",
         title=title,
         d=document_id,
     )
+
+
+def edit_document(
+    session: Session,
+    document_id: str,
+    *,
+    title: str | None,
+    metadata: dict[str, Any] | None,
+    principal: str,
+) -> None:
+    """Replace the document's title and/or metadata (None keeps the stored value).
+
+    An edited title is kept over the titles later versions' parses find.
+    """
+    session.run(
+        "UPDATE documents SET title = coalesce(:title, title),"
+        " title_edited_by = CASE WHEN CAST(:title AS text) IS NULL THEN title_edited_by"
+        " ELSE :p END,"
+        " metadata = coalesce(CAST(:m AS jsonb), metadata), updated_at = now()"
+        " WHERE id = CAST(:d AS uuid)",
+        title=title,
+        m=None if metadata is None else json.dumps(metadata),
+        p=principal,
+        d=document_id,
+    )
+
+
+def set_archived(session: Session, document_id: str, principal: str | None) -> bool:
+    """Archive the document (``principal`` given) or restore it (None).
+
+    Returns:
+        True if the document changed (archiving an archived document changes nothing).
+    """
+    changed = session.scalar(
+        "UPDATE documents SET archived_at = CASE WHEN CAST(:p AS text) IS NULL THEN NULL"
+        " ELSE now() END, archived_by = :p, updated_at = now()"
+        " WHERE id = CAST(:d AS uuid)"
+        " AND (archived_at IS NULL) = (CAST(:p AS text) IS NOT NULL) RETURNING id",
+        p=principal,
+        d=document_id,
+    )
+    return changed is not None
+
+
+def knowledge_base_document_ids(database: Database, kb_id: str) -> list[str]:
+    """The ids of every document of the knowledge base."""
+    return [
+        str(value)
+        for value in database.scalars(
+            "SELECT id::text FROM documents WHERE kb_id = CAST(:k AS uuid) ORDER BY id", k=kb_id
+        )
+    ]
 
 
 def set_latest_version(session: Session, document_id: str, version_id: str) -> None:
@@ -190,7 +245,13 @@ def delete_document_row(session: Session, document_id: str) -> None:
 
 
 def list_document_views(
-    database: Database, kb_id: str, *, status: str | None, limit: int, offset: int
+    database: Database,
+    kb_id: str,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    archived: bool | None = None,
 ) -> list[DocumentView]:
     """A page of the knowledge base's documents, newest first.
 
@@ -200,14 +261,17 @@ def list_document_views(
         status: Only documents in this status (their latest version's), or all.
         limit: At most this many documents.
         offset: After skipping this many.
+        archived: Only archived (True) or only unarchived (False) documents, or all.
     """
     return database.records(
         DocumentView,
         _DOCUMENT_SELECT + " WHERE d.kb_id = CAST(:k AS uuid)"
         " AND (CAST(:s AS text) IS NULL OR coalesce(lv.status, 'awaiting_upload') = :s)"
+        " AND (CAST(:a AS boolean) IS NULL OR (d.archived_at IS NOT NULL) = CAST(:a AS boolean))"
         " ORDER BY d.created_at DESC, d.id LIMIT :lim OFFSET :off",
         k=kb_id,
         s=status,
+        a=archived,
         lim=limit,
         off=offset,
     )
@@ -220,3 +284,11 @@ def get_document_view(database: Database, document_id: str) -> DocumentView | No
     return database.record(
         DocumentView, _DOCUMENT_SELECT + " WHERE d.id = CAST(:d AS uuid)", d=document_id
     )
+
+
+def has_documents(session: Session, kb_id: str) -> bool:
+    """Whether the knowledge base has any document."""
+    found = session.scalar(
+        "SELECT 1 FROM documents WHERE kb_id = CAST(:k AS uuid) LIMIT 1", k=kb_id
+    )
+    return found is not None

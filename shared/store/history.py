@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.auth import Principal
-from shared.db import Database
+from shared.db import Database, Session
 from shared.ids import is_uuid
 
 # Earlier exchanges a follow-up is read against (question rewriting and the prompt).
@@ -438,4 +438,18 @@ def record_feedback(
         principal=principal.id,
         rating=rating,
         comment=comment,
+    )
+
+
+def delete_knowledge_base_sessions(session: Session, kb_id: str) -> None:
+    """Delete every chat session that asked the knowledge base, with its turns and feedback.
+
+    A session that also asked other knowledge bases goes whole: its answers cite the
+    deleted one's documents, and a history with holes in it would mislead follow-ups.
+    """
+    session.run(
+        "DELETE FROM chat_sessions s WHERE CAST(:k AS uuid) = ANY(s.kb_ids)"
+        " OR EXISTS (SELECT 1 FROM chat_turns t WHERE t.session_id = s.id"
+        " AND CAST(:k AS uuid) = ANY(t.kb_ids))",
+        k=kb_id,
     )

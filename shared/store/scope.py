@@ -20,6 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def visible_document(alias: str) -> str:
+    """The predicate that a document ``alias`` may be read at all: it is not archived.
+
+    Approval needs no predicate of its own: only approved versions are ever active.
+    """
+    return f"{alias}.archived_at IS NULL"
+
+
 @dataclass(frozen=True)
 class Scope:
     """What a search may read.
@@ -72,7 +80,7 @@ class ScopeSql:
         where = (
             " WHERE c.kb_id = ANY(CAST(:kbs AS uuid[]))"
             " AND c.version_id IN (SELECT d.active_version_id FROM documents d"
-            " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])))"
+            f" WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])) AND {visible_document('d')})"
             " AND (SELECT count(*) FROM knowledge_bases k JOIN workspaces w"
             " ON w.id = k.workspace_id WHERE w.name = :ws AND k.id = ANY(CAST(:kbs AS uuid[]))"
             f"{self._access('k')}) = cardinality(CAST(:kbs AS uuid[]))"
@@ -101,7 +109,8 @@ class ScopeSql:
         return (
             f" FROM documents {alias} JOIN document_versions v"
             f" ON v.id = {alias}.active_version_id"
-            f" WHERE {alias}.kb_id = ANY(CAST(:kbs AS uuid[]))" + self._document_filters(alias)
+            f" WHERE {alias}.kb_id = ANY(CAST(:kbs AS uuid[])) AND {visible_document(alias)}"
+            + self._document_filters(alias)
         )
 
     def workspace_documents(self) -> str:
@@ -115,8 +124,7 @@ class ScopeSql:
             " FROM documents d JOIN document_versions v ON v.id = d.active_version_id"
             " JOIN knowledge_bases k ON k.id = d.kb_id JOIN workspaces w ON w.id = k.workspace_id"
             " WHERE d.kb_id = ANY(CAST(:kbs AS uuid[])) AND w.name = :ws"
-            + self._access("k")
-            + self._document_filters("d")
+            f" AND {visible_document('d')}" + self._access("k") + self._document_filters("d")
         )
 
     def knowledge_bases(self) -> str:

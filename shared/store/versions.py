@@ -21,6 +21,16 @@ STAGE_COLUMNS = (
     "failed_at",
 )  # fmt: skip
 _STAMPED = frozenset(column[: -len("_at")] for column in STAGE_COLUMNS)
+# Entering another stage releases the lease and starts the new stage's re-drive budget.
+_NEW_STAGE_RESETS = tuple(
+    f"{name} = CASE WHEN p.previous = :to_status THEN v.{name} ELSE {reset} END"
+    for name, reset in (
+        ("lease_holder", "NULL"),
+        ("lease_expires_at", "NULL"),
+        ("lost_attempts", "0"),
+        ("idle_redrives", "0"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,8 @@ class VersionView:
     indexing_at: dt.datetime | None
     ready_at: dt.datetime | None
     failed_at: dt.datetime | None
+    approved_at: dt.datetime | None
+    approved_by: str | None
 
 
 @dataclass(frozen=True)
@@ -85,13 +97,20 @@ class StoredObject:
 
 @dataclass(frozen=True)
 class StalledVersion:
-    """A version the sweeper claimed, with the number of sweeps it has now had."""
+    """A version the sweeper claimed, with its re-drive counts as they now are.
+
+    ``sweeps`` counts every re-drive of the version; ``lost_attempts`` the attempts of
+    its current stage that started and vanished with their lease; ``idle_redrives``
+    the re-drives of its current stage after which no attempt started.
+    """
 
     id: str
     document_id: str
     kb_id: str
     status: str
     sweeps: int
+    lost_attempts: int
+    idle_redrives: int
 
 
 @dataclass(frozen=True)
@@ -108,7 +127,7 @@ _VIEW_SELECT = (
     "SELECT v.id::text AS id, v.number, v.status, v.checksum, v.size_bytes, v.content_type,"
     " v.page_count, v.chunk_count, v.error_code, v.error, v.embedding_model, v.created_at,"
     + ", ".join(f"v.{column}" for column in STAGE_COLUMNS)
-    + " FROM document_versions v"
+    + ", v.approved_at, v.approved_by FROM document_versions v"
 )
 
 
@@ -143,7 +162,8 @@ def change_status(
     """Set the version's status to ``to_status`` if it is in one of ``allowed_from``.
 
     Sets the stage timestamp the first time the stage is entered, ``updated_at``, and
-    the extra ``columns`` given (e.g. ``{"page_count": 12}``).
+    the extra ``columns`` given (e.g. ``{"page_count": 12}``). Entering another stage
+    releases the lease and resets the stage's re-drive counts.
 
     Args:
         session: A session inside the caller's transaction.
@@ -156,7 +176,7 @@ def change_status(
         The status the version had before, or None if it is gone or was not in an
         allowed status (nothing changed).
     """
-    assignments = ["status = :to_status", "updated_at = now()"]
+    assignments = ["status = :to_status", "updated_at = now()", *_NEW_STAGE_RESETS]
     if to_status in _STAMPED:
         assignments.append(f"{to_status}_at = coalesce({to_status}_at, now())")
     for name in columns:
@@ -179,25 +199,100 @@ def change_status(
     return None if previous is None else str(previous)
 
 
-def claim_expired_stage(session: Session, version_id: str, stage: str, lease_s: int) -> bool:
-    """Take over ``stage`` from an attempt that is over, clearing its recorded error.
+def claim_stage(
+    session: Session,
+    version_id: str,
+    stage: str,
+    from_status: str,
+    *,
+    holder: str,
+    lease_s: int,
+) -> str | None:
+    """Enter ``stage`` from ``from_status``, or take it over from an attempt that is over.
 
-    An attempt is over when it recorded an error (a retry of a failed attempt) or made
-    no progress (``updated_at``) for ``lease_s`` seconds (it crashed). Bumping
-    ``updated_at`` renews the lease for the new holder.
+    An attempt is over when it recorded an error (a retry of a failed attempt) or its
+    lease expired (it crashed or hung: a live attempt renews its lease). The claim
+    makes ``holder`` the lease's holder for ``lease_s`` seconds, clears the recorded
+    error (an error there always belongs to the latest attempt) and, since an attempt
+    started, the count of unanswered re-drives.
+
+    Args:
+        session: A session inside the caller's transaction.
+        version_id: The version to claim.
+        stage: The stage to hold (``parsing``, ``chunking``).
+        from_status: The status the stage is entered from.
+        holder: This attempt's id.
+        lease_s: Seconds the lease lasts unless renewed.
 
     Returns:
-        True if the version is in ``stage`` and was claimed.
+        The status the version had before, or None if it is gone, past the stage, or
+        held by a live attempt (nothing changed).
     """
-    claimed = session.scalar(
-        "UPDATE document_versions SET last_error = NULL, updated_at = now()"
-        " WHERE id = CAST(:id AS uuid) AND status = :stage AND (last_error IS NOT NULL"
-        " OR updated_at < now() - make_interval(secs => :lease)) RETURNING id",
+    if stage not in _STAMPED:
+        raise ValueError(f"not a stage: {stage}")
+    previous = session.scalar(
+        f"UPDATE document_versions v SET status = :stage, updated_at = now(),"
+        f" {stage}_at = coalesce(v.{stage}_at, now()), last_error = NULL,"
+        " lease_holder = :holder, lease_expires_at = now() + make_interval(secs => :lease),"
+        " idle_redrives = 0,"
+        " lost_attempts = CASE WHEN p.previous = :stage THEN v.lost_attempts ELSE 0 END"
+        " FROM (SELECT id, status AS previous FROM document_versions"
+        "       WHERE id = CAST(:id AS uuid) FOR UPDATE) p"
+        " WHERE v.id = p.id AND (p.previous = :from_status OR (p.previous = :stage"
+        " AND (v.last_error IS NOT NULL OR v.lease_expires_at IS NULL"
+        "      OR v.lease_expires_at < now())))"
+        " RETURNING p.previous",
         id=version_id,
         stage=stage,
+        from_status=from_status,
+        holder=holder,
         lease=lease_s,
     )
-    return claimed is not None
+    return None if previous is None else str(previous)
+
+
+def renew_lease(database: Database, version_id: str, holder: str, lease_s: int) -> bool:
+    """Extend ``holder``'s lease to ``lease_s`` seconds from now (autocommit).
+
+    Returns:
+        False if ``holder`` no longer holds the version (taken over, released, moved on).
+    """
+    renewed = database.scalar(
+        "UPDATE document_versions SET lease_expires_at = now() + make_interval(secs => :lease)"
+        " WHERE id = CAST(:id AS uuid) AND lease_holder = :holder RETURNING id",
+        id=version_id,
+        holder=holder,
+        lease=lease_s,
+    )
+    return renewed is not None
+
+
+def release_lease(session: Session, version_id: str, holder: str) -> None:
+    """``holder`` finished its work: it no longer holds the version.
+
+    The expiry stays, so a duplicate message arriving before it is still dropped; a
+    sweep that finds the version stalled later counts no lost attempt.
+    """
+    session.run(
+        "UPDATE document_versions SET lease_holder = NULL"
+        " WHERE id = CAST(:id AS uuid) AND lease_holder = :holder",
+        id=version_id,
+        holder=holder,
+    )
+
+
+def extend_shared_lease(database: Database, version_id: str, lease_s: int) -> None:
+    """Keep the sweeper off a stage many attempts work on at once (embedding batches).
+
+    Nobody holds such a lease, so it is only ever extended, never taken over.
+    """
+    database.run(
+        "UPDATE document_versions SET lease_expires_at ="
+        " greatest(lease_expires_at, now() + make_interval(secs => :lease))"
+        " WHERE id = CAST(:id AS uuid)",
+        id=version_id,
+        lease=lease_s,
+    )
 
 
 def set_last_error(database: Database, version_id: str, message: str) -> None:
@@ -211,9 +306,10 @@ def set_last_error(database: Database, version_id: str, message: str) -> None:
 
 
 def touch(session: Session, version_id: str) -> None:
-    """Bump the version's ``updated_at``: progress, as the sweeper sees it."""
+    """Record progress: bump ``updated_at`` and reset the stage's re-drive counts."""
     session.run(
-        "UPDATE document_versions SET updated_at = now() WHERE id = CAST(:v AS uuid)",
+        "UPDATE document_versions SET updated_at = now(), lost_attempts = 0,"
+        " idle_redrives = 0 WHERE id = CAST(:v AS uuid)",
         v=version_id,
     )
 
@@ -251,6 +347,29 @@ def record_parse(
         profile=profile,
         id=version_id,
     )
+
+
+def record_approval(session: Session, version_id: str, approved_by: str | None) -> None:
+    """Record that the version became active now, approved by ``approved_by``.
+
+    ``approved_by`` is None when the knowledge base requires no approval.
+    """
+    session.run(
+        "UPDATE document_versions SET approved_at = now(), approved_by = :by"
+        " WHERE id = CAST(:v AS uuid)",
+        by=approved_by,
+        v=version_id,
+    )
+
+
+def newest_waiting_version(session: Session, document_id: str) -> str | None:
+    """The id of the document's newest version awaiting approval, if any."""
+    found = session.scalar(
+        "SELECT id::text FROM document_versions WHERE document_id = CAST(:d AS uuid)"
+        " AND status = 'awaiting_approval' ORDER BY number DESC LIMIT 1",
+        d=document_id,
+    )
+    return None if found is None else str(found)
 
 
 def has_newer_version(database: Database, document_id: str, number: int) -> bool:
@@ -353,6 +472,39 @@ def current_object(database: Database, document_id: str) -> StoredObject | None:
     )
 
 
+@dataclass(frozen=True)
+class DocumentFile:
+    """A version's source object, with the document's file name and its content type."""
+
+    version_id: str
+    object_bucket: str
+    object_name: str
+    filename: str
+    content_type: str | None
+
+
+def document_file(
+    database: Database, document_id: str, *, active_only: bool
+) -> DocumentFile | None:
+    """The source object of the document's active version, else (unless ``active_only``) its latest.
+
+    A version still ``awaiting_upload`` has no object yet and is never returned.
+    """
+    pointer = (
+        "d.active_version_id"
+        if active_only
+        else "coalesce(d.active_version_id, d.latest_version_id)"
+    )
+    return database.record(
+        DocumentFile,
+        "SELECT v.id::text AS version_id, v.object_bucket, v.object_name, d.filename,"
+        " coalesce(v.content_type, v.declared_type) AS content_type FROM documents d"
+        f" JOIN document_versions v ON v.id = {pointer}"
+        " WHERE d.id = CAST(:d AS uuid) AND v.status <> 'awaiting_upload'",
+        d=document_id,
+    )
+
+
 def version_objects(database: Database, document_id: str) -> list[StoredObject]:
     """The source object of every version of the document."""
     return database.records(
@@ -375,21 +527,28 @@ def list_version_views(database: Database, document_id: str) -> list[VersionView
 def claim_stalled(
     session: Session, stages: tuple[str, ...], stall_after_s: int, limit: int
 ) -> list[StalledVersion]:
-    """Claim up to ``limit`` versions in ``stages`` with no progress for ``stall_after_s``.
+    """Claim up to ``limit`` stalled versions in ``stages`` for a re-drive.
 
-    Claiming counts a sweep and bumps ``updated_at``, so a concurrent or the next sweep
-    leaves them alone until they stall again; rows another sweep holds are skipped.
+    Stalled: no live lease and no progress (``updated_at``) for ``stall_after_s``
+    seconds. Claiming counts the re-drive (a lost attempt if the stage's lease still
+    had a holder, else an idle re-drive), clears the dead holder and bumps
+    ``updated_at``, so a concurrent or the next sweep leaves the version alone until
+    it stalls again; rows another sweep holds are skipped.
     """
     return session.records(
         StalledVersion,
-        "UPDATE document_versions v SET sweeps = v.sweeps + 1, updated_at = now()"
+        "UPDATE document_versions v SET sweeps = v.sweeps + 1, updated_at = now(),"
+        " lost_attempts = v.lost_attempts + CASE WHEN v.lease_holder IS NULL THEN 0 ELSE 1 END,"
+        " idle_redrives = v.idle_redrives + CASE WHEN v.lease_holder IS NULL THEN 1 ELSE 0 END,"
+        " lease_holder = NULL"
         " FROM (SELECT id FROM document_versions"
         "       WHERE status = ANY(CAST(:stages AS text[]))"
         "       AND updated_at < now() - make_interval(secs => :after)"
+        "       AND (lease_expires_at IS NULL OR lease_expires_at < now())"
         "       ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED) stalled"
         " WHERE v.id = stalled.id"
         " RETURNING v.id::text AS id, v.document_id::text AS document_id,"
-        " v.kb_id::text AS kb_id, v.status, v.sweeps",
+        " v.kb_id::text AS kb_id, v.status, v.sweeps, v.lost_attempts, v.idle_redrives",
         stages=list(stages),
         after=stall_after_s,
         limit=limit,

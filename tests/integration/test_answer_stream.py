@@ -224,3 +224,24 @@ def test_a_client_disconnect_stops_generation(
             break
         time.sleep(0.1)
     assert status == "cancelled"
+
+
+def test_an_answer_past_its_deadline_ends_with_an_error_and_a_failed_turn(
+    stack: LocalStack, site: dict[str, str], llm: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deadline keeps a stream inside the answer function's timeout (tests/unit/
+    # test_terraform_timeouts.py); a zero deadline has passed by the first token.
+    llm.script_chat("Customers have 30 days to ask for a refund [1].")
+    expired = stack.runtime.settings.model_copy(update={"answer_deadline_s": 0.0})
+    monkeypatch.setattr(stack.runtime, "settings", expired)
+
+    _, events = stream(site["url"], knowledge_base_id=site["kb"], q=QUESTION)
+
+    assert [event.event for event in events][-1] == "error"
+    failure = payloads(events, "error")[0]
+    assert failure["code"] == "answer_timeout" and failure["retryable"] is True
+    assert payloads(events, "done") == []
+    status = stack.database.scalar(
+        "SELECT status FROM chat_turns WHERE id = CAST(:id AS uuid)", id=failure["turn_id"]
+    )
+    assert status == "failed"

@@ -461,3 +461,35 @@ def test_events_of_a_failed_document_end_with_failed(clean_stack: LocalStack) ->
     assert statuses[-1] == "failed"
     assert "ready" not in statuses
     assert events[-1].json()["detail"]["error_code"] == "binary_content"
+
+
+def test_an_event_stream_ends_within_its_limit_and_resumes(
+    clean_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A document awaiting its upload never reaches ready/failed: only the limit (and
+    # never a longer ?timeout=) ends its stream, so the function's timeout never does.
+    api = Api(clean_stack)
+    kb = api.create_kb("waiting")
+    grant = api.post(
+        f"/v1/knowledge-bases/{kb['id']}/uploads",
+        json={"filename": "later.md", "content_type": "text/markdown", "size": 10},
+    )
+    assert grant.status_code == 201, grant.get_data(as_text=True)
+    document_id = json.loads(grant.get_data(as_text=True))["document_id"]
+    limited = clean_stack.runtime.settings.model_copy(update={"events_stream_s": 1})
+    monkeypatch.setattr(clean_stack.runtime, "settings", limited)
+
+    response = api.get(f"/v1/documents/{document_id}/events?timeout=3600")
+
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    # The reconnect delay comes first: EventSource reconnects with Last-Event-ID.
+    assert text.startswith("retry: ")
+    events = parse_sse(text)
+    assert all(event.event not in {"ready", "failed"} for event in events)
+    last = max((int(event.id) for event in events if event.id), default=0)
+    resumed = api.get(f"/v1/documents/{document_id}/events", headers={"Last-Event-ID": str(last)})
+    assert resumed.status_code == 200
+    assert [
+        e for e in parse_sse(resumed.get_data(as_text=True)) if e.id and int(e.id) <= last
+    ] == []

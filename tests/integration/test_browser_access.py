@@ -29,6 +29,15 @@ def test_preflight_and_responses_carry_cors_for_configured_origins(stack: LocalS
         assert refused.status_code == 403
         assert "Access-Control-Allow-Origin" not in refused.headers
 
+    # A path no route serves passes its preflight, so the page reads the 404 that follows.
+    unrouted = client.options("/v1/no-such-thing", headers=preflight)
+    assert unrouted.status_code == 204
+    assert unrouted.headers["Access-Control-Allow-Methods"] == "GET, OPTIONS"
+    odd = client.options(
+        "/v1/no-such-thing", headers={**preflight, "Access-Control-Request-Method": "GET\tX"}
+    )
+    assert odd.status_code == 400 and "Access-Control-Allow-Methods" not in odd.headers
+
     api = Api(stack)
     listed = api.get("/v1/knowledge-bases", headers={"Origin": FRONTEND})
     assert listed.status_code == 200

@@ -1,4 +1,7 @@
-"""The drop folder: files under ``drop/<knowledge-base>/...`` become documents."""
+"""The drop folder: files under ``drop/<workspace>/<knowledge-base>/...`` become documents.
+
+The local stack's default workspace is ``default`` (``RAGLINE_DEFAULT_WORKSPACE``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any
 
 from scripts.localstack.dropfolder import DropFolder
 from scripts.localstack.stack import LocalStack
+from shared.store.rejections import IngestRejection, list_rejections
 from tests.support.api import Api, all_chunks, visible_chunks
 
 POLICY = (
@@ -70,8 +74,8 @@ def test_new_files_create_the_knowledge_base_and_ready_documents(
     clean_stack: LocalStack,
 ) -> None:
     api = Api(clean_stack)
-    write(clean_stack, "handbook/intro.txt", INTRO.encode())
-    write(clean_stack, "handbook/policies/hr/leave.md", POLICY.encode())
+    write(clean_stack, "default/handbook/intro.txt", INTRO.encode())
+    write(clean_stack, "default/handbook/policies/hr/leave.md", POLICY.encode())
     settle(clean_stack)
 
     assert kb_names(api) == ["handbook"]
@@ -90,7 +94,7 @@ def test_new_files_create_the_knowledge_base_and_ready_documents(
 def test_a_file_in_an_existing_knowledge_base_joins_it(clean_stack: LocalStack) -> None:
     api = Api(clean_stack)
     kb = api.create_kb("existing", chunk_tokens=64, chunk_overlap=0)
-    write(clean_stack, "existing/leave.md", POLICY.encode())
+    write(clean_stack, "default/existing/leave.md", POLICY.encode())
     settle(clean_stack)
 
     assert kb_names(api) == ["existing"]
@@ -104,7 +108,7 @@ def test_replacing_a_file_makes_a_new_version_with_only_new_chunks(
     clean_stack: LocalStack,
 ) -> None:
     api = Api(clean_stack)
-    path = write(clean_stack, "handbook/leave.md", POLICY.encode())
+    path = write(clean_stack, "default/handbook/leave.md", POLICY.encode())
     settle(clean_stack)
     first = api.document(documents(api, "handbook")["leave.md"]["id"])
     assert first["status"] == "ready"
@@ -130,10 +134,12 @@ def test_replacing_a_file_makes_a_new_version_with_only_new_chunks(
 
 def test_rewriting_the_same_bytes_makes_no_new_version(clean_stack: LocalStack) -> None:
     api = Api(clean_stack)
-    path = write(clean_stack, "handbook/leave.md", POLICY.encode())
+    path = write(clean_stack, "default/handbook/leave.md", POLICY.encode())
     settle(clean_stack)
     document_id = documents(api, "handbook")["leave.md"]["id"]
-    before = clean_stack.objects.stat(clean_stack.settings.upload_bucket, "handbook/leave.md")
+    before = clean_stack.objects.stat(
+        clean_stack.settings.upload_bucket, "default/handbook/leave.md"
+    )
     assert before is not None
     chunks_before = all_chunks(clean_stack, document_id)
 
@@ -142,7 +148,9 @@ def test_rewriting_the_same_bytes_makes_no_new_version(clean_stack: LocalStack) 
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))  # surely "changed"
     settle(clean_stack)
 
-    after = clean_stack.objects.stat(clean_stack.settings.upload_bucket, "handbook/leave.md")
+    after = clean_stack.objects.stat(
+        clean_stack.settings.upload_bucket, "default/handbook/leave.md"
+    )
     assert after is not None
     assert after.generation == before.generation, "no new object generation was uploaded"
     document = api.document(document_id)
@@ -153,8 +161,8 @@ def test_rewriting_the_same_bytes_makes_no_new_version(clean_stack: LocalStack) 
 
 def test_deleting_a_file_deletes_its_document(clean_stack: LocalStack) -> None:
     api = Api(clean_stack)
-    gone = write(clean_stack, "handbook/policies/leave.md", POLICY.encode())
-    write(clean_stack, "handbook/intro.txt", INTRO.encode())
+    gone = write(clean_stack, "default/handbook/policies/leave.md", POLICY.encode())
+    write(clean_stack, "default/handbook/intro.txt", INTRO.encode())
     settle(clean_stack)
     docs = documents(api, "handbook")
     document_id = docs["policies/leave.md"]["id"]
@@ -164,7 +172,7 @@ def test_deleting_a_file_deletes_its_document(clean_stack: LocalStack) -> None:
     gone.unlink()
     bucket = clean_stack.settings.upload_bucket
     wait_for(
-        lambda: clean_stack.objects.stat(bucket, "handbook/policies/leave.md") is None,
+        lambda: clean_stack.objects.stat(bucket, "default/handbook/policies/leave.md") is None,
         "the drop folder to delete the object",
     )
     assert clean_stack.notifier is not None
@@ -178,17 +186,79 @@ def test_deleting_a_file_deletes_its_document(clean_stack: LocalStack) -> None:
     assert api.document(remaining["intro.txt"]["id"])["status"] == "ready"
 
 
-def test_hidden_temporary_and_loose_files_are_ignored(clean_stack: LocalStack) -> None:
+def rejections(stack: LocalStack) -> dict[str, IngestRejection]:
+    """The recorded rejections by object name."""
+    return {r.object_name: r for r in list_rejections(stack.database)}
+
+
+def test_hidden_and_temporary_files_are_ignored_and_loose_files_refused(
+    clean_stack: LocalStack,
+) -> None:
     api = Api(clean_stack)
-    write(clean_stack, "handbook/.DS_Store", b"\x00\x00\x00\x01Bud1")
-    write(clean_stack, "handbook/.drafts/secret.md", b"# Secret\n\nNot for the index.")
-    write(clean_stack, "handbook/~$leave.docx", b"lock file")
-    write(clean_stack, "handbook/copy.md.part", b"# Half\n\nHalf copied.")
-    write(clean_stack, "loose.md", b"# Loose\n\nNot in any knowledge base folder.")
-    write(clean_stack, ".hidden-kb/notes.md", b"# Hidden\n\nA hidden folder.")
-    write(clean_stack, "handbook/leave.md", POLICY.encode())
+    write(clean_stack, "default/handbook/.DS_Store", b"\x00\x00\x00\x01Bud1")
+    write(clean_stack, "default/handbook/.drafts/secret.md", b"# Secret\n\nNot for the index.")
+    write(clean_stack, "default/handbook/~$leave.docx", b"lock file")
+    write(clean_stack, "default/handbook/copy.md.part", b"# Half\n\nHalf copied.")
+    write(clean_stack, "default/.hidden-kb/notes.md", b"# Hidden\n\nA hidden folder.")
+    write(clean_stack, ".hidden-workspace/kb/notes.md", b"# Hidden\n\nA hidden folder.")
+    write(clean_stack, "loose.md", b"# Loose\n\nNot in any workspace folder.")
+    write(clean_stack, "default/loose.md", b"# Loose\n\nNot in any knowledge base folder.")
+    write(clean_stack, "default/handbook/leave.md", POLICY.encode())
     settle(clean_stack)
 
-    assert bucket_names(clean_stack) == {"handbook/leave.md"}
+    # Loose files go up like any object and the bucket's rule refuses them, with a reason.
+    assert bucket_names(clean_stack) == {
+        "default/handbook/leave.md",
+        "loose.md",
+        "default/loose.md",
+    }
     assert kb_names(api) == ["handbook"]
     assert list(documents(api, "handbook")) == ["leave.md"]
+    assert clean_stack.database.scalar("SELECT count(*) FROM documents") == 1
+    refused = rejections(clean_stack)
+    assert set(refused) == {"loose.md", "default/loose.md"}
+    assert {r.reason for r in refused.values()} == {"path_too_short"}
+
+
+def test_a_file_for_another_workspace_lands_there_and_only_there(clean_stack: LocalStack) -> None:
+    owner = Api(clean_stack)
+    assert owner.post("/v1/workspaces", json={"name": "research"}).status_code == 201
+    write(clean_stack, "research/papers/study.md", POLICY.encode())
+    settle(clean_stack)
+
+    research = Api(clean_stack, workspace="research")
+    assert kb_names(research) == ["papers"]
+    study = research.document(documents(research, "papers")["study.md"]["id"])
+    assert study["status"] == "ready", study
+    assert kb_names(owner) == [], "the default workspace got nothing"
+    assert owner.get("/v1/knowledge-bases/papers/documents").status_code == 404
+    assert owner.get(f"/v1/documents/{study['id']}").status_code == 404
+    assert rejections(clean_stack) == {}
+
+
+def test_a_file_naming_an_unknown_workspace_is_refused_and_recorded(
+    clean_stack: LocalStack,
+) -> None:
+    path = write(clean_stack, "nowhere/handbook/leave.md", POLICY.encode())
+    settle(clean_stack)
+
+    db = clean_stack.database
+    for table in ("documents", "document_versions", "knowledge_bases"):
+        assert db.scalar(f"SELECT count(*) FROM {table}") == 0, table
+    assert db.scalar("SELECT count(*) FROM workspaces WHERE name = 'nowhere'") == 0
+    obj = clean_stack.objects.stat(clean_stack.settings.upload_bucket, "nowhere/handbook/leave.md")
+    assert obj is not None
+    refused = rejections(clean_stack)["nowhere/handbook/leave.md"]
+    assert (refused.reason, refused.workspace, refused.knowledge_base) == (
+        "unknown_workspace",
+        "nowhere",
+        "handbook",
+    )
+    assert refused.generation == obj.generation and refused.workspace_id is None
+    assert "nowhere" in refused.message
+
+    # Its deletion finds nothing to delete and records nothing more.
+    path.unlink()
+    settle(clean_stack)
+    assert list(rejections(clean_stack)) == ["nowhere/handbook/leave.md"]
+    assert db.scalar("SELECT count(*) FROM documents") == 0

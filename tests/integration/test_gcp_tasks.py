@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -31,7 +33,7 @@ def client(fake: FakeCloudTasks) -> Iterator[tasks_v2.CloudTasksClient]:
 
 
 def make_queue(
-    client: tasks_v2.CloudTasksClient, service_account: str = SERVICE_ACCOUNT, **kwargs: float
+    client: tasks_v2.CloudTasksClient, service_account: str = SERVICE_ACCOUNT, **kwargs: Any
 ) -> CloudTasksQueue:
     return CloudTasksQueue(
         project="proj",
@@ -58,6 +60,8 @@ def test_enqueue_creates_http_task_with_oidc_token(fake, client):
     assert http.http_method == tasks_v2.HttpMethod.POST
     assert http.url == TARGET_URL
     assert dict(http.headers) == {"Content-Type": "application/json"}
+    # Cloud Tasks' default (600 s) unless the queue is told otherwise.
+    assert fake.tasks[name].dispatch_deadline == dt.timedelta(seconds=600)
     assert EmbedTask.model_validate_json(http.body) == task
     assert json.loads(http.body) == {
         "v": 1,
@@ -82,6 +86,18 @@ def test_enqueue_without_service_account_sends_no_token(fake, client):
     (task,) = fake.tasks.values()
     assert "oidc_token" not in task.http_request
     assert "oauth_token" not in task.http_request
+
+
+def test_tasks_carry_the_configured_dispatch_deadline(fake, client):
+    make_queue(client, dispatch_deadline_s=330).enqueue(
+        "t2",
+        EmbedTask(
+            version_id="00000000-0000-4000-8000-00000000000b", first_ordinal=0, last_ordinal=0
+        ),
+    )
+
+    (task,) = fake.tasks.values()
+    assert task.dispatch_deadline == dt.timedelta(seconds=330)
 
 
 def test_duplicate_task_name_returns_false(fake, client):

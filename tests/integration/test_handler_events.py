@@ -171,7 +171,7 @@ def test_a_finalized_object_goes_through_every_target_to_ready(
 ) -> None:
     stack = clean_stack
     settings = stack.settings
-    obj = _upload(stack, "handler-kb/reports/report.md", TEXT_V1)
+    obj = _upload(stack, "default/handler-kb/reports/report.md", TEXT_V1)
 
     response = send_storage_event(stack, load_event("gcs_object_finalized", **obj))
     assert response.status_code < 300, response.get_data(as_text=True)
@@ -245,9 +245,9 @@ def test_a_deleted_event_for_a_replaced_object_keeps_the_document(
 ) -> None:
     # GCS reports `deleted` for the old generation when an object is overwritten.
     stack = clean_stack
-    obj = _upload(stack, "handler-kb/notes.md", TEXT_V1)
+    obj = _upload(stack, "default/handler-kb/notes.md", TEXT_V1)
     assert send_storage_event(stack, load_event("gcs_object_finalized", **obj)).status_code < 300
-    replaced = _upload(stack, "handler-kb/notes.md", TEXT_V1 + " More.")
+    replaced = _upload(stack, "default/handler-kb/notes.md", TEXT_V1 + " More.")
     assert replaced["generation"] != obj["generation"]
     assert send_storage_event(stack, load_event("gcs_object_deleted", **obj)).status_code < 300
     assert stack.database.scalar("SELECT count(*) FROM documents") == 1
@@ -260,7 +260,7 @@ def test_malformed_storage_events_are_acknowledged(
     stack = clean_stack
     ghost = {
         "bucket": stack.settings.upload_bucket,
-        "name": "handler-kb/ghost.md",
+        "name": "default/handler-kb/ghost.md",
         "generation": "1712345678901234",
         "size": "12",
         "md5_hash": "XUFAKrxLKna5cZ2REBfFkg==",
@@ -272,14 +272,14 @@ def test_malformed_storage_events_are_acknowledged(
     assert send_storage_event(stack, broken).status_code < 300, "a poison event is not retried"
     outside = load_event("gcs_object_finalized", **{**ghost, "name": "no-folder.md"})
     assert send_storage_event(stack, outside).status_code < 300
-    folder = load_event("gcs_object_finalized", **{**ghost, "name": "handler-kb/sub/"})
+    folder = load_event("gcs_object_finalized", **{**ghost, "name": "default/handler-kb/sub/"})
     assert send_storage_event(stack, folder).status_code < 300
     assert stack.database.scalar("SELECT count(*) FROM document_versions") == 0
     assert not recorder.messages
 
 
 def _received_version(stack: LocalStack) -> str:
-    obj = _upload(stack, "handler-kb/report.md", TEXT_V1)
+    obj = _upload(stack, "default/handler-kb/report.md", TEXT_V1)
     assert send_storage_event(stack, load_event("gcs_object_finalized", **obj)).status_code < 300
     return _version_of(stack, obj["bucket"], obj["name"])
 

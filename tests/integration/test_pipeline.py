@@ -175,7 +175,9 @@ def test_a_transient_error_once_in_any_step_loses_nothing(
     if step == "ingest":
         # Only bucket events reach ingest: drop the file into the bucket.
         clean_stack.objects.upload_bytes(
-            clean_stack.settings.upload_bucket, "flaky/report.md", REPORT.encode()
+            clean_stack.settings.upload_bucket,
+            f"{clean_stack.settings.default_workspace}/flaky/report.md",
+            REPORT.encode(),
         )
         clean_stack.wait_idle(10)
         clean_stack.wait_idle()

@@ -68,15 +68,12 @@ def test_redelivered_and_premature_messages_change_nothing(
     record_transient_error(db, version, "parse", ConnectionError("storage timed out"))
     assert parse_version(rt, version), "a retry of an attempt that failed redoes the step"
     assert last_error(clean_stack, version) is None, "the new attempt owns the error column"
-    lease = get_settings().parse_lease_s
-    with clean_stack.database.transaction() as session:
-        session.run(
-            "UPDATE document_versions SET updated_at = now() - make_interval(secs => :s)"
-            " WHERE id = CAST(:v AS uuid)",
-            s=lease + 1,
-            v=version,
-        )
-    assert parse_version(rt, version), "an attempt silent past the lease is taken over"
+    db.run(
+        "UPDATE document_versions SET lease_expires_at = now() - interval '1 second'"
+        " WHERE id = CAST(:v AS uuid)",
+        v=version,
+    )
+    assert parse_version(rt, version), "an attempt whose lease expired is taken over"
     assert chunk_version(rt, version)
     assert not parse_version(rt, version), "parse after chunking is a no-op"
     tasks = recorder.tasks_for(version)

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from scripts.localstack.stack import LocalStack
+from shared.pipeline.leases import Heartbeat, new_holder
 from shared.pipeline.steps import chunk_version, embed_batch, parse_version
+from shared.pipeline.versions import claim_stage
+from shared.store import versions as version_store
+from shared.store.versions import release_lease
 from tests.support.api import Api, visible_chunks
-from tests.support.pipeline import TEXT_V1, Recorder, restore_transports, store_version
+from tests.support.pipeline import (
+    TEXT_V1,
+    Recorder,
+    restore_transports,
+    store_version,
+    version_status,
+)
 
 
 def _stall(stack: LocalStack, version_id: str, minutes: int = 60) -> None:
     stack.database.run(
-        "UPDATE document_versions SET updated_at = now() - make_interval(mins => :m)"
-        " WHERE id = CAST(:v AS uuid)",
+        "UPDATE document_versions SET updated_at = now() - make_interval(mins => :m),"
+        " lease_expires_at = now() - make_interval(mins => :m) WHERE id = CAST(:v AS uuid)",
         m=minutes,
         v=version_id,
     )
@@ -100,3 +112,136 @@ def test_finished_versions_are_never_swept(clean_stack: LocalStack) -> None:
         _stall(clean_stack, document["versions"][0]["id"])
 
     assert clean_stack.sweep() == {"redriven": {}, "failed": []}
+
+
+def _start_attempt(stack: LocalStack, version_id: str, stage: str = "parsing") -> str:
+    """An attempt claims the stage and dies at once: no error recorded, no heartbeat."""
+    holder = new_holder(stage)
+    with stack.database.transaction() as session:
+        claimed = claim_stage(session, version_id, stage, "received", holder=holder, lease_s=600)
+    assert claimed is not None
+    return holder
+
+
+def _counts(stack: LocalStack, version_id: str) -> tuple[int, int]:
+    return tuple(
+        stack.database.run(
+            "SELECT lost_attempts, idle_redrives FROM document_versions"
+            " WHERE id = CAST(:v AS uuid)",
+            v=version_id,
+        )[0]
+    )
+
+
+def test_a_parse_that_died_without_an_error_is_taken_over_by_a_redrive(
+    clean_stack: LocalStack, recorder: Recorder
+) -> None:
+    rt = clean_stack.runtime
+    kb = Api(clean_stack).create_kb("died")
+    document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
+    _start_attempt(clean_stack, version)
+    assert not parse_version(rt, version), "a duplicate inside the live lease is dropped"
+    restore_transports(clean_stack)  # the parse message died with the attempt
+
+    _stall(clean_stack, version)  # the lease ran out, nothing progressed
+    report = clean_stack.sweep()
+    clean_stack.wait_idle()
+
+    assert report == {"redriven": {version: "parsing"}, "failed": []}
+    document = Api(clean_stack).document(document_id)
+    assert document["status"] == "ready", document
+    assert len(visible_chunks(clean_stack, document_id)) == document["chunk_count"] > 0
+
+
+def test_the_sweeper_never_redrives_inside_a_live_lease(
+    clean_stack: LocalStack, recorder: Recorder
+) -> None:
+    kb = Api(clean_stack).create_kb("busy")
+    _document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
+    _start_attempt(clean_stack, version)
+    # A long parse: no progress for an hour, but its heartbeat keeps the lease live.
+    clean_stack.database.run(
+        "UPDATE document_versions SET updated_at = now() - interval '1 hour'"
+        " WHERE id = CAST(:v AS uuid)",
+        v=version,
+    )
+
+    sent = list(recorder.messages)
+
+    assert clean_stack.sweep() == {"redriven": {}, "failed": []}
+    assert recorder.messages == sent, "nothing was re-sent"
+
+
+def test_a_heartbeat_keeps_renewing_the_lease_until_the_work_ends(
+    clean_stack: LocalStack, recorder: Recorder
+) -> None:
+    db = clean_stack.database
+    kb = Api(clean_stack).create_kb("beating")
+    _document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
+    holder = _start_attempt(clean_stack, version)
+    db.run(
+        "UPDATE document_versions SET lease_expires_at = now() - interval '1 second'"
+        " WHERE id = CAST(:v AS uuid)",
+        v=version,
+    )
+
+    def live() -> bool:
+        return bool(
+            db.scalar(
+                "SELECT lease_expires_at > now() FROM document_versions"
+                " WHERE id = CAST(:v AS uuid)",
+                v=version,
+            )
+        )
+
+    with Heartbeat(db, version, holder, lease_s=1):
+        deadline = time.monotonic() + 60
+        while not live() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert live(), "the heartbeat renewed the expired lease"
+    with db.transaction() as session:
+        release_lease(session, version, holder)
+    assert not version_store.renew_lease(db, version, holder, 1), "a released lease stays released"
+
+
+def test_a_stage_fails_as_stalled_only_once_its_lost_attempts_exceed_the_budget(
+    clean_stack: LocalStack, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "max_sweeps", 2)
+    rt = clean_stack.runtime
+    kb = Api(clean_stack).create_kb("crashing")
+    _document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
+    _start_attempt(clean_stack, version)
+    for lost in (1, 2):
+        # Duplicates dropped inside the live lease are no attempts: they count nowhere.
+        assert not parse_version(rt, version)
+        assert not parse_version(rt, version)
+        _stall(clean_stack, version)
+        assert clean_stack.sweep()["redriven"] == {version: "parsing"}
+        assert _counts(clean_stack, version) == (lost, 0)
+        _start_attempt(clean_stack, version)  # the re-drive's attempt starts, then dies too
+        assert _counts(clean_stack, version) == (lost, 0)
+    _stall(clean_stack, version)
+
+    assert clean_stack.sweep()["failed"] == [version]
+    assert version_status(clean_stack, version) == "failed"
+
+
+def test_progress_to_the_next_stage_restores_the_budget(
+    clean_stack: LocalStack, recorder: Recorder
+) -> None:
+    rt = clean_stack.runtime
+    kb = Api(clean_stack).create_kb("progress")
+    _document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
+    _start_attempt(clean_stack, version)
+    _stall(clean_stack, version)
+    clean_stack.sweep()
+    assert _counts(clean_stack, version) == (1, 0)
+
+    assert parse_version(rt, version)  # the re-drive's attempt parses
+    assert chunk_version(rt, version)
+
+    assert version_status(clean_stack, version) == "embedding"
+    assert _counts(clean_stack, version) == (0, 0)

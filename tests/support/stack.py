@@ -14,8 +14,8 @@ from scripts.localstack.stack import LocalStack
 
 _TABLES = (
     "turn_feedback, chat_turns, chat_sessions, chunks, document_events, document_versions,"
-    " access_requests, kb_grants, workspace_invitations, api_keys, principals,"
-    " documents, knowledge_bases, workspaces"
+    " access_requests, kb_grants, workspace_invitations, api_keys, stream_tickets, principals,"
+    " documents, knowledge_bases, ingest_rejections, workspaces"
 )
 
 

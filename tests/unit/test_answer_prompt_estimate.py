@@ -22,6 +22,7 @@ import pytest
 from shared.answering import prompt, token_estimate
 from shared.answering.token_estimate import estimate_tokens, pieces_join
 from shared.answering.types import Exchange, GenerationRequest, Passage
+from shared.errors import LimitExceededError
 from shared.tokens import utf8_bound
 
 ALPHABET = [
@@ -254,7 +255,7 @@ def test_prompts_match_the_golden_run(
         budget = rng.choice([300, 800, 1500, 4000, 12000])
         try:
             got = prompt.build_prompt(request, max_context_tokens=budget, max_history=3, **kwargs)
-        except prompt.LimitExceededError:
+        except LimitExceededError:
             results.append("limit")
             continue
         # Invariants: within budget, the sources a prefix of the ranking, the size exact.

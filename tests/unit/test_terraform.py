@@ -342,11 +342,13 @@ def test_chunk_and_sweep_may_enqueue_and_act_as_the_tasks_invoker() -> None:
     ) in moves
 
 
-def test_upload_can_sign_urls_as_itself() -> None:
-    grant = resource("google_service_account_iam_member", "upload_sign_blob")
+@pytest.mark.parametrize("function", ["upload", "manage"])
+def test_functions_that_sign_urls_can_sign_as_themselves(function: str) -> None:
+    # upload signs upload URLs; manage signs download URLs of documents' files.
+    grant = resource("google_service_account_iam_member", f"{function}_sign_blob")
     assert unquote(grant["role"]) == "roles/iam.serviceAccountTokenCreator"
-    assert 'function["upload"].name' in grant["service_account_id"]
-    assert 'function["upload"].email' in grant["member"]
+    assert f'function["{function}"].name' in grant["service_account_id"]
+    assert f'function["{function}"].email' in grant["member"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,3 +644,14 @@ def test_identity_settings_terraform_sets_are_read_by_the_settings(
     settings = read_settings()
     assert settings.cors_origins == ["https://app.example.com"]
     assert settings.auth_bootstrap_owners == [] and settings.auth_audience == "p"
+
+
+def test_every_upload_origin_may_call_the_api() -> None:
+    # A page that PUTs to a signed upload URL got the URL from the API: the bucket's CORS
+    # origins are among the API's (Cloud Build sets allowed_origins only).
+    bucket_cors = (TF_DIR / "storage.tf").read_text()
+    assert re.search(r"origin\s*=\s*var\.allowed_origins\b", bucket_cors)
+    main = (TF_DIR / "main.tf").read_text()
+    found = re.search(r"RAGLINE_CORS_ORIGINS\s*=\s*(.+)", main)
+    assert found is not None
+    assert "var.allowed_origins" in found.group(1) and "var.cors_origins" in found.group(1)
