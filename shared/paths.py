@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.errors import RefusedObjectError
+from shared.filenames import object_part
 from shared.ids import is_uuid
 
 UPLOADS_PREFIX = "_uploads/"
@@ -36,8 +37,12 @@ def parsed_object_name(version_id: str) -> str:
 
 
 def upload_object_name(document_id: str, key: str, filename: str) -> str:
-    """Where an uploaded file for ``document_id`` is stored in the uploads bucket."""
-    return f"{UPLOADS_PREFIX}{document_id}/{key}/{filename}"
+    """Where an uploaded file for ``document_id`` is stored in the uploads bucket.
+
+    A long ``filename`` is cut to a bounded segment (:func:`shared.filenames.object_part`);
+    the document keeps the name itself.
+    """
+    return f"{UPLOADS_PREFIX}{document_id}/{key}/{object_part(filename)}"
 
 
 @dataclass(frozen=True)

@@ -86,12 +86,11 @@ class StorageEmulator:
 
 def _serve(host: str, port: int, data_dir: str, ready: Any, stop: Any) -> None:
     """The emulator process: serve until told to stop."""
-    import signal
-
     from gcp_storage_emulator.server import create_server
 
-    # Ctrl-C reaches the whole process group; the stack stops the emulator itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from scripts.localstack.lifetime import exit_with_parent
+
+    exit_with_parent()
     _split_uploads_at_their_boundary()
     _write_files_atomically()
     _answer_cors_from_bucket_configuration()

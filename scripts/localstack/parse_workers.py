@@ -22,6 +22,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from scripts.localstack.lifetime import exit_with_parent
 from shared.config import ParseLimits
 from shared.errors import TransientError
 from shared.models import ParsedDocument
@@ -114,19 +115,12 @@ def _start(workers: int) -> ProcessPoolExecutor:
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupts
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent
     )
     # Start every worker now (each imports the parser once), not on the first parses.
     for future in [pool.submit(_warm) for _ in range(workers)]:
         future.result()
     return pool
-
-
-def _ignore_interrupts() -> None:
-    """Ctrl-C reaches the whole process group: the host stops its workers itself."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _warm() -> None:

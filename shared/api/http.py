@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from werkzeug.wrappers import Request, Response
 
 from shared.api.authn import authenticate
 from shared.api.cors import add_cors_headers, allowed_origin, is_preflight, preflight_response
+from shared.api.text_input import check_json, check_pairs
 from shared.auth import Principal
 from shared.errors import (
     ConflictError,
@@ -100,18 +101,40 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 
 def read_json(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object (400 with a clear message otherwise)."""
+    """The request body as a JSON object (400 with a clear message otherwise).
+
+    Every key and string in it passes the control-character rule
+    (:mod:`shared.api.text_input`), and numbers are finite (no ``NaN`` or
+    ``Infinity``, which JSON does not define).
+    """
     if not request.data:
         raise InvalidInputError("request body must be a JSON object", code="invalid_json")
     try:
-        body = json.loads(request.data)
+        body = json.loads(request.data, parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidInputError(
             f"request body is not valid JSON: {error}", code="invalid_json"
         ) from error
     if not isinstance(body, dict):
         raise InvalidInputError("request body must be a JSON object", code="invalid_json")
-    return body
+    return dict(check_json(body))
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidInputError(
+        f"request body is not valid JSON: {name} is not a JSON number", code="invalid_json"
+    )
+
+
+def check_request_text(request: Request, path_args: Mapping[str, Any]) -> None:
+    """Apply the control-character rule to the path, query and headers of a request.
+
+    Raises:
+        InvalidInputError: ``invalid_input``, naming the offending part.
+    """
+    check_pairs(((name, str(value)) for name, value in path_args.items()), "path segment")
+    check_pairs(request.args.items(multi=True), "query parameter")
+    check_pairs(request.headers.items(), "header")
 
 
 def int_arg(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -198,6 +221,7 @@ class Router:
         try:
             adapter = self._map.bind_to_environ(request.environ)
             endpoint, args = adapter.match()
+            check_request_text(request, args)
             runtime = self._runtime()
             principal = (
                 ANONYMOUS if endpoint in self._public else self._authenticate(runtime, request)

@@ -109,16 +109,20 @@ def get_knowledge_bases(runtime: Runtime, request: Request, principal: Principal
     return json_response({"knowledge_bases": [kb.to_json() for kb in kbs]})
 
 
+# Positions in a listing and event ids are PostgreSQL bigints.
+MAX_BIGINT = 2**63 - 1
+
+
 def _decode_page_token(token: str | None) -> int:
     if not token:
         return 0
     try:
         offset = int(json.loads(base64.urlsafe_b64decode(token.encode()))["o"])
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, OverflowError) as error:
         raise InvalidInputError(
             "page_token is not one this API issued", code="invalid_page_token"
         ) from error
-    if offset < 0:
+    if not 0 <= offset <= MAX_BIGINT:
         raise InvalidInputError("page_token is not one this API issued", code="invalid_page_token")
     return offset
 
@@ -288,6 +292,10 @@ def document_events(
         raise InvalidInputError(
             "Last-Event-ID must be an integer", code="invalid_parameter"
         ) from error
+    if not 0 <= after <= MAX_BIGINT:
+        raise InvalidInputError(
+            f"Last-Event-ID must be between 0 and {MAX_BIGINT}", code="invalid_parameter"
+        )
     # A client may ask for a shorter stream, never for one the function's timeout cuts off
     # (a longer request is shortened: the client reconnects with Last-Event-ID anyway).
     longest = runtime.settings.events_stream_s

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-import unicodedata
 import uuid
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,16 +12,16 @@ from werkzeug.wrappers import Request, Response
 from shared.api.access import require_kb
 from shared.api.http import Route, json_response, read_json
 from shared.api.manage import get_documents
+from shared.api.text_input import check_json
 from shared.auth import Principal
 from shared.db import Database
 from shared.errors import ConflictError, InvalidInputError, TooLargeError
+from shared.filenames import display_name
 from shared.paths import upload_object_name
 from shared.pipeline.ingest import register_object
 from shared.runtime import Runtime
 from shared.storage import md5_checksum, signing_credentials
 from shared.store.documents import ensure_document, merge_metadata
-
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
 class SignedUploadRequest(BaseModel):
@@ -31,19 +29,11 @@ class SignedUploadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    filename: str = Field(min_length=1, max_length=255)
+    # Any name a file system allows fits; the stored names are bounded (shared.filenames).
+    filename: str = Field(min_length=1, max_length=4096)
     content_type: str = Field(min_length=3, max_length=255, pattern=r"^[\w.+-]+/[\w.+-]+")
     size: int = Field(ge=1)
     metadata: dict[str, str] = Field(default_factory=dict)
-
-
-def clean_filename(raw: str | None) -> str:
-    """A safe file name: the base name, normalised, without control or path characters."""
-    name = unicodedata.normalize("NFC", (raw or "").replace("\\", "/").rsplit("/", 1)[-1])
-    name = _UNSAFE.sub("_", name).strip().strip(".")
-    if not name:
-        raise InvalidInputError("the file needs a name", code="invalid_filename")
-    return name[:255]
 
 
 def _metadata(raw: str | None) -> dict[str, str]:
@@ -59,6 +49,7 @@ def _metadata(raw: str | None) -> dict[str, str]:
         isinstance(v, str | int | float | bool) for v in value.values()
     ):
         raise InvalidInputError("metadata must be a flat JSON object", code="invalid_metadata")
+    check_json(value, "metadata")
     return {str(key)[:100]: str(item)[:1000] for key, item in value.items()}
 
 
@@ -86,7 +77,7 @@ def post_document(runtime: Runtime, request: Request, principal: Principal, kb_i
     data = upload.stream.read(limit + 1)
     if len(data) > limit:
         raise TooLargeError(f"uploads are limited to {limit:,} bytes", code="payload_too_large")
-    filename = clean_filename(upload.filename)
+    filename = display_name(upload.filename)
     database = runtime.database
     document_id = ensure_document(database, kb.id, filename, filename, principal.id)
     _set_metadata(database, document_id, _metadata(request.form.get("metadata")))
@@ -122,7 +113,7 @@ def post_upload(runtime: Runtime, request: Request, principal: Principal, kb_id:
         raise TooLargeError(
             f"documents are limited to {max_bytes:,} bytes", code="payload_too_large"
         )
-    filename = clean_filename(body.filename)
+    filename = display_name(body.filename)
     database = runtime.database
     document_id = ensure_document(database, kb.id, filename, filename, principal.id)
     _set_metadata(database, document_id, body.metadata)

@@ -34,6 +34,19 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def run_wrapper(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real ``scripts/ragline`` wrapper from ``cwd``, as a user in that folder would."""
+    return subprocess.run(
+        [str(REPO_ROOT / "scripts" / "ragline"), *args],
+        cwd=cwd,
+        env={**os.environ, "RAGLINE_TOKEN": TOKEN.get("token", "")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 # The local owner's token of the stack the CLI talks to (set by the ``url`` fixture).
 TOKEN: dict[str, str] = {}
 
@@ -219,3 +232,47 @@ def test_ask_with_bad_input_fails_clearly(clean_stack: LocalStack, url: str) -> 
     empty = run_cli("ask", "   ", "--kb", "guides", "--url", url)
     assert empty.returncode == 1
     assert "invalid_question: question must not be empty" in empty.stderr
+
+
+def test_ingest_reads_relative_paths_from_the_folder_it_runs_in(
+    clean_stack: LocalStack, url: str, tmp_path: Path
+) -> None:
+    make_folder(tmp_path, bad=False)
+    (tmp_path / "docs" / ".git").mkdir()
+    (tmp_path / "docs" / ".git" / "config.md").write_text("# Hidden folder\n\nSkipped.")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    # ``..`` in the path given hides nothing; the wrapper reads it from the caller's folder.
+    result = run_wrapper("ingest", "../docs", "--kb", "cli", "--url", url, cwd=elsewhere)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary_lines(result.stdout) == {
+        "guide.md": "ready",
+        "faq.txt": "ready",
+        "setup.md": "ready",
+    }
+    assert "../docs/guides/faq.txt" in result.stdout, "paths are shown as they were given"
+    assert "config.md" not in result.stdout and ".hidden.md" not in result.stdout
+
+    nested = run_wrapper("ingest", "guides", "--kb", "cli", "--url", url, cwd=tmp_path / "docs")
+    assert nested.returncode == 0, nested.stdout + nested.stderr
+    assert "2 of 2 ready" in nested.stdout
+
+    single = run_wrapper("ingest", "./docs/guide.md", "--kb", "cli", "--url", url, cwd=tmp_path)
+    assert single.returncode == 0, single.stdout + single.stderr
+    assert "1 of 1 ready" in single.stdout
+
+
+def test_a_missing_relative_path_is_reported_as_given(tmp_path: Path) -> None:
+    result = run_wrapper(
+        "ingest", "../nowhere", "--kb", "cli", "--url", "http://127.0.0.1:9", cwd=tmp_path
+    )
+    assert result.returncode != 0
+    assert "no such file or folder: ../nowhere" in result.stderr
+
+
+def test_token_reads_a_relative_data_folder_from_the_folder_it_runs_in(tmp_path: Path) -> None:
+    result = run_wrapper("token", "--data", "stack-data", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(".") == 2, "a JWT"
+    assert (tmp_path / "stack-data" / "issuer").is_dir()
