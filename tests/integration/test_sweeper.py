@@ -22,7 +22,11 @@ from tests.support.pipeline import (
 )
 
 # The sweep also expires signed uploads (tests/integration/test_upload_expiry.py): none here.
-NOTHING_EXPIRED = {"expired_uploads": [], "removed_documents": [], "recovered_uploads": []}
+NOTHING_EXPIRED: dict[str, list[str]] = {
+    "expired_uploads": [],
+    "removed_documents": [],
+    "recovered_uploads": [],
+}
 
 
 def _stall(stack: LocalStack, version_id: str, minutes: int = 60) -> None:
@@ -64,7 +68,7 @@ def test_a_version_whose_message_was_lost_is_redriven_to_ready(
     )
     restore_transports(clean_stack)  # what follows is delivered again
 
-    nothing = {"redriven": {}, "failed": [], **NOTHING_EXPIRED}
+    nothing: dict[str, object] = {"redriven": {}, "failed": [], **NOTHING_EXPIRED}
     assert clean_stack.sweep() == nothing, "a recent version is left alone"
     _stall(clean_stack, version)
     report = clean_stack.sweep()
