@@ -1,4 +1,4 @@
-"""``sweep``: re-drive stalled versions (Cloud Scheduler, every few minutes)."""
+"""``sweep``: re-drive stalled versions, expire abandoned uploads (Cloud Scheduler)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import flask
 import functions_framework
 
 from shared.log import configure_logging
-from shared.pipeline.sweeper import sweep_stalled
+from shared.pipeline import sweeper
 from shared.runtime import get_runtime
 
 configure_logging()
@@ -14,5 +14,5 @@ configure_logging()
 
 @functions_framework.http
 def sweep(request: flask.Request) -> flask.typing.ResponseReturnValue:
-    """Re-drive versions with no recent progress; fail those re-driven too often."""
-    return sweep_stalled(get_runtime()).to_json(), 200
+    """Re-drive stalled versions (fail hopeless ones); expire uploads that never came."""
+    return sweeper.sweep(get_runtime()).to_json(), 200

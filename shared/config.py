@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         25 * 1024 * 1024, description="largest multipart upload; larger files use signed URLs"
     )
     signed_url_ttl_s: int = 900
+    upload_expiry_grace_s: int = Field(
+        3600,
+        ge=0,
+        description="seconds after a signed upload URL expires before the sweep gives up"
+        " on its file and removes what waited for it",
+    )
     download_url_ttl_s: int = Field(
         300, description="seconds a signed URL to download a document's file stays valid"
     )

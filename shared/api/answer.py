@@ -292,7 +292,11 @@ def get_turn_citations(
 def get_citation_viewer(
     runtime: Runtime, request: Request, principal: Principal, chunk_id: str
 ) -> Response:
-    """Where a cited passage is: PDF pages and boxes to highlight, or the character span."""
+    """Where a cited passage is: PDF pages and boxes to highlight, or the character span.
+
+    A passage of a deleted document that one of the caller's turns cited answers with
+    that citation's redacted form (``redacted``, ``reason``, its ids; no text).
+    """
     from shared.answering.viewer import citation_viewer
 
     # Only ASCII digits: str.isdigit() also accepts superscripts, which int() rejects.
@@ -301,6 +305,9 @@ def get_citation_viewer(
     database = runtime.database
     readable = [kb.id for kb in readable_knowledge_bases(database, principal)]
     viewer = citation_viewer(database, int(chunk_id), reader_scope(principal, readable))
+    if viewer is None:
+        # A passage of a deleted document the caller was shown: its redacted citation.
+        viewer = history.redacted_citation(database, principal, int(chunk_id))
     if viewer is None:
         raise NotFoundError(f"passage {chunk_id!r} not found", code="citation_not_found")
     return json_response(viewer)

@@ -22,6 +22,7 @@ from shared.pipeline.ingest import register_object
 from shared.runtime import Runtime
 from shared.storage import md5_checksum, signing_credentials
 from shared.store.documents import ensure_document, merge_metadata
+from shared.store.uploads import record_intent
 
 
 class SignedUploadRequest(BaseModel):
@@ -126,6 +127,15 @@ def post_upload(runtime: Runtime, request: Request, principal: Principal, kb_id:
         signing_credentials=signing_credentials(settings.signing_key_file),
     )
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.signed_url_ttl_s)
+    # Remembered so the sweeper can expire it if the file never comes.
+    record_intent(
+        database,
+        object_name=object_name,
+        document_id=document_id,
+        kb_id=kb.id,
+        created_by=principal.id,
+        ttl_s=settings.signed_url_ttl_s,
+    )
     return json_response(
         {
             "document_id": document_id,

@@ -23,6 +23,7 @@ from shared.pipeline.removal import delete_document
 from shared.runtime import Runtime
 from shared.storage import ObjectInfo
 from shared.store import documents as document_store
+from shared.store import uploads as upload_store
 from shared.store import versions as version_store
 from shared.store.events import record_event
 from shared.store.rejections import NewRejection, record_rejection
@@ -55,12 +56,16 @@ def register_object(
     new version. ``force`` skips the checksum dedupe (reindex).
 
     Returns:
-        The version, or None if the document no longer exists.
+        The version, or None if the document no longer exists or the object is a signed
+        upload that arrived after it expired (``shared.pipeline.expiry``).
     """
     database = runtime.database
     with database.transaction() as session:
         kb_id = document_store.lock_document(session, document_id)
         if kb_id is None:
+            return None
+        # A signed upload arriving after the sweeper expired it resurrects nothing.
+        if upload_store.settle_arrival(session, obj.name):
             return None
         if obj.generation is not None and not force:
             same = version_store.find_by_object(session, obj.bucket, obj.name, obj.generation)
@@ -127,8 +132,8 @@ def ingest_finalized(runtime: Runtime, obj: ObjectInfo) -> Registered | None:
                 )
             registered = register_object(runtime, document_id, obj)
             if registered is None:
-                # An upload for a document deleted meanwhile (a signed URL used late):
-                # the object belongs to nothing.
+                # An upload for a document deleted meanwhile, or a signed upload that
+                # arrived after it expired: the object belongs to nothing.
                 runtime.objects.delete(obj.bucket, obj.name)
             return registered
         placement = place_object(runtime, obj)

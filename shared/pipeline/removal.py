@@ -35,7 +35,9 @@ def delete_document(runtime: Runtime, document_id: str) -> bool:
     """Delete a document with every version, chunk, event and stored object.
 
     Objects go first: if anything fails midway, the rows still exist and the delete
-    can simply be retried.
+    can simply be retried. Chat history keeps no text of it: in the same transaction
+    as its rows, every stored citation of it is redacted (and the answers that cited
+    it; ``shared.store.history.redact_document_citations``).
     """
     database = runtime.database
     if not document_store.document_exists(database, document_id):
@@ -52,6 +54,8 @@ def delete_document(runtime: Runtime, document_id: str) -> bool:
         version_store.delete_document_versions(session, document_id)
         event_store.delete_document_events(session, document_id)
         document_store.delete_document_row(session, document_id)
+        # After the row: deleting it waits for turns being stored with citations of it.
+        history_store.redact_document_citations(session, document_id)
     # A parse that wrote its text before the rows went (it checks, under the version's
     # lock, that the version still exists, and removes its own text otherwise).
     for stored in stored_objects:

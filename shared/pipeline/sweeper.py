@@ -1,5 +1,8 @@
 """Re-drives versions that stopped making progress, so nothing stays stuck.
 
+The scheduled :func:`sweep` also expires signed uploads whose file never arrived
+(:mod:`shared.pipeline.expiry`).
+
 At-least-once delivery covers a message that fails; it cannot cover one that was never
 sent or died with its process (a publish that failed after its transaction committed,
 a task lost with its queue, an instance killed mid-parse, the local stack's in-memory
@@ -23,6 +26,7 @@ import logging
 from dataclasses import dataclass, field
 
 from shared.models import ChunkRequested, EmbedTask, IndexRequested, ParseRequested
+from shared.pipeline.expiry import ExpiryReport, expire_uploads
 from shared.pipeline.steps import fail_and_announce
 from shared.pipeline.versions import IN_PROGRESS, transition
 from shared.runtime import Runtime
@@ -40,10 +44,24 @@ class SweepReport:
 
     redriven: dict[str, str] = field(default_factory=dict)  # version id -> stage
     failed: list[str] = field(default_factory=list)
+    expired: ExpiryReport = field(default_factory=ExpiryReport)
 
     def to_json(self) -> dict[str, object]:
         """The report as the sweep function returns it."""
-        return {"redriven": self.redriven, "failed": self.failed}
+        return {
+            "redriven": self.redriven,
+            "failed": self.failed,
+            "expired_uploads": self.expired.expired,
+            "removed_documents": self.expired.removed_documents,
+            "recovered_uploads": self.expired.recovered,
+        }
+
+
+def sweep(runtime: Runtime) -> SweepReport:
+    """The scheduled sweep: re-drive stalled versions, then expire overdue signed uploads."""
+    report = sweep_stalled(runtime)
+    report.expired = expire_uploads(runtime)
+    return report
 
 
 def sweep_stalled(

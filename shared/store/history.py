@@ -23,6 +23,32 @@ from shared.store.scope import readable_knowledge_bases_sql
 # Earlier exchanges a follow-up is read against (question rewriting and the prompt).
 HISTORY_TURNS = 6
 TITLE_CHARS = 120
+# What a turn's answer becomes once a document it cited is deleted: the model wrote the
+# answer from that document's passages, and no sentence of it can be proven free of them.
+REDACTED_ANSWER = (
+    "This answer has been removed because a document it cited was deleted."
+    " Regenerate it to answer from the remaining documents."
+)
+# A citation of a deleted document (``c``): its number and ids stay, so the answer's
+# markers and the surviving citations keep their numbers; every text of the document
+# (snippet, title, file name) and its position in it go.
+_REDACTED_CITATION = (
+    "jsonb_build_object('n', c->'n', 'chunk_id', c->'chunk_id', 'document_id',"
+    " c->'document_id', 'version_id', c->'version_id', 'kb_id', c->'kb_id',"
+    " 'redacted', true, 'reason', 'document_deleted')"
+)
+
+
+def _redacted_citations(citations: str, keep: str) -> str:
+    """SQL for the citations array ``citations``, each redacted unless ``keep`` holds.
+
+    ``keep`` is a condition on the citation ``c``; the order of the array is kept.
+    """
+    return (
+        f"(SELECT coalesce(jsonb_agg(CASE WHEN {keep} THEN c ELSE {_REDACTED_CITATION} END"
+        f" ORDER BY o), '[]'::jsonb) FROM jsonb_array_elements({citations})"
+        " WITH ORDINALITY AS e(c, o))"
+    )
 
 
 @dataclass(frozen=True)
@@ -51,6 +77,7 @@ class Turn:
     created_at: str
     finished_at: str | None
     feedback: dict[str, Any] | None
+    has_redacted_citations: bool
 
     def to_json(self) -> dict[str, Any]:
         """The API representation."""
@@ -69,7 +96,7 @@ _TURN_COLUMNS = (
     " t.first_token_ms, t.latency_ms, t.created_at::text AS created_at,"
     " t.finished_at::text AS finished_at, (SELECT json_build_object('rating', f.rating,"
     " 'comment', f.comment) FROM turn_feedback f WHERE f.turn_id = t.id"
-    " ORDER BY f.updated_at DESC LIMIT 1) AS feedback"
+    " ORDER BY f.updated_at DESC LIMIT 1) AS feedback, t.has_redacted_citations"
 )
 # Joins that keep every read inside the caller's own sessions.
 _OWNED = (
@@ -185,7 +212,7 @@ def session_history(
         " JOIN workspaces w ON w.id = s.workspace_id AND w.name = :ws"
         " LEFT JOIN LATERAL ("
         "  SELECT t.number, t.question, t.answer FROM chat_turns t"
-        "  WHERE t.session_id = s.id AND t.status = 'answered'"
+        "  WHERE t.session_id = s.id AND t.status = 'answered' AND NOT t.has_redacted_citations"
         f"{_readable_turn(principal)}"
         "  AND NOT EXISTS (SELECT 1 FROM chat_turns r WHERE r.regenerated_from = t.id"
         "                  AND r.status = 'answered')"
@@ -421,17 +448,35 @@ def finish_turn(
 
     Committed asynchronously, as the turn was started (see ``_ASYNC_COMMIT``).
     """
+    cited = [citation.to_json() for citation in citations]
+    documents = sorted({str(citation["document_id"]) for citation in cited})
+    # The cited documents are share-locked while the turn is stored: a delete that
+    # started first has committed (and they read as gone here, so their citations are
+    # redacted now), and one that starts later waits for this commit, then redacts them.
     database.run(
-        f"WITH {_ASYNC_COMMIT} UPDATE chat_turns SET status = :status, answer = :answer,"
-        " citations = CAST(:citations AS jsonb), generator = :generator, model = :model,"
+        f"WITH {_ASYNC_COMMIT}, alive AS (SELECT id::text AS id FROM documents"
+        " WHERE id = ANY(CAST(:docs AS uuid[])) FOR KEY SHARE),"
+        " gone AS (SELECT (SELECT count(*) FROM alive) < :ndocs AS missing)"
+        " UPDATE chat_turns t SET status = :status,"
+        " answer = CASE WHEN gone.missing THEN :redacted ELSE :answer END,"
+        " standalone_question = CASE WHEN gone.missing THEN t.question"
+        " ELSE t.standalone_question END,"
+        " citations = "
+        + _redacted_citations(
+            "CAST(:citations AS jsonb)", "c->>'document_id' IN (SELECT id FROM alive)"
+        )
+        + ", has_redacted_citations = gone.missing, generator = :generator, model = :model,"
         " prompt_tokens = :pt, completion_tokens = :ct, total_tokens = :tt,"
         " error_code = :error_code, error = :error, first_token_ms = :ftm,"
-        " latency_ms = :lat, finished_at = now() FROM async_commit"
-        " WHERE id = CAST(:id AS uuid) AND status = 'answering'",
+        " latency_ms = :lat, finished_at = now() FROM async_commit, gone"
+        " WHERE t.id = CAST(:id AS uuid) AND t.status = 'answering'",
         id=turn_id,
         status=status,
         answer=answer,
-        citations=json.dumps([citation.to_json() for citation in citations]),
+        redacted=REDACTED_ANSWER,
+        citations=json.dumps(cited),
+        docs=documents,
+        ndocs=len(documents),
         generator=generator,
         model=usage.model if usage else None,
         pt=usage.prompt_tokens if usage else 0,
@@ -472,3 +517,65 @@ def delete_knowledge_base_sessions(session: Session, kb_id: str) -> None:
         " AND CAST(:k AS uuid) = ANY(t.kb_ids))",
         k=kb_id,
     )
+
+
+def redact_document_citations(session: Session, document_id: str) -> int:
+    """Redact every stored trace of a deleted document's text in chat history.
+
+    Run in the delete's transaction, after the document's row is deleted (that waits
+    for turns being stored with citations of it, see :func:`finish_turn`). Turns that
+    cited the document keep their citations' numbers, each of the document's citation
+    loses its text and is marked ``{"redacted": true, "reason": "document_deleted"}``,
+    the answer becomes :data:`REDACTED_ANSWER` and the standalone question (a rewrite
+    that may quote earlier answers) the question as asked. Unfinished turns (failed,
+    cancelled) that retrieved the document lose the partial answer they kept.
+    Idempotent.
+
+    Returns:
+        How many turns had cited the document.
+    """
+    cites = "t.citations @> jsonb_build_array(jsonb_build_object('document_id', CAST(:d AS text)))"
+    redacted = session.scalar(
+        "WITH changed AS (UPDATE chat_turns t SET citations = "
+        + _redacted_citations("t.citations", "c->>'document_id' IS DISTINCT FROM :d")
+        + ", answer = :redacted, standalone_question = t.question,"
+        f" has_redacted_citations = true WHERE {cites} RETURNING 1)"
+        " SELECT count(*) FROM changed",
+        d=document_id,
+        redacted=REDACTED_ANSWER,
+    )
+    session.run(
+        "UPDATE chat_turns t SET answer = '', standalone_question = t.question"
+        " WHERE t.status IN ('failed', 'cancelled') AND t.answer <> ''"
+        " AND t.retrieved @> jsonb_build_array(jsonb_build_object('document_id',"
+        " CAST(:d AS text)))",
+        d=document_id,
+    )
+    return int(redacted or 0)
+
+
+def redacted_citation(
+    database: Database, principal: Principal, chunk_id: int
+) -> dict[str, Any] | None:
+    """The redacted form of a citation of ``chunk_id`` in the principal's own turns, if any.
+
+    What the citation viewer shows for a passage whose document was deleted.
+    """
+    if not 0 < chunk_id < 2**63:  # chunks.id is a bigint
+        return None
+    found = database.scalar(
+        "SELECT c FROM chat_turns t"
+        " JOIN chat_sessions s ON s.id = t.session_id"
+        " JOIN workspaces w ON w.id = s.workspace_id AND w.name = :ws,"
+        " jsonb_array_elements(t.citations) AS e(c)"
+        " WHERE s.principal = :principal AND t.has_redacted_citations"
+        " AND t.citations @> jsonb_build_array(jsonb_build_object('chunk_id',"
+        " CAST(:chunk AS bigint), 'redacted', true))"
+        " AND (c->>'chunk_id')::bigint = :chunk AND (c->>'redacted')::boolean LIMIT 1",
+        ws=principal.workspace,
+        principal=principal.id,
+        chunk=chunk_id,
+    )
+    if found is None:
+        return None
+    return dict(found if isinstance(found, dict) else json.loads(found))

@@ -15,7 +15,7 @@ from scripts.localstack.stack import LocalStack
 _TABLES = (
     "turn_feedback, chat_turns, chat_sessions, chunks, document_events, document_versions,"
     " access_requests, kb_grants, workspace_invitations, api_keys, stream_tickets, principals,"
-    " documents, knowledge_bases, ingest_rejections, workspaces"
+    " upload_intents, documents, knowledge_bases, ingest_rejections, workspaces"
 )
 
 
