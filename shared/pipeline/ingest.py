@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from shared import trace_context
 from shared.errors import RefusedObjectError
 from shared.models import ParseRequested
 from shared.paths import is_upload_object, uploaded_document_id
@@ -62,6 +63,7 @@ def register_object(
         kb_id = document_store.lock_document(session, document_id)
         if kb_id is None:
             return None
+        trace_context.bind(document_id=document_id, kb_id=kb_id)
         if obj.generation is not None and not force:
             same = version_store.find_by_object(session, obj.bucket, obj.name, obj.generation)
             if same is not None:
@@ -100,6 +102,7 @@ def register_object(
 
 
 def _start(runtime: Runtime, registered: Registered) -> Registered:
+    trace_context.bind(document_id=registered.document_id, version_id=registered.version_id)
     # Publish whenever the version still waits for parsing, not only when it was just
     # created: if an earlier delivery committed the version but failed to publish, the
     # retry must not leave it stuck in `received`. Duplicate parse messages are no-ops.
