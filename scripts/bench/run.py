@@ -39,6 +39,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "answer_overhead": ("answer_overhead",),
     "scifact": ("scifact",),
     "crash_recovery": ("crash_recovery",),
+    "ask_under_ingest": ("ask_under_ingest",),
 }
 # Modules that can reuse what an earlier run stored (``--reuse``).
 REUSABLE = frozenset({"scifact"})
@@ -62,6 +63,13 @@ class Target:
 
 
 TARGETS = [
+    Target(
+        "Asks while a 20-PDF batch ingests: errors",
+        "ask_under_ingest",
+        "errors",
+        "= 0",
+        lambda v: v == 0,
+    ),
     Target(
         "Ingestion vs LlamaIndex, hashing embedder",
         "ingest",
