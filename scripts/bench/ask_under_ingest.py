@@ -286,10 +286,7 @@ askers and the pipeline; they are comparable only between runs on a quiet machin
 """
     write_section(
         SECTION,
-        {
-            key: result[key]
-            for key in ("errors", "asks", "asks_per_s", "p50_ms", "p95_ms", "p99_ms")
-        }
+        {key: result[key] for key in ("errors", "asks", "asks_per_s", "p50_ms", "p95_ms", "p99_ms")}
         | {"batch_ready_s": ready, "batch_done_within_asking": result["batch_done_within_asking"]},
         markdown,
         settings={
