@@ -125,8 +125,19 @@ class Askers:
         self._kb_id = kb_id
         self._count = count
         self._lock = threading.Lock()
-        self.latencies_ms: list[float] = []
+        # (seconds after the askers started, latency in ms) of every answered ask.
+        self.asks: list[tuple[float, float]] = []
         self.errors: Counter[str] = Counter()
+        self.started = 0.0
+
+    @property
+    def latencies_ms(self) -> list[float]:
+        """Every answered ask's latency."""
+        return [latency for _, latency in self.asks]
+
+    def latencies_before(self, seconds: float) -> list[float]:
+        """Latencies of the asks sent within ``seconds`` of the start."""
+        return [latency for sent, latency in self.asks if sent <= seconds]
 
     def run(self, seconds: float) -> float:
         """Ask for ``seconds``; return the wall time the askers took."""
@@ -135,7 +146,7 @@ class Askers:
             threading.Thread(target=self._ask, args=(deadline, index), daemon=True)
             for index in range(self._count)
         ]
-        started = time.monotonic()
+        self.started = started = time.monotonic()
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -147,6 +158,7 @@ class Askers:
         questions = itertools.cycle(QUESTIONS[index % len(QUESTIONS) :] + QUESTIONS)
         while time.monotonic() < deadline:
             body = {"knowledge_base_ids": [self._kb_id], "question": next(questions)}
+            sent = time.monotonic() - self.started
             started = time.perf_counter()
             try:
                 response = session.post(
@@ -159,7 +171,7 @@ class Askers:
             elapsed_ms = (time.perf_counter() - started) * 1000
             with self._lock:
                 if kind == "ok":
-                    self.latencies_ms.append(elapsed_ms)
+                    self.asks.append((sent, elapsed_ms))
                 else:
                     self.errors[kind] += 1
 
@@ -235,6 +247,8 @@ def measure(client: Client, batch: list[Path], args: argparse.Namespace) -> dict
     waiter.join(BATCH_LIMIT_S + 60)
     batch_ready_s = ready_at[0] if ready_at else None
     latencies = askers.latencies_ms
+    # The asks sent while the batch was still ingesting (all of them if it outlasted them).
+    during = askers.latencies_before(batch_ready_s if batch_ready_s is not None else asked_s)
     return {
         "errors": sum(askers.errors.values()) + len(failures),
         "error_kinds": dict(askers.errors),
@@ -245,6 +259,9 @@ def measure(client: Client, batch: list[Path], args: argparse.Namespace) -> dict
         "p95_ms": percentile(latencies, 95),
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies, default=float("nan")),
+        "asks_during_ingest": len(during),
+        "p50_ms_during_ingest": percentile(during, 50),
+        "p95_ms_during_ingest": percentile(during, 95),
         "batch_ready_s": batch_ready_s,
         "batch_done_within_asking": batch_ready_s is not None and batch_ready_s <= asked_s,
         "asked_s": asked_s,
@@ -278,6 +295,8 @@ Answers: the offline extractive answerer (no model call). One process serves eve
 | ask p50 | {result["p50_ms"]:.0f} ms |
 | ask p95 | {result["p95_ms"]:.0f} ms |
 | ask p99 | {result["p99_ms"]:.0f} ms |
+| asks sent while the batch ingested | {result["asks_during_ingest"]} |
+| their p50 / p95 | {result["p50_ms_during_ingest"]:.0f} / {result["p95_ms_during_ingest"]:.0f} ms |
 | batch: first upload to all {batch_size} ready | {ready_text} |
 
 Measured on {cpus} cores shared with other work: load average (1/5/15 min) {load} before,
@@ -286,7 +305,19 @@ askers and the pipeline; they are comparable only between runs on a quiet machin
 """
     write_section(
         SECTION,
-        {key: result[key] for key in ("errors", "asks", "asks_per_s", "p50_ms", "p95_ms", "p99_ms")}
+        {
+            key: result[key]
+            for key in (
+                "errors",
+                "asks",
+                "asks_per_s",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "p50_ms_during_ingest",
+                "p95_ms_during_ingest",
+            )
+        }
         | {"batch_ready_s": ready, "batch_done_within_asking": result["batch_done_within_asking"]},
         markdown,
         settings={
@@ -301,6 +332,7 @@ askers and the pipeline; they are comparable only between runs on a quiet machin
             "error_kinds": result["error_kinds"],
             "upload_failures": result["upload_failures"],
             "max_ms": result["max_ms"],
+            "asks_during_ingest": result["asks_during_ingest"],
             "asked_s": result["asked_s"],
             "elapsed_s": result["elapsed_s"],
             "load_before": result["load_before"],

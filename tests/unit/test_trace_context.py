@@ -10,7 +10,7 @@ import pytest
 from werkzeug.datastructures import Headers
 
 from shared import trace_context, trace_export
-from shared.config import Settings
+from shared.config import read_settings
 from shared.invocation import remote_ip, request_url
 from shared.trace_context import (
     Invocation,
@@ -122,10 +122,11 @@ def test_export_without_its_package_warns_and_stays_off(
         pytest.skip("the OTLP exporter is installed here")
     monkeypatch.setattr(trace_export, "_configured", False)
     monkeypatch.setattr(trace_export, "_provider", None)
+    settings = read_settings().model_copy(update={"trace_export": "otlp"})
     with caplog.at_level(logging.WARNING, logger="shared.trace_export"):
-        assert trace_export.configure(Settings(trace_export="otlp")) is False
+        assert trace_export.configure(settings) is False
         # Once per instance: the second call neither retries nor warns again.
-        assert trace_export.configure(Settings(trace_export="otlp")) is False
+        assert trace_export.configure(settings) is False
     assert [r.getMessage() for r in caplog.records if "not installed" in r.getMessage()]
     assert len(caplog.records) == 1
     trace_export.flush()  # nothing installed: a no-op
