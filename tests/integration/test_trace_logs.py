@@ -118,6 +118,9 @@ def test_an_upload_with_traceparent_is_one_trace_through_every_step(
     # The invocation's ids ride on lines that did not name them.
     step_lines = [e for e in lines if e["message"] == "step finished"]
     assert {e["function"] for e in step_lines} >= STEPS - {"upload"}
+    for entry in step_lines:
+        assert entry["document_id"] == accepted["document_id"], entry
+        assert entry["kb_id"] == accepted["kb_id"], entry
 
     request = _request_line(entries, f"/v1/knowledge-bases/{accepted['kb_id']}/documents")
     assert request["severity"] == "INFO"
@@ -217,6 +220,10 @@ def test_exported_spans_of_every_step_carry_the_propagated_trace(
     assert {format(s.context.trace_id, "032x") for s in steps} == {TRACE_ID}
     functions = {s.name: s for s in spans if s.name.startswith("ragline.function.")}
     assert {f"ragline.function.{step}" for step in STEPS} <= set(functions)
+    # Every invocation about the document (the bucket's event for its object included)
+    # is in the sent trace; only the test's own API calls start traces of their own.
+    journey = {f"ragline.function.{step}" for step in (*STEPS, "ingest")}
+    assert {format(s.context.trace_id, "032x") for s in spans if s.name in journey} == {TRACE_ID}
     upload = functions["ragline.function.upload"]
     assert upload.parent is not None and format(upload.parent.span_id, "016x") == CALLER_SPAN
     # A step's log lines name its function span, which is what traceparent carried on.
