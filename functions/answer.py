@@ -7,6 +7,7 @@ import functions_framework
 
 from shared.api.answer import ROUTES
 from shared.api.http import Router
+from shared.invocation import http_target
 from shared.log import configure_logging
 
 configure_logging()
@@ -14,6 +15,7 @@ _router = Router(ROUTES)
 
 
 @functions_framework.http
+@http_target("answer")
 def answer(request: flask.Request) -> flask.Response:
     """Route the request to its handler."""
     return _router(request)  # type: ignore[return-value]

@@ -6,6 +6,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared.envelopes import delivery_attempt, pubsub_payload
+from shared.invocation import event_target
 from shared.log import configure_logging
 from shared.models import ParseRequested
 from shared.pipeline.steps import dead_letter as fail_dead_lettered
@@ -15,6 +16,7 @@ configure_logging()
 
 
 @functions_framework.cloud_event
+@event_target("dead_letter")
 def dead_letter(cloud_event: CloudEvent) -> None:
     """Fail the version the message was about, with its last recorded error."""
     # Every pipeline message names its version; ParseRequested is the smallest model

@@ -8,6 +8,7 @@ import flask
 import functions_framework
 from pydantic import ValidationError
 
+from shared.invocation import http_target
 from shared.log import configure_logging
 from shared.models import EmbedTask
 from shared.pipeline.runner import run_step
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 
 @functions_framework.http
+@http_target("embed")
 def embed(request: flask.Request) -> flask.typing.ResponseReturnValue:
     """Embed the task's chunks; 2xx acknowledges the task, 5xx makes Cloud Tasks retry."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from shared.invocation import event_target
 from shared.log import configure_logging
 from shared.pipeline.runner import run_pubsub_step
 from shared.pipeline.steps import index_version
@@ -14,6 +15,7 @@ configure_logging()
 
 
 @functions_framework.cloud_event
+@event_target("index")
 def index(cloud_event: CloudEvent) -> None:
     """Make the embedded version the active one and mark it ready."""
     run_pubsub_step(get_runtime(), cloud_event, "index", index_version)

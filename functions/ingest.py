@@ -6,6 +6,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared.envelopes import storage_object
+from shared.invocation import event_target
 from shared.log import configure_logging
 from shared.pipeline.ingest import ingest_deleted, ingest_finalized
 from shared.runtime import get_runtime
@@ -14,6 +15,7 @@ configure_logging()
 
 
 @functions_framework.cloud_event
+@event_target("ingest")
 def ingest(cloud_event: CloudEvent) -> None:
     """Map the object to a knowledge base and document, then start or stop its pipeline."""
     obj = storage_object(cloud_event)

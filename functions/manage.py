@@ -8,6 +8,7 @@ import functions_framework
 from shared.api import identity
 from shared.api.http import Router
 from shared.api.manage import ROUTES
+from shared.invocation import http_target
 from shared.log import configure_logging
 
 configure_logging()
@@ -15,6 +16,7 @@ _router = Router(ROUTES + identity.ROUTES)
 
 
 @functions_framework.http
+@http_target("manage")
 def manage(request: flask.Request) -> flask.Response:
     """Route the request to its handler."""
     return _router(request)  # type: ignore[return-value]

@@ -7,6 +7,7 @@ or ``sm://s``); :mod:`shared.secrets` resolves them lazily and caches them.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,12 @@ class Settings(BaseSettings):
     # function's side instead of being retried by Cloud Tasks while it still runs.
     embed_dispatch_deadline_s: int = Field(
         330, ge=15, le=1800, description="seconds Cloud Tasks waits for one embed attempt"
+    )
+
+    # Traces: off, or exported by the OpenTelemetry SDK (which the deployment then
+    # installs, with the exporter's package: shared/trace_export.py).
+    trace_export: Literal["", "cloudtrace", "otlp"] = Field(
+        "", description="'' (off), 'cloudtrace' (Cloud Trace) or 'otlp' (OTEL_EXPORTER_OTLP_*)"
     )
 
     # Delivery.

@@ -60,6 +60,13 @@ ones, do not rename:
 ``ragline.embeddings.compute``
     The embedding model computing one batch (MiniLM's ``encode``, the hashing
     embedder's features), without tokenisation or I/O around it.
+``ragline.function.<target>``
+    One invocation of a function target (``shared/invocation.py``): a server span for
+    HTTP targets, a consumer span for events. Its parent is the caller's span from the
+    request's ``traceparent`` (or ``X-Cloud-Trace-Context``), the message's
+    ``traceparent`` attribute or the event's extension, so every step of one document
+    is one trace; every other span of the invocation is its descendant. Attribute
+    ``faas.trigger`` (``http``, ``pubsub``, ``datasource``).
 ``ragline.db.statement``
     One statement on a database connection (``shared/db/connection.py``). Attributes:
     ``db.system.name`` (``postgresql``), ``db.operation.name`` (the statement's first
@@ -78,7 +85,10 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ParamSpec, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+
+from shared.trace_context import SpanRef
 
 tracer = trace.get_tracer("ragline")
 """Ragline's tracer (a proxy: it follows a provider installed after import)."""
@@ -116,6 +126,61 @@ def start_span(name: str, **attributes: Any) -> trace.Span:
     if not enabled():
         return trace.INVALID_SPAN
     return tracer.start_span(name, attributes=_attributes(attributes))
+
+
+def start_function_span(target: str, parent: SpanRef | None, *, trigger: str) -> trace.Span:
+    """Start the span of one invocation of ``target``, continuing ``parent``'s trace.
+
+    Not made current; the caller attaches it (:func:`attach`) and ends it. Without a
+    tracer provider: an invalid span (the caller then draws its own span id).
+
+    Args:
+        target: The function target's name (``parse``, ``upload``, ...).
+        parent: The caller's position in its trace, or None to start a trace.
+        trigger: ``http`` (a server span), ``pubsub`` or ``datasource`` (consumer).
+    """
+    if not enabled():
+        return trace.INVALID_SPAN
+    context = None
+    if parent is not None:
+        remote = trace.SpanContext(
+            trace_id=int(parent.trace_id, 16),
+            span_id=int(parent.span_id, 16),
+            is_remote=True,
+            trace_flags=trace.TraceFlags(
+                trace.TraceFlags.SAMPLED if parent.sampled else trace.TraceFlags.DEFAULT
+            ),
+        )
+        context = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+    kind = trace.SpanKind.SERVER if trigger == "http" else trace.SpanKind.CONSUMER
+    return tracer.start_span(
+        f"ragline.function.{target}",
+        context=context,
+        kind=kind,
+        attributes={"faas.trigger": trigger},
+    )
+
+
+def span_ref(current: trace.Span) -> SpanRef | None:
+    """``current``'s position in its trace (None for an invalid span)."""
+    context = current.get_span_context()
+    if not context.is_valid:
+        return None
+    return SpanRef(
+        format(context.trace_id, "032x"),
+        format(context.span_id, "016x"),
+        context.trace_flags.sampled,
+    )
+
+
+def attach(current: trace.Span) -> object:
+    """Make ``current`` the current span; returns the token :func:`detach` takes."""
+    return otel_context.attach(trace.set_span_in_context(current))
+
+
+def detach(token: object) -> None:
+    """Restore the current span :func:`attach` replaced."""
+    otel_context.detach(token)  # type: ignore[arg-type]
 
 
 def record_error(current: trace.Span, error: BaseException) -> None:

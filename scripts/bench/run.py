@@ -39,6 +39,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "answer_overhead": ("answer_overhead",),
     "scifact": ("scifact",),
     "crash_recovery": ("crash_recovery",),
+    "ask_under_ingest": ("ask_under_ingest",),
 }
 # Modules that can reuse what an earlier run stored (``--reuse``).
 REUSABLE = frozenset({"scifact"})
@@ -129,6 +130,13 @@ TARGETS = [
         ">= 0.69",
         lambda v: v >= 0.69,
         lambda v: "routing by name filters out relevant papers (SciFact section)",
+    ),
+    Target(
+        "Asks while a 20-PDF batch ingests: errors",
+        "ask_under_ingest",
+        "errors",
+        "= 0",
+        lambda v: v == 0,
     ),
 ]
 

@@ -3,7 +3,9 @@
 The bus pushes each message to every subscription of its topic in the Pub/Sub push
 body format, retries non-2xx with backoff, and after ``max_attempts`` republishes it to
 the dead-letter topic, as a Pub/Sub dead-letter policy does. The task queue dedupes by
-task name and POSTs the task body with Cloud Tasks' headers. Test knobs: deliver every
+task name and POSTs the task body with Cloud Tasks' headers. Both carry the
+publisher's ``traceparent`` as the real services do (an attribute in the push body, a
+header on the task's request). Test knobs: deliver every
 message twice, and add random delays so deliveries arrive out of order.
 """
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scripts.localstack.dispatcher import Dispatcher
+from shared import trace_context
 from shared.models import EmbedTask, Message, message_attributes
 
 log = logging.getLogger(__name__)
@@ -74,9 +77,9 @@ class LocalBus:
 
     def publish(self, topic: str, message: Message) -> str:
         """Publish a pipeline message (the :class:`Publisher` protocol)."""
-        return self.publish_raw(
-            topic, message.model_dump_json().encode(), message_attributes(message)
-        )
+        # As the production publisher: the current trace travels as an attribute.
+        attributes = {**message_attributes(message), **trace_context.propagation()}
+        return self.publish_raw(topic, message.model_dump_json().encode(), attributes)
 
     def publish_raw(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
         """Publish bytes with attributes to every subscription of ``topic``."""
@@ -151,11 +154,14 @@ class LocalTaskQueue:
                 return False
             self._names.add(task_name)
         body = task.model_dump(mode="json")
+        # As the production queue: the current trace travels as a header of the task.
+        trace_headers = trace_context.propagation()
         copies = 2 if self.options.duplicate else 1
         for _ in range(copies):
 
             def attempt(number: int, body: dict[str, Any] = body) -> bool:
                 headers = {
+                    **trace_headers,
                     "X-CloudTasks-TaskName": task_name,
                     "X-CloudTasks-TaskRetryCount": str(number - 1),
                     "X-CloudTasks-TaskExecutionCount": str(number - 1),

@@ -27,6 +27,7 @@ from shared.retrieval.query import named_terms
 from shared.retrieval.types import Passage
 from shared.runtime import Runtime
 from shared.store import history
+from shared.trace_context import bind
 from shared.tracing import record_error, span, start_span
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ def prepare_turn(
             turn_id = history.start_turn(
                 database, session_id=session_id, regenerated_from=regenerated_from, **turn
             )
+    bind(turn_id=turn_id)
     return PreparedTurn(
         turn_id=turn_id,
         session_id=session_id,

@@ -33,6 +33,7 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.runtime import Runtime, get_runtime
+from shared.trace_context import bind
 from shared.tracing import span
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ class Router:
             principal = (
                 ANONYMOUS if endpoint in self._public else self._authenticate(runtime, request)
             )
+            bind(workspace=principal.workspace)
             return self._handlers[str(endpoint)](runtime, request, principal, **args)
         except DomainError as error:
             response = error_response(status_of(error), error.code, error.message)

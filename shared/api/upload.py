@@ -23,6 +23,7 @@ from shared.runtime import Runtime
 from shared.storage import md5_checksum, signing_credentials
 from shared.store.documents import ensure_document, merge_metadata
 from shared.store.uploads import record_intent
+from shared.trace_context import propagation
 
 
 class SignedUploadRequest(BaseModel):
@@ -87,7 +88,8 @@ def post_document(runtime: Runtime, request: Request, principal: Principal, kb_i
         upload_object_name(document_id, md5_checksum(data)[4:20], filename),
         data,
         content_type=upload.mimetype or "application/octet-stream",
-        metadata={"document-id": document_id, "uploaded-by": principal.id},
+        # The bucket's event for this object continues the upload's trace.
+        metadata={"document-id": document_id, "uploaded-by": principal.id, **propagation()},
     )
     registered = register_object(runtime, document_id, info, declared_type=upload.mimetype)
     if registered is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from shared import trace_context
 from shared.errors import TransientError
 from shared.models import Message, message_attributes
 
@@ -75,7 +76,8 @@ class PubSubPublisher:
         Args:
             topic: Topic short name (``ragline-parse``) or full resource name.
             message: The pipeline message; sent as its JSON, with
-                :func:`shared.models.message_attributes` as attributes.
+                :func:`shared.models.message_attributes` as attributes, and the
+                current trace's ``traceparent`` (the next step continues the trace).
 
         Returns:
             The message id assigned by Pub/Sub.
@@ -91,7 +93,7 @@ class PubSubPublisher:
         from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
 
         data = message.model_dump_json().encode()
-        attributes = message_attributes(message)
+        attributes = {**message_attributes(message), **trace_context.propagation()}
         path = self.topic_path(topic)
         try:
             future = self.client.publish(path, data, **attributes)

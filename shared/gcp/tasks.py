@@ -18,6 +18,7 @@ import re
 import threading
 from typing import TYPE_CHECKING
 
+from shared import trace_context
 from shared.errors import TransientError
 from shared.models import EmbedTask
 
@@ -142,7 +143,8 @@ class CloudTasksQueue:
         http_request = tasks_v2.HttpRequest(
             http_method=tasks_v2.HttpMethod.POST,
             url=self._target_url,
-            headers={"Content-Type": "application/json"},
+            # traceparent: the embed step continues the trace that enqueued it.
+            headers={"Content-Type": "application/json", **trace_context.propagation()},
             body=task.model_dump_json().encode(),
         )
         if self._service_account_email:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from shared import trace_context
 from shared.errors import RefusedObjectError
 from shared.models import ParseRequested
 from shared.paths import is_upload_object, uploaded_document_id
@@ -64,6 +65,7 @@ def register_object(
         kb_id = document_store.lock_document(session, document_id)
         if kb_id is None:
             return None
+        trace_context.bind(document_id=document_id, kb_id=kb_id)
         # A signed upload arriving after the sweeper expired it resurrects nothing.
         if upload_store.settle_arrival(session, obj.name):
             return None
@@ -105,6 +107,7 @@ def register_object(
 
 
 def _start(runtime: Runtime, registered: Registered) -> Registered:
+    trace_context.bind(document_id=registered.document_id, version_id=registered.version_id)
     # Publish whenever the version still waits for parsing, not only when it was just
     # created: if an earlier delivery committed the version but failed to publish, the
     # retry must not leave it stuck in `received`. Duplicate parse messages are no-ops.

@@ -17,6 +17,7 @@ keeps losing its attempts fails as stalled).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import uuid
@@ -46,7 +47,11 @@ class Heartbeat:
         self._holder = holder
         self._lease_s = lease_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{holder}", daemon=True)
+        # The beat runs in the attempt's context: its log lines carry the attempt's trace.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._beat,), name=f"lease-{holder}", daemon=True
+        )
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

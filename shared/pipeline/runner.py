@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from shared import trace_context
 from shared.envelopes import event_time, pubsub_payload
 from shared.errors import PermanentError
 from shared.models import ParseRequested
@@ -46,6 +47,7 @@ def run_step(
                 f"{step}: gave up on an event {int(age)} s old (limit {max_age} s)",
             )
             return
+    trace_context.bind(version_id=version_id)
     extra = {"version_id": version_id, "step": step}
     started = time.monotonic()
     outcome = "retry"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from shared import trace_context
 from shared.errors import LimitExceededError, PermanentError
 from shared.knowledge_bases import get_knowledge_base
 from shared.models import (
@@ -61,8 +62,14 @@ def parse_version(runtime: Runtime, version_id: str) -> bool:
         )
     if version is None:
         return False
+    _about(version)
     with Heartbeat(database, version_id, holder, settings.lease_s):
         return _parse_held(runtime, version, holder)
+
+
+def _about(version: Version) -> None:
+    # The step's later log lines name the document and knowledge base too.
+    trace_context.bind(document_id=version.document_id, kb_id=version.kb_id)
 
 
 def _parse_held(runtime: Runtime, version: Version, holder: str) -> bool:
@@ -151,6 +158,7 @@ def chunk_version(runtime: Runtime, version_id: str) -> bool:
         )
     if version is None:
         return False
+    _about(version)
     with Heartbeat(database, version_id, holder, settings.lease_s):
         return _chunk_held(runtime, version)
 
@@ -239,6 +247,7 @@ def embed_batch(runtime: Runtime, task: EmbedTask) -> bool:
         version = load_version(session, task.version_id)
     if version is None or version.status not in ("embedding", "indexing"):
         return False
+    _about(version)
     kb = get_knowledge_base(database, version.kb_id)
     if kb is None:
         return False
@@ -285,6 +294,7 @@ def index_version(runtime: Runtime, version_id: str) -> bool:
         version = load_version(session, version_id)
         if version is None or version.status != "indexing":
             return False
+        _about(version)
         if count_unembedded(session, version_id) > 0:
             return False  # premature: the last embed batch publishes again
         active = document_store.lock_active_version(session, version.document_id)

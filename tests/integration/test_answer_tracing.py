@@ -69,13 +69,16 @@ def _attributes(span: Any) -> dict[str, Any]:
 
 
 def _top_level(spans: list[Any]) -> list[str]:
-    """Names of the spans not nested in another ragline span, in start order."""
-    ids = {span.context.span_id for span in spans}
+    """Names of the stage spans not nested in another stage, in start order.
+
+    The function's own span (``ragline.function.answer``) holds them all: not a stage.
+    """
+    ids = {span.context.span_id for span in spans if not span.name.startswith("ragline.function.")}
     return [
         span.name
         for span in spans
         if span.parent is None or span.parent.span_id not in ids
-        if span.name != "ragline.db.statement"
+        if span.name != "ragline.db.statement" and not span.name.startswith("ragline.function.")
     ]
 
 
