@@ -14,12 +14,12 @@ from shared.errors import LimitExceededError, PermanentError
 from shared.knowledge_bases import get_knowledge_base
 from shared.models import (
     ChunkRequested,
-    DocumentLifecycleEvent,
     EmbedTask,
     IndexRequested,
     ParsedDocument,
 )
 from shared.paths import parsed_object_name
+from shared.pipeline.outbox import relay_after_commit
 from shared.pipeline.versions import IN_PROGRESS, claim_stage, fail_version, transition
 from shared.runtime import Runtime
 from shared.storage import ObjectMissingError
@@ -62,6 +62,7 @@ def parse_version(runtime: Runtime, version_id: str) -> bool:
             # Replaced before it was parsed: the newer version carries on instead.
             with database.transaction() as session:
                 transition(session, version_id, "superseded", ("parsing",))
+            relay_after_commit(runtime)
             return False
         raise
     parsed = runtime.parser(data, filename=version.filename, limits=limits)
@@ -256,24 +257,21 @@ def index_version(runtime: Runtime, version_id: str) -> bool:
             chunk_store.delete_version_chunks(session, stale_id)
             if stale is not None:
                 superseded.append((stale.id, stale.object_bucket, stale.object_name))
+    # The events are in the outbox since the commit; publish them now if possible.
+    relay_after_commit(runtime)
     for stale_id, bucket, name in superseded:
         runtime.objects.delete(settings.work_bucket, parsed_object_name(stale_id))
         if name.startswith("_uploads/") and name != version.object_name:
             runtime.objects.delete(bucket, name)
-    runtime.publisher.publish(
-        settings.topic_lifecycle,
-        DocumentLifecycleEvent(
-            document_id=version.document_id,
-            version_id=version_id,
-            knowledge_base_id=version.kb_id,
-            status=outcome,
-        ),
-    )
+    log.info("version %s", outcome, extra={"version_id": version_id})
     return True
 
 
 def fail_and_announce(runtime: Runtime, version_id: str, code: str, message: str) -> bool:
-    """Fail the version (if still in progress) and publish the lifecycle event."""
+    """Fail the version (if still in progress) and publish its lifecycle event.
+
+    The event is written to the outbox with the failure; the relay publishes it.
+    """
     database = runtime.database
     version = fail_version(database, version_id, code, message)
     if version is None:
@@ -282,16 +280,7 @@ def fail_and_announce(runtime: Runtime, version_id: str, code: str, message: str
         "version failed",
         extra={"version_id": version_id, "document_id": version.document_id, "error": message},
     )
-    runtime.publisher.publish(
-        runtime.settings.topic_lifecycle,
-        DocumentLifecycleEvent(
-            document_id=version.document_id,
-            version_id=version_id,
-            knowledge_base_id=version.kb_id,
-            status="failed",
-            error=message,
-        ),
-    )
+    relay_after_commit(runtime)
     return True
 
 

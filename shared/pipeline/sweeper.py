@@ -6,6 +6,9 @@ queue). The sweeper finds versions whose ``updated_at`` has not moved for
 ``stall_after_s`` and re-sends the message their current stage waits for. Every step
 is idempotent, so a re-drive of a version that was merely slow does no harm. After
 ``max_sweeps`` re-drives the version fails with a clear reason.
+
+Each sweep also runs the outbox relay (:mod:`shared.pipeline.outbox`): lifecycle
+events whose publish failed, or never ran, after their commit are published now.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 
 from shared.models import ChunkRequested, EmbedTask, IndexRequested, ParseRequested
+from shared.pipeline.outbox import relay_outbox
 from shared.pipeline.steps import fail_and_announce
 from shared.pipeline.versions import IN_PROGRESS, transition
 from shared.runtime import Runtime
@@ -30,10 +34,11 @@ class SweepReport:
 
     redriven: dict[str, str] = field(default_factory=dict)  # version id -> stage
     failed: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)  # outbox event ids
 
     def to_json(self) -> dict[str, object]:
         """The report as the sweep function returns it."""
-        return {"redriven": self.redriven, "failed": self.failed}
+        return {"redriven": self.redriven, "failed": self.failed, "published": self.published}
 
 
 def sweep_stalled(
@@ -76,6 +81,7 @@ def sweep_stalled(
         else:
             redrive(runtime, stalled.id, stalled.status, stalled.sweeps)
             report.redriven[stalled.id] = stalled.status
+    report.published = relay_outbox(runtime).published
     if claimed:
         log.info(
             "sweep re-drove %d and failed %d versions", len(report.redriven), len(report.failed)

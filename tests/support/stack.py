@@ -13,7 +13,8 @@ from werkzeug.serving import make_server
 from scripts.localstack.stack import LocalStack
 
 _TABLES = (
-    "turn_feedback, chat_turns, chat_sessions, chunks, document_events, document_versions,"
+    "webhook_deliveries, webhooks, outbox, turn_feedback, chat_turns, chat_sessions, chunks,"
+    " document_events, document_versions,"
     " access_requests, kb_grants, workspace_invitations, api_keys, principals,"
     " documents, knowledge_bases, workspaces"
 )
