@@ -184,10 +184,10 @@ LIFECYCLE_EVENT_TYPES: tuple[str, ...] = (
 
 
 class DocumentLifecycleEvent(Message):
-    """Published to the ``lifecycle`` topic when a version becomes ready, fails or is
-    superseded, or a document is deleted (from the outbox, by the relay).
+    """A lifecycle event, published to the ``lifecycle`` topic by the outbox relay.
 
-    ``event_id`` is the outbox row's id: delivery is at least once, so consumers
+    Sent when a version becomes ready, fails or is superseded, or a document is
+    deleted. ``event_id`` is the outbox row's id: delivery is at least once, so consumers
     dedupe on it (it is also the message's ``event_id`` attribute). ``status`` is the
     version's status (``ready``, ``failed``, ``superseded``) or ``deleted``.
     """

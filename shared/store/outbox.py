@@ -43,7 +43,7 @@ def add_version_event(
     The version's document, knowledge base and workspace are read in the same
     statement, so the caller names the version only. None if the version is gone.
     """
-    return session.scalar(
+    event_id = session.scalar(
         "INSERT INTO outbox (type, workspace_id, kb_id, document_id, version_id, payload)"
         " SELECT :t, k.workspace_id, v.kb_id, v.document_id, v.id, CAST(:p AS jsonb)"
         " FROM document_versions v JOIN knowledge_bases k ON k.id = v.kb_id"
@@ -52,6 +52,7 @@ def add_version_event(
         v=version_id,
         p=json.dumps(payload),
     )
+    return None if event_id is None else str(event_id)
 
 
 def add_document_event(
@@ -62,7 +63,7 @@ def add_document_event(
     Call it before the document's row is deleted (the event names its knowledge base).
     None if the document is gone.
     """
-    return session.scalar(
+    event_id = session.scalar(
         "INSERT INTO outbox (type, workspace_id, kb_id, document_id, version_id, payload)"
         " SELECT :t, k.workspace_id, d.kb_id, d.id, d.active_version_id, CAST(:p AS jsonb)"
         " FROM documents d JOIN knowledge_bases k ON k.id = d.kb_id"
@@ -71,6 +72,7 @@ def add_document_event(
         d=document_id,
         p=json.dumps(payload),
     )
+    return None if event_id is None else str(event_id)
 
 
 def claim_due(session: Session, limit: int) -> list[OutboxEvent]:

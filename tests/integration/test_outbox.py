@@ -157,9 +157,7 @@ def test_a_relay_killed_mid_batch_publishes_every_event_at_least_once(
     kb = Api(clean_stack).create_kb("crash")
     document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
     with clean_stack.database.transaction() as session:
-        written = [
-            record_version_event(session, "version.ready", version, n=n) for n in range(5)
-        ]
+        written = [record_version_event(session, "version.ready", version, n=n) for n in range(5)]
     crashing = CrashingPublisher(crash_after=3)
     rt.publisher = crashing
 

@@ -49,7 +49,9 @@ def test_a_version_whose_message_was_lost_is_redriven_to_ready(
     )
     restore_transports(clean_stack)  # what follows is delivered again
 
-    assert clean_stack.sweep() == {"redriven": {}, "failed": [], "published": []}, "a recent version is left alone"
+    assert clean_stack.sweep() == {"redriven": {}, "failed": [], "published": []}, (
+        "a recent version is left alone"
+    )
     _stall(clean_stack, version)
     report = clean_stack.sweep()
     clean_stack.wait_idle()
