@@ -107,6 +107,12 @@ class InvalidInputError(DomainError):
     code = "invalid_input"
 
 
+class UnsafeUrlError(InvalidInputError):
+    """A URL Ragline will not connect to (not http(s), or not a public address)."""
+
+    code = "unsafe_url"
+
+
 class TooLargeError(InvalidInputError):
     """The request or its payload is larger than a configured limit."""
 
