@@ -113,6 +113,12 @@ class UnsafeUrlError(InvalidInputError):
     code = "unsafe_url"
 
 
+class InvalidSignatureError(InvalidInputError):
+    """A webhook delivery whose signature does not verify (tampered, replayed, unsigned)."""
+
+    code = "invalid_signature"
+
+
 class TooLargeError(InvalidInputError):
     """The request or its payload is larger than a configured limit."""
 

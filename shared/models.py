@@ -207,6 +207,13 @@ class DocumentLifecycleEvent(Message):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class WebhookTask(Message):
+    """Body of a webhook delivery Cloud Task: deliver one outbox event to one webhook."""
+
+    webhook_id: Id
+    event_id: Id
+
+
 def message_attributes(message: Message) -> dict[str, str]:
     """Attributes set on every published message: its type and the ids it names."""
     attributes = {"type": type(message).__name__, "schema_version": str(message.v)}

@@ -122,3 +122,10 @@ def events_of_document(database: Database | Session, document_id: str) -> list[O
 def unpublished_count(database: Database | Session) -> int:
     """How many events wait to be published (a backlog worth alerting on)."""
     return int(database.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL") or 0)
+
+
+def get_event(database: Database | Session, event_id: str) -> OutboxEvent | None:
+    """The event with id ``event_id``, published or not, or None."""
+    return database.record(
+        OutboxEvent, f"SELECT {_COLUMNS} FROM outbox WHERE id = CAST(:id AS uuid)", id=event_id
+    )
