@@ -59,3 +59,25 @@ def test_another_secret_fails() -> None:
 
     with pytest.raises(InvalidSignatureError):
         verify_signature(new_secret(), headers, BODY, now=NOW)
+
+
+def test_the_documented_receiver_example_agrees() -> None:
+    import re
+    import time
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    [example] = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    namespace: dict[str, object] = {}
+    exec(compile(example, "docs/webhooks.md", "exec"), namespace)
+    verify = namespace["verify"]
+    assert callable(verify)
+    secret = new_secret()
+    now = time.time()
+    headers = signed_headers(secret, "e1", BODY, now=now)
+
+    assert verify(secret, headers, BODY) is True
+    assert verify(secret, headers, BODY + b" ") is False, "tampered"
+    old = signed_headers(secret, "e1", BODY, now=now - 301)
+    assert verify(secret, old, BODY) is False, "replayed"
+    assert verify(new_secret(), headers, BODY) is False
