@@ -6,7 +6,7 @@ import pytest
 
 from scripts.localstack.stack import LocalStack
 from shared.errors import TransientError
-from shared.models import DocumentLifecycleEvent, Message
+from shared.models import DocumentLifecycleEvent, Message, message_attributes
 from shared.pipeline.outbox import record_version_event, relay_outbox
 from shared.pipeline.removal import delete_document
 from shared.pipeline.steps import (
@@ -61,6 +61,9 @@ def test_each_lifecycle_change_writes_one_event_that_is_published_with_its_id(
     assert all(event.published_at is not None for event in events)
     published = _lifecycle(recorder)
     assert [m.event_id for m in published] == [event.id for event in events]
+    # Consumers dedupe on the id, also sent as a Pub/Sub attribute.
+    assert message_attributes(published[0])["event_id"] == events[0].id
+    assert message_attributes(published[0])["event_type"] == "version.ready"
     failed = published[-1]
     assert (failed.status, failed.error, failed.event_type) == (
         "failed",
