@@ -89,6 +89,9 @@ class Settings(BaseSettings):
         2.0, description="seconds before retrying a failed publish (doubling per failure)"
     )
     outbox_retry_max_s: float = Field(600.0, description="longest wait between publish retries")
+    outbox_retention_days: int = Field(
+        7, description="days published events and webhook delivery logs are kept"
+    )
 
     # Webhooks (shared/pipeline/webhooks.py): deliveries are Cloud Tasks on their own queue.
     webhook_tasks_queue: str = "ragline-webhooks"

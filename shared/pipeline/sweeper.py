@@ -8,7 +8,8 @@ is idempotent, so a re-drive of a version that was merely slow does no harm. Aft
 ``max_sweeps`` re-drives the version fails with a clear reason.
 
 Each sweep also runs the outbox relay (:mod:`shared.pipeline.outbox`): lifecycle
-events whose publish failed, or never ran, after their commit are published now.
+events whose publish failed, or never ran, after their commit are published now; and
+it deletes events and webhook delivery logs older than ``outbox_retention_days``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from shared.pipeline.steps import fail_and_announce
 from shared.pipeline.versions import IN_PROGRESS, transition
 from shared.runtime import Runtime
 from shared.store import chunks as chunk_store
+from shared.store import outbox as outbox_store
 from shared.store import versions as version_store
+from shared.store import webhooks as webhook_store
 from shared.store.events import record_event
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,10 @@ def sweep_stalled(
             redrive(runtime, stalled.id, stalled.status, stalled.sweeps)
             report.redriven[stalled.id] = stalled.status
     report.published = relay_outbox(runtime).published
+    with database.transaction() as session:
+        # Deliveries read their event from the outbox: both go after the same retention.
+        outbox_store.prune_published(session, settings.outbox_retention_days)
+        webhook_store.prune_deliveries(session, settings.outbox_retention_days)
     if claimed:
         log.info(
             "sweep re-drove %d and failed %d versions", len(report.redriven), len(report.failed)

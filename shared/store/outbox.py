@@ -129,3 +129,17 @@ def get_event(database: Database | Session, event_id: str) -> OutboxEvent | None
     return database.record(
         OutboxEvent, f"SELECT {_COLUMNS} FROM outbox WHERE id = CAST(:id AS uuid)", id=event_id
     )
+
+
+def prune_published(session: Session, older_than_days: int) -> int:
+    """Delete events published more than ``older_than_days`` ago; return how many.
+
+    A webhook delivery reads its event from here, so the retention must outlast the
+    delivery queue's retries.
+    """
+    return len(
+        session.run(
+            "DELETE FROM outbox WHERE published_at < now() - make_interval(days => :d) RETURNING 1",
+            d=older_than_days,
+        )
+    )

@@ -240,3 +240,14 @@ def list_deliveries(database: Database | Session, webhook_id: str, limit: int) -
         w=webhook_id,
         n=limit,
     )
+
+
+def prune_deliveries(session: Session, older_than_days: int) -> int:
+    """Delete delivery log rows older than ``older_than_days``; return how many."""
+    return len(
+        session.run(
+            "DELETE FROM webhook_deliveries WHERE created_at < now() - make_interval(days => :d)"
+            " RETURNING 1",
+            d=older_than_days,
+        )
+    )

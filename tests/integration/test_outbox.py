@@ -181,3 +181,29 @@ def test_a_relay_killed_mid_batch_publishes_every_event_at_least_once(
     assert list(seen) == written
     assert [m.data["n"] for m in seen.values()] == [0, 1, 2, 3, 4]
     assert all(m.document_id == document_id for m in seen.values())
+
+
+def test_the_sweeper_prunes_only_events_published_before_the_retention(
+    clean_stack: LocalStack, recorder: Recorder
+) -> None:
+    db = clean_stack.database
+    kb = Api(clean_stack).create_kb("prune")
+    document_id, version = store_version(clean_stack, kb["id"], TEXT_V1)
+    with db.transaction() as session:
+        old, recent, waiting = (
+            record_version_event(session, "version.ready", version, n=n) for n in range(3)
+        )
+    assert relay_outbox(clean_stack.runtime, limit=2).published == [old, recent]
+    db.run(
+        "UPDATE outbox SET published_at = now() - interval '8 days' WHERE id = CAST(:id AS uuid)",
+        id=old,
+    )
+    db.run(
+        "UPDATE outbox SET next_attempt_at = now() + interval '1 hour'"
+        " WHERE id = CAST(:id AS uuid)",
+        id=waiting,
+    )
+
+    clean_stack.sweep()
+
+    assert [event.id for event in events_of_document(db, document_id)] == [recent, waiting]
