@@ -22,6 +22,8 @@ TARGETS: dict[str, str] = {
     "manage": "functions.manage",
     "answer": "functions.answer",
     "sweep": "functions.sweep",
+    "webhooks": "functions.webhooks",
+    "deliver_webhook": "functions.deliver_webhook",
 }
 
 

@@ -105,6 +105,36 @@ class Settings(BaseSettings):
     # client reconnects with Last-Event-ID (EventSource does) and resumes where it was.
     events_stream_s: int = Field(45, description="seconds one document event stream stays open")
 
+    # The outbox of lifecycle events (shared/pipeline/outbox.py).
+    outbox_batch_size: int = Field(100, description="events one relay run publishes at most")
+    outbox_retry_base_s: float = Field(
+        2.0, description="seconds before retrying a failed publish (doubling per failure)"
+    )
+    outbox_retry_max_s: float = Field(600.0, description="longest wait between publish retries")
+    outbox_retention_days: int = Field(
+        7, description="days published events and webhook delivery logs are kept"
+    )
+
+    # Webhooks (shared/pipeline/webhooks.py): deliveries are Cloud Tasks on their own queue.
+    webhook_tasks_queue: str = "ragline-webhooks"
+    webhook_delivery_url: str = Field(
+        "", description="HTTPS URL of the deliver_webhook function (task target)"
+    )
+    webhook_timeout_s: float = Field(10.0, description="seconds a receiver has to answer")
+    webhook_max_failures: int = Field(
+        10, description="consecutive failed deliveries before a webhook is disabled"
+    )
+    webhook_max_attempts: int = Field(
+        5, description="delivery attempts of one event before it is given up"
+    )
+    # Outbound requests to user-given URLs refuse private, loopback, link-local and
+    # metadata addresses (shared/net/guard.py). Only tests list networks here (their
+    # loopback receiver); production leaves it empty.
+    outbound_allow_networks: list[str] = Field(
+        default_factory=list,
+        description='test-only: CIDRs outbound requests may reach anyway, e.g. ["127.0.0.1/32"]',
+    )
+
     # Ingestion.
     max_upload_bytes: int = Field(
         25 * 1024 * 1024, description="largest multipart upload; larger files use signed URLs"

@@ -12,6 +12,7 @@ from typing import Any
 from shared.db import Database
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.pipeline.ingest import Registered, register_object
+from shared.pipeline.outbox import record_document_event, relay_after_commit
 from shared.pipeline.removal import delete_document
 from shared.runtime import Runtime
 from shared.storage import signing_credentials
@@ -233,7 +234,7 @@ def edit_document(
 
 
 def set_archived(
-    database: Database, document_id: str, principal: str, *, archived: bool
+    runtime: Runtime, document_id: str, principal: str, *, archived: bool
 ) -> dict[str, Any]:
     """Archive the document (no read path sees it) or restore it; return the document.
 
@@ -243,6 +244,7 @@ def set_archived(
     Raises:
         NotFoundError: The document is gone.
     """
+    database = runtime.database
     with database.transaction() as session:
         kb_id = document_store.lock_document(session, document_id)
         if kb_id is None:
@@ -256,6 +258,9 @@ def set_archived(
                 status="archived" if archived else "unarchived",
                 detail={"by": principal},
             )
+            kind = "document.archived" if archived else "document.unarchived"
+            record_document_event(session, kind, document_id, by=principal)
+    relay_after_commit(runtime)
     return _existing(database, document_id)
 
 

@@ -133,6 +133,18 @@ class InvalidInputError(DomainError):
     code = "invalid_input"
 
 
+class UnsafeUrlError(InvalidInputError):
+    """A URL Ragline will not connect to (not http(s), or not a public address)."""
+
+    code = "unsafe_url"
+
+
+class InvalidSignatureError(InvalidInputError):
+    """A webhook delivery whose signature does not verify (tampered, replayed, unsigned)."""
+
+    code = "invalid_signature"
+
+
 class TooLargeError(InvalidInputError):
     """The request or its payload is larger than a configured limit."""
 

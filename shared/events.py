@@ -1,4 +1,4 @@
-"""Where pipeline messages go: a publisher for topics and a queue for embed tasks.
+"""Where pipeline messages go: a publisher for topics and queues for tasks.
 
 Production uses Pub/Sub and Cloud Tasks (:mod:`shared.gcp.pubsub`,
 :mod:`shared.gcp.tasks`); the local stack passes its in-process bus and task queue to
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from shared.models import EmbedTask, Message
+from shared.models import Message
 
 
 class Publisher(Protocol):
@@ -21,8 +21,11 @@ class Publisher(Protocol):
 
 
 class TaskQueue(Protocol):
-    """Enqueues embed tasks with deterministic names (duplicates are ignored)."""
+    """Enqueues tasks (embed, webhook deliveries) with deterministic names.
 
-    def enqueue(self, task_name: str, task: EmbedTask) -> bool:
+    A queue has one target; a name already used is ignored (a duplicate).
+    """
+
+    def enqueue(self, task_name: str, task: Message) -> bool:
         """Enqueue ``task`` as ``task_name``; return False if that name already exists."""
         ...

@@ -6,8 +6,9 @@ every message has a schema version so old and new handlers can coexist during a 
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -170,20 +171,57 @@ class IndexRequested(Message):
     version_id: Id
 
 
-class DocumentLifecycleEvent(Message):
-    """Published to the ``lifecycle`` topic when a version becomes ready, fails or is deleted."""
+# The lifecycle events written to the outbox (in the transaction making the change)
+# and published on the lifecycle topic. Adding one is a line here plus a call to
+# ``shared.pipeline.outbox.record_document_event`` (or ``record_version_event``) in
+# the transaction that makes the change.
+LIFECYCLE_EVENT_TYPES: tuple[str, ...] = (
+    "version.ready",
+    "version.failed",
+    "version.superseded",
+    "version.awaiting_approval",
+    "document.approved",
+    "document.archived",
+    "document.unarchived",
+    "document.deleted",
+)
 
+
+class DocumentLifecycleEvent(Message):
+    """A lifecycle event, published to the ``lifecycle`` topic by the outbox relay.
+
+    Sent when a version becomes ready, fails or is superseded, or a document is
+    deleted. ``event_id`` is the outbox row's id: delivery is at least once, so consumers
+    dedupe on it (it is also the message's ``event_id`` attribute). ``status`` is the
+    version's status (``ready``, ``failed``, ``superseded``) or ``deleted``.
+    """
+
+    # 2 added the event's id, type, workspace, time and data (all optional, so a
+    # version 1 reader ignores them and a version 1 message still validates).
+    v: int = 2
+    event_id: Id | None = None
+    event_type: str | None = None
+    workspace_id: Id | None = None
     document_id: Id
     version_id: Id | None = None
     knowledge_base_id: Id
     status: str
     error: str | None = None
+    occurred_at: dt.datetime | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class WebhookTask(Message):
+    """Body of a webhook delivery Cloud Task: deliver one outbox event to one webhook."""
+
+    webhook_id: Id
+    event_id: Id
 
 
 def message_attributes(message: Message) -> dict[str, str]:
     """Attributes set on every published message: its type and the ids it names."""
     attributes = {"type": type(message).__name__, "schema_version": str(message.v)}
-    for key in ("version_id", "document_id", "knowledge_base_id"):
+    for key in ("event_id", "event_type", "version_id", "document_id", "knowledge_base_id"):
         value = getattr(message, key, None)
         if value:
             attributes[key] = str(value)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from shared.events import Publisher, TaskQueue
     from shared.identity.tokens import TokenVerifier
     from shared.models import ParsedDocument
+    from shared.net.client import SafeHttpClient
     from shared.storage import ObjectStore
 
 
@@ -45,6 +46,9 @@ class Runtime:
         objects: A ready object store; by default one with the default storage client.
         publisher: A ready publisher; by default Pub/Sub.
         tasks: A ready task queue; by default Cloud Tasks targeting the embed function.
+        webhook_tasks: A ready queue of webhook deliveries; by default Cloud Tasks
+            targeting the deliver_webhook function.
+        outbound: The client for user-given URLs (default: SSRF-guarded, from settings).
         token_verifier: The ID-token verifier (default: the settings' issuer's).
         parser: The document parser (default :func:`shared.parsing.parse_document`; the
             local stack passes one that parses PDFs in worker processes).
@@ -59,6 +63,8 @@ class Runtime:
         objects: ObjectStore | None = None,
         publisher: Publisher | None = None,
         tasks: TaskQueue | None = None,
+        webhook_tasks: TaskQueue | None = None,
+        outbound: SafeHttpClient | None = None,
         parser: DocumentParser | None = None,
         token_verifier: TokenVerifier | None = None,
     ) -> None:
@@ -68,6 +74,8 @@ class Runtime:
         self._objects = objects
         self._publisher = publisher
         self._tasks = tasks
+        self._webhook_tasks = webhook_tasks
+        self._outbound = outbound
         self._parser = parser
         self._verifier = token_verifier
         self._verifier_built = token_verifier is not None
@@ -145,6 +153,46 @@ class Runtime:
     def tasks(self, value: TaskQueue) -> None:
         with self._lock:
             self._tasks = value
+
+    @property
+    def webhook_tasks(self) -> TaskQueue:
+        """The webhook delivery queue (Cloud Tasks), created on first use."""
+        with self._lock:
+            if self._webhook_tasks is None:
+                from shared.gcp.tasks import CloudTasksQueue
+
+                settings = self.settings
+                self._webhook_tasks = CloudTasksQueue(
+                    project=settings.project,
+                    location=settings.tasks_location,
+                    queue=settings.webhook_tasks_queue,
+                    target_url=settings.webhook_delivery_url,
+                    service_account_email=settings.tasks_service_account,
+                )
+            return self._webhook_tasks
+
+    @webhook_tasks.setter
+    def webhook_tasks(self, value: TaskQueue) -> None:
+        with self._lock:
+            self._webhook_tasks = value
+
+    @property
+    def outbound(self) -> SafeHttpClient:
+        """The HTTP client for user-given URLs (SSRF-guarded), created on first use."""
+        with self._lock:
+            if self._outbound is None:
+                from shared.net.client import SafeHttpClient
+                from shared.net.guard import UrlGuard
+
+                settings = self.settings
+                guard = UrlGuard(allow_networks=settings.outbound_allow_networks)
+                self._outbound = SafeHttpClient(guard, timeout_s=settings.webhook_timeout_s)
+            return self._outbound
+
+    @outbound.setter
+    def outbound(self, value: SafeHttpClient) -> None:
+        with self._lock:
+            self._outbound = value
 
     @property
     def parser(self) -> DocumentParser:

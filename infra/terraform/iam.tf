@@ -63,6 +63,9 @@ locals {
   # Identities that create embed tasks (chunk, sweep).
   embed_enqueuers = toset([for identity, grants in local.identities : identity if grants.enqueues_embed])
 
+  # Identities that create webhook delivery tasks (webhooks).
+  webhook_enqueuers = toset([for identity, grants in local.identities : identity if grants.enqueues_webhooks])
+
   secret_grants = merge([
     for identity, grants in local.identities : {
       for secret in grants.secrets :
@@ -147,6 +150,25 @@ resource "google_cloud_tasks_queue_iam_member" "embed_enqueuer" {
 
 resource "google_service_account_iam_member" "acts_as_tasks_invoker" {
   for_each = local.embed_enqueuers
+
+  service_account_id = google_service_account.invoker["tasks"].name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# webhooks enqueues delivery tasks carrying an OIDC token of the tasks invoker, like chunk.
+resource "google_cloud_tasks_queue_iam_member" "webhook_enqueuer" {
+  for_each = local.webhook_enqueuers
+
+  project  = var.project_id
+  location = google_cloud_tasks_queue.webhooks.location
+  name     = google_cloud_tasks_queue.webhooks.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_service_account_iam_member" "webhook_acts_as_tasks_invoker" {
+  for_each = local.webhook_enqueuers
 
   service_account_id = google_service_account.invoker["tasks"].name
   role               = "roles/iam.serviceAccountUser"

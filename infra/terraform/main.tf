@@ -223,6 +223,45 @@ locals {
         RAGLINE_MAX_SWEEPS    = tostring(var.max_sweeps)
       }
     }
+    webhooks = {
+      entry_point   = "webhooks"
+      identity      = "webhooks"
+      description   = "Fan each lifecycle event out to the subscribed webhooks: one named delivery task each."
+      trigger       = "pubsub"
+      public        = false
+      memory        = "256Mi"
+      cpu           = "0.583"
+      timeout       = 60
+      min_instances = 0
+      max_instances = 5
+      concurrency   = 1
+      topic         = "lifecycle"
+      event_type    = null
+      secrets       = []
+      env = {
+        RAGLINE_WEBHOOK_TASKS_QUEUE  = google_cloud_tasks_queue.webhooks.name
+        RAGLINE_WEBHOOK_DELIVERY_URL = local.deliver_webhook_url
+      }
+    }
+    deliver_webhook = {
+      entry_point   = "deliver_webhook"
+      identity      = "deliver_webhook"
+      description   = "POST one signed lifecycle event to one webhook (Cloud Tasks HTTP target, OIDC); SSRF-guarded."
+      trigger       = "tasks"
+      public        = false
+      memory        = "256Mi"
+      cpu           = "0.583"
+      timeout       = 60
+      min_instances = 0
+      max_instances = 10
+      concurrency   = 1
+      topic         = null
+      event_type    = null
+      secrets       = []
+      env = {
+        RAGLINE_WEBHOOK_MAX_ATTEMPTS = tostring(var.max_delivery_attempts)
+      }
+    }
   }
 
   # What each identity may touch. buckets: bucket key -> role on that bucket only; publishes:
@@ -231,78 +270,103 @@ locals {
   identities = {
     upload = {
       # objectAdmin: a signed PUT may overwrite, and the multipart/URL paths write directly.
-      buckets        = { uploads = "roles/storage.objectAdmin" }
-      publishes      = []
-      secrets        = []
-      enqueues_embed = false
+      buckets           = { uploads = "roles/storage.objectAdmin" }
+      publishes         = []
+      secrets           = []
+      enqueues_embed    = false
+      enqueues_webhooks = false
     }
     manage = {
       # Deleting a document removes its upload object and parsed JSON; reprocessing and
       # re-embedding start the pipeline again.
-      buckets        = { uploads = "roles/storage.objectAdmin", work = "roles/storage.objectAdmin" }
-      publishes      = ["parse", "chunk", "lifecycle"]
-      secrets        = []
-      enqueues_embed = false
+      buckets           = { uploads = "roles/storage.objectAdmin", work = "roles/storage.objectAdmin" }
+      publishes         = ["parse", "chunk", "lifecycle"]
+      secrets           = []
+      enqueues_embed    = false
+      enqueues_webhooks = false
     }
     answer = {
-      buckets        = {}
-      publishes      = []
-      secrets        = ["openai"]
-      enqueues_embed = false
+      buckets           = {}
+      publishes         = []
+      secrets           = ["openai"]
+      enqueues_embed    = false
+      enqueues_webhooks = false
     }
     ingest = {
-      buckets        = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
-      publishes      = ["parse", "lifecycle"]
-      secrets        = []
-      enqueues_embed = false
+      buckets           = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
+      publishes         = ["parse", "lifecycle"]
+      secrets           = []
+      enqueues_embed    = false
+      enqueues_webhooks = false
     }
     parse = {
-      buckets        = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
-      publishes      = ["chunk", "lifecycle"]
-      secrets        = []
-      enqueues_embed = false
+      buckets           = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
+      publishes         = ["chunk", "lifecycle"]
+      secrets           = []
+      enqueues_embed    = false
+      enqueues_webhooks = false
     }
     chunk = {
-      buckets        = { work = "roles/storage.objectViewer" }
-      publishes      = ["lifecycle"]
-      secrets        = []
-      enqueues_embed = true
+      buckets           = { work = "roles/storage.objectViewer" }
+      publishes         = ["lifecycle"]
+      secrets           = []
+      enqueues_embed    = true
+      enqueues_webhooks = false
     }
     embed = {
       # Cloud Tasks has no dead-letter queue: on its last attempt (X-CloudTasks-TaskRetryCount
       # vs RAGLINE_MAX_ATTEMPTS) embed fails the version itself and announces it on lifecycle.
-      buckets        = {}
-      publishes      = ["index", "lifecycle"]
-      secrets        = ["openai"]
-      enqueues_embed = false
+      buckets           = {}
+      publishes         = ["index", "lifecycle"]
+      secrets           = ["openai"]
+      enqueues_embed    = false
+      enqueues_webhooks = false
     }
     index = {
-      buckets        = {}
-      publishes      = ["lifecycle"]
-      secrets        = []
-      enqueues_embed = false
+      buckets           = {}
+      publishes         = ["lifecycle"]
+      secrets           = []
+      enqueues_embed    = false
+      enqueues_webhooks = false
     }
     dead_letter = {
-      buckets        = {}
-      publishes      = ["lifecycle"]
-      secrets        = []
-      enqueues_embed = false
+      buckets           = {}
+      publishes         = ["lifecycle"]
+      secrets           = []
+      enqueues_embed    = false
+      enqueues_webhooks = false
     }
     sweep = {
       # Re-drives stalled versions: republishes the step message a version is stuck at, or
       # re-enqueues its embed tasks (hence enqueuer + actAs the tasks invoker, like chunk), and
       # announces versions it gives up on. Reads and writes only the database, no bucket.
-      buckets        = {}
-      publishes      = ["parse", "chunk", "index", "lifecycle"]
-      secrets        = []
-      enqueues_embed = true
+      buckets           = {}
+      publishes         = ["parse", "chunk", "index", "lifecycle"]
+      secrets           = []
+      enqueues_embed    = true
+      enqueues_webhooks = false
+    }
+    webhooks = {
+      buckets           = {}
+      publishes         = []
+      secrets           = []
+      enqueues_embed    = false
+      enqueues_webhooks = true
+    }
+    deliver_webhook = {
+      # Reads the event and the webhook, logs the attempt; calls out only to webhook URLs.
+      buckets           = {}
+      publishes         = []
+      secrets           = []
+      enqueues_embed    = false
+      enqueues_webhooks = false
     }
   }
 
   # Identities that call other services on the platform's behalf (never run code).
   invokers = {
-    push      = "Pub/Sub push subscriptions (OIDC) -> parse, chunk, index, dead_letter"
-    tasks     = "Cloud Tasks embed tasks (OIDC) -> embed"
+    push      = "Pub/Sub push subscriptions (OIDC) -> parse, chunk, index, dead_letter, webhooks"
+    tasks     = "Cloud Tasks embed and webhook delivery tasks (OIDC) -> embed, deliver_webhook"
     eventarc  = "Eventarc storage triggers -> ingest"
     scheduler = "Cloud Scheduler sweep job (OIDC) -> sweep"
   }
@@ -319,6 +383,8 @@ locals {
   # for_each. Cloud Run's deterministic URL avoids a self-reference cycle and is an accepted
   # OIDC audience.
   embed_url = "https://${var.name_prefix}-embed-${local.project_number}.${var.region}.run.app"
+  # The same for the webhook delivery function, the target of the webhooks queue's tasks.
+  deliver_webhook_url = "https://${var.name_prefix}-deliver-webhook-${local.project_number}.${var.region}.run.app"
 
   # Production HTTP path map (load balancer and local stack alike). Evaluated in priority
   # order; anything unmatched (rest of /v1, /healthz) goes to manage.

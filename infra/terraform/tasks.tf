@@ -30,3 +30,31 @@ resource "google_cloud_tasks_queue" "embed" {
 
   depends_on = [google_project_service.api]
 }
+
+# Webhook deliveries: the webhooks function enqueues one task per (event, webhook), named
+# webhook-<event id>-<webhook id> so a redelivered event cannot deliver twice; the
+# deliver_webhook function answers 503 to have a failed delivery retried with backoff.
+resource "google_cloud_tasks_queue" "webhooks" {
+  name     = var.webhook_tasks_queue_name
+  project  = var.project_id
+  location = var.region
+
+  # Receivers are third-party servers: a modest pace, and few at once.
+  rate_limits {
+    max_dispatches_per_second = 10
+    max_concurrent_dispatches = 10
+  }
+
+  retry_config {
+    max_attempts  = var.max_delivery_attempts
+    min_backoff   = "10s"
+    max_backoff   = "600s"
+    max_doublings = 6
+  }
+
+  stackdriver_logging_config {
+    sampling_ratio = 1.0
+  }
+
+  depends_on = [google_project_service.api]
+}

@@ -145,6 +145,12 @@ variable "topic_dead_letter" {
   default     = "ragline-dead-letter"
 }
 
+variable "webhook_tasks_queue_name" {
+  description = "Cloud Tasks queue of webhook deliveries. A deleted queue's name cannot be reused for about 7 days."
+  type        = string
+  default     = "ragline-webhooks"
+}
+
 variable "tasks_queue_name" {
   description = "Cloud Tasks queue of embed tasks. A deleted queue's name cannot be reused for about 7 days."
   type        = string

@@ -96,6 +96,8 @@ MAY_USE: dict[str, set[str]] = {
     "manage": _DATABASE | _PUBLISH | {"google.cloud.storage", "tokenizers"},
     "answer": _DATABASE | _MODELS,
     "sweep": _DATABASE | _PUBLISH | {"google.cloud.tasks_v2"},
+    "webhooks": _DATABASE | {"google.cloud.tasks_v2"},
+    "deliver_webhook": _DATABASE,
 }
 NEVER_USES: dict[str, list[str]] = {
     target: sorted(set(HEAVY) - uses) for target, uses in MAY_USE.items()

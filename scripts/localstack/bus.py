@@ -24,7 +24,7 @@ from typing import Any
 
 from scripts.localstack.dispatcher import Dispatcher
 from shared import trace_context
-from shared.models import EmbedTask, Message, message_attributes
+from shared.models import Message, message_attributes
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class LocalTaskQueue:
         self._names: set[str] = set()
         self._lock = threading.Lock()
 
-    def enqueue(self, task_name: str, task: EmbedTask) -> bool:
+    def enqueue(self, task_name: str, task: Message) -> bool:
         """Enqueue ``task`` unless a task of that name was already enqueued."""
         with self._lock:
             if task_name in self._names:

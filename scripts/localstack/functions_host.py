@@ -17,8 +17,8 @@ import functions_framework
 from werkzeug.test import Client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HTTP_TARGETS = ("upload", "manage", "answer", "embed", "sweep")
-EVENT_TARGETS = ("ingest", "parse", "chunk", "index", "dead_letter")
+HTTP_TARGETS = ("upload", "manage", "answer", "embed", "sweep", "deliver_webhook")
+EVENT_TARGETS = ("ingest", "parse", "chunk", "index", "dead_letter", "webhooks")
 
 
 class FunctionsHost:

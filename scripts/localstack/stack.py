@@ -182,6 +182,7 @@ class LocalStack:
         self.parser: WorkerPoolParser
         self.bus: LocalBus
         self.tasks: LocalTaskQueue
+        self.webhook_tasks: LocalTaskQueue
         self.issuer: LocalIssuer
         # The origin's port: config.port, or one picked at start for port 0, so the
         # issuer URL in the settings is known before anything serves the origin.
@@ -259,6 +260,10 @@ class LocalStack:
         self.bus = LocalBus(bus_dispatcher, delivery)
         self.host = host = FunctionsHost(settings.project)
         self.tasks = LocalTaskQueue(task_dispatcher, host.task_target("embed"), delivery)
+        # Webhook deliveries are tasks on their own queue, as in production.
+        self.webhook_tasks = LocalTaskQueue(
+            self._dispatcher("webhook-tasks", 2), host.task_target("deliver_webhook"), delivery
+        )
         # Every function hosted here shares this one runtime, as one process.
         self.runtime = Runtime(
             settings,
@@ -267,6 +272,7 @@ class LocalStack:
             objects=self.objects,
             publisher=self.bus,
             tasks=self.tasks,
+            webhook_tasks=self.webhook_tasks,
             parser=self.parser,
             # The same verification as production's; the keys come from the issuer's
             # app in-process, so tests that never serve the origin over HTTP work too.
@@ -289,6 +295,15 @@ class LocalStack:
                     dispatcher=self._dispatcher(f"push-{target}", config.workers),
                 )
             )
+        self.bus.subscribe(
+            Subscription(
+                f"{settings.topic_lifecycle}-webhooks",
+                settings.topic_lifecycle,
+                host.push_target("webhooks"),
+                settings.topic_dead_letter,
+                dispatcher=self._dispatcher("push-webhooks", 2),
+            )
+        )
         self.bus.subscribe(
             Subscription(
                 f"{settings.topic_dead_letter}-push",

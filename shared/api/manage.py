@@ -258,7 +258,7 @@ def archive_document(
 ) -> Response:
     """Archive a document: kept and listed, never retrieved (editors)."""
     require_document(runtime.database, document_id, principal, "write")
-    document = documents.set_archived(runtime.database, document_id, principal.id, archived=True)
+    document = documents.set_archived(runtime, document_id, principal.id, archived=True)
     return json_response(document)
 
 
@@ -267,7 +267,7 @@ def unarchive_document(
 ) -> Response:
     """Restore an archived document to retrieval (editors)."""
     require_document(runtime.database, document_id, principal, "write")
-    document = documents.set_archived(runtime.database, document_id, principal.id, archived=False)
+    document = documents.set_archived(runtime, document_id, principal.id, archived=False)
     return json_response(document)
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from shared import trace_context
 from shared.errors import TransientError
-from shared.models import EmbedTask
+from shared.models import Message
 
 if TYPE_CHECKING:
     from google.cloud import tasks_v2
@@ -63,7 +63,7 @@ def task_id(task_name: str) -> str:
 
 
 class CloudTasksQueue:
-    """Creates HTTP tasks that POST an :class:`EmbedTask` to the embed function.
+    """Creates HTTP tasks that POST a task message (e.g. an :class:`EmbedTask`) to its target.
 
     Args:
         project: Project of the queue.
@@ -120,12 +120,13 @@ class CloudTasksQueue:
         """Full resource name of the task ``task_name`` maps to."""
         return f"{self._parent}/tasks/{task_id(task_name)}"
 
-    def enqueue(self, task_name: str, task: EmbedTask) -> bool:
+    def enqueue(self, task_name: str, task: Message) -> bool:
         """Create the HTTP task ``task_name`` carrying ``task``.
 
         Args:
             task_name: Deterministic name of the task; see :func:`task_id`.
-            task: The embed request, sent as the JSON body.
+            task: The task's message (an embed request, a webhook delivery), sent as
+                the JSON body.
 
         Returns:
             True if the task was created, False if a task of that name already exists

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from shared.db import Session
 from shared.errors import ConflictError, NotFoundError
-from shared.models import DocumentLifecycleEvent
 from shared.paths import is_upload_object, parsed_object_name
+from shared.pipeline.outbox import record_document_event, relay_after_commit
 from shared.pipeline.versions import IN_PROGRESS, transition
 from shared.runtime import Runtime
 from shared.store import chunks as chunk_store
@@ -87,19 +87,6 @@ def drop_superseded_objects(runtime: Runtime, superseded: Sequence[Superseded], 
             runtime.objects.delete(stale.object_bucket, stale.object_name)
 
 
-def announce(runtime: Runtime, version: Version, status: str) -> None:
-    """Publish the version's lifecycle event (``ready``, ``superseded``, ...)."""
-    runtime.publisher.publish(
-        runtime.settings.topic_lifecycle,
-        DocumentLifecycleEvent(
-            document_id=version.document_id,
-            version_id=version.id,
-            knowledge_base_id=version.kb_id,
-            status=status,
-        ),
-    )
-
-
 def approve_version(
     runtime: Runtime, document_id: str, version_id: str | None, principal: str
 ) -> Version:
@@ -150,6 +137,15 @@ def approve_version(
             detail={"approved_by": principal, "number": version.number},
         )
         superseded = activate_version(session, version, WAITING, principal)
+        record_document_event(
+            session,
+            "document.approved",
+            document_id,
+            version_id=version.id,
+            number=version.number,
+            approved_by=principal,
+        )
+    # The approval and the version's ready event are in the outbox since the commit.
+    relay_after_commit(runtime)
     drop_superseded_objects(runtime, superseded or [], keep=version.object_name)
-    announce(runtime, version, "ready")
     return version

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from shared.errors import ConflictError
 from shared.paths import parsed_object_name
+from shared.pipeline.outbox import record_document_event, relay_after_commit
 from shared.runtime import Runtime
 from shared.store import access as access_store
 from shared.store import chunks as chunk_store
@@ -37,7 +38,8 @@ def delete_document(runtime: Runtime, document_id: str) -> bool:
     Objects go first: if anything fails midway, the rows still exist and the delete
     can simply be retried. Chat history keeps no text of it: in the same transaction
     as its rows, every stored citation of it is redacted (and the answers that cited
-    it; ``shared.store.history.redact_document_citations``).
+    it; ``shared.store.history.redact_document_citations``), and the
+    ``document.deleted`` event is written to the outbox.
     """
     database = runtime.database
     if not document_store.document_exists(database, document_id):
@@ -48,6 +50,9 @@ def delete_document(runtime: Runtime, document_id: str) -> bool:
         runtime.objects.delete(settings.work_bucket, parsed_object_name(stored.id))
         runtime.objects.delete(stored.object_bucket, stored.object_name)
     with database.transaction() as session:
+        # The event names the document's knowledge base: written before the row goes.
+        if record_document_event(session, "document.deleted", document_id) is None:
+            return False  # deleted meanwhile (a concurrent delete wrote the event)
         chunk_store.delete_document_chunks(session, document_id)
         # The document points at its versions: unset that before they go.
         document_store.clear_version_pointers(session, document_id)
@@ -60,6 +65,7 @@ def delete_document(runtime: Runtime, document_id: str) -> bool:
     # lock, that the version still exists, and removes its own text otherwise).
     for stored in stored_objects:
         runtime.objects.delete(settings.work_bucket, parsed_object_name(stored.id))
+    relay_after_commit(runtime)
     return True
 
 

@@ -15,7 +15,6 @@ from shared.errors import LimitExceededError, PermanentError
 from shared.knowledge_bases import get_knowledge_base
 from shared.models import (
     ChunkRequested,
-    DocumentLifecycleEvent,
     EmbedTask,
     IndexRequested,
     ParsedDocument,
@@ -25,10 +24,10 @@ from shared.pipeline.approval import (
     WAITING,
     Superseded,
     activate_version,
-    announce,
     drop_superseded_objects,
 )
 from shared.pipeline.leases import Heartbeat, new_holder
+from shared.pipeline.outbox import relay_after_commit
 from shared.pipeline.versions import claim_stage, fail_version, transition
 from shared.runtime import Runtime
 from shared.storage import ObjectMissingError
@@ -91,6 +90,7 @@ def _parse_held(runtime: Runtime, version: Version, holder: str) -> bool:
             # Replaced before it was parsed: the newer version carries on instead.
             with database.transaction() as session:
                 transition(session, version_id, "superseded", ("parsing",))
+            relay_after_commit(runtime)
             return False
         raise
     parsed = runtime.parser(data, filename=version.filename, limits=limits)
@@ -317,13 +317,18 @@ def index_version(runtime: Runtime, version_id: str) -> bool:
             if activated is None:
                 return False
             superseded = activated
+    # The events are in the outbox since the commit; publish them now if possible.
+    relay_after_commit(runtime)
     drop_superseded_objects(runtime, superseded, keep=version.object_name)
-    announce(runtime, version, outcome)
+    log.info("version %s", outcome, extra={"version_id": version_id})
     return True
 
 
 def fail_and_announce(runtime: Runtime, version_id: str, code: str, message: str) -> bool:
-    """Fail the version (if still in progress) and publish the lifecycle event."""
+    """Fail the version (if still in progress) and publish its lifecycle event.
+
+    The event is written to the outbox with the failure; the relay publishes it.
+    """
     database = runtime.database
     version = fail_version(database, version_id, code, message)
     if version is None:
@@ -337,16 +342,7 @@ def fail_and_announce(runtime: Runtime, version_id: str, code: str, message: str
             "error": message,
         },
     )
-    runtime.publisher.publish(
-        runtime.settings.topic_lifecycle,
-        DocumentLifecycleEvent(
-            document_id=version.document_id,
-            version_id=version_id,
-            knowledge_base_id=version.kb_id,
-            status="failed",
-            error=message,
-        ),
-    )
+    relay_after_commit(runtime)
     return True
 
 

@@ -18,6 +18,10 @@ The re-drive budget is counted per stage and reset by progress: a stage fails as
 started no attempt at all (their message was lost or ignored). A re-drive whose
 message is dropped as a duplicate counts as neither: it only happens when another
 attempt claimed the stage after the sweep, and that claim resets the idle count.
+
+Each sweep also runs the outbox relay (:mod:`shared.pipeline.outbox`): lifecycle
+events whose publish failed, or never ran, after their commit are published now; and
+it deletes events and webhook delivery logs older than ``outbox_retention_days``.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ from dataclasses import dataclass, field
 
 from shared.models import ChunkRequested, EmbedTask, IndexRequested, ParseRequested
 from shared.pipeline.expiry import ExpiryReport, expire_uploads
+from shared.pipeline.outbox import relay_outbox
 from shared.pipeline.steps import fail_and_announce
 from shared.pipeline.versions import IN_PROGRESS, transition
 from shared.runtime import Runtime
 from shared.store import chunks as chunk_store
+from shared.store import outbox as outbox_store
 from shared.store import versions as version_store
+from shared.store import webhooks as webhook_store
 from shared.store.events import record_event
 from shared.store.versions import StalledVersion
 
@@ -44,6 +51,7 @@ class SweepReport:
 
     redriven: dict[str, str] = field(default_factory=dict)  # version id -> stage
     failed: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)  # outbox event ids
     expired: ExpiryReport = field(default_factory=ExpiryReport)
 
     def to_json(self) -> dict[str, object]:
@@ -51,6 +59,7 @@ class SweepReport:
         return {
             "redriven": self.redriven,
             "failed": self.failed,
+            "published": self.published,
             "expired_uploads": self.expired.expired,
             "removed_documents": self.expired.removed_documents,
             "recovered_uploads": self.expired.recovered,
@@ -109,6 +118,11 @@ def sweep_stalled(
         else:
             redrive(runtime, stalled.id, stalled.status, stalled.sweeps)
             report.redriven[stalled.id] = stalled.status
+    report.published = relay_outbox(runtime).published
+    with database.transaction() as session:
+        # Deliveries read their event from the outbox: both go after the same retention.
+        outbox_store.prune_published(session, settings.outbox_retention_days)
+        webhook_store.prune_deliveries(session, settings.outbox_retention_days)
     if claimed:
         log.info(
             "sweep re-drove %d and failed %d versions", len(report.redriven), len(report.failed)

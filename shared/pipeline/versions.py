@@ -5,7 +5,8 @@ or ends ``failed`` (or ``superseded`` once a newer version is active). Every tra
 is a conditional UPDATE (``WHERE status = ANY(allowed)``, :mod:`shared.store.versions`),
 so a redelivered message finds the version already past its step and does nothing;
 each one also appends a ``document_events`` row in the same transaction for the live
-progress stream.
+progress stream, and entering ``ready``, ``failed`` or ``superseded`` writes the
+lifecycle event to the outbox in that transaction too (:mod:`shared.pipeline.outbox`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.db import Database, Session
+from shared.pipeline.outbox import VERSION_STATUS_EVENTS, record_version_event
 from shared.store import chunks as chunk_store
 from shared.store import versions as store
 from shared.store.events import record_event
@@ -63,6 +65,21 @@ def transition(
             status=to_status,
             detail=detail,
         )
+        event_type = VERSION_STATUS_EVENTS.get(to_status)
+        if event_type is not None:
+            failure = (
+                {"error_code": columns.get("error_code"), "error": columns.get("error")}
+                if to_status == "failed"
+                else {}
+            )
+            record_version_event(
+                session,
+                event_type,
+                version.id,
+                number=version.number,
+                filename=version.filename,
+                **failure,
+            )
     return version
 
 

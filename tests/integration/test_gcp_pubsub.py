@@ -85,7 +85,7 @@ def test_publish_round_trips_through_a_pull_subscription(pubsub_emulator, admin,
     assert DocumentLifecycleEvent.model_validate_json(received.data) == message
     assert dict(received.attributes) == {
         "type": "DocumentLifecycleEvent",
-        "schema_version": "1",
+        "schema_version": "2",
         "version_id": "00000000-0000-4000-8000-0000000000e1",
         "document_id": "00000000-0000-4000-8000-00000000d0c1",
         "knowledge_base_id": "00000000-0000-4000-8000-0000000000b1",

@@ -9,7 +9,7 @@ import pytest
 from werkzeug.test import Client
 
 from scripts.localstack.stack import LocalStack
-from shared.api import answer, identity, manage, upload
+from shared.api import answer, identity, manage, upload, webhooks
 from tests.support.api import Api, body_of, token_for
 
 SEC = "Apple's net sales grew. The iPhone segment reported revenue of $46 billion."
@@ -23,7 +23,7 @@ def _route_path(path: str) -> str:
 
 def all_routes() -> list[tuple[str, str, bool]]:
     """(method, path pattern, public) of every route of every HTTP function."""
-    routes = [*answer.ROUTES, *manage.ROUTES, *identity.ROUTES, *upload.ROUTES]
+    routes = [*answer.ROUTES, *manage.ROUTES, *identity.ROUTES, *upload.ROUTES, *webhooks.ROUTES]
     return [(route.method, route.path, route.public) for route in routes]
 
 

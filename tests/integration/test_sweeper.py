@@ -21,8 +21,10 @@ from tests.support.pipeline import (
     version_status,
 )
 
-# The sweep also expires signed uploads (tests/integration/test_upload_expiry.py): none here.
+# The sweep also relays the outbox (tests/integration/test_outbox.py) and expires signed
+# uploads (tests/integration/test_upload_expiry.py): nothing of either here.
 NOTHING_EXPIRED: dict[str, list[str]] = {
+    "published": [],
     "expired_uploads": [],
     "removed_documents": [],
     "recovered_uploads": [],

@@ -29,8 +29,10 @@ class Recorder:
         self.messages.append((topic, message))
         return str(len(self.messages))
 
-    def enqueue(self, task_name: str, task: EmbedTask) -> bool:
+    def enqueue(self, task_name: str, task: Message) -> bool:
         """Record ``task`` unless its name was seen (the TaskQueue protocol)."""
+        if not isinstance(task, EmbedTask):
+            raise TypeError("the recorder stands in for the embed queue only")
         if task_name in self.tasks:
             return False
         self.tasks[task_name] = task

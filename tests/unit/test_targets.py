@@ -31,8 +31,8 @@ ALLOWED_AT_LOAD: dict[str, set[str]] = {target: set() for target in main.TARGETS
 
 # How each target is triggered: HTTP (requests, Cloud Tasks, Cloud Scheduler) or
 # CloudEvents (Eventarc for GCS, Pub/Sub push). Terraform deploys them the same way.
-HTTP_TARGETS = {"upload", "manage", "answer", "embed", "sweep"}
-EVENT_TARGETS = {"ingest", "parse", "chunk", "index", "dead_letter"}
+HTTP_TARGETS = {"upload", "manage", "answer", "embed", "sweep", "deliver_webhook"}
+EVENT_TARGETS = {"ingest", "parse", "chunk", "index", "dead_letter", "webhooks"}
 
 
 def test_every_target_has_a_trigger_kind() -> None:

@@ -187,6 +187,8 @@ def test_catalogue_covers_every_target_with_a_valid_trigger() -> None:
         "index",
         "dead_letter",
         "sweep",
+        "webhooks",
+        "deliver_webhook",
     }
     for key, spec in specs.items():
         assert spec["trigger"] in {"http", "tasks", "pubsub", "gcs", "scheduler"}, key
@@ -290,7 +292,8 @@ def test_push_steps_are_every_pubsub_function_but_the_dead_letter_handler() -> N
     assert 'fn.trigger == "pubsub"' in condition
     assert 'fn.topic != "dead_letter"' in condition
     pubsub_fed = {k for k, spec in functions().items() if spec["trigger"] == "pubsub"}
-    assert pubsub_fed == {"parse", "chunk", "index", "dead_letter"}
+    assert pubsub_fed == {"parse", "chunk", "index", "dead_letter", "webhooks"}
+    assert functions()["webhooks"]["topic"] == "lifecycle"
     assert {k for k in pubsub_fed if functions()[k]["topic"] == "dead_letter"} == {"dead_letter"}
 
 
@@ -655,3 +658,25 @@ def test_every_upload_origin_may_call_the_api() -> None:
     found = re.search(r"RAGLINE_CORS_ORIGINS\s*=\s*(.+)", main)
     assert found is not None
     assert "var.allowed_origins" in found.group(1) and "var.cors_origins" in found.group(1)
+
+
+def test_webhooks_enqueue_deliveries_on_their_own_queue_for_deliver_webhook() -> None:
+    queue = resource("google_cloud_tasks_queue", "webhooks")
+    assert queue["retry_config"][0]["max_attempts"] == "${var.max_delivery_attempts}"
+    assert "rate_limits" in queue
+    enqueuers = {
+        identity
+        for identity, grants in local("identities").items()
+        if grants["enqueues_webhooks"] is True
+    }
+    assert enqueuers == {"webhooks"}
+    enqueuer = resource("google_cloud_tasks_queue_iam_member", "webhook_enqueuer")
+    assert enqueuer["for_each"] == "${local.webhook_enqueuers}"
+    assert "google_cloud_tasks_queue.webhooks.name" in enqueuer["name"]
+    acts_as = resource("google_service_account_iam_member", "webhook_acts_as_tasks_invoker")
+    assert 'invoker["tasks"].name' in acts_as["service_account_id"]
+    env = functions()["webhooks"]["env"]
+    assert "local.deliver_webhook_url" in env["RAGLINE_WEBHOOK_DELIVERY_URL"]
+    assert "google_cloud_tasks_queue.webhooks.name" in env["RAGLINE_WEBHOOK_TASKS_QUEUE"]
+    assert functions()["deliver_webhook"]["trigger"] == "tasks"
+    assert "-deliver-webhook-" in local("deliver_webhook_url")

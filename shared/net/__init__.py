@@ -1,0 +1,1 @@
+"""Outbound requests to URLs users give: the SSRF guard and the client built on it."""
