@@ -14,6 +14,7 @@ from shared.api.access import require_kb
 from shared.api.http import Route, int_arg, json_response, read_json
 from shared.auth import Principal
 from shared.errors import NotFoundError
+from shared.ids import is_uuid
 from shared.models import LIFECYCLE_EVENT_TYPES
 from shared.runtime import Runtime
 from shared.store import webhooks as store
@@ -57,8 +58,13 @@ class WebhookPatch(BaseModel):
     _events = field_validator("events")(_known_events)
 
 
+def _find(runtime: Runtime, webhook_id: str) -> Webhook | None:
+    """The webhook, or None; an id that is no UUID names none (never a database error)."""
+    return store.get_webhook(runtime.database, webhook_id) if is_uuid(webhook_id) else None
+
+
 def _webhook_of(runtime: Runtime, kb_id: str, webhook_id: str) -> Webhook:
-    webhook = store.get_webhook(runtime.database, webhook_id)
+    webhook = _find(runtime, webhook_id)
     if webhook is None or webhook.kb_id != kb_id:
         raise NotFoundError(f"webhook {webhook_id!r} not found", code="webhook_not_found")
     return webhook
@@ -135,7 +141,7 @@ def get_deliveries(
     runtime: Runtime, request: Request, principal: Principal, webhook_id: str
 ) -> Response:
     """The webhook's latest delivery attempts, newest first (admins of its knowledge base)."""
-    webhook = store.get_webhook(runtime.database, webhook_id)
+    webhook = _find(runtime, webhook_id)
     missing = NotFoundError(f"webhook {webhook_id!r} not found", code="webhook_not_found")
     if webhook is None:
         raise missing

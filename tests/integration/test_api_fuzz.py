@@ -25,15 +25,17 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from scripts.localstack.stack import LocalStack
-from shared.api import answer, identity, manage, upload
+from shared.api import answer, identity, manage, upload, webhooks
 from shared.api.http import Route
 from tests.support.api import Api
+from tests.support.outbound import allow_loopback
+from tests.support.routes import ALL_ROUTES
 from tests.support.stack import wipe_stack
 
 # Deletes last: the seeded knowledge base, document and workspace serve the other
 # routes' examples first.
 ROUTES: list[Route] = sorted(
-    [*manage.ROUTES, *answer.ROUTES, *upload.ROUTES, *identity.ROUTES],
+    ALL_ROUTES,
     key=lambda route: route.method == "DELETE",
 )
 # Each body's model, so a generated body can hold exactly its fields (extra fields are
@@ -53,6 +55,8 @@ BODIES: dict[str, type[BaseModel]] = {
     "POST /v1/workspaces/<workspace>/api-keys": identity.ApiKeyBody,
     "POST /v1/knowledge-bases/<kb_id>/access-requests": identity.AccessRequestBody,
     "PUT /v1/knowledge-bases/<kb_id>/grants/<member>": identity.GrantBody,
+    "POST /v1/knowledge-bases/<kb_id>/webhooks": webhooks.WebhookBody,
+    "PATCH /v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>": webhooks.WebhookPatch,
 }
 PATH_ARG = re.compile(r"<(\w+)>")
 
@@ -134,7 +138,15 @@ def seeded(stack: LocalStack) -> Iterator[dict[str, str]]:
     asked = api.post("/v1/ask", json={"knowledge_base_ids": [kb["id"]], "question": "restart?"})
     assert asked.status_code == 200, asked.get_data(as_text=True)
     turn = asked.json or {}
+    with pytest.MonkeyPatch.context() as patch:  # registering checks the URL's address
+        allow_loopback(stack, patch)
+        hook = api.post(
+            f"/v1/knowledge-bases/{kb['id']}/webhooks",
+            json={"url": "http://127.0.0.1:9/hook", "events": ["version.awaiting_approval"]},
+        )
+    assert hook.status_code == 201, hook.get_data(as_text=True)
     yield {
+        "webhook_id": (hook.json or {})["id"],
         "kb_id": kb["id"],
         "document_id": document["id"],
         "turn_id": turn["turn_id"],

@@ -9,8 +9,8 @@ import pytest
 from werkzeug.test import Client
 
 from scripts.localstack.stack import LocalStack
-from shared.api import answer, identity, manage, upload, webhooks
 from tests.support.api import Api, body_of, token_for
+from tests.support.routes import ALL_ROUTES
 
 SEC = "Apple's net sales grew. The iPhone segment reported revenue of $46 billion."
 OTHER = "Tomato plants need six hours of sunlight every day to ripen."
@@ -23,8 +23,7 @@ def _route_path(path: str) -> str:
 
 def all_routes() -> list[tuple[str, str, bool]]:
     """(method, path pattern, public) of every route of every HTTP function."""
-    routes = [*answer.ROUTES, *manage.ROUTES, *identity.ROUTES, *upload.ROUTES, *webhooks.ROUTES]
-    return [(route.method, route.path, route.public) for route in routes]
+    return [(route.method, route.path, route.public) for route in ALL_ROUTES]
 
 
 def test_the_route_list_covers_every_http_function() -> None:

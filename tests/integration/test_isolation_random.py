@@ -36,9 +36,10 @@ import pytest
 from werkzeug.test import TestResponse
 
 from scripts.localstack.stack import LocalStack
-from shared.api import answer, identity, manage, upload
 from tests.support.api import Api, body_of
+from tests.support.outbound import allow_loopback
 from tests.support.principals import Caller, api_key, invite, signed_in, workspace_owner
+from tests.support.routes import route_keys
 
 LEVEL = {None: 0, "viewer": 1, "editor": 2, "admin": 3, "owner": 4}
 GRANT_LEVEL = {None: 0, "read": 1, "write": 2}
@@ -110,6 +111,14 @@ class RequestInfo:
 
 
 @dataclass
+class HookInfo:
+    id: str
+    kb: str
+    url: str  # carries a unique token: a leak of the URL is visible
+    alive: bool = True
+
+
+@dataclass
 class KeyInfo:
     id: str
     workspace: str
@@ -131,6 +140,7 @@ class Oracle:
     sessions: dict[str, tuple[str, str]] = field(default_factory=dict)
     requests: dict[str, RequestInfo] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    hooks: dict[str, HookInfo] = field(default_factory=dict)
     # Markers each principal typed in a question: their own words, shown back to them.
     typed: dict[str, set[str]] = field(default_factory=dict)
 
@@ -178,6 +188,9 @@ class Oracle:
         self._drop_sessions(asked)
         self.grants = {key: access for key, access in self.grants.items() if key[0] != kb_id}
         self.requests = {rid: r for rid, r in self.requests.items() if r.kb != kb_id}
+        for hook in self.hooks.values():
+            if hook.kb == kb_id:
+                hook.alive = False
 
     def drop_workspace(self, workspace: str) -> None:
         """A deleted workspace: its knowledge bases, members, keys and sessions."""
@@ -233,6 +246,10 @@ class Oracle:
         for key in self.keys.values():
             if f"key:{key.id}" != principal and LEVEL[self.role(principal, key.workspace)] < ADMIN:
                 hidden.add(key.id)
+        for hook in self.hooks.values():
+            kb = self.kbs[hook.kb]
+            if self.kb_level(principal, kb.workspace, kb.id) < ADMIN:
+                hidden |= {hook.id, hook.url.rsplit("/", 1)[-1]}
         attributed = {
             key for doc in self.docs.values() if doc.kb in seen_kbs for key in doc.key_actors
         }
@@ -1021,6 +1038,81 @@ def op_ingest_rejections(world: World, actor: Actor) -> Op:
     return Op("GET", f"/v1/workspaces/{workspace}/ingest-rejections", status)
 
 
+def op_create_webhook(world: World, actor: Actor) -> Op:
+    kb = world.pick_kb(actor)
+    url = f"http://127.0.0.1:9/{world.unique('hook')}"
+
+    def created(body: Any) -> None:
+        world.oracle.hooks[body["id"]] = HookInfo(body["id"], kb, url)
+
+    return Op(
+        "POST",
+        f"/v1/knowledge-bases/{kb}/webhooks",
+        _kb_status(world, actor, kb, ADMIN),
+        True,
+        json={"url": url, "events": ["version.awaiting_approval"]},
+        on_success=created,
+    )
+
+
+def op_list_webhooks(world: World, actor: Actor) -> Op:
+    kb = world.pick_kb(actor)
+    return Op("GET", f"/v1/knowledge-bases/{kb}/webhooks", _kb_status(world, actor, kb, ADMIN))
+
+
+def _pick_hook(world: World, actor: Actor) -> tuple[str, str, int]:
+    """A webhook, the knowledge base its path names, and the status the oracle expects.
+
+    The knowledge base is checked first (404 unseen, 403 below admin), then the webhook.
+    """
+    hooks = list(world.oracle.hooks.values())
+    if not hooks or world.rng.random() < 0.1:
+        kb = world.pick_kb(actor)
+        on_kb = _kb_status(world, actor, kb, ADMIN)
+        return UNKNOWN, kb, 404 if on_kb == 200 else on_kb
+    hook = world.rng.choice(hooks)
+    expected = _kb_status(world, actor, hook.kb, ADMIN)
+    return hook.id, hook.kb, 404 if expected == 200 and not hook.alive else expected
+
+
+def op_get_webhook(world: World, actor: Actor) -> Op:
+    hook, kb, expected = _pick_hook(world, actor)
+    return Op("GET", f"/v1/knowledge-bases/{kb}/webhooks/{hook}", expected)
+
+
+def op_patch_webhook(world: World, actor: Actor) -> Op:
+    hook, kb, expected = _pick_hook(world, actor)
+    return Op(
+        "PATCH",
+        f"/v1/knowledge-bases/{kb}/webhooks/{hook}",
+        expected,
+        True,
+        json={"enabled": world.rng.random() < 0.5},
+    )
+
+
+def op_delete_webhook(world: World, actor: Actor) -> Op:
+    hook, kb, expected = _pick_hook(world, actor)
+
+    def deleted(body: Any) -> None:
+        world.oracle.hooks[hook].alive = False
+
+    return Op(
+        "DELETE",
+        f"/v1/knowledge-bases/{kb}/webhooks/{hook}",
+        expected,
+        True,
+        on_success=deleted,
+    )
+
+
+def op_deliveries(world: World, actor: Actor) -> Op:
+    hook, _kb, expected = _pick_hook(world, actor)
+    # No knowledge base in this path: an unknown webhook is simply not found.
+    gone = hook == UNKNOWN or not world.oracle.hooks[hook].alive
+    return Op("GET", f"/v1/webhooks/{hook}/deliveries", 404 if gone else expected)
+
+
 KB = "/v1/knowledge-bases/<kb_id>"
 DOC = "/v1/documents/<document_id>"
 WS = "/v1/workspaces/<workspace>"
@@ -1056,6 +1148,12 @@ OPERATIONS: dict[str, Operation] = {
     f"DELETE {KB}": op_delete_kb,
     f"DELETE {WS}": op_delete_workspace,
     f"GET {WS}/ingest-rejections": op_ingest_rejections,
+    f"POST {KB}/webhooks": op_create_webhook,
+    f"GET {KB}/webhooks": op_list_webhooks,
+    f"GET {KB}/webhooks/<webhook_id>": op_get_webhook,
+    f"PATCH {KB}/webhooks/<webhook_id>": op_patch_webhook,
+    f"DELETE {KB}/webhooks/<webhook_id>": op_delete_webhook,
+    "GET /v1/webhooks/<webhook_id>/deliveries": op_deliveries,
     "POST /v1/ask": op_ask,
     "GET /v1/ask/stream": op_ask_stream,
     "POST /v1/retrieve": op_retrieve,
@@ -1097,8 +1195,7 @@ WEIGHTS = {
 
 
 def test_every_route_has_a_random_operation() -> None:
-    routes = [*answer.ROUTES, *manage.ROUTES, *identity.ROUTES, *upload.ROUTES]
-    served = {f"{route.method} {route.path}" for route in routes}
+    served = route_keys()
     assert not served - OPERATIONS.keys(), (
         f"routes without an operation: {served - OPERATIONS.keys()}"
     )
@@ -1288,7 +1385,8 @@ def _populate(stack: LocalStack, rng: random.Random) -> World:
 
 
 @pytest.fixture
-def world(clean_stack: LocalStack) -> Iterator[World]:
+def world(clean_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    allow_loopback(clean_stack, monkeypatch)  # webhooks to 127.0.0.1 (never sent)
     rng = random.Random(SEED)
     print(f"RAGLINE_ISOLATION_SEED={SEED}")
     yield _populate(clean_stack, rng)

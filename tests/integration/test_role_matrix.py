@@ -29,14 +29,17 @@ import pytest
 from werkzeug.test import TestResponse
 
 from scripts.localstack.stack import LocalStack
-from shared.api import answer, identity, manage, upload
 from tests.support.api import Api, body_of, token_for
+from tests.support.outbound import allow_loopback
 from tests.support.principals import Caller, api_key, invite, signed_in, workspace_owner
+from tests.support.routes import route_keys
 
 LEVEL = {None: 0, "viewer": 1, "editor": 2, "admin": 3, "owner": 4}
 GRANT_LEVEL = {None: 0, "read": 1, "write": 2}
 READ, WRITE, ADMIN, OWNER = 1, 2, 3, 4
 WORKSPACE = "default"
+# Loopback is allow-listed for the test; the event never happens, so nothing is sent.
+HOOK = {"url": "http://127.0.0.1:9/hook", "events": ["version.awaiting_approval"]}
 TEXT = "The lighthouse keeper logs the tides every morning. Tides rise twice a day."
 
 
@@ -60,6 +63,7 @@ class World:
     document: dict[str, Any]
     chunk_id: int
     target: Caller
+    webhook: str = ""
     grants: dict[str, str] = field(default_factory=dict)
     turns: dict[str, str] = field(default_factory=dict)
     sessions: dict[str, str] = field(default_factory=dict)
@@ -86,6 +90,12 @@ class World:
         )
         assert response.status_code == 202, response.get_data(as_text=True)
         return str(body_of(response)["document_id"])
+
+    def fresh_webhook(self) -> str:
+        """A webhook of the knowledge base only the call at hand will use."""
+        response = self.owner.post(f"/v1/knowledge-bases/{self.kb['id']}/webhooks", json=HOOK)
+        assert response.status_code == 201, response.get_data(as_text=True)
+        return str(body_of(response)["id"])
 
     def fresh_member(self) -> str:
         """A member only the call at hand will use."""
@@ -223,6 +233,7 @@ KB = "/v1/knowledge-bases/<kb_id>"
 DOC = "/v1/documents/<document_id>"
 WS = "/v1/workspaces/<workspace>"
 TURN = "/v1/turns/<turn_id>"
+HOOKS = "/v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>"
 
 ROUTES: dict[str, Entry] = {
     "GET /healthz": Entry(public, lambda w, c: c.api.get("/healthz")),
@@ -331,6 +342,30 @@ ROUTES: dict[str, Entry] = {
         workspace_path(ADMIN),
         lambda w, c: c.api.get(f"/v1/workspaces/{WORKSPACE}/ingest-rejections"),
     ),
+    f"POST {KB}/webhooks": Entry(
+        on_kb(ADMIN),
+        lambda w, c: c.api.post(f"/v1/knowledge-bases/{w.kb['id']}/webhooks", json=HOOK),
+    ),
+    f"GET {KB}/webhooks": Entry(
+        on_kb(ADMIN), lambda w, c: c.api.get(f"/v1/knowledge-bases/{w.kb['id']}/webhooks")
+    ),
+    f"GET {HOOKS}": Entry(
+        on_kb(ADMIN),
+        lambda w, c: c.api.get(f"/v1/knowledge-bases/{w.kb['id']}/webhooks/{w.webhook}"),
+    ),
+    f"PATCH {HOOKS}": Entry(
+        on_kb(ADMIN),
+        lambda w, c: c.api.patch(
+            f"/v1/knowledge-bases/{w.kb['id']}/webhooks/{w.webhook}", json={"enabled": True}
+        ),
+    ),
+    f"DELETE {HOOKS}": Entry(
+        on_kb(ADMIN),
+        lambda w, c: c.api.delete(f"/v1/knowledge-bases/{w.kb['id']}/webhooks/{w.fresh_webhook()}"),
+    ),
+    "GET /v1/webhooks/<webhook_id>/deliveries": Entry(
+        on_kb(ADMIN), lambda w, c: c.api.get(f"/v1/webhooks/{w.webhook}/deliveries")
+    ),
     f"POST {DOC}/reindex": Entry(
         on_kb(WRITE), lambda w, c: c.api.post(f"/v1/documents/{w.document['id']}/reindex")
     ),
@@ -419,8 +454,7 @@ ROUTES: dict[str, Entry] = {
 
 def served_routes() -> set[str]:
     """``METHOD path`` of every route of every HTTP function."""
-    routes = [*answer.ROUTES, *manage.ROUTES, *identity.ROUTES, *upload.ROUTES]
-    return {f"{route.method} {route.path}" for route in routes}
+    return route_keys()
 
 
 def test_the_matrix_names_every_route() -> None:
@@ -448,9 +482,10 @@ def _callers(stack: LocalStack, owner: Api) -> list[Caller]:
 
 
 @pytest.fixture
-def world(clean_stack: LocalStack) -> tuple[World, list[Caller]]:
-    """One knowledge base with a ready document, every kind of caller, their turns."""
+def world(clean_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> tuple[World, list[Caller]]:
+    """One knowledge base with a ready document and a webhook, every kind of caller."""
     stack = clean_stack
+    allow_loopback(stack, monkeypatch)
     owner = Api(stack)
     kb = owner.create_kb("matrix")
     document = owner.ingest(kb["id"], "tides.txt", TEXT.encode())
@@ -461,6 +496,7 @@ def world(clean_stack: LocalStack) -> tuple[World, list[Caller]]:
         owner.post("/v1/retrieve", json={"knowledge_base_ids": [kb["id"]], "question": "tides"})
     )
     world = World(stack, owner, kb, document, retrieved["passages"][0]["chunk_id"], target)
+    world.webhook = world.fresh_webhook()
     # The grants: read for one limited viewer, write for the limited editor.
     for name, access in (("lim-granted", "read"), ("led", "write")):
         caller = next(c for c in callers if c.name == name)

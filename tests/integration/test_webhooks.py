@@ -19,8 +19,7 @@ from shared.net.guard import UrlGuard
 from shared.pipeline.webhooks import fan_out
 from shared.webhook_signature import verify_signature
 from tests.support.api import Api
-
-LOOPBACK = ["127.0.0.1/32"]
+from tests.support.outbound import allow_loopback
 
 
 @dataclass
@@ -74,13 +73,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def loopback_allowed(clean_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
     """The stack may deliver to 127.0.0.1 (the test-only allow-list), failing after 3."""
-    rt = clean_stack.runtime
-    # The client first: what it restores after the test is built from the stack's settings.
-    monkeypatch.setattr(rt, "outbound", SafeHttpClient(UrlGuard(allow_networks=LOOPBACK)))
-    settings = rt.settings.model_copy(
-        update={"outbound_allow_networks": LOOPBACK, "webhook_max_failures": 3}
-    )
-    monkeypatch.setattr(rt, "settings", settings)
+    allow_loopback(clean_stack, monkeypatch, webhook_max_failures=3)
     return clean_stack
 
 
