@@ -1,0 +1,193 @@
+"""Access predicate: retrieval and answers before identity and after, in one run.
+
+Identity (issue 10) put the caller's access into every statement a question makes
+(``shared/store/scope.py``): the workspace check for everyone, and for a member limited
+to granted knowledge bases ``k.id IN (SELECT g.kb_id FROM kb_grants g WHERE g.principal
+= :reader)`` as well. Its bar: retrieval p95 and the answer's time no more than 20%
+slower than before.
+
+This runs the answer-overhead harness's comparison (``answer_overhead.run_compare``)
+with three sides, in alternating batches on the same data (20 SEC 10-Q filings,
+``hashing-384``), the same questions and the same stub model:
+
+* ``before``: ``REF`` (default :data:`BEFORE_REF`, the last commit before identity and
+  the store refactor), its own product and local stack in a temporary git worktree;
+  every request there runs as its one built-in principal, with no access predicate;
+* ``after: owner``: the working tree, as the local owner (the workspace check only);
+* ``after: limited``: the working tree, as a limited viewer with a read grant on the
+  knowledge base (the grant predicate in every statement).
+
+Each side times ``POST /v1/retrieve`` (p50, p95) and ``POST /v1/ask`` (total, no tracer
+provider, as in production), then the same questions with the product's spans
+recorded for the after sides' breakdown (a ref without ``shared/tracing.py`` has
+totals only). Ratios are each side's figure over ``before``'s, from the same run.
+Writes ``docs/bench/access_predicate.{json,md}``.
+
+Usage: .venv/bin/python -m scripts.bench.access_predicate [--ref 9f2bce3]
+    [--retrievals 300] [--requests 150] [--rounds 6] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from scripts.bench.answer_overhead import (
+    compare_markdown,
+    compare_ratios,
+    grant_limited_member,
+    model_stub,
+    open_stack,
+    run_compare,
+)
+from scripts.bench.common import command, now, write_section
+
+SECTION = "access_predicate"
+# The last commit before identity (and before the store layer): no principal but the
+# built-in one, no grant or workspace predicate in retrieval's statements.
+BEFORE_REF = "9f2bce3"
+# The issue's bar: no more than 20% slower with the access predicate.
+LIMIT = 1.20
+PRINCIPALS = ["owner", "limited"]
+SIDES = {"before": "before", "after: owner": "owner", "after: limited": "limited"}
+
+
+def _figure(results: dict[str, Any], side: str, part: str, stat: str) -> float | None:
+    value = results.get(side, {}).get(part, {}).get("total", {}).get(stat)
+    return float(value) if value is not None else None
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def metrics_of(results: dict[str, Any], ref: str, load: str) -> dict[str, Any]:
+    """Flat figures per side, the limited and owner sides' ratios, and the verdict."""
+    ratios = compare_ratios(results)
+    metrics: dict[str, Any] = {"before_ref": ref, "limit_ratio": LIMIT, "load_average": load}
+    for side, key in SIDES.items():
+        for stat in ("p50", "p95"):
+            metrics[f"retrieve_{stat}_ms_{key}"] = _figure(results, side, "retrieve", stat)
+            metrics[f"ask_total_{stat}_ms_{key}"] = _figure(results, side, "first", stat)
+        traced = results.get(side, {}).get("traced_first", {})
+        if traced:
+            metrics[f"ask_overhead_p50_ms_{key}"] = traced["overhead"]["p50"]
+            metrics[f"retrieval_sql_p50_ms_{key}"] = traced["retrieval.sql"]["p50"]
+    for side, key in SIDES.items():
+        if side == "before":
+            continue
+        for name, value in ratios.get(side, {}).items():
+            label = name.replace("first", "ask_total")
+            metrics[f"{label}_ratio_{key}"] = round(value, 3) if value is not None else None
+    checked = [
+        metrics.get("retrieve_p95_ratio_limited"),
+        metrics.get("ask_total_p50_ratio_limited"),
+    ]
+    metrics["within_limit"] = all(value is not None and value <= LIMIT for value in checked)
+    return metrics
+
+
+def markdown(results: dict[str, Any], metrics: dict[str, Any], settings: dict[str, Any]) -> str:
+    """The report section: what was compared how, the verdict, then the tables."""
+    verdict = (
+        f"**{'Within' if metrics['within_limit'] else 'Over'} the bar** (no more than "
+        f"{LIMIT - 1:.0%} slower): a limited member's retrieval p95 is "
+        f"{_times(metrics.get('retrieve_p95_ratio_limited'))} and answer total p50 "
+        f"{_times(metrics.get('ask_total_p50_ratio_limited'))} the figures before identity "
+        f"(`{settings['ref']}`); the owner's {_times(metrics.get('retrieve_p95_ratio_owner'))} "
+        f"and {_times(metrics.get('ask_total_p50_ratio_owner'))}."
+    )
+    return "\n".join(
+        [
+            "## Access predicate",
+            "",
+            "What the caller's access in every statement costs (`shared/store/scope.py`): "
+            "the owner's statements check the workspace, a limited member's also check "
+            "their grants (`k.id IN (SELECT g.kb_id FROM kb_grants g WHERE g.principal = "
+            ":reader)`). Three sides in alternating batches of the answer-overhead harness "
+            "(each a fresh process with its own code and local stack on the same data: "
+            f"{settings['knowledge_base']}), the same questions and the same stub model: "
+            f"`{settings['ref']}` (before identity: one built-in principal, no access "
+            "predicate), the working tree as the owner, and as a limited viewer with a read "
+            "grant on the knowledge base.",
+            "",
+            verdict,
+            "",
+            f"- Command: `{settings['command']}`; {settings['date']}; {settings['cpus']} CPUs, "
+            f"load average {settings['load_average']} at the start and "
+            f"{settings['load_average_end']} at the end (the machine is shared: compare "
+            "figures within this run only).",
+            f"- Per side: {settings['retrievals']} retrievals and {settings['requests']} first "
+            f"questions in {settings['rounds']} batches, {settings['warmup']} warm-up requests "
+            "per batch; totals with no tracer provider (as in production), then the same "
+            "questions with the spans recorded for the breakdown.",
+            "",
+            compare_markdown(
+                results, settings["ref"], settings["load_average"], settings["rounds"]
+            ),
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Compare, print the tables, and write the section."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ref", default=BEFORE_REF, help="the 'before' side (a git ref)")
+    parser.add_argument("--retrievals", type=int, default=300, help="POST /v1/retrieve per side")
+    parser.add_argument("--requests", type=int, default=150, help="first questions per side")
+    parser.add_argument("--rounds", type=int, default=6, help="batches per side")
+    parser.add_argument("--warmup", type=int, default=10, help="per batch, each kind")
+    parser.add_argument("--documents", type=int, default=20, help="filings ingested (max 20)")
+    parser.add_argument("--quick", action="store_true", help="fewer requests (smoke test)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.retrievals, args.requests, args.rounds, args.warmup = 12, 6, 2, 2
+
+    load = " / ".join(f"{value:.2f}" for value in os.getloadavg())
+    stack, data, kb_id, size = open_stack(args.documents)
+    try:
+        grant_limited_member(stack, kb_id)
+    finally:
+        # Each side starts its own stack on this data.
+        stack.stop()
+    with model_stub() as (base_url, _):
+        print(f"{args.ref} and the working tree (owner, limited), alternating batches ...")
+        results = run_compare(
+            data,
+            kb_id,
+            args.ref,
+            base_url,
+            args.requests,
+            args.warmup,
+            0,
+            args.rounds,
+            principals=PRINCIPALS,
+            retrievals=args.retrievals,
+        )
+    settings = {
+        "command": command(),
+        "date": now(),
+        "cpus": os.cpu_count(),
+        "load_average": load,
+        "load_average_end": " / ".join(f"{value:.2f}" for value in os.getloadavg()),
+        "ref": args.ref,
+        "knowledge_base": (
+            f"{size['documents']} SEC 10-Q filings, {size['pages']} pages, "
+            f"{size['chunks']} chunks, `hashing-384`"
+        ),
+        "retrievals": args.retrievals,
+        "requests": args.requests,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "principals": {side: results[side].get("principal") for side in results},
+    }
+    metrics = metrics_of(results, args.ref, load)
+    report = markdown(results, metrics, settings)
+    write_section(SECTION, metrics, report, settings=settings, details={"compare": results})
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
