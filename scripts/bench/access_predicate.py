@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+from dataclasses import replace
 from typing import Any
 
 from scripts.bench.answer_overhead import (
@@ -39,6 +41,7 @@ from scripts.bench.answer_overhead import (
     grant_limited_member,
     model_stub,
     open_stack,
+    questions,
     run_compare,
 )
 from scripts.bench.common import command, now, write_section
@@ -131,6 +134,39 @@ def markdown(results: dict[str, Any], metrics: dict[str, Any], settings: dict[st
     )
 
 
+def explain_plans(stack: Any, kb_id: str, reader: str) -> dict[str, str]:
+    """The hybrid statement's executed plan for the owner's scope and the limited member's.
+
+    One question, through the product's own ``hybrid_query`` and ``explain_hybrid_search``
+    (``EXPLAIN ANALYZE``): where the workspace and grant checks sit in the plan (an
+    InitPlan runs once per statement; a SubPlan per row) and what each costs.
+    """
+    from shared.retrieval import search
+    from shared.store import search as store_search
+    from shared.store.scope import compile_scope
+
+    owner = search.RetrievalRequest(
+        query=questions()[0], kb_ids=[kb_id], workspace=stack.settings.default_workspace
+    )
+    limited = replace(owner, reader=reader, granted_only=True)
+    plans = {}
+    for name, request in (("owner", owner), ("limited", limited)):
+        with stack.database.session() as session:
+            models = store_search.models_in_scope(
+                session, compile_scope(search.request_scope(request))
+            )
+        query = search.hybrid_query(stack.database, request, models[0], None)
+        plan = store_search.explain_hybrid_search(stack.database, query)
+        plans[name] = re.sub(r"'\[[-0-9.e,]+\]'", "'[query vector]'", plan)
+    return plans
+
+
+def plan_lines(plan: str) -> list[str]:
+    """The lines of a plan that say where the access checks run and the execution time."""
+    keep = ("InitPlan", "SubPlan", "kb_grants", "workspaces", "Execution Time")
+    return [line.rstrip() for line in plan.splitlines() if any(k in line for k in keep)]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Compare, print the tables, and write the section."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -148,7 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     load = " / ".join(f"{value:.2f}" for value in os.getloadavg())
     stack, data, kb_id, size = open_stack(args.documents)
     try:
-        grant_limited_member(stack, kb_id)
+        reader = grant_limited_member(stack, kb_id)
+        plans = explain_plans(stack, kb_id, reader)
+        for name, plan in plans.items():
+            print(f"hybrid statement as {name}:", *plan_lines(plan), sep="\n  ")
     finally:
         # Each side starts its own stack on this data.
         stack.stop()
@@ -185,7 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     }
     metrics = metrics_of(results, args.ref, load)
     report = markdown(results, metrics, settings)
-    write_section(SECTION, metrics, report, settings=settings, details={"compare": results})
+    write_section(
+        SECTION, metrics, report, settings=settings, details={"compare": results, "plans": plans}
+    )
     print(report)
 
 
