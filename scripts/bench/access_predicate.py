@@ -17,6 +17,10 @@ with three sides, in alternating batches on the same data (20 SEC 10-Q filings,
 * ``after: limited``: the working tree, as a limited viewer with a read grant on the
   knowledge base (the grant predicate in every statement).
 
+The two after sides take turns request by request in the same batches (one process,
+one stack), so their ratio is the predicate's own cost measured at the same moments;
+``before`` and after alternate batch by batch.
+
 Each side times ``POST /v1/retrieve`` (p50, p95) and ``POST /v1/ask`` (total, no tracer
 provider, as in production), then the same questions with the product's spans
 recorded for the after sides' breakdown (a ref without ``shared/tracing.py`` has
@@ -24,7 +28,7 @@ totals only). Ratios are each side's figure over ``before``'s, from the same run
 Writes ``docs/bench/access_predicate.{json,md}``.
 
 Usage: .venv/bin/python -m scripts.bench.access_predicate [--ref 9f2bce3]
-    [--retrievals 300] [--requests 150] [--rounds 6] [--quick]
+    [--retrievals 400] [--requests 200] [--rounds 10] [--quick]
 """
 
 from __future__ import annotations
@@ -83,6 +87,15 @@ def metrics_of(results: dict[str, Any], ref: str, load: str) -> dict[str, Any]:
         for name, value in ratios.get(side, {}).items():
             label = name.replace("first", "ask_total")
             metrics[f"{label}_ratio_{key}"] = round(value, 3) if value is not None else None
+    # The grant predicate's own cost: limited member over owner, same batches.
+    for part, label in (("retrieve", "retrieve"), ("first", "ask_total")):
+        for stat in ("p50", "p95"):
+            owner = _figure(results, "after: owner", part, stat)
+            limited = _figure(results, "after: limited", part, stat)
+            ratio = limited / owner if limited is not None and owner else None
+            metrics[f"{label}_{stat}_ratio_limited_vs_owner"] = (
+                round(ratio, 3) if ratio is not None else None
+            )
     checked = [
         metrics.get("retrieve_p95_ratio_limited"),
         metrics.get("ask_total_p50_ratio_limited"),
@@ -99,7 +112,11 @@ def markdown(results: dict[str, Any], metrics: dict[str, Any], settings: dict[st
         f"{_times(metrics.get('retrieve_p95_ratio_limited'))} and answer total p50 "
         f"{_times(metrics.get('ask_total_p50_ratio_limited'))} the figures before identity "
         f"(`{settings['ref']}`); the owner's {_times(metrics.get('retrieve_p95_ratio_owner'))} "
-        f"and {_times(metrics.get('ask_total_p50_ratio_owner'))}."
+        f"and {_times(metrics.get('ask_total_p50_ratio_owner'))}. The grant predicate's "
+        "own cost, limited member over owner in the same batches: retrieval p50 "
+        f"{_times(metrics.get('retrieve_p50_ratio_limited_vs_owner'))}, p95 "
+        f"{_times(metrics.get('retrieve_p95_ratio_limited_vs_owner'))}; answer total p50 "
+        f"{_times(metrics.get('ask_total_p50_ratio_limited_vs_owner'))}."
     )
     return "\n".join(
         [
@@ -113,7 +130,11 @@ def markdown(results: dict[str, Any], metrics: dict[str, Any], settings: dict[st
             f"{settings['knowledge_base']}), the same questions and the same stub model: "
             f"`{settings['ref']}` (before identity: one built-in principal, no access "
             "predicate), the working tree as the owner, and as a limited viewer with a read "
-            "grant on the knowledge base.",
+            "grant on the knowledge base. Owner and limited member take turns request by "
+            "request in the same batches (their ratio is the grant predicate's own cost); "
+            "before and after alternate batch by batch (that ratio holds everything "
+            "identity and the later work added to a request, and the machine's swings "
+            "between batches).",
             "",
             verdict,
             "",
@@ -171,9 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     """Compare, print the tables, and write the section."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ref", default=BEFORE_REF, help="the 'before' side (a git ref)")
-    parser.add_argument("--retrievals", type=int, default=300, help="POST /v1/retrieve per side")
-    parser.add_argument("--requests", type=int, default=150, help="first questions per side")
-    parser.add_argument("--rounds", type=int, default=6, help="batches per side")
+    parser.add_argument("--retrievals", type=int, default=400, help="POST /v1/retrieve per side")
+    parser.add_argument("--requests", type=int, default=200, help="first questions per side")
+    parser.add_argument("--rounds", type=int, default=10, help="batches per side")
     parser.add_argument("--warmup", type=int, default=10, help="per batch, each kind")
     parser.add_argument("--documents", type=int, default=20, help="filings ingested (max 20)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke test)")

@@ -36,8 +36,9 @@ Who asks (``--principal``): the local owner, who reads every knowledge base of t
 workspace (no grant predicate), or a limited member with a read grant on the
 benchmark's knowledge base (set up through the API: invited, signed in, granted), whose
 every statement carries the grant predicate. ``--compare REF --principal owner,limited``
-runs three sides: the ref (asking as the first principal, or without identity when the
-ref has none), the working tree as the owner and as the limited member.
+reports three sides: the ref (asking as the first principal, or without identity when
+the ref has none), and the working tree as the owner and as the limited member, who
+take turns request by request in the working tree's batches.
 ``scripts/bench/access_predicate.py`` records that comparison as its own section.
 
 Usage: .venv/bin/python -m scripts.bench.answer_overhead [--requests 200]
@@ -791,44 +792,64 @@ def run_worker(args: argparse.Namespace) -> None:
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     asked = questions(Path(args.corpus))
-    app, principal = app_as(stack, args.principal)
-    client = Client(app)
+    # One client per principal (a ref without identity has one: every request there is
+    # its built-in principal). They take turns request by request, the one going first
+    # alternating, so the machine's load weighs on each alike.
+    clients: dict[str, Any] = {}
+    for name in args.principal.split(","):
+        app, principal = app_as(stack, name)
+        clients.setdefault(principal, Client(app))
+    order = list(clients)
 
-    def retrieve(warmup: int) -> list[dict[str, float]]:
-        for index in range(warmup):
-            retrieve_in_process(client, args.kb_id, asked[(args.offset + index) % len(asked)])
-        return [
-            retrieve_in_process(client, args.kb_id, asked[(args.offset + index) % len(asked)])
-            for index in range(args.retrievals)
-        ]
+    def turns(index: int) -> list[str]:
+        return order if index % 2 == 0 else order[::-1]
 
-    def measure(probe: Probe | None, warmup: int) -> tuple[list[Any], list[Any]]:
-        first: list[dict[str, float]] = []
-        later: list[dict[str, float]] = []
-        sessions: list[str] = []
+    def question_at(index: int) -> str:
+        return asked[(args.offset + index) % len(asked)]
+
+    def retrieve(warmup: int) -> dict[str, list[dict[str, float]]]:
+        out: dict[str, list[dict[str, float]]] = {who: [] for who in order}
         for index in range(warmup):
-            ask_in_process(client, args.kb_id, asked[(args.offset + index) % len(asked)], probe)
+            for who in order:
+                retrieve_in_process(clients[who], args.kb_id, question_at(index))
+        for index in range(args.retrievals):
+            for who in turns(index):
+                out[who].append(retrieve_in_process(clients[who], args.kb_id, question_at(index)))
+        return out
+
+    def measure(probe: Probe | None, warmup: int) -> dict[str, dict[str, list[Any]]]:
+        out: dict[str, dict[str, list[Any]]] = {
+            who: {"first": [], "follow_up": []} for who in order
+        }
+        sessions: dict[str, list[str]] = {who: [] for who in order}
+        for index in range(warmup):
+            for who in order:
+                ask_in_process(clients[who], args.kb_id, question_at(index), probe)
         for index in range(args.requests):
-            question = asked[(args.offset + index) % len(asked)]
-            timings, body = ask_in_process(client, args.kb_id, question, probe)
-            first.append(timings)
-            sessions.append(body["session_id"])
+            for who in turns(index):
+                timings, body = ask_in_process(clients[who], args.kb_id, question_at(index), probe)
+                out[who]["first"].append(timings)
+                sessions[who].append(body["session_id"])
         for index in range(args.follow_ups):
             question = FOLLOW_UPS[(args.offset + index) % len(FOLLOW_UPS)]
-            session = sessions[index % len(sessions)]
-            timings, _ = ask_in_process(client, args.kb_id, question, probe, session)
-            later.append(timings)
-        return first, later
+            for who in turns(index):
+                session = sessions[who][index % len(sessions[who])]
+                timings, _ = ask_in_process(clients[who], args.kb_id, question, probe, session)
+                out[who]["follow_up"].append(timings)
+        return out
 
-    batch: dict[str, Any] = {"traced": traced, "principal": principal}
+    batch: dict[str, Any] = {"traced": traced, "principals": {who: {} for who in order}}
     try:
         # Totals as production runs: no tracer provider, every span a no-op.
         if args.retrievals:
-            batch["retrieve"] = retrieve(args.warmup)
-        batch["first"], batch["follow_up"] = measure(None, args.warmup)
+            for who, samples in retrieve(args.warmup).items():
+                batch["principals"][who]["retrieve"] = samples
+        for who, parts in measure(None, args.warmup).items():
+            batch["principals"][who].update(parts)
         if traced and args.traced:
             # Then the same questions with the spans recorded: the breakdown.
-            batch["traced_first"], batch["traced_follow_up"] = measure(Probe.install(), 2)
+            for who, parts in measure(Probe.install(), 2).items():
+                batch["principals"][who].update({f"traced_{k}": v for k, v in parts.items()})
     finally:
         stack.stop()
     Path(args.out).write_text(json.dumps(batch))
@@ -868,7 +889,8 @@ def compare_sides(principals: list[str]) -> list[tuple[str, str]]:
     """(name, principal) of each side of a comparison: the ref, then the working tree's.
 
     The ref asks as the first principal (or without identity, if it has none); the working
-    tree asks as each principal in turn (``after``, or ``after: <principal>`` for several).
+    tree asks as each principal, request by request in the same batches (``after``, or
+    ``after: <principal>`` for several).
     """
     if len(principals) == 1:
         return [("before", principals[0]), ("after", principals[0])]
@@ -891,17 +913,19 @@ def run_compare(
 ) -> dict[str, Any]:
     """The ref and the working tree, each in its own process, in alternating batches.
 
-    ``rounds`` rounds of one batch per side (the side going first taking turns), each
-    batch a fresh process starting its checkout's local stack on the same data (the
-    same knowledge base) and asking ``retrievals / rounds`` retrievals (``POST
+    ``rounds`` rounds of one batch per checkout (the one going first taking turns),
+    each batch a fresh process starting its checkout's local stack on the same data
+    (the same knowledge base) and asking ``retrievals / rounds`` retrievals (``POST
     /v1/retrieve``), ``requests / rounds`` first questions and ``follow_ups / rounds``
-    follow-ups after ``warmup`` unmeasured ones, so machine load weighs on every side
-    alike. Every side asks the same questions in a round. The sides are
-    :func:`compare_sides` of ``principals`` (default: the owner only).
+    follow-ups after ``warmup`` unmeasured ones, so machine load weighs on both
+    checkouts alike. The working tree asks as each of ``principals`` (default: the
+    owner) in turn, request by request; the ref as the first. Every side asks the same
+    questions in a round. The sides are :func:`compare_sides`.
     """
     import tempfile
 
-    sides = compare_sides(principals or ["owner"])
+    principals = principals or ["owner"]
+    sides = compare_sides(principals)
     parts = ["retrieve", "first", "follow_up", "traced_first", "traced_follow_up"]
     samples: dict[str, dict[str, list[dict[str, float]]]] = {
         name: {part: [] for part in parts} for name, _ in sides
@@ -910,36 +934,45 @@ def run_compare(
     per_round = -(-requests // rounds) if requests else 0
     retrieve_per_round = -(-retrievals // rounds) if retrievals else 0
     follow_per_round = -(-follow_ups // rounds) if follow_ups else 0
-    with ref_checkout(ref) as checkout, tempfile.TemporaryDirectory() as scratch:
+    checkouts = [("before", principals[0]), ("after", ",".join(principals))]
+
+    def side_of(checkout: str, principal: str) -> str:
+        if checkout == "before":
+            return "before"
+        return "after" if len(principals) == 1 else f"after: {principal}"
+
+    with ref_checkout(ref) as ref_root, tempfile.TemporaryDirectory() as scratch:
         for round_index in range(rounds):
-            shift = round_index % len(sides)
-            for name, principal in sides[shift:] + sides[:shift]:
-                out = Path(scratch) / f"{name.replace(': ', '-')}-{round_index}.json"
+            order = checkouts if round_index % 2 == 0 else checkouts[::-1]
+            for checkout, asking in order:
+                out = Path(scratch) / f"{checkout}-{round_index}.json"
                 command = [
                     sys.executable, "-m", "scripts.bench.answer_overhead", "--worker",
                     "--data-dir", str(data_dir), "--kb-id", kb_id, "--base-url", base_url,
                     "--corpus", str(CORPUS), "--requests", str(per_round),
-                    "--retrievals", str(retrieve_per_round), "--principal", principal,
+                    "--retrievals", str(retrieve_per_round), "--principal", asking,
                     "--warmup", str(warmup), "--follow-ups", str(follow_per_round),
                     "--offset", str(round_index * max(per_round, retrieve_per_round)),
                     "--out", str(out), *([] if traced else ["--untraced"]),
                 ]  # fmt: skip
                 started = time.perf_counter()
-                root = checkout if name == "before" else REPO
+                root = ref_root if checkout == "before" else REPO
                 subprocess.run(command, cwd=root, check=True)
                 batch = json.loads(out.read_text())
-                seen[name] = {"traced": batch["traced"], "principal": batch.get("principal")}
-                for part in parts:
-                    samples[name][part] += batch.get(part, [])
+                figures = []
+                for principal, got in batch["principals"].items():
+                    name = side_of(checkout, principal)
+                    seen[name] = {"traced": batch["traced"], "principal": principal}
+                    for part in parts:
+                        samples[name][part] += got.get(part, [])
+                    figures += [
+                        f"{name} {label} p50 {median([s['total'] for s in got[part]]):.1f} ms"
+                        for part, label in (("retrieve", "retrieve"), ("first", "ask"))
+                        if got.get(part)
+                    ]
                 took = time.perf_counter() - started
-                figures = [
-                    f"{label} p50 {median([s['total'] for s in batch[part]]):.1f} ms"
-                    for part, label in (("retrieve", "retrieve"), ("first", "ask"))
-                    if batch.get(part)
-                ]
                 print(
-                    f"round {round_index + 1}/{rounds} {name} (as {seen[name]['principal']}): "
-                    f"{', '.join(figures)} ({took:.0f} s)",
+                    f"round {round_index + 1}/{rounds}: {', '.join(figures)} ({took:.0f} s)",
                     flush=True,
                 )
     return {
@@ -948,6 +981,7 @@ def run_compare(
             **{part: summarise(samples[name][part]) for part in parts if samples[name][part]},
         }
         for name, _ in sides
+        if name in seen
     }
 
 
@@ -1425,7 +1459,7 @@ def main(argv: list[str] | None = None) -> None:
         default="owner",
         help="who asks: owner (reads every knowledge base) or limited (a member limited to "
         "granted knowledge bases, with a read grant on the benchmark's); --compare takes a "
-        "comma-separated list (owner,limited: one side per principal)",
+        "comma-separated list (owner,limited: a side each, taking turns request by request)",
     )
     parser.add_argument(
         "--retrievals",
