@@ -66,3 +66,22 @@ def test_the_report_checks_the_limited_members_ratios_against_the_bar() -> None:
     answer = rows["Answer total p50, limited member (grant predicate) vs before identity"]
     assert retrieval[2:] == ("1.5", "MISSED")
     assert answer[2:] == ("1.1", "met")
+
+
+def test_the_plans_keep_the_lines_of_the_access_checks() -> None:
+    plan = "\n".join(
+        [
+            "Hash Join  (actual time=1.0..2.0 rows=8.00 loops=1)",
+            "  InitPlan 1",
+            "    ->  Seq Scan on kb_grants g  (actual time=0.006..0.006 rows=1.00 loops=1)",
+            "  ->  Index Scan using chunks_pkey on chunks c  (rows=8.00 loops=1)",
+            "Execution Time: 2.5 ms",
+        ]
+    )
+    assert access_predicate.plan_lines(plan) == [
+        "  InitPlan 1",
+        "    ->  Seq Scan on kb_grants g  (actual time=0.006..0.006 rows=1.00 loops=1)",
+        "Execution Time: 2.5 ms",
+    ]
+    section = "\n".join(access_predicate.plans_markdown({"limited": plan}))
+    assert "As limited:" in section and "kb_grants g" in section and "chunks_pkey" not in section
