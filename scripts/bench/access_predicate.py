@@ -207,8 +207,8 @@ def explain_plans(stack: Any, kb_id: str, reader: str) -> dict[str, str]:
 
 
 def plan_lines(plan: str) -> list[str]:
-    """The lines of a plan that say where the access checks run and the execution time."""
-    keep = ("InitPlan", "SubPlan", "kb_grants", "workspaces", "Execution Time")
+    """The plan lines of the access checks, and the planning and execution times."""
+    keep = ("InitPlan", "SubPlan", "kb_grants", "workspaces", "Planning Time", "Execution Time")
     return [line.rstrip() for line in plan.splitlines() if any(k in line for k in keep)]
 
 
