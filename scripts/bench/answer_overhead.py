@@ -344,6 +344,13 @@ def runtime_for(stack: Any, kind: str, base_url: str | None = None) -> Any:
     )
 
 
+# How a comparison's answers are generated, as its tables say.
+ANSWERERS = {
+    "llm": "with the stub model",
+    "extractive": "with the extractive answerer (no model call: the total is the overhead)",
+}
+
+
 # -- who asks -------------------------------------------------------------------------------
 
 
@@ -773,13 +780,19 @@ def run_worker(args: argparse.Namespace) -> None:
 
     from werkzeug.test import Client
 
-    os.environ.update(
-        {
-            "OPENAI_API_KEY": STUB_API_KEY,
-            "OPENAI_BASE_URL": args.base_url,
-            "OPENAI_MODEL": STUB_MODEL,
-        }
-    )
+    if args.generator == "llm":
+        os.environ.update(
+            {
+                "OPENAI_API_KEY": STUB_API_KEY,
+                "OPENAI_BASE_URL": args.base_url,
+                "OPENAI_MODEL": STUB_MODEL,
+            }
+        )
+    else:
+        # No key: the extractive answerer, in every ref (no model call to subtract).
+        os.environ["OPENAI_API_KEY"] = ""
+        for name in ("OPENAI_BASE_URL", "OPENAI_MODEL"):
+            os.environ.pop(name, None)
     from scripts.localstack.stack import LocalStack, StackConfig
 
     traced = importlib.util.find_spec("shared.tracing") is not None
@@ -910,6 +923,7 @@ def run_compare(
     principals: list[str] | None = None,
     retrievals: int = 0,
     traced: bool = True,
+    generator: str = "llm",
 ) -> dict[str, Any]:
     """The ref and the working tree, each in its own process, in alternating batches.
 
@@ -953,7 +967,8 @@ def run_compare(
                     "--retrievals", str(retrieve_per_round), "--principal", asking,
                     "--warmup", str(warmup), "--follow-ups", str(follow_per_round),
                     "--offset", str(round_index * max(per_round, retrieve_per_round)),
-                    "--out", str(out), *([] if traced else ["--untraced"]),
+                    "--out", str(out), "--generator", generator,
+                    *([] if traced else ["--untraced"]),
                 ]  # fmt: skip
                 started = time.perf_counter()
                 root = ref_root if checkout == "before" else REPO
@@ -962,7 +977,11 @@ def run_compare(
                 figures = []
                 for principal, got in batch["principals"].items():
                     name = side_of(checkout, principal)
-                    seen[name] = {"traced": batch["traced"], "principal": principal}
+                    seen[name] = {
+                        "traced": batch["traced"],
+                        "principal": principal,
+                        "generator": generator,
+                    }
                     for part in parts:
                         samples[name][part] += got.get(part, [])
                     figures += [
@@ -1044,7 +1063,7 @@ def compare_markdown(results: dict[str, Any], ref: str, load: str, rounds: int) 
         return "\n".join(lines)
     kinds = [kind for kind in ("first", "follow_up") if any(kind in results[n] for n in names)]
     lines += [
-        "`POST /v1/ask` with the stub model, medians in ms:",
+        f"`POST /v1/ask` {ANSWERERS[results[names[0]].get('generator', 'llm')]}, medians in ms:",
         "",
         "| stage | "
         + " | ".join(
@@ -1467,6 +1486,13 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="--compare: also time this many POST /v1/retrieve per side",
     )
+    parser.add_argument(
+        "--generator",
+        choices=["llm", "extractive"],
+        default="llm",
+        help="--compare: answer with the stub model (llm) or the extractive answerer (no "
+        "model call: the total is the overhead, also at a ref without spans)",
+    )
     # One batch of a comparison (run by --compare in the checkout measured).
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for name in ("--data-dir", "--kb-id", "--base-url", "--corpus", "--out"):
@@ -1510,6 +1536,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.rounds,
                     principals=principals,
                     retrievals=args.retrievals,
+                    generator=args.generator,
                 )
             load_text = " / ".join(f"{value:.2f}" for value in load)
             table = compare_markdown(compared, args.compare, load_text, args.rounds)
