@@ -8,7 +8,10 @@ slower than before.
 
 This runs the answer-overhead harness's comparison (``answer_overhead.run_compare``)
 with three sides, in alternating batches on the same data (20 SEC 10-Q filings,
-``hashing-384``), the same questions and the same stub model:
+``hashing-384``) and the same questions, answered by the extractive answerer by default
+(``--generator``): with no model call, an answer's total is its overhead on every side,
+the ref's included (it has no spans to subtract a model call by), and no model stub
+competes for the CPU:
 
 * ``before``: ``REF`` (default :data:`BEFORE_REF`, the last commit before identity and
   the store refactor), its own product and local stack in a temporary git worktree;
@@ -28,7 +31,7 @@ totals only). Ratios are each side's figure over ``before``'s, from the same run
 Writes ``docs/bench/access_predicate.{json,md}``.
 
 Usage: .venv/bin/python -m scripts.bench.access_predicate [--ref 9f2bce3]
-    [--retrievals 400] [--requests 200] [--rounds 10] [--quick]
+    [--retrievals 400] [--requests 200] [--rounds 10] [--generator extractive|llm] [--quick]
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ BEFORE_REF = "9f2bce3"
 # The issue's bar: no more than 20% slower with the access predicate.
 LIMIT = 1.20
 PRINCIPALS = ["owner", "limited"]
+# What answers, as the report says it.
+ANSWERS = {
+    "extractive": "the extractive answerer: no model call, so a total is the overhead",
+    "llm": "the stub model: a total includes its loopback stream",
+}
 SIDES = {"before": "before", "after: owner": "owner", "after: limited": "limited"}
 
 
@@ -133,7 +141,8 @@ def markdown(
             "their grants (`k.id IN (SELECT g.kb_id FROM kb_grants g WHERE g.principal = "
             ":reader)`). Three sides in alternating batches of the answer-overhead harness "
             "(each a fresh process with its own code and local stack on the same data: "
-            f"{settings['knowledge_base']}), the same questions and the same stub model: "
+            f"{settings['knowledge_base']}), the same questions and the same answerer "
+            f"({ANSWERS[settings.get('generator', 'llm')]}): "
             f"`{settings['ref']}` (before identity: one built-in principal, no access "
             "predicate), the working tree as the owner, and as a limited viewer with a read "
             "grant on the knowledge base. Owner and limited member take turns request by "
@@ -229,6 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=10, help="batches per side")
     parser.add_argument("--warmup", type=int, default=10, help="per batch, each kind")
     parser.add_argument("--documents", type=int, default=20, help="filings ingested (max 20)")
+    parser.add_argument(
+        "--generator",
+        choices=sorted(ANSWERS),
+        default="extractive",
+        help="answers by the extractive answerer (no model call: total = overhead) or the "
+        "stub model (llm)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke test)")
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite the .md from the saved .json"
@@ -263,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
             args.rounds,
             principals=PRINCIPALS,
             retrievals=args.retrievals,
+            generator=args.generator,
         )
     settings = {
         "command": command(),
@@ -279,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         "requests": args.requests,
         "rounds": args.rounds,
         "warmup": args.warmup,
+        "generator": args.generator,
         "principals": {side: results[side].get("principal") for side in results},
     }
     metrics = metrics_of(results, args.ref, load)

@@ -111,7 +111,7 @@ TARGETS = [
         lambda v: v <= 1.20,
     ),
     Target(
-        "Answer total p50, limited member (grant predicate) vs before identity",
+        "Answer overhead p50, limited member (grant predicate) vs before identity",
         "access_predicate",
         "ask_total_p50_ratio_limited",
         "<= 1.20x",

@@ -63,7 +63,7 @@ def test_the_report_checks_the_limited_members_ratios_against_the_bar() -> None:
     metrics = access_predicate.metrics_of(_results(60.0, 55.0), "9f2bce3", "1 / 1 / 1")
     rows = {row[0]: row for row in run.verdicts({"access_predicate": {"metrics": metrics}})}
     retrieval = rows["Retrieval p95, limited member (grant predicate) vs before identity"]
-    answer = rows["Answer total p50, limited member (grant predicate) vs before identity"]
+    answer = rows["Answer overhead p50, limited member (grant predicate) vs before identity"]
     assert retrieval[2:] == ("1.5", "MISSED")
     assert answer[2:] == ("1.1", "met")
 
