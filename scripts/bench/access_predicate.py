@@ -22,7 +22,8 @@ competes for the CPU:
 
 The two after sides take turns request by request in the same batches (one process,
 one stack), so their ratio is the predicate's own cost measured at the same moments;
-``before`` and after alternate batch by batch.
+``before`` and after alternate batch by batch, the ref asking every question once per
+principal as well (as its built-in principal), so both sides' batches last alike.
 
 Each side times ``POST /v1/retrieve`` (p50, p95) and ``POST /v1/ask`` (total, no tracer
 provider, as in production), then the same questions with the product's spans
@@ -110,9 +111,11 @@ def notes_markdown() -> list[str]:
         "more statement (12 against the owner's 11): `require_kb` reads the grant of a "
         "member below admin.",
         "- Before and after alternate whole batches, so the machine's swings between "
-        "batches weigh on that ratio; the working tree's batches also last about twice as "
-        "long as the ref's (two principals, then the traced pass), so they meet more of "
-        "those swings. Runs the same evening, each line one run:",
+        "batches weigh on that ratio. In the runs below the working tree's batches also "
+        "lasted about twice as long as the ref's (two principals, then the traced pass) "
+        "and met more of those swings; since then the ref asks every question once per "
+        "principal too and repeats the traced pass unrecorded, so both sides' batches "
+        "last alike. Earlier runs the same evening, each line one run:",
         "",
         "| run | answers | load at start | retrieval p95, limited / before | owner / before "
         "| answer p50, limited / before | owner / before |",

@@ -805,17 +805,18 @@ def run_worker(args: argparse.Namespace) -> None:
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     asked = questions(Path(args.corpus))
-    # One client per principal (a ref without identity has one: every request there is
-    # its built-in principal). They take turns request by request, the one going first
-    # alternating, so the machine's load weighs on each alike.
-    clients: dict[str, Any] = {}
+    # One client per principal asked for, taking turns request by request (the one
+    # going first alternating), so the machine's load weighs on each alike. A ref
+    # without identity asks every one of them as its built-in principal: its samples
+    # merge, and its batches last as long as the working tree's.
+    askers: list[tuple[str, Any]] = []
     for name in args.principal.split(","):
         app, principal = app_as(stack, name)
-        clients.setdefault(principal, Client(app))
-    order = list(clients)
+        askers.append((principal, Client(app)))
+    order = list(dict.fromkeys(who for who, _ in askers))
 
-    def turns(index: int) -> list[str]:
-        return order if index % 2 == 0 else order[::-1]
+    def turns(index: int) -> list[tuple[str, Any]]:
+        return askers if index % 2 == 0 else askers[::-1]
 
     def question_at(index: int) -> str:
         return asked[(args.offset + index) % len(asked)]
@@ -823,11 +824,11 @@ def run_worker(args: argparse.Namespace) -> None:
     def retrieve(warmup: int) -> dict[str, list[dict[str, float]]]:
         out: dict[str, list[dict[str, float]]] = {who: [] for who in order}
         for index in range(warmup):
-            for who in order:
-                retrieve_in_process(clients[who], args.kb_id, question_at(index))
+            for _, client in askers:
+                retrieve_in_process(client, args.kb_id, question_at(index))
         for index in range(args.retrievals):
-            for who in turns(index):
-                out[who].append(retrieve_in_process(clients[who], args.kb_id, question_at(index)))
+            for who, client in turns(index):
+                out[who].append(retrieve_in_process(client, args.kb_id, question_at(index)))
         return out
 
     def measure(probe: Probe | None, warmup: int) -> dict[str, dict[str, list[Any]]]:
@@ -836,18 +837,18 @@ def run_worker(args: argparse.Namespace) -> None:
         }
         sessions: dict[str, list[str]] = {who: [] for who in order}
         for index in range(warmup):
-            for who in order:
-                ask_in_process(clients[who], args.kb_id, question_at(index), probe)
+            for _, client in askers:
+                ask_in_process(client, args.kb_id, question_at(index), probe)
         for index in range(args.requests):
-            for who in turns(index):
-                timings, body = ask_in_process(clients[who], args.kb_id, question_at(index), probe)
+            for who, client in turns(index):
+                timings, body = ask_in_process(client, args.kb_id, question_at(index), probe)
                 out[who]["first"].append(timings)
                 sessions[who].append(body["session_id"])
         for index in range(args.follow_ups):
             question = FOLLOW_UPS[(args.offset + index) % len(FOLLOW_UPS)]
-            for who in turns(index):
+            for who, client in turns(index):
                 session = sessions[who][index % len(sessions[who])]
-                timings, _ = ask_in_process(clients[who], args.kb_id, question, probe, session)
+                timings, _ = ask_in_process(client, args.kb_id, question, probe, session)
                 out[who]["follow_up"].append(timings)
         return out
 
@@ -859,10 +860,14 @@ def run_worker(args: argparse.Namespace) -> None:
                 batch["principals"][who]["retrieve"] = samples
         for who, parts in measure(None, args.warmup).items():
             batch["principals"][who].update(parts)
-        if traced and args.traced:
-            # Then the same questions with the spans recorded: the breakdown.
-            for who, parts in measure(Probe.install(), 2).items():
-                batch["principals"][who].update({f"traced_{k}": v for k, v in parts.items()})
+        if args.traced:
+            # Then the same questions with the spans recorded: the breakdown. A checkout
+            # without spans asks them too (and drops the figures), so that its batches
+            # last as long as the other side's and meet as much of the machine's load.
+            again = measure(Probe.install() if traced else None, 2)
+            if traced:
+                for who, parts in again.items():
+                    batch["principals"][who].update({f"traced_{k}": v for k, v in parts.items()})
     finally:
         stack.stop()
     Path(args.out).write_text(json.dumps(batch))
@@ -901,9 +906,9 @@ def ref_checkout(ref: str) -> Iterator[Path]:
 def compare_sides(principals: list[str]) -> list[tuple[str, str]]:
     """(name, principal) of each side of a comparison: the ref, then the working tree's.
 
-    The ref asks as the first principal (or without identity, if it has none); the working
-    tree asks as each principal, request by request in the same batches (``after``, or
-    ``after: <principal>`` for several).
+    The ref's side is the first principal (or, for a ref without identity, its one
+    built-in principal); the working tree asks as each principal, request by request in
+    the same batches (``after``, or ``after: <principal>`` for several).
     """
     if len(principals) == 1:
         return [("before", principals[0]), ("after", principals[0])]
@@ -948,11 +953,14 @@ def run_compare(
     per_round = -(-requests // rounds) if requests else 0
     retrieve_per_round = -(-retrievals // rounds) if retrievals else 0
     follow_per_round = -(-follow_ups // rounds) if follow_ups else 0
-    checkouts = [("before", principals[0]), ("after", ",".join(principals))]
+    # The ref asks as every principal too, so its batches last as long as the working
+    # tree's; what counts as "before" is the first principal's samples, or all of them
+    # at a ref without identity (every request there is its built-in principal).
+    checkouts = [("before", ",".join(principals)), ("after", ",".join(principals))]
 
-    def side_of(checkout: str, principal: str) -> str:
+    def side_of(checkout: str, principal: str) -> str | None:
         if checkout == "before":
-            return "before"
+            return "before" if principal in ("none", principals[0]) else None
         return "after" if len(principals) == 1 else f"after: {principal}"
 
     with ref_checkout(ref) as ref_root, tempfile.TemporaryDirectory() as scratch:
@@ -977,6 +985,8 @@ def run_compare(
                 figures = []
                 for principal, got in batch["principals"].items():
                     name = side_of(checkout, principal)
+                    if name is None:
+                        continue
                     seen[name] = {
                         "traced": batch["traced"],
                         "principal": principal,
