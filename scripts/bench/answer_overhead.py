@@ -30,9 +30,20 @@ default 5, the side going first taking turns) on the same data and stub. It prin
 both sides' medians of the total and, where the side emits the spans, of the overhead
 and each stage (a ref without ``shared/tracing.py`` reports totals only); it writes
 ``.bench/answer_overhead/compare.{json,md}`` and leaves the report alone.
+``--retrievals N`` also times ``POST /v1/retrieve`` on every side (p50, p95).
+
+Who asks (``--principal``): the local owner, who reads every knowledge base of the
+workspace (no grant predicate), or a limited member with a read grant on the
+benchmark's knowledge base (set up through the API: invited, signed in, granted), whose
+every statement carries the grant predicate. ``--compare REF --principal owner,limited``
+reports three sides: the ref (asking as the first principal, or without identity when
+the ref has none), and the working tree as the owner and as the limited member, who
+take turns request by request in the working tree's batches.
+``scripts/bench/access_predicate.py`` records that comparison as its own section.
 
 Usage: .venv/bin/python -m scripts.bench.answer_overhead [--requests 200]
-    [--http-seconds 15] [--documents 20] [--quick] [--compare REF [--rounds 5]]
+    [--http-seconds 15] [--documents 20] [--quick] [--principal owner|limited]
+    [--compare REF [--rounds 5] [--retrievals N] [--principal owner,limited]]
 """
 
 from __future__ import annotations
@@ -82,6 +93,13 @@ STUB_ANSWER = (
     "forecast for the next quarter."
 )
 COMPANIES = ["Apple", "Amazon", "Intel", "Microsoft", "NVIDIA"]
+# Who asks: the local owner reads every knowledge base of the workspace (no grant
+# predicate); the limited member is a viewer limited to granted knowledge bases, with a
+# read grant on the benchmark's, so every statement of a question carries the grant
+# predicate (shared/store/scope.py).
+PRINCIPALS = ("owner", "limited")
+LIMITED_SUBJECT = "bench-limited"
+LIMITED_EMAIL = "bench-limited@example.org"
 FOLLOW_UPS = [
     "And how did that change compared with the previous quarter?",
     "What drove it?",
@@ -326,6 +344,74 @@ def runtime_for(stack: Any, kind: str, base_url: str | None = None) -> Any:
     )
 
 
+# How a comparison's answers are generated, as its tables say.
+ANSWERERS = {
+    "llm": "with the stub model",
+    "extractive": "with the extractive answerer (no model call: the total is the overhead)",
+}
+
+
+# -- who asks -------------------------------------------------------------------------------
+
+
+def app_as(stack: Any, principal: str) -> tuple[Any, str]:
+    """The stack's WSGI app asking as ``principal``, and who it really asks as.
+
+    A checkout from before identity has no ``as_owner``: every request there runs as its
+    one built-in principal, with no access predicate at all (``"none"``). Otherwise the
+    app gets the owner's token or the limited member's (minted by the stack's local
+    issuer, a day long, so one token serves the whole run) on every request.
+    """
+    if not hasattr(stack, "as_owner"):
+        return stack.app, "none"
+    if principal == "owner":
+        return stack.as_owner(), "owner"
+    if principal != "limited":
+        raise ValueError(f"unknown principal {principal!r}")
+    header = f"Bearer {stack.issuer.mint(LIMITED_SUBJECT, LIMITED_EMAIL, ttl=86400)}"
+    app = stack.app
+
+    def with_token(environ: dict[str, Any], start_response: Any) -> Any:
+        environ.setdefault("HTTP_AUTHORIZATION", header)
+        return app(environ, start_response)
+
+    return with_token, "limited"
+
+
+def grant_limited_member(stack: Any, kb_id: str) -> str:
+    """Make the limited member, through the API: invited, signed in, granted read on ``kb_id``.
+
+    The owner invites the member's email as a limited viewer of the default workspace;
+    the member's first ``GET /v1/me`` accepts the invitation; the owner grants read on
+    the benchmark's knowledge base. Idempotent (a later run re-invites and re-grants).
+
+    Returns:
+        The member's principal id.
+    """
+    from werkzeug.test import Client
+
+    owner = Client(stack.as_owner())
+    member = Client(app_as(stack, "limited")[0])
+    workspace = stack.settings.default_workspace
+    invited = owner.post(
+        f"/v1/workspaces/{workspace}/members",
+        json={"email": LIMITED_EMAIL, "role": "viewer", "limited": True},
+    )
+    me = member.get("/v1/me").json or {}
+    if invited.status_code != 201 or me.get("role") != "viewer" or not me.get("limited"):
+        raise RuntimeError(f"the limited member was not set up: {invited.status_code} {me}")
+    principal_id = str(me["principal"]["id"])
+    granted = owner.put(
+        f"/v1/knowledge-bases/{kb_id}/grants/{principal_id}", json={"access": "read"}
+    )
+    if granted.status_code != 200:
+        raise RuntimeError(f"the grant failed: {granted.get_data(as_text=True)}")
+    listed = (member.get("/v1/knowledge-bases").json or {}).get("knowledge_bases", [])
+    if [kb["id"] for kb in listed] != [kb_id]:
+        raise RuntimeError(f"the limited member should see only {kb_id}: {listed}")
+    return principal_id
+
+
 # -- the knowledge base -------------------------------------------------------------------
 
 
@@ -383,6 +469,37 @@ def ensure_knowledge_base(stack: Any, documents: list[Path]) -> tuple[str, dict[
     if size["documents"] != len(documents):
         raise RuntimeError(f"expected {len(documents)} ready filings, found {size}")
     return kb_id, size
+
+
+def open_stack(documents: int) -> tuple[Any, Path, str, dict[str, int]]:
+    """The benchmark's local stack on its cached data, with the knowledge base ready.
+
+    Returns:
+        The started stack, its data folder, the knowledge base's id and its size.
+    """
+    import logging
+
+    from scripts.localstack.stack import LocalStack, StackConfig
+
+    data = cache_dir(SECTION) / "stack"
+    stack: Any = LocalStack(
+        StackConfig(data_dir=data, port=0, sweep_interval_s=None, notify=False, drop_folder=False)
+    ).start()
+    # The functions log each answer's failures only; keep INFO noise out of the timing.
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
+    try:
+        kb_id, size = ensure_knowledge_base(stack, pick_documents(documents))
+        # Each run starts with no chat history, and with planner statistics as
+        # autovacuum keeps them in a running deployment: the embedded server lives only
+        # for the run, so its autovacuum (1-minute naptime) would otherwise analyse the
+        # tables at some random point in the middle of the measurement and change plans.
+        stack.database.run("TRUNCATE turn_feedback, chat_turns, chat_sessions")
+        stack.database.run("ANALYZE")
+    except BaseException:
+        stack.stop()
+        raise
+    return stack, data, kb_id, size
 
 
 # -- timing probes: the product's spans ---------------------------------------------------
@@ -546,6 +663,19 @@ def ask_in_process(
     return timings, dict(response.json or {})
 
 
+def retrieve_in_process(client: Any, kb_id: str, question: str) -> dict[str, float]:
+    """One ``POST /v1/retrieve``; its total time (ms) and how many passages came back."""
+    body = {"knowledge_base_ids": [kb_id], "question": question}
+    started = time.perf_counter()
+    response = client.post("/v1/retrieve", json=body)
+    total = (time.perf_counter() - started) * 1000
+    if response.status_code != 200:
+        raise RuntimeError(
+            f"/v1/retrieve answered {response.status_code}: {response.get_data(True)}"
+        )
+    return {"total": total, "passages": float(len((response.json or {}).get("passages", [])))}
+
+
 def run_in_process(
     stack: Any,
     kb_id: str,
@@ -554,6 +684,7 @@ def run_in_process(
     warmup: int,
     follow_ups: int,
     base_url: str,
+    principal: str = "owner",
 ) -> dict[str, dict[str, Any]]:
     """First questions, then follow-ups in their sessions, one at a time, probed.
 
@@ -566,7 +697,7 @@ def run_in_process(
     from shared.runtime import set_runtime
 
     runtimes = {kind: runtime_for(stack, kind, base_url) for kind in ("llm", "extractive")}
-    client = Client(stack.as_owner())
+    client = Client(app_as(stack, principal)[0])
     probe = Probe.install()
     kinds = list(runtimes)
     first: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
@@ -639,22 +770,29 @@ def run_worker(args: argparse.Namespace) -> None:
     Runs in a subprocess whose working directory is the checkout measured (the working
     tree, or a ref's temporary worktree), so ``shared`` and ``scripts.localstack`` are
     that checkout's. Only the stack's constructor (``LocalStack(StackConfig(...))``),
-    its WSGI app and ``POST /v1/ask`` are used, which every ref since the local stack
-    has; the stage breakdown needs the product's spans (``shared/tracing.py``) and is
-    left out where the checkout has none.
+    its WSGI app, ``POST /v1/retrieve`` and ``POST /v1/ask`` are used, which every ref
+    since the local stack has; a ref from before identity is asked without a token
+    (:func:`app_as`). The stage breakdown needs the product's spans
+    (``shared/tracing.py``) and is left out where the checkout has none.
     """
     import importlib.util
     import logging
 
     from werkzeug.test import Client
 
-    os.environ.update(
-        {
-            "OPENAI_API_KEY": STUB_API_KEY,
-            "OPENAI_BASE_URL": args.base_url,
-            "OPENAI_MODEL": STUB_MODEL,
-        }
-    )
+    if args.generator == "llm":
+        os.environ.update(
+            {
+                "OPENAI_API_KEY": STUB_API_KEY,
+                "OPENAI_BASE_URL": args.base_url,
+                "OPENAI_MODEL": STUB_MODEL,
+            }
+        )
+    else:
+        # No key: the extractive answerer, in every ref (no model call to subtract).
+        os.environ["OPENAI_API_KEY"] = ""
+        for name in ("OPENAI_BASE_URL", "OPENAI_MODEL"):
+            os.environ.pop(name, None)
     from scripts.localstack.stack import LocalStack, StackConfig
 
     traced = importlib.util.find_spec("shared.tracing") is not None
@@ -667,33 +805,69 @@ def run_worker(args: argparse.Namespace) -> None:
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     asked = questions(Path(args.corpus))
-    client = Client(stack.as_owner())
+    # One client per principal asked for, taking turns request by request (the one
+    # going first alternating), so the machine's load weighs on each alike. A ref
+    # without identity asks every one of them as its built-in principal: its samples
+    # merge, and its batches last as long as the working tree's.
+    askers: list[tuple[str, Any]] = []
+    for name in args.principal.split(","):
+        app, principal = app_as(stack, name)
+        askers.append((principal, Client(app)))
+    order = list(dict.fromkeys(who for who, _ in askers))
 
-    def measure(probe: Probe | None, warmup: int) -> tuple[list[Any], list[Any]]:
-        first: list[dict[str, float]] = []
-        later: list[dict[str, float]] = []
-        sessions: list[str] = []
+    def turns(index: int) -> list[tuple[str, Any]]:
+        return askers if index % 2 == 0 else askers[::-1]
+
+    def question_at(index: int) -> str:
+        return asked[(args.offset + index) % len(asked)]
+
+    def retrieve(warmup: int) -> dict[str, list[dict[str, float]]]:
+        out: dict[str, list[dict[str, float]]] = {who: [] for who in order}
         for index in range(warmup):
-            ask_in_process(client, args.kb_id, asked[(args.offset + index) % len(asked)], probe)
+            for _, client in askers:
+                retrieve_in_process(client, args.kb_id, question_at(index))
+        for index in range(args.retrievals):
+            for who, client in turns(index):
+                out[who].append(retrieve_in_process(client, args.kb_id, question_at(index)))
+        return out
+
+    def measure(probe: Probe | None, warmup: int) -> dict[str, dict[str, list[Any]]]:
+        out: dict[str, dict[str, list[Any]]] = {
+            who: {"first": [], "follow_up": []} for who in order
+        }
+        sessions: dict[str, list[str]] = {who: [] for who in order}
+        for index in range(warmup):
+            for _, client in askers:
+                ask_in_process(client, args.kb_id, question_at(index), probe)
         for index in range(args.requests):
-            question = asked[(args.offset + index) % len(asked)]
-            timings, body = ask_in_process(client, args.kb_id, question, probe)
-            first.append(timings)
-            sessions.append(body["session_id"])
+            for who, client in turns(index):
+                timings, body = ask_in_process(client, args.kb_id, question_at(index), probe)
+                out[who]["first"].append(timings)
+                sessions[who].append(body["session_id"])
         for index in range(args.follow_ups):
             question = FOLLOW_UPS[(args.offset + index) % len(FOLLOW_UPS)]
-            session = sessions[index % len(sessions)]
-            timings, _ = ask_in_process(client, args.kb_id, question, probe, session)
-            later.append(timings)
-        return first, later
+            for who, client in turns(index):
+                session = sessions[who][index % len(sessions[who])]
+                timings, _ = ask_in_process(client, args.kb_id, question, probe, session)
+                out[who]["follow_up"].append(timings)
+        return out
 
-    batch: dict[str, Any] = {"traced": traced}
+    batch: dict[str, Any] = {"traced": traced, "principals": {who: {} for who in order}}
     try:
         # Totals as production runs: no tracer provider, every span a no-op.
-        batch["first"], batch["follow_up"] = measure(None, args.warmup)
-        if traced:
-            # Then the same questions with the spans recorded: the breakdown.
-            batch["traced_first"], batch["traced_follow_up"] = measure(Probe.install(), 2)
+        if args.retrievals:
+            for who, samples in retrieve(args.warmup).items():
+                batch["principals"][who]["retrieve"] = samples
+        for who, parts in measure(None, args.warmup).items():
+            batch["principals"][who].update(parts)
+        if args.traced:
+            # Then the same questions with the spans recorded: the breakdown. A checkout
+            # without spans asks them too (and drops the figures), so that its batches
+            # last as long as the other side's and meet as much of the machine's load.
+            again = measure(Probe.install() if traced else None, 2)
+            if traced:
+                for who, parts in again.items():
+                    batch["principals"][who].update({f"traced_{k}": v for k, v in parts.items()})
     finally:
         stack.stop()
     Path(args.out).write_text(json.dumps(batch))
@@ -729,6 +903,18 @@ def ref_checkout(ref: str) -> Iterator[Path]:
         subprocess.run(["git", "worktree", "prune"], cwd=REPO, check=False)
 
 
+def compare_sides(principals: list[str]) -> list[tuple[str, str]]:
+    """(name, principal) of each side of a comparison: the ref, then the working tree's.
+
+    The ref's side is the first principal (or, for a ref without identity, its one
+    built-in principal); the working tree asks as each principal, request by request in
+    the same batches (``after``, or ``after: <principal>`` for several).
+    """
+    if len(principals) == 1:
+        return [("before", principals[0]), ("after", principals[0])]
+    return [("before", principals[0]), *((f"after: {p}", p) for p in principals)]
+
+
 def run_compare(
     data_dir: Path,
     kb_id: str,
@@ -738,107 +924,223 @@ def run_compare(
     warmup: int,
     follow_ups: int,
     rounds: int,
+    *,
+    principals: list[str] | None = None,
+    retrievals: int = 0,
+    traced: bool = True,
+    generator: str = "llm",
 ) -> dict[str, Any]:
     """The ref and the working tree, each in its own process, in alternating batches.
 
-    ``rounds`` rounds of one batch per side (the side going first taking turns), each
-    batch a fresh process starting its checkout's local stack on the same data (the
-    same knowledge base) and asking ``requests / rounds`` first questions and
-    ``follow_ups / rounds`` follow-ups after ``warmup`` unmeasured ones, so machine
-    load weighs on both sides alike. Both sides ask the same questions in a round.
+    ``rounds`` rounds of one batch per checkout (the one going first taking turns),
+    each batch a fresh process starting its checkout's local stack on the same data
+    (the same knowledge base) and asking ``retrievals / rounds`` retrievals (``POST
+    /v1/retrieve``), ``requests / rounds`` first questions and ``follow_ups / rounds``
+    follow-ups after ``warmup`` unmeasured ones, so machine load weighs on both
+    checkouts alike. The working tree asks as each of ``principals`` (default: the
+    owner) in turn, request by request; the ref as the first. Every side asks the same
+    questions in a round. The sides are :func:`compare_sides`.
     """
     import tempfile
 
-    names = ["before", "after"]
-    parts = ["first", "follow_up", "traced_first", "traced_follow_up"]
+    principals = principals or ["owner"]
+    sides = compare_sides(principals)
+    parts = ["retrieve", "first", "follow_up", "traced_first", "traced_follow_up"]
     samples: dict[str, dict[str, list[dict[str, float]]]] = {
-        name: {part: [] for part in parts} for name in names
+        name: {part: [] for part in parts} for name, _ in sides
     }
-    traced: dict[str, bool] = {}
-    per_round = max(1, -(-requests // rounds))
+    seen: dict[str, dict[str, Any]] = {}
+    per_round = -(-requests // rounds) if requests else 0
+    retrieve_per_round = -(-retrievals // rounds) if retrievals else 0
     follow_per_round = -(-follow_ups // rounds) if follow_ups else 0
-    with ref_checkout(ref) as checkout, tempfile.TemporaryDirectory() as scratch:
-        roots = {"before": checkout, "after": REPO}
+    # The ref asks as every principal too, so its batches last as long as the working
+    # tree's; what counts as "before" is the first principal's samples, or all of them
+    # at a ref without identity (every request there is its built-in principal).
+    checkouts = [("before", ",".join(principals)), ("after", ",".join(principals))]
+
+    def side_of(checkout: str, principal: str) -> str | None:
+        if checkout == "before":
+            return "before" if principal in ("none", principals[0]) else None
+        return "after" if len(principals) == 1 else f"after: {principal}"
+
+    with ref_checkout(ref) as ref_root, tempfile.TemporaryDirectory() as scratch:
         for round_index in range(rounds):
-            order = names if round_index % 2 == 0 else names[::-1]
-            for name in order:
-                out = Path(scratch) / f"{name}-{round_index}.json"
+            order = checkouts if round_index % 2 == 0 else checkouts[::-1]
+            for checkout, asking in order:
+                out = Path(scratch) / f"{checkout}-{round_index}.json"
                 command = [
                     sys.executable, "-m", "scripts.bench.answer_overhead", "--worker",
                     "--data-dir", str(data_dir), "--kb-id", kb_id, "--base-url", base_url,
                     "--corpus", str(CORPUS), "--requests", str(per_round),
+                    "--retrievals", str(retrieve_per_round), "--principal", asking,
                     "--warmup", str(warmup), "--follow-ups", str(follow_per_round),
-                    "--offset", str(round_index * per_round), "--out", str(out),
+                    "--offset", str(round_index * max(per_round, retrieve_per_round)),
+                    "--out", str(out), "--generator", generator,
+                    *([] if traced else ["--untraced"]),
                 ]  # fmt: skip
                 started = time.perf_counter()
-                subprocess.run(command, cwd=roots[name], check=True)
+                root = ref_root if checkout == "before" else REPO
+                subprocess.run(command, cwd=root, check=True)
                 batch = json.loads(out.read_text())
-                traced[name] = batch["traced"]
-                for part in parts:
-                    samples[name][part] += batch.get(part, [])
+                figures = []
+                for principal, got in batch["principals"].items():
+                    name = side_of(checkout, principal)
+                    if name is None:
+                        continue
+                    seen[name] = {
+                        "traced": batch["traced"],
+                        "principal": principal,
+                        "generator": generator,
+                    }
+                    for part in parts:
+                        samples[name][part] += got.get(part, [])
+                    figures += [
+                        f"{name} {label} p50 {median([s['total'] for s in got[part]]):.1f} ms"
+                        for part, label in (("retrieve", "retrieve"), ("first", "ask"))
+                        if got.get(part)
+                    ]
                 took = time.perf_counter() - started
                 print(
-                    f"round {round_index + 1}/{rounds} {name}: "
-                    f"{len(batch['first'])} + {len(batch['follow_up'])} requests, "
-                    f"total p50 {median([s['total'] for s in batch['first']]):.1f} ms "
-                    f"({took:.0f} s)",
+                    f"round {round_index + 1}/{rounds}: {', '.join(figures)} ({took:.0f} s)",
                     flush=True,
                 )
     return {
         name: {
-            "traced": traced[name],
+            **seen[name],
             **{part: summarise(samples[name][part]) for part in parts if samples[name][part]},
         }
-        for name in names
+        for name, _ in sides
+        if name in seen
+    }
+
+
+def _ratio(after: float | None, before: float | None) -> float | None:
+    return after / before if after is not None and before else None
+
+
+def compare_ratios(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Each later side's retrieval p50/p95 and ask total p50/p95 divided by ``before``'s."""
+    before = results["before"]
+
+    def figure(side: dict[str, Any], part: str, key: str) -> float | None:
+        value = side.get(part, {}).get("total", {}).get(key)
+        return float(value) if value is not None else None
+
+    return {
+        name: {
+            f"{part}_{key}": _ratio(figure(side, part, key), figure(before, part, key))
+            for part in ("retrieve", "first")
+            for key in ("p50", "p95")
+        }
+        for name, side in results.items()
+        if name != "before"
     }
 
 
 def compare_markdown(results: dict[str, Any], ref: str, load: str, rounds: int) -> str:
-    """Before/after medians (total, overhead, and per stage where both sides trace)."""
-    before, after = results["before"], results["after"]
+    """Before/after medians (total, overhead, and per stage where both sides trace).
+
+    With retrievals, a table of ``POST /v1/retrieve`` p50/p95 per side first; ratios are
+    each side's figure over ``before``'s, from the same run.
+    """
+    names = list(results)
+    who = ", ".join(f"{name} as {results[name].get('principal') or 'owner'}" for name in names)
     lines = [
-        f"Before (`{ref}`) and after (working tree), stub model; each side in its own "
-        f"process with its own code, {rounds} alternating batches each "
-        f"(load average {load} at the start); medians in ms:",
+        f"Before (`{ref}`) and after (working tree); each side in its own process with its "
+        f"own code, {rounds} alternating batches each (load average {load} at the start); "
+        f"{who} (`none`: a ref without identity, its one built-in principal).",
         "",
-        "| stage | first: before | first: after | follow-up: before | follow-up: after |",
-        "|---|---:|---:|---:|---:|",
+    ]
+    ratios = compare_ratios(results)
+    if any("retrieve" in results[name] for name in names):
+        lines += [
+            "`POST /v1/retrieve` (in-process, no tracer provider), ms:",
+            "",
+            "| side | asks as | requests | p50 | p95 | mean | p50 / before | p95 / before |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name in names:
+            part = results[name].get("retrieve", {})
+            total = part.get("total", {})
+            ratio = ratios.get(name, {})
+            lines.append(
+                f"| {name} | {results[name].get('principal')} | {part.get('requests', 0)} "
+                f"| {_ms(total.get('p50'))} | {_ms(total.get('p95'))} | {_ms(total.get('mean'))} "
+                f"| {_times(ratio.get('retrieve_p50'))} | {_times(ratio.get('retrieve_p95'))} |"
+            )
+        lines.append("")
+    if not any("first" in results[name] and results[name]["first"]["requests"] for name in names):
+        return "\n".join(lines)
+    kinds = [kind for kind in ("first", "follow_up") if any(kind in results[n] for n in names)]
+    lines += [
+        f"`POST /v1/ask` {ANSWERERS[results[names[0]].get('generator', 'llm')]}, medians in ms:",
+        "",
+        "| stage | "
+        + " | ".join(
+            f"{'first' if kind == 'first' else 'follow-up'}: {name}"
+            for kind in kinds
+            for name in names
+        )
+        + " |",
+        "|---|" + "---:|" * (len(kinds) * len(names)),
     ]
     labels = {
         "total": "**total** (no tracer provider, as in production)",
+        "total p95": "total p95 (no tracer provider)",
         "traced total": "total with the spans recorded (the breakdown's requests)",
         "overhead": "**overhead (total - model call)**, spans recorded",
         "statements": "SQL statements",
         "round_trips": "PG round trips",
         **STAGE_LABELS,
     }
-    rows = ["total", "traced total", "overhead", *REPORT_STAGES, "statements", "round_trips"]
+    rows = [
+        "total",
+        "total p95",
+        "traced total",
+        "overhead",
+        *REPORT_STAGES,
+        "statements",
+        "round_trips",
+    ]
 
     def cell(side: dict[str, Any], kind: str, key: str) -> str:
-        if key == "total":
-            return _ms(side.get(kind, {}).get("total", {}).get("p50"))
+        if key in ("total", "total p95"):
+            stat = "p95" if key == "total p95" else "p50"
+            return _ms(side.get(kind, {}).get("total", {}).get(stat))
         traced = side.get(f"traced_{kind}", {})
         return _ms(traced.get("total" if key == "traced total" else key, {}).get("p50"))
 
     for key in rows:
-        cells = [
-            cell(side, kind, key) for kind in ("first", "follow_up") for side in (before, after)
-        ]
+        cells = [cell(results[name], kind, key) for kind in kinds for name in names]
         if key != "total" and all(value == "-" for value in cells):
             continue
         lines.append(f"| {labels.get(key, key)} | " + " | ".join(cells) + " |")
+    if len(names) > 1:
+        lines.append(
+            "| total p50 / before | "
+            + " | ".join(
+                _times(ratios.get(name, {}).get("first_p50")) if kind == "first" else "-"
+                for kind in kinds
+                for name in names
+            )
+            + " |"
+        )
     lines.append("")
     lines.append(
         "Requests: "
         + ", ".join(
-            f"{name} {results[name]['first']['requests']} first + "
+            f"{name} {results[name].get('first', {}).get('requests', 0)} first + "
             f"{results[name].get('follow_up', {}).get('requests', 0)} follow-ups"
             f"{'' if results[name]['traced'] else ' (no spans at that ref: totals only)'}"
-            for name in ("before", "after")
+            for name in names
         )
         + "."
     )
     return "\n".join(lines)
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
 
 
 # -- over HTTP ------------------------------------------------------------------------------
@@ -871,7 +1173,13 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def run_http(
-    stack: Any, kb_id: str, asked: list[str], clients: int, seconds: float, stub_pid: int | None
+    stack: Any,
+    kb_id: str,
+    asked: list[str],
+    clients: int,
+    seconds: float,
+    stub_pid: int | None,
+    principal: str = "owner",
 ) -> dict[str, Any]:
     """``clients`` threads asking over HTTP for ``seconds``; throughput, latency, CPU."""
     import psutil
@@ -879,7 +1187,7 @@ def run_http(
 
     from tests.support.stack import served
 
-    with served(stack.as_owner()) as base_url:
+    with served(app_as(stack, principal)[0]) as base_url:
         # Warm every client's connection and the server's threads first.
         stop = threading.Event()
         latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -1157,7 +1465,7 @@ def bottleneck_note(results: dict[str, Any], settings: dict[str, Any]) -> str:
 # -- main -----------------------------------------------------------------------------------
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Measure, print a summary, and write the section."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=200, help="first questions per generator")
@@ -1175,41 +1483,52 @@ def main() -> None:
         ".bench/answer_overhead/compare.{json,md}, not the report)",
     )
     parser.add_argument("--rounds", type=int, default=5, help="--compare: batches per side")
+    parser.add_argument(
+        "--principal",
+        default="owner",
+        help="who asks: owner (reads every knowledge base) or limited (a member limited to "
+        "granted knowledge bases, with a read grant on the benchmark's); --compare takes a "
+        "comma-separated list (owner,limited: a side each, taking turns request by request)",
+    )
+    parser.add_argument(
+        "--retrievals",
+        type=int,
+        default=0,
+        help="--compare: also time this many POST /v1/retrieve per side",
+    )
+    parser.add_argument(
+        "--generator",
+        choices=["llm", "extractive"],
+        default="llm",
+        help="--compare: answer with the stub model (llm) or the extractive answerer (no "
+        "model call: the total is the overhead, also at a ref without spans)",
+    )
     # One batch of a comparison (run by --compare in the checkout measured).
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for name in ("--data-dir", "--kb-id", "--base-url", "--corpus", "--out"):
         parser.add_argument(name, help=argparse.SUPPRESS)
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--untraced", dest="traced", action="store_false", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
     if args.worker:
         run_worker(args)
         return
     if args.quick:
         args.requests, args.warmup, args.follow_ups = 40, 5, 10
         args.http_seconds = min(args.http_seconds, 4.0)
-
-    import logging
-
-    from scripts.localstack.stack import LocalStack, StackConfig
+    principals = [name.strip() for name in args.principal.split(",") if name.strip()]
+    if not principals or set(principals) - set(PRINCIPALS):
+        parser.error(f"--principal: one or more of {', '.join(PRINCIPALS)}")
+    if len(principals) > 1 and not args.compare:
+        parser.error("several principals need --compare")
 
     load = os.getloadavg()
-    data = cache_dir(SECTION) / "stack"
-    stack: Any = LocalStack(
-        StackConfig(data_dir=data, port=0, sweep_interval_s=None, notify=False, drop_folder=False)
-    ).start()
-    # The functions log each answer's failures only; keep INFO noise out of the timing.
-    logging.getLogger().setLevel(logging.WARNING)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
+    stack, data, kb_id, size = open_stack(args.documents)
     results: dict[str, Any] = {}
     try:
-        kb_id, size = ensure_knowledge_base(stack, pick_documents(args.documents))
-        # Each run starts with no chat history, and with planner statistics as
-        # autovacuum keeps them in a running deployment: the embedded server lives only
-        # for the run, so its autovacuum (1-minute naptime) would otherwise analyse the
-        # tables at some random point in the middle of the measurement and change plans.
-        stack.database.run("TRUNCATE turn_feedback, chat_turns, chat_sessions")
-        stack.database.run("ANALYZE")
         asked = questions()
+        if "limited" in principals:
+            grant_limited_member(stack, kb_id)
         if args.compare:
             # Each side starts its own stack on this data: this one stops first.
             stack.stop()
@@ -1225,6 +1544,9 @@ def main() -> None:
                     args.warmup,
                     args.follow_ups,
                     args.rounds,
+                    principals=principals,
+                    retrievals=args.retrievals,
+                    generator=args.generator,
                 )
             load_text = " / ".join(f"{value:.2f}" for value in load)
             table = compare_markdown(compared, args.compare, load_text, args.rounds)
@@ -1236,7 +1558,14 @@ def main() -> None:
         with model_stub() as (base_url, stub_pid):
             print("in-process: stub model and extractive answerer, alternating ...", flush=True)
             results = run_in_process(
-                stack, kb_id, asked, args.requests, args.warmup, args.follow_ups, base_url
+                stack,
+                kb_id,
+                asked,
+                args.requests,
+                args.warmup,
+                args.follow_ups,
+                base_url,
+                principal=principals[0],
             )
             from shared.runtime import set_runtime
 
@@ -1256,6 +1585,7 @@ def main() -> None:
                             clients,
                             seconds,
                             stub_pid if kind == "llm" else None,
+                            principal=principals[0],
                         )
                     )
             set_runtime(stack.runtime)
@@ -1292,6 +1622,7 @@ def main() -> None:
         "date": now(),
         "cpus": os.cpu_count(),
         "load_average": " / ".join(f"{value:.2f}" for value in load),
+        "principal": principals[0],
         "knowledge_base": size,
         "embedding_model": "hashing-384",
         "requests": args.requests,

@@ -37,6 +37,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "ingest": ("ingest",),
     "vectors": ("vector_writes", "retrieval"),
     "answer_overhead": ("answer_overhead",),
+    "access_predicate": ("access_predicate",),
     "scifact": ("scifact",),
     "crash_recovery": ("crash_recovery",),
     "ask_under_ingest": ("ask_under_ingest",),
@@ -103,6 +104,20 @@ TARGETS = [
         lambda v: v >= 10,
     ),
     Target("Answer overhead p50", "answer_overhead", "p50_ms", "< 15 ms", lambda v: v < 15),
+    Target(
+        "Retrieval p95, limited member (grant predicate) vs before identity",
+        "access_predicate",
+        "retrieve_p95_ratio_limited",
+        "<= 1.20x",
+        lambda v: v <= 1.20,
+    ),
+    Target(
+        "Answer overhead p50, limited member (grant predicate) vs before identity",
+        "access_predicate",
+        "ask_total_p50_ratio_limited",
+        "<= 1.20x",
+        lambda v: v <= 1.20,
+    ),
     Target(
         "SciFact nDCG@10, dense (published 0.645)",
         "scifact",
