@@ -70,6 +70,7 @@ from scripts.bench.common import (
     now,
     percentile,
     plot_path,
+    ref_worktree,
     write_section,
 )
 
@@ -877,30 +878,12 @@ def run_worker(args: argparse.Namespace) -> None:
 def ref_checkout(ref: str) -> Iterator[Path]:
     """``ref`` checked out in a temporary git worktree with the harness copied in."""
     import shutil
-    import tempfile
 
-    parent = Path(tempfile.mkdtemp(prefix="ragline-compare-"))
-    path = parent / "ref"
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(path), ref],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    )
-    try:
+    with ref_worktree(ref) as path:
         for name in HARNESS_FILES:
             (path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(REPO / name, path / name)
         yield path
-    finally:
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(path)],
-            cwd=REPO,
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(parent, ignore_errors=True)
-        subprocess.run(["git", "worktree", "prune"], cwd=REPO, check=False)
 
 
 def compare_sides(principals: list[str]) -> list[tuple[str, str]]:

@@ -17,7 +17,8 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,35 @@ def plot_path(name: str) -> Path:
     """Where a section saves a PNG plot (``docs/bench/<name>.png``)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     return RESULTS / f"{name}.png"
+
+
+@contextmanager
+def ref_worktree(ref: str) -> Iterator[Path]:
+    """``ref`` checked out (detached) in a temporary git worktree, removed afterwards.
+
+    Before/after comparisons run each side's own code: the ref here, the working tree
+    beside it.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    parent = Path(tempfile.mkdtemp(prefix="ragline-compare-"))
+    path = parent / "ref"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(path), ref],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(path)],
+            cwd=REPO,
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(parent, ignore_errors=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=REPO, check=False)

@@ -26,37 +26,20 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scripts.bench.common import CORPUS, REPO, cache_dir, environment, median, now
+from scripts.bench.common import (
+    CORPUS,
+    REPO,
+    cache_dir,
+    environment,
+    median,
+    now,
+    ref_worktree,
+)
 
 READY_TIMEOUT_S = 180.0
-
-
-@contextmanager
-def ref_worktree(ref: str) -> Iterator[Path]:
-    """``ref`` checked out (detached) in a temporary git worktree, removed afterwards."""
-    parent = Path(tempfile.mkdtemp(prefix="ragline-ingest-compare-"))
-    path = parent / "ref"
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(path), ref],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield path
-    finally:
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(path)],
-            cwd=REPO,
-            check=False,
-            capture_output=True,
-        )
-        subprocess.run(["git", "worktree", "prune"], cwd=REPO, check=False)
 
 
 def free_port() -> int:

@@ -9,8 +9,6 @@ selects must be one the code writes.
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -18,9 +16,9 @@ from typing import Any
 import pytest
 
 from scripts.localstack.stack import LocalStack
-from shared.log import JsonFormatter, configure_logging
 from shared.pipeline.steps import dead_letter
 from tests.support.api import Api
+from tests.support.logs import captured_entries
 from tests.support.terraform import PROJECT, STACK, Evaluator
 
 NOTE = "# Field notes\n\n" + "Every detail is written down carefully and checked twice. " * 40
@@ -36,35 +34,12 @@ FIELD = re.compile(r"\b(jsonPayload(?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 MESSAGE = re.compile(r'jsonPayload\.message="([^"]*)"')
 
 
-class _Entries(logging.Handler):
-    """Keeps every record as the JSON entry a function would write for it."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.setFormatter(JsonFormatter())
-        self.entries: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.entries.append(json.loads(self.format(record)))
-
-
 @pytest.fixture
 def entries(clean_stack: LocalStack) -> Iterator[list[dict[str, Any]]]:
     """The JSON entries of a pipeline run, a failure, a dead letter and an answer."""
-    # Configured first, as every function module does on import: it replaces the root
-    # handlers once, and must not drop the capturing handler later.
-    configure_logging()
-    root = logging.getLogger()
-    capture = _Entries()
-    level = root.level
-    root.addHandler(capture)
-    root.setLevel(logging.INFO)
-    try:
+    with captured_entries() as written:
         _exercise(clean_stack)
-    finally:
-        root.removeHandler(capture)
-        root.setLevel(level)
-    yield capture.entries
+    yield written
 
 
 def _exercise(clean_stack: LocalStack) -> None:

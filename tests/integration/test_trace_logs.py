@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -21,8 +20,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from scripts.localstack.stack import LocalStack
 from shared import trace_export
-from shared.log import SAMPLED_FIELD, SPAN_FIELD, TRACE_FIELD, JsonFormatter, configure_logging
+from shared.log import SAMPLED_FIELD, SPAN_FIELD, TRACE_FIELD
 from tests.support.api import Api
+from tests.support.logs import captured_entries
 
 NOTE = "# Field notes\n\n" + "Every detail is written down carefully and checked twice. " * 60
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -30,34 +30,11 @@ CALLER_SPAN = "00f067aa0ba902b7"
 STEPS = {"upload", "parse", "chunk", "embed", "index"}
 
 
-class _Entries(logging.Handler):
-    """Keeps every record as the JSON entry a function would write for it."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(JsonFormatter())
-        self.entries: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.entries.append(json.loads(self.format(record)))
-
-
 @pytest.fixture
 def entries(clean_stack: LocalStack) -> Iterator[list[dict[str, Any]]]:
     """The JSON entries written while the test runs."""
-    # Configured first, as every function module does on import: it replaces the root
-    # handlers once, and must not drop the capturing handler later.
-    configure_logging()
-    root = logging.getLogger()
-    capture = _Entries()
-    level = root.level
-    root.addHandler(capture)
-    root.setLevel(logging.INFO)
-    try:
-        yield capture.entries
-    finally:
-        root.removeHandler(capture)
-        root.setLevel(level)
+    with captured_entries() as written:
+        yield written
 
 
 def _upload(stack: LocalStack, headers: dict[str, str]) -> dict[str, Any]:
