@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Collection, Iterable, Sequence
 
+from shared.answering.support import check_support
 from shared.answering.types import Citation, Passage
 
 SNIPPET_CHARS = 300
@@ -325,7 +326,9 @@ def build_citations(
 
     Returns:
         :class:`Citation` objects, deduplicated, in the order their markers first
-        appear; never one for a passage the model was not given.
+        appear; never one for a passage the model was not given. Each carries its
+        support check (``shared.answering.support``): whether the passage contains the
+        citing sentences' words and numbers.
     """
     allowed = set(range(1, len(passages) + 1))
     if valid is not None:
@@ -349,6 +352,7 @@ def build_citations(
                 char_end=passage.char_end,
                 score=passage.score,
                 snippet=best_snippet(passage.text, " ".join(claims[number]), snippet_chars),
+                support=check_support(claims[number], passage.text, terms),
             )
         )
     return citations
