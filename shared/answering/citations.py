@@ -299,8 +299,12 @@ def _claims(answer: str) -> dict[int, list[str]]:
     claims: dict[int, list[str]] = {}
     for match in _GROUP.finditer(answer):
         # The claim is the last sentence before the marker, markers removed; if the
-        # marker opens a sentence ("... rose. [1]"), the sentence before it.
+        # marker opens a sentence ("... rose. [1]"), the sentence before it. A claim
+        # never reaches past a line break: an answer's lines are list items or table
+        # rows, each citing its own source.
         before = _GROUP.sub(" ", answer[max(0, match.start() - 600) : match.start()])
+        lines = [line for line in before.split("\n") if line.strip()]
+        before = lines[-1] if lines else ""
         spans = split_sentences(before)
         claim = before[spans[-1][0] : spans[-1][1]] if spans else ""
         for number in _numbers(match["numbers"]):

@@ -101,3 +101,17 @@ def test_build_citations_flags_each_citation_and_serialises_the_check() -> None:
     assert first.supported and first.to_json()["supported"] is True
     assert not second.supported
     assert second.to_json()["support"] == {"overlap": 1.0, "missing_numbers": ["$9.5 billion"]}
+
+
+def test_a_claim_ends_at_a_line_break_so_list_items_do_not_borrow_numbers() -> None:
+    passages = [
+        _passage(1, "Apple Inc. | Q2 2023 Form 10-Q | 16"),
+        _passage(2, "Apple Inc. | Q3 2023 Form 10-Q | 17"),
+    ]
+    answer = (
+        'The passages say:\n- "Apple Inc. | Q2 2023 Form 10-Q | 16" [1]\n'
+        '- "Apple Inc. | Q3 2023 Form 10-Q | 17" [2]'
+    )
+    first, second = build_citations(answer, passages)
+    assert first.supported and second.supported
+    assert second.support is not None and second.support.missing_numbers == ()
