@@ -13,8 +13,9 @@ from werkzeug.serving import make_server
 from scripts.localstack.stack import LocalStack
 
 _TABLES = (
-    "turn_feedback, chat_turns, chat_sessions, chunks, document_events, document_versions,"
-    " access_requests, kb_grants, workspace_invitations, api_keys, stream_tickets, principals,"
+    "evaluation_results, evaluation_runs, turn_feedback, chat_turns, chat_sessions, chunks,"
+    " document_events, document_versions, access_requests, kb_grants, workspace_invitations,"
+    " api_keys, stream_tickets, principals,"
     " documents, knowledge_bases, ingest_rejections, workspaces"
 )
 
