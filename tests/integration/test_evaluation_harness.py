@@ -281,3 +281,23 @@ def test_evaluations_follow_the_knowledge_bases_access(
     assert outsider.get(f"/v1/knowledge-bases/{kb_id}/evaluations").status_code == 404
     bad = owner.post(f"/v1/knowledge-bases/{kb_id}/evaluations", json={"csv": "prompt\nhi\n"})
     assert bad.status_code == 400 and body_of(bad)["error"]["code"] == "invalid_questions"
+
+
+def test_a_run_out_of_time_skips_the_rest_and_is_incomplete(
+    stack: LocalStack, filings_kb: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = Api(stack)
+    kb_id = filings_kb["kb"]["id"]
+    # A deadline already passed when the run starts: no question is begun.
+    monkeypatch.setattr(
+        stack.runtime,
+        "settings",
+        stack.runtime.settings.model_copy(update={"answer_deadline_s": 0}),
+    )
+    run = body_of(
+        api.post(f"/v1/knowledge-bases/{kb_id}/evaluations", json={"csv": QUESTIONS.read_text()})
+    )
+    assert run["status"] == "incomplete"
+    assert [r["status"] for r in run["results"]] == ["skipped"] * 5
+    assert run["summary"]["skipped"] == 5 and run["summary"]["answered"] == 0
+    assert run["summary"]["ndcg_at_10"] is None
