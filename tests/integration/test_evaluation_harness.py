@@ -239,6 +239,26 @@ def test_two_runs_compare_after_a_setting_changes_and_the_cli_prints_them(
         api.patch(f"/v1/knowledge-bases/{kb_id}", json={"routing": "names"})
 
 
+def test_the_old_tools_question_file_runs_as_it_is(
+    stack: LocalStack, filings_kb: dict[str, Any], corpus: Path
+) -> None:
+    api = Api(stack)
+    kb_id = filings_kb["kb"]["id"]
+    text = (corpus / "questions_mini.csv").read_text(encoding="utf-8")
+    run = body_of(api.post(f"/v1/knowledge-bases/{kb_id}/evaluations", json={"csv": text}))
+    assert run["status"] == "completed" and run["question_count"] == 9
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    for result in run["results"]:
+        by_source.setdefault(result["expected_sources"][0], []).append(result)
+        assert result["reference_answer"] and result["tags"][0].endswith("RAG")
+    # *AAPL* names both Apple filings here; the Intel and Amazon filings are not loaded.
+    assert {r["metrics"]["expected_documents"] for r in by_source["*AAPL*"]} == {2}
+    assert by_source["*2023 Q3 INTC*"][0]["metrics"]["expected_documents"] == 0
+    assert by_source["*2023 Q3 INTC*"][0]["metrics"]["ndcg_at_10"] is None
+    for result in by_source["*AAPL*"]:
+        assert result["metrics"]["answer_f1"] is not None
+
+
 def test_evaluations_follow_the_knowledge_bases_access(
     stack: LocalStack, filings_kb: dict[str, Any]
 ) -> None:
