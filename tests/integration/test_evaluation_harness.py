@@ -187,29 +187,22 @@ def test_two_runs_compare_after_a_setting_changes_and_the_cli_prints_them(
         assert diff["before"]["id"] == before["id"] and diff["after"]["id"] == after["id"]
         assert len(diff["questions"]) == 5
         # Each verdict follows from the two runs' own numbers.
-        for row, old, new in zip(
-            diff["questions"], before["results"], after["results"], strict=True
-        ):
+        directions = {
+            "cites_only_expected": 1, "source_precision": 1, "source_recall": 1,
+            "ndcg_at_10": 1, "recall_at_k": 1, "answer_f1": 1, "unsupported_citation_rate": -1,
+        }  # fmt: skip
+        pairs = zip(diff["questions"], before["results"], after["results"], strict=True)
+        for row, old, new in pairs:
             assert row["question"] == old["question"] == new["question"]
             moves = set()
-            for name, higher in (
-                ("ndcg_at_10", True),
-                ("source_recall", True),
-                ("answer_f1", True),
-            ):
+            for name, sign in directions.items():
                 a, b = old["metrics"][name], new["metrics"][name]
-                if a is not None and b is not None and a != pytest.approx(b):
-                    moves.add("better" if (b > a) == higher else "worse")
-            if moves == {"better"}:
-                assert row["verdict"] in ("better", "mixed")
-            elif moves == {"worse"}:
-                assert row["verdict"] in ("worse", "mixed")
-        changed = sum(count for verdict, count in diff["verdicts"].items() if verdict != "same")
-        differs = [
-            o["metrics"] != n["metrics"]
-            for o, n in zip(before["results"], after["results"], strict=True)
-        ]
-        assert (changed > 0) == any(differs)
+                if a is not None and b is not None and float(a) != pytest.approx(float(b)):
+                    moves.add("better" if (float(b) - float(a)) * sign > 0 else "worse")
+            expected = "mixed" if len(moves) == 2 else moves.pop() if moves else "same"
+            assert row["verdict"] == expected, row
+        # Without routing, NVIDIA's revenue question is answered from other passages.
+        assert sum(n for verdict, n in diff["verdicts"].items() if verdict != "same") >= 1
         assert diff["overall"]["ndcg_at_10"]["delta"] == pytest.approx(
             after["summary"]["ndcg_at_10"] - before["summary"]["ndcg_at_10"]
         )
