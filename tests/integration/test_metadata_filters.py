@@ -89,6 +89,29 @@ def test_each_operator_selects_exactly_its_documents(
         assert {names[d] for d in _found(api, kb_id, metadata)} == expected, metadata
 
 
+def test_ask_answers_only_from_the_documents_each_operator_selects(
+    filtered_kb: tuple[Api, str, dict[str, str]],
+) -> None:
+    api, kb_id, ids = filtered_kb
+    names = {document_id: name for name, document_id in ids.items()}
+    for metadata, expected in CASES:
+        body = body_of(
+            api.post(
+                "/v1/ask",
+                json={
+                    "knowledge_base_ids": [kb_id],
+                    "question": "What does the harbour office report about cargo volumes?",
+                    "filters": {"metadata": metadata},
+                },
+            )
+        )
+        cited = {names[c["document_id"]] for c in body["citations"]}
+        if expected:
+            assert cited and cited <= expected, (metadata, cited)
+        else:
+            assert cited == set() and body["citations"] == [], metadata
+
+
 def test_filters_combine_with_document_ids_and_apply_to_ask(
     filtered_kb: tuple[Api, str, dict[str, str]],
 ) -> None:
