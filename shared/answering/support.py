@@ -1,8 +1,9 @@
 """Whether a cited passage supports the sentence citing it: word overlap and numbers.
 
 A citation is *supported* when enough of its claim's content words occur in the passage
-(:data:`MIN_OVERLAP`) and every number of the claim occurs in the passage too. Numbers
-are compared as values, not as text:
+(``types.MIN_OVERLAP``; :class:`~shared.answering.types.Support` decides) and every
+number of the claim occurs in the passage too. Numbers are compared as values, not as
+text:
 
 - ``1,234.5``, ``1234.5`` and ``$1,234.5`` are the same number; currency symbols,
   thousands separators and percent signs (``12%``, ``12 percent``) are dropped;

@@ -314,3 +314,22 @@ def test_a_run_out_of_time_skips_the_rest_and_is_incomplete(
     assert [r["status"] for r in run["results"]] == ["skipped"] * 5
     assert run["summary"]["skipped"] == 5 and run["summary"]["answered"] == 0
     assert run["summary"]["ndcg_at_10"] is None
+
+
+def test_deleting_a_knowledge_base_deletes_its_runs(stack: LocalStack) -> None:
+    api = Api(stack)
+    kb = api.create_kb("scratch-eval")
+    api.ingest(kb["id"], "note.md", b"The harbour office counts cargo every night.")
+    run = body_of(
+        api.post(
+            f"/v1/knowledge-bases/{kb['id']}/evaluations",
+            json={"questions": [{"question": "Who counts cargo?", "expected_sources": "note.md"}]},
+        )
+    )
+    assert run["results"][0]["metrics"]["cites_only_expected"] is True
+    assert api.delete(f"/v1/knowledge-bases/{kb['id']}").status_code == 204
+    stack.wait_idle(60)
+    assert api.get(f"/v1/evaluations/{run['id']}").status_code == 404
+    count = "SELECT count(*) FROM {} WHERE {} = CAST(:r AS uuid)"
+    for table, column in (("evaluation_runs", "id"), ("evaluation_results", "run_id")):
+        assert stack.database.scalar(count.format(table, column), r=run["id"]) == 0
