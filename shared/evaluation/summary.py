@@ -17,7 +17,8 @@ def summarize(results: Sequence[EvaluationResult]) -> dict[str, Any]:
 
     Rates and means are over the answered questions; each metric's mean leaves out the
     questions it is undefined for (no expected document, nothing cited, no reference).
-    The unsupported-citation rate is over all citations of the run.
+    The unsupported-citation rate is over all citations of the run. ``by_tag`` repeats
+    the rates and means for the questions of each tag.
 
     Args:
         results: Every question's result.
@@ -37,4 +38,21 @@ def summarize(results: Sequence[EvaluationResult]) -> dict[str, Any]:
     summary["citations"] = citations
     summary["unsupported_citations"] = unsupported
     summary["unsupported_citation_rate"] = unsupported / citations if citations else None
+    summary["by_tag"] = _by_tag(answered)
     return summary
+
+
+def _by_tag(answered: Sequence[EvaluationResult]) -> dict[str, dict[str, Any]]:
+    """Per tag: its answered questions and their means (a question counts for each tag)."""
+    tags = sorted({tag for result in answered for tag in result.tags})
+    groups: dict[str, dict[str, Any]] = {}
+    for tag in tags:
+        tagged = [r for r in answered if tag in r.tags]
+        group: dict[str, Any] = {
+            "questions": len(tagged),
+            "cites_only_expected_rate": mean(r.metrics.get("cites_only_expected") for r in tagged),
+        }
+        for name in AVERAGED:
+            group[name] = mean(r.metrics.get(name) for r in tagged)
+        groups[tag] = group
+    return groups

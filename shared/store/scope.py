@@ -59,11 +59,13 @@ class Scope:
 class ScopeSql:
     """A scope's SQL fragments and the parameters they name.
 
-    Every fragment names the same parameters (``:kbs``, ``:ws``, and ``:docs`` /
-    ``:meta`` when the scope has those filters); pass :attr:`params` with the statement.
+    Every fragment names the same parameters (``:kbs``, ``:ws``, and ``:docs``,
+    ``:meta``, ``:mk<i>``/``:mv<i>`` when the scope has those filters); pass
+    :attr:`params` with the statement.
 
     Attributes:
         params: Values for the fragments' named parameters.
+        metadata: The validated metadata filter the fragments apply.
     """
 
     scope: Scope

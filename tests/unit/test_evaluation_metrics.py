@@ -142,3 +142,32 @@ def test_a_comparison_judges_each_metric_by_its_direction() -> None:
     verdicts = {row["question"]: row["verdict"] for row in diff["questions"]}
     assert verdicts == {"a": "better", "b": "worse", "c": "only_before", "d": "only_after"}
     assert diff["overall"]["ndcg_at_10"]["delta"] == pytest.approx(-0.4)
+
+
+def test_a_summary_averages_defined_values_and_groups_by_tag() -> None:
+    def tagged(tags: list[str], status: str = "answered", **values: object) -> EvaluationResult:
+        result = _result("q", status, **values)
+        return EvaluationResult(**{**result.__dict__, "tags": tags})
+
+    from shared.evaluation.summary import summarize
+
+    summary = summarize(
+        [
+            tagged(["a"], cites_only_expected=True, ndcg_at_10=1.0, citations=2,
+                   unsupported_citations=1, answer_f1=None),
+            tagged(["a", "b"], cites_only_expected=False, ndcg_at_10=0.5, citations=2,
+                   unsupported_citations=0, answer_f1=0.4),
+            tagged(["b"], cites_only_expected=True, ndcg_at_10=None, citations=0,
+                   unsupported_citations=0),
+            tagged(["b"], "skipped"),
+        ]
+    )  # fmt: skip
+    assert (summary["questions"], summary["answered"], summary["skipped"]) == (4, 3, 1)
+    assert summary["cites_only_expected_rate"] == pytest.approx(2 / 3)
+    assert summary["ndcg_at_10"] == pytest.approx(0.75)
+    assert summary["answer_f1"] == pytest.approx(0.4)
+    assert summary["unsupported_citation_rate"] == pytest.approx(1 / 4)
+    assert summary["by_tag"]["a"]["questions"] == 2
+    assert summary["by_tag"]["a"]["cites_only_expected_rate"] == pytest.approx(0.5)
+    assert summary["by_tag"]["b"]["questions"] == 2  # the skipped one does not count
+    assert summary["by_tag"]["b"]["ndcg_at_10"] == pytest.approx(0.5)
