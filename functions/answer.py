@@ -1,17 +1,21 @@
-"""``answer``: questions answered from the documents, with citations (JSON and SSE)."""
+"""``answer``: questions answered from the documents, with citations (JSON and SSE).
+
+Evaluation runs are served here too: they answer questions the same way.
+"""
 
 from __future__ import annotations
 
 import flask
 import functions_framework
 
+from shared.api import evaluation
 from shared.api.answer import ROUTES
 from shared.api.http import Router
 from shared.invocation import http_target
 from shared.log import configure_logging
 
 configure_logging()
-_router = Router(ROUTES)
+_router = Router(ROUTES + evaluation.ROUTES)
 
 
 @functions_framework.http

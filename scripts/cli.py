@@ -1,8 +1,9 @@
 """``scripts/ragline``: run the local stack, migrate, mint a token, ingest, show status, ask,
-list the objects the bucket refused (``rejections``).
+evaluate a knowledge base on a question set (``eval``), list the objects the bucket
+refused (``rejections``).
 
-``ingest``, ``status`` and ``ask`` talk to a running stack over its HTTP API (the same API a
-frontend uses), at ``--url`` or ``$RAGLINE_URL`` (default http://127.0.0.1:8080).
+``ingest``, ``status``, ``ask`` and ``eval`` talk to a running stack over its HTTP API (the
+same API a frontend uses), at ``--url`` or ``$RAGLINE_URL`` (default http://127.0.0.1:8080).
 ``migrate`` and ``rejections`` use the database (local, or ``$RAGLINE_DATABASE_URL``).
 """
 
@@ -237,7 +238,8 @@ class Api:
         import requests
 
         try:
-            response = self.http.request(method, self.base_url + path, timeout=120, **kwargs)
+            kwargs.setdefault("timeout", 120)
+            response = self.http.request(method, self.base_url + path, **kwargs)
         except requests.ConnectionError:
             raise SystemExit(
                 f"ragline: cannot reach {self.base_url}; start the stack with 'make dev'"
@@ -504,6 +506,91 @@ def print_citations(citations: list[dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------- main
 
 
+# --------------------------------------------------------------------------- eval
+
+EVAL_COLUMNS = (
+    ("cites_only_expected", "only-exp"),
+    ("source_precision", "prec"),
+    ("source_recall", "recall"),
+    ("ndcg_at_10", "nDCG@10"),
+    ("recall_at_k", "R@k"),
+    ("answer_f1", "F1"),
+    ("unsupported_citation_rate", "unsup"),
+)
+SUMMARY_NAMES = {"cites_only_expected": "cites_only_expected_rate"}
+
+
+def metric_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{float(value):.2f}"
+
+
+def print_evaluation(run: dict[str, Any]) -> None:
+    """One row per question with its metrics, then the run's overall numbers."""
+    header = f"{'#':>3}  {'question':<48}" + "".join(f"  {label:>8}" for _, label in EVAL_COLUMNS)
+    print(header)
+    for result in run["results"]:
+        question = result["question"].replace("\n", " ")
+        question = question if len(question) <= 48 else question[:47] + "…"
+        line = f"{result['ordinal']:>3}  {question:<48}"
+        if result["status"] != "answered":
+            print(f"{line}  {result['status']}: {result.get('error') or ''}".rstrip(": "))
+            continue
+        metrics = result["metrics"]
+        print(line + "".join(f"  {metric_cell(metrics.get(k)):>8}" for k, _ in EVAL_COLUMNS))
+    summary = run.get("summary") or {}
+    overall = "".join(
+        f"  {metric_cell(summary.get(SUMMARY_NAMES.get(k, k))):>8}" for k, _ in EVAL_COLUMNS
+    )
+    print(f"{'':>3}  {'overall':<48}{overall}")
+    print(
+        f"\nrun {run['id']}: {run['status']}, {summary.get('answered', 0)} of"
+        f" {run['question_count']} answered, {summary.get('citations', 0)} citations"
+        f" ({summary.get('unsupported_citations', 0)} unsupported)"
+    )
+
+
+def print_comparison(diff: dict[str, Any]) -> None:
+    """Each question's verdict against the earlier run, then the counts."""
+    print(f"\ncompared with run {diff['before']['id']}:")
+    for row in diff["questions"]:
+        changed = [
+            f"{name} {change['before']:.2f}->{change['after']:.2f}"
+            for name, change in (row.get("metrics") or {}).items()
+            if change["change"] != "same"
+        ]
+        question = row["question"] if len(row["question"]) <= 48 else row["question"][:47] + "…"
+        print(f"  {row['verdict']:<12} {question:<48}  {', '.join(changed)}".rstrip())
+    counts = ", ".join(f"{count} {verdict}" for verdict, count in sorted(diff["verdicts"].items()))
+    print(f"  {counts}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run a question set against a knowledge base; print a table, optionally write JSON."""
+    api = Api(args.url, bearer(args))
+    questions = caller_path(args.questions)
+    text = questions.read_text(encoding="utf-8-sig")
+    kb = api.knowledge_base(args.kb, create=False)
+    body: dict[str, Any] = {"csv": text, "name": args.name or questions.name}
+    if args.top_k is not None:
+        body["top_k"] = args.top_k
+    run = api.call(
+        "POST", f"/v1/knowledge-bases/{kb['id']}/evaluations", json=body, timeout=args.timeout
+    )
+    print_evaluation(run)
+    output: dict[str, Any] = {"run": run}
+    if args.compare:
+        diff = api.call("GET", f"/v1/evaluations/{args.compare}/compare/{run['id']}")
+        print_comparison(diff)
+        output["comparison"] = diff
+    if args.json:
+        caller_path(args.json).write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
+    return 0 if run["status"] == "completed" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="ragline", description=__doc__)
@@ -582,7 +669,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=data_default, help="the local stack's data folder (its token)"
     )
     ask.set_defaults(run=cmd_ask)
+
+    add_eval_parser(commands, url_default, data_default)
     return parser
+
+
+def add_eval_parser(commands: Any, url_default: str, data_default: str | None) -> None:
+    evaluate = commands.add_parser(
+        "eval", help="run a question set (CSV) against a knowledge base and score it"
+    )
+    evaluate.add_argument("questions", help="CSV: question, expected_sources, reference_answer")
+    evaluate.add_argument("--kb", required=True, help="knowledge base name or id")
+    evaluate.add_argument("--json", help="also write the run (and comparison) to this file")
+    evaluate.add_argument("--compare", help="compare the new run with this earlier run id")
+    evaluate.add_argument("--top-k", type=int, help="passages per answer (default: the server's)")
+    evaluate.add_argument("--name", help="the run's label (default: the CSV's file name)")
+    evaluate.add_argument("--timeout", type=float, default=900.0, help="seconds to wait")
+    evaluate.add_argument("--url", default=url_default)
+    evaluate.add_argument(
+        "--data", default=data_default, help="the local stack's data folder (its token)"
+    )
+    evaluate.set_defaults(run=cmd_eval)
 
 
 def main(argv: list[str] | None = None) -> int:

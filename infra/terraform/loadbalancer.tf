@@ -7,6 +7,8 @@
 #        /v1/knowledge-bases/{id}/uploads[/...]  -> upload
 #        /v1/ask, /v1/ask/stream, /v1/retrieve   -> answer
 #        /v1/turns/*, /v1/sessions/*             -> answer
+#        /v1/knowledge-bases/{id}/evaluations    -> answer
+#        /v1/evaluations/*                       -> answer
 #   everything else (rest of /v1, /healthz)      -> manage
 #
 # The path reaches the function unchanged, so handlers route on the full /v1/... path.

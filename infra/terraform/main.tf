@@ -411,8 +411,17 @@ locals {
       function  = "answer"
       method    = null
       templates = []
-      prefixes  = ["/v1/turns/", "/v1/sessions/", "/v1/citations/"]
+      prefixes  = ["/v1/turns/", "/v1/sessions/", "/v1/citations/", "/v1/evaluations/"]
       paths     = ["/v1/ask", "/v1/ask/stream", "/v1/retrieve", "/v1/sessions"]
+    },
+    {
+      # Evaluation runs answer questions: the function holding the model's key runs them.
+      priority  = 40
+      function  = "answer"
+      method    = null
+      templates = ["/v1/knowledge-bases/*/evaluations"]
+      prefixes  = []
+      paths     = []
     },
   ]
   lb_default_function = "manage"

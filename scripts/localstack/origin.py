@@ -17,6 +17,8 @@ from werkzeug.routing import Map, Rule
 PATH_MAP: list[tuple[str, str]] = [
     ("/v1/knowledge-bases/<kb_id>/documents", "upload"),
     ("/v1/knowledge-bases/<kb_id>/uploads", "upload"),
+    ("/v1/knowledge-bases/<kb_id>/evaluations", "answer"),
+    ("/v1/evaluations/<path:rest>", "answer"),
     ("/internal/tasks/embed", "embed"),
     ("/v1/ask", "answer"),
     ("/v1/ask/stream", "answer"),

@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Collection, Iterable, Sequence
 
+from shared.answering.support import check_support
 from shared.answering.types import Citation, Passage
 
 SNIPPET_CHARS = 300
@@ -298,8 +299,12 @@ def _claims(answer: str) -> dict[int, list[str]]:
     claims: dict[int, list[str]] = {}
     for match in _GROUP.finditer(answer):
         # The claim is the last sentence before the marker, markers removed; if the
-        # marker opens a sentence ("... rose. [1]"), the sentence before it.
+        # marker opens a sentence ("... rose. [1]"), the sentence before it. A claim
+        # never reaches past a line break: an answer's lines are list items or table
+        # rows, each citing its own source.
         before = _GROUP.sub(" ", answer[max(0, match.start() - 600) : match.start()])
+        lines = [line for line in before.split("\n") if line.strip()]
+        before = lines[-1] if lines else ""
         spans = split_sentences(before)
         claim = before[spans[-1][0] : spans[-1][1]] if spans else ""
         for number in _numbers(match["numbers"]):
@@ -325,7 +330,9 @@ def build_citations(
 
     Returns:
         :class:`Citation` objects, deduplicated, in the order their markers first
-        appear; never one for a passage the model was not given.
+        appear; never one for a passage the model was not given. Each carries its
+        support check (``shared.answering.support``): whether the passage contains the
+        citing sentences' words and numbers.
     """
     allowed = set(range(1, len(passages) + 1))
     if valid is not None:
@@ -349,6 +356,7 @@ def build_citations(
                 char_end=passage.char_end,
                 score=passage.score,
                 snippet=best_snippet(passage.text, " ".join(claims[number]), snippet_chars),
+                support=check_support(claims[number], passage.text, terms),
             )
         )
     return citations

@@ -6,7 +6,8 @@ go through :func:`prepare_turn` (session, follow-up rewriting, retrieval, releva
 check, turn row) and :func:`answer_events` (generation, citation checking, storing).
 
 Events, in order: ``start {turn_id, session_id}``, ``token {t}`` (many),
-``citations {citations}``, ``done {turn_id, session_id, answer, citations, usage}``;
+``citations {citations}``, ``done {turn_id, session_id, answer, citations,
+unsupported_citations, usage}`` (each citation says whether its passage supports it);
 or ``error {code, message}`` in place of the rest once something fails.
 """
 
@@ -278,6 +279,7 @@ def answer_events(
                 "session_id": prepared.session_id,
                 "answer": draft.text,
                 "citations": citation_json,
+                "unsupported_citations": sum(not c.supported for c in draft.citations),
                 "usage": (draft.usage or Usage(model="none")).to_json(),
             },
         )

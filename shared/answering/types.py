@@ -21,8 +21,36 @@ __all__ = [
     "GenerationStream",
     "Generator",
     "Passage",
+    "Support",
     "Usage",
 ]
+
+
+MIN_OVERLAP = 0.5
+"""Least share of a claim's content words a supporting passage contains."""
+
+
+@dataclass(frozen=True)
+class Support:
+    """How well one passage supports the answer's sentences citing it.
+
+    Attributes:
+        overlap: Share of the claims' content words found in the passage (the lowest
+            over the claims; 1.0 for a claim without content words).
+        missing_numbers: The claims' numbers the passage does not contain, as written.
+    """
+
+    overlap: float
+    missing_numbers: tuple[str, ...] = ()
+
+    @property
+    def supported(self) -> bool:
+        """Enough words in common and no number missing."""
+        return self.overlap >= MIN_OVERLAP and not self.missing_numbers
+
+    def to_json(self) -> dict[str, Any]:
+        """The support as a JSON object."""
+        return {"overlap": self.overlap, "missing_numbers": list(self.missing_numbers)}
 
 
 @dataclass(frozen=True)
@@ -42,10 +70,21 @@ class Citation:
     char_end: int
     score: float
     snippet: str
+    support: Support | None = None
+
+    @property
+    def supported(self) -> bool:
+        """Whether the cited passage supports the sentences citing it (unchecked: True)."""
+        return self.support is None or self.support.supported
 
     def to_json(self) -> dict[str, Any]:
-        """The citation as a JSON object."""
-        return asdict(self)
+        """The citation as a JSON object (``supported`` and ``support`` once checked)."""
+        body = asdict(self)
+        body.pop("support")
+        if self.support is not None:
+            body["supported"] = self.supported
+            body["support"] = self.support.to_json()
+        return body
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from shared.auth import Principal
 from shared.config import Settings
 from shared.db import Database
 from shared.errors import InvalidInputError, NotFoundError
+from shared.filters import parse_metadata_filter
 from shared.ids import is_uuid
 from shared.runtime import Runtime
 from shared.store import history
@@ -44,7 +45,12 @@ SSE_HEADERS = {
 
 
 class Filters(BaseModel):
-    """Optional narrowing of the search."""
+    """Optional narrowing of the search.
+
+    ``metadata`` is a filter of ``shared.filters`` (bare values contained; ``eq``,
+    ``in``, ``gt``/``gte``/``lt``/``lte`` on numbers or ISO dates, ``exists``),
+    validated before any work starts.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -126,6 +132,12 @@ def _document_ids(values: Sequence[str] | None) -> list[str] | None:
     return list(values)
 
 
+def _metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The metadata filter as given, once it is known to be valid (else 400)."""
+    parse_metadata_filter(value)
+    return value or None
+
+
 def _session_id(value: str | None) -> str | None:
     if value is None or value == "":
         return None
@@ -141,7 +153,7 @@ def _question(runtime: Runtime, body: AskBody, principal: Principal, text: str) 
         kb_ids=_kb_ids(runtime.database, body.knowledge_base_ids, principal),
         top_k=_top_k(runtime.settings, body.top_k),
         document_ids=_document_ids(filters.document_ids),
-        metadata=filters.metadata,
+        metadata=_metadata(filters.metadata),
         min_similarity=(
             filters.min_similarity
             if filters.min_similarity is not None

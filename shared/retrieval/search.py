@@ -61,8 +61,8 @@ class RetrievalRequest:
             invisible even if their ids are given.
         top_k: Passages to return.
         document_ids: Only these documents, if given.
-        metadata: Only documents whose metadata contains these key/values (JSON
-            containment), if given.
+        metadata: Only documents whose metadata passes this filter (``shared.filters``:
+            bare values contained, operator objects compared), if given.
         min_similarity: Drop passages whose cosine similarity to the query is lower.
         route: Route questions that name something to the documents about it, and
             "latest" questions to the newest of those (see :func:`route_documents`).

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.auth import Principal
+from shared.filters import Comparison, MetadataFilter, parse_metadata_filter
 
 
 def visible_document(alias: str) -> str:
@@ -39,8 +40,9 @@ class Scope:
         workspace: The caller's workspace (name); knowledge bases outside it are
             invisible even if their ids are given.
         document_ids: Only these documents, if given (an empty list matches none).
-        metadata: Only documents whose metadata contains these key/values (JSON
-            containment), if given and not empty.
+        metadata: Only documents whose metadata passes this filter (the language of
+            ``shared.filters``: bare values are contained, operator objects compare),
+            if given and not empty.
         reader: The caller's principal id (their grants are looked up by it).
         granted_only: The caller reads only the knowledge bases granted to them (a
             limited membership): every knowledge base in scope must carry a grant.
@@ -58,15 +60,18 @@ class Scope:
 class ScopeSql:
     """A scope's SQL fragments and the parameters they name.
 
-    Every fragment names the same parameters (``:kbs``, ``:ws``, and ``:docs`` /
-    ``:meta`` when the scope has those filters); pass :attr:`params` with the statement.
+    Every fragment names the same parameters (``:kbs``, ``:ws``, and ``:docs``,
+    ``:meta``, ``:mk<i>``/``:mv<i>`` when the scope has those filters); pass
+    :attr:`params` with the statement.
 
     Attributes:
         params: Values for the fragments' named parameters.
+        metadata: The validated metadata filter the fragments apply.
     """
 
     scope: Scope
     params: dict[str, Any]
+    metadata: MetadataFilter = field(default_factory=MetadataFilter)
 
     def chunks(self) -> str:
         """The ``WHERE`` clause that restricts ``chunks c`` to the scope.
@@ -92,11 +97,10 @@ class ScopeSql:
                 " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
                 " WHERE f.id = ANY(CAST(:docs AS uuid[])))"
             )
-        if self.scope.metadata:
+        if self.metadata:
             where += (
                 " AND c.version_id IN (SELECT f.active_version_id FROM documents f"
-                " WHERE f.kb_id = ANY(CAST(:kbs AS uuid[]))"
-                " AND f.metadata @> CAST(:meta AS jsonb))"
+                f" WHERE f.kb_id = ANY(CAST(:kbs AS uuid[])){self._metadata('f')})"
             )
         return where
 
@@ -150,9 +154,52 @@ class ScopeSql:
         filters = ""
         if self.scope.document_ids is not None:
             filters += f" AND {alias}.id = ANY(CAST(:docs AS uuid[]))"
-        if self.scope.metadata:
-            filters += f" AND {alias}.metadata @> CAST(:meta AS jsonb)"
-        return filters
+        return filters + self._metadata(alias)
+
+    def _metadata(self, alias: str) -> str:
+        """The metadata filter's predicates on documents ``alias`` (each one ``AND ...``).
+
+        Containment keeps ``@>`` (the documents' GIN-indexable form); each comparison
+        names its key and operand as parameters ``:mk<i>``/``:mv<i>``, never as text.
+        """
+        predicates = ""
+        if self.metadata.contains:
+            predicates += f" AND {alias}.metadata @> CAST(:meta AS jsonb)"
+        for index, comparison in enumerate(self.metadata.comparisons):
+            predicates += " AND " + _comparison_sql(f"{alias}.metadata", comparison, index)
+        return predicates
+
+
+_RANGE_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _comparison_sql(column: str, comparison: Comparison, index: int) -> str:
+    """One comparison on a jsonb ``column``, with its key and operand as parameters.
+
+    A value of another type than the operand's never matches and never fails the
+    statement: the cast sits behind a type check in a ``CASE`` (a ``WHERE`` may
+    evaluate its conjuncts in any order, a ``CASE`` may not). Dates compare by the
+    first ten characters, so ISO timestamps compare by their day.
+    """
+    key = f"CAST(:mk{index} AS text)"
+    value = f"{column} -> {key}"
+    if comparison.op == "exists":
+        return f"({value}) IS {'NOT ' if comparison.value else ''}NULL"
+    if comparison.op == "in":
+        return f"({value}) IN (SELECT jsonb_array_elements(CAST(:mv{index} AS jsonb)))"
+    operator = _RANGE_SQL[comparison.op]
+    if comparison.kind == "number":
+        typed = (
+            f"CASE WHEN jsonb_typeof({value}) = 'number'"
+            f" THEN CAST({column} ->> {key} AS numeric) END"
+        )
+        return f"{typed} {operator} CAST(:mv{index} AS numeric)"
+    day = f"left({column} ->> {key}, 10)"
+    typed = (
+        f"CASE WHEN jsonb_typeof({value}) = 'string' AND pg_input_is_valid({day}, 'date')"
+        f" THEN CAST({day} AS date) END"
+    )
+    return f"{typed} {operator} CAST(:mv{index} AS date)"
 
 
 def _granted(alias: str, reader_param: str) -> str:
@@ -196,16 +243,24 @@ def compile_scope(scope: Scope) -> ScopeSql:
     Returns:
         Fragments for the chunk arms, the active versions, the routed documents and the
         knowledge bases, all naming the same parameters.
+
+    Raises:
+        InvalidInputError: The metadata filter is invalid (see ``shared.filters``).
     """
     # Without duplicates: the chunk arms compare the count of the caller's knowledge
     # bases with the number asked for.
     params: dict[str, Any] = {"kbs": list(dict.fromkeys(scope.kb_ids)), "ws": scope.workspace}
     if scope.document_ids is not None:
         params["docs"] = list(scope.document_ids)
-    if scope.metadata:
-        params["meta"] = json.dumps(dict(scope.metadata))
+    metadata = parse_metadata_filter(scope.metadata)
+    if metadata.contains:
+        params["meta"] = json.dumps(metadata.contains)
+    for index, comparison in enumerate(metadata.comparisons):
+        params[f"mk{index}"] = comparison.key
+        if comparison.op != "exists":
+            params[f"mv{index}"] = comparison.value
     if scope.granted_only:
         if not scope.reader:
             raise ValueError("a scope limited to grants needs the reader's id")
         params["reader"] = scope.reader
-    return ScopeSql(scope=scope, params=params)
+    return ScopeSql(scope=scope, params=params, metadata=metadata)

@@ -13,10 +13,10 @@ from werkzeug.serving import make_server
 from scripts.localstack.stack import LocalStack
 
 _TABLES = (
-    "webhook_deliveries, webhooks, outbox, turn_feedback, chat_turns, chat_sessions, chunks,"
-    " document_events, document_versions, access_requests, kb_grants, workspace_invitations,"
-    " api_keys, stream_tickets, principals, upload_intents, documents, knowledge_bases,"
-    " ingest_rejections, workspaces"
+    "evaluation_results, evaluation_runs, webhook_deliveries, webhooks, outbox, turn_feedback,"
+    " chat_turns, chat_sessions, chunks, document_events, document_versions, access_requests,"
+    " kb_grants, workspace_invitations, api_keys, stream_tickets, principals, upload_intents,"
+    " documents, knowledge_bases, ingest_rejections, workspaces"
 )
 
 

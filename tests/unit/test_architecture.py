@@ -244,13 +244,23 @@ LAYER_RULES: tuple[tuple[str, str, str], ...] = (
     *(
         (low, high, "the store and the database sit below the use cases")
         for low in ("shared.store", "shared.db")
-        for high in ("shared.api", "shared.pipeline", "shared.answering", "shared.retrieval")
+        for high in (
+            "shared.api",
+            "shared.pipeline",
+            "shared.answering",
+            "shared.retrieval",
+            "shared.evaluation",
+        )
     ),
     ("shared.db", "shared.store", "the database layer sits below the store"),
     ("shared", "scripts", "the library never imports the local stack, the CLI or benchmarks"),
     ("shared", "functions", "the library never imports the function handlers"),
     ("shared", "main", "the library never imports the entry points"),
     ("shared.retrieval", "shared.answering", "retrieval runs before answering"),
+    *(
+        (low, "shared.evaluation", "an evaluation uses retrieval and answering, not the reverse")
+        for low in ("shared.retrieval", "shared.answering", "shared.pipeline")
+    ),
     *(
         ("shared.identity", high, "verifying a credential needs no layer, nor authorization")
         for high in (

@@ -557,6 +557,8 @@ def test_load_balancer_path_map_matches_the_api_contract() -> None:
         "/v1/turns/",
         "/v1/sessions/",
         "/v1/citations/",
+        "/v1/evaluations/",
+        "/v1/knowledge-bases/*/evaluations",
     }
     assert unquote(local("lb_default_function")) == "manage"
     public = {key for key, spec in functions().items() if spec["public"]}

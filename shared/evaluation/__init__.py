@@ -1,0 +1,1 @@
+"""Evaluation of a knowledge base on a question set: questions, metrics, runs, comparisons."""
