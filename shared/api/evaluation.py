@@ -69,9 +69,18 @@ def _readable_run(database: Database, principal: Principal, run_id: str) -> Eval
     return run
 
 
-def _run_json(database: Database, run: EvaluationRun) -> dict[str, Any]:
+def _run_json(database: Database, run: EvaluationRun, principal: Principal) -> dict[str, Any]:
+    """The run with its results; the answers' turns are named to the one who ran it only.
+
+    Other readers of the knowledge base see the questions, answers and metrics, but a
+    turn is its author's chat history: its id is no one else's to follow.
+    """
     body = run.to_json()
-    body["results"] = [result.to_json() for result in store.list_results(database, run.id)]
+    results = [result.to_json() for result in store.list_results(database, run.id)]
+    if principal.id != run.created_by:
+        for result in results:
+            result["turn_id"] = None
+    body["results"] = results
     return body
 
 
@@ -88,7 +97,7 @@ def post_evaluation(
     generator = get_generator(runtime.settings)
     run_id = run_evaluation(runtime, principal, kb, questions, options, generator)
     run = _readable_run(runtime.database, principal, run_id)
-    return json_response(_run_json(runtime.database, run), 201)
+    return json_response(_run_json(runtime.database, run, principal), 201)
 
 
 def get_evaluations(
@@ -106,7 +115,7 @@ def get_evaluation(
 ) -> Response:
     """A run with its per-question results."""
     run = _readable_run(runtime.database, principal, run_id)
-    return json_response(_run_json(runtime.database, run))
+    return json_response(_run_json(runtime.database, run, principal))
 
 
 def get_comparison(

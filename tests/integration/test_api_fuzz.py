@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from scripts.localstack.stack import LocalStack
-from shared.api import answer, identity, manage, upload, webhooks
+from shared.api import answer, evaluation, identity, manage, upload, webhooks
 from shared.api.http import Route
 from tests.support.api import Api
 from tests.support.outbound import allow_loopback
@@ -56,6 +56,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "POST /v1/knowledge-bases/<kb_id>/access-requests": identity.AccessRequestBody,
     "PUT /v1/knowledge-bases/<kb_id>/grants/<member>": identity.GrantBody,
     "POST /v1/knowledge-bases/<kb_id>/webhooks": webhooks.WebhookBody,
+    "POST /v1/knowledge-bases/<kb_id>/evaluations": evaluation.EvaluationBody,
     "PATCH /v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>": webhooks.WebhookPatch,
 }
 PATH_ARG = re.compile(r"<(\w+)>")

@@ -141,6 +141,7 @@ class Oracle:
     requests: dict[str, RequestInfo] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, HookInfo] = field(default_factory=dict)
+    evaluations: dict[str, str] = field(default_factory=dict)  # run id -> knowledge base
     # Markers each principal typed in a question: their own words, shown back to them.
     typed: dict[str, set[str]] = field(default_factory=dict)
 
@@ -191,6 +192,7 @@ class Oracle:
         for hook in self.hooks.values():
             if hook.kb == kb_id:
                 hook.alive = False
+        self.evaluations = {run: kb for run, kb in self.evaluations.items() if kb != kb_id}
 
     def drop_workspace(self, workspace: str) -> None:
         """A deleted workspace: its knowledge bases, members, keys and sessions."""
@@ -246,6 +248,9 @@ class Oracle:
         for key in self.keys.values():
             if f"key:{key.id}" != principal and LEVEL[self.role(principal, key.workspace)] < ADMIN:
                 hidden.add(key.id)
+        for run, kb_id in self.evaluations.items():
+            if kb_id not in seen_kbs:
+                hidden.add(run)
         for hook in self.hooks.values():
             kb = self.kbs[hook.kb]
             if self.kb_level(principal, kb.workspace, kb.id) < ADMIN:
@@ -1113,6 +1118,60 @@ def op_deliveries(world: World, actor: Actor) -> Op:
     return Op("GET", f"/v1/webhooks/{hook}/deliveries", 404 if gone else expected)
 
 
+def op_run_evaluation(world: World, actor: Actor) -> Op:
+    kb = world.pick_kb(actor)
+    # No marker: a run's questions are shown to every reader of its knowledge base.
+    question = "Which deliveries does the ledger record for the lighthouse?"
+
+    def ran(body: Any) -> None:
+        world.oracle.evaluations[body["id"]] = kb
+        # Each question is answered as a turn of the caller's history.
+        for result in body["results"]:
+            if result.get("turn_id"):
+                session = world.stack.database.scalar(
+                    "SELECT session_id::text FROM chat_turns WHERE id = CAST(:t AS uuid)",
+                    t=result["turn_id"],
+                )
+                world.oracle.sessions.setdefault(str(session), (actor.principal, actor.acting))
+                world.oracle.turns[result["turn_id"]] = TurnInfo(
+                    result["turn_id"], actor.principal, actor.acting, str(session), [kb]
+                )
+
+    return Op(
+        "POST",
+        f"/v1/knowledge-bases/{kb}/evaluations",
+        _kb_status(world, actor, kb, WRITE),
+        True,
+        json={"questions": [{"question": question, "expected_sources": ["*.txt"]}]},
+        on_success=ran,
+    )
+
+
+def op_list_evaluations(world: World, actor: Actor) -> Op:
+    kb = world.pick_kb(actor)
+    return Op("GET", f"/v1/knowledge-bases/{kb}/evaluations", _kb_status(world, actor, kb, READ))
+
+
+def _pick_run(world: World, actor: Actor) -> tuple[str, int]:
+    """An evaluation run and the status the oracle expects (404 for what is unread)."""
+    runs = list(world.oracle.evaluations.items())
+    if not runs or world.rng.random() < 0.1:
+        return UNKNOWN, 404
+    run, kb = world.rng.choice(runs)
+    return run, 200 if _kb_status(world, actor, kb, READ) == 200 else 404
+
+
+def op_evaluation(world: World, actor: Actor) -> Op:
+    run, expected = _pick_run(world, actor)
+    return Op("GET", f"/v1/evaluations/{run}", expected)
+
+
+def op_compare_evaluations(world: World, actor: Actor) -> Op:
+    (first, one), (second, two) = _pick_run(world, actor), _pick_run(world, actor)
+    expected = 200 if one == two == 200 else 404
+    return Op("GET", f"/v1/evaluations/{first}/compare/{second}", expected)
+
+
 KB = "/v1/knowledge-bases/<kb_id>"
 DOC = "/v1/documents/<document_id>"
 WS = "/v1/workspaces/<workspace>"
@@ -1149,6 +1208,10 @@ OPERATIONS: dict[str, Operation] = {
     f"DELETE {WS}": op_delete_workspace,
     f"GET {WS}/ingest-rejections": op_ingest_rejections,
     f"POST {KB}/webhooks": op_create_webhook,
+    f"POST {KB}/evaluations": op_run_evaluation,
+    f"GET {KB}/evaluations": op_list_evaluations,
+    "GET /v1/evaluations/<run_id>": op_evaluation,
+    "GET /v1/evaluations/<run_id>/compare/<other_id>": op_compare_evaluations,
     f"GET {KB}/webhooks": op_list_webhooks,
     f"GET {KB}/webhooks/<webhook_id>": op_get_webhook,
     f"PATCH {KB}/webhooks/<webhook_id>": op_patch_webhook,

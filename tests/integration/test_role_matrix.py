@@ -39,6 +39,9 @@ GRANT_LEVEL = {None: 0, "read": 1, "write": 2}
 READ, WRITE, ADMIN, OWNER = 1, 2, 3, 4
 WORKSPACE = "default"
 # Loopback is allow-listed for the test; the event never happens, so nothing is sent.
+EVALUATION = {
+    "questions": [{"question": "When do the tides rise?", "expected_sources": ["tides.txt"]}]
+}
 HOOK = {"url": "http://127.0.0.1:9/hook", "events": ["version.awaiting_approval"]}
 TEXT = "The lighthouse keeper logs the tides every morning. Tides rise twice a day."
 
@@ -64,6 +67,7 @@ class World:
     chunk_id: int
     target: Caller
     webhook: str = ""
+    evaluation: str = ""
     grants: dict[str, str] = field(default_factory=dict)
     turns: dict[str, str] = field(default_factory=dict)
     sessions: dict[str, str] = field(default_factory=dict)
@@ -366,6 +370,20 @@ ROUTES: dict[str, Entry] = {
     "GET /v1/webhooks/<webhook_id>/deliveries": Entry(
         on_kb(ADMIN), lambda w, c: c.api.get(f"/v1/webhooks/{w.webhook}/deliveries")
     ),
+    f"POST {KB}/evaluations": Entry(
+        on_kb(WRITE),
+        lambda w, c: c.api.post(f"/v1/knowledge-bases/{w.kb['id']}/evaluations", json=EVALUATION),
+    ),
+    f"GET {KB}/evaluations": Entry(
+        on_kb(READ), lambda w, c: c.api.get(f"/v1/knowledge-bases/{w.kb['id']}/evaluations")
+    ),
+    "GET /v1/evaluations/<run_id>": Entry(
+        on_kb(READ), lambda w, c: c.api.get(f"/v1/evaluations/{w.evaluation}")
+    ),
+    "GET /v1/evaluations/<run_id>/compare/<other_id>": Entry(
+        on_kb(READ),
+        lambda w, c: c.api.get(f"/v1/evaluations/{w.evaluation}/compare/{w.evaluation}"),
+    ),
     f"POST {DOC}/reindex": Entry(
         on_kb(WRITE), lambda w, c: c.api.post(f"/v1/documents/{w.document['id']}/reindex")
     ),
@@ -497,6 +515,9 @@ def world(clean_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> tuple[Wor
     )
     world = World(stack, owner, kb, document, retrieved["passages"][0]["chunk_id"], target)
     world.webhook = world.fresh_webhook()
+    evaluated = owner.post(f"/v1/knowledge-bases/{kb['id']}/evaluations", json=EVALUATION)
+    assert evaluated.status_code == 201, evaluated.get_data(as_text=True)
+    world.evaluation = body_of(evaluated)["id"]
     # The grants: read for one limited viewer, write for the limited editor.
     for name, access in (("lim-granted", "read"), ("led", "write")):
         caller = next(c for c in callers if c.name == name)

@@ -8,11 +8,12 @@ the API fuzz test) cannot miss it.
 
 from __future__ import annotations
 
-from shared.api import answer, identity, manage, upload, webhooks
+from shared.api import answer, evaluation, identity, manage, upload, webhooks
 from shared.api.http import Route
 
 ALL_ROUTES: list[Route] = [
     *answer.ROUTES,
+    *evaluation.ROUTES,
     *manage.ROUTES,
     *identity.ROUTES,
     *upload.ROUTES,
