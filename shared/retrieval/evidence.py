@@ -6,12 +6,13 @@ file name or title). Each points at documents: a name at those whose profile (fi
 name, title, opening text) contains it, a period at those whose reporting period (read
 from their cover) or file date is the one named, a file name at its document.
 
-A name is *document-level* evidence only where documents carry it on their cover but
-their passages do not repeat it: a company's filings say "the Company", so a search
-for "Apple's net sales" finds every company's net sales unless it is narrowed to
-Apple's filings. In a topical collection (papers) the passages about "MRI" say "MRI",
-so full text finds them and a filter would only drop relevant papers that do not spell
-it out; such names are left to the chunk arms.
+A name is *document-level* evidence only where documents carry it on their cover and
+are long beside it, or their passages do not repeat it: a company's filings say "the
+Company", so a search for "Apple's net sales" finds every company's net sales unless it
+is narrowed to Apple's filings. In a topical collection of abstracts the profile is the
+text itself and the passages about "MRI" say "MRI", so full text finds them and a
+filter would only drop relevant papers that do not spell it out; such names are left
+to the chunk arms.
 
 The evidence narrows the search hard only when it is unambiguous: a document named by
 file name or title; a document-level name together with a period (or "latest",
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from shared.db.connection import Session
-from shared.periods import ReportingPeriod
+from shared.periods import MONTHS, ReportingPeriod
 from shared.retrieval.periods import Order, PeriodAsk, asks_range, order_asked, period_asks
 from shared.retrieval.query import named_terms
 from shared.store import search as store
@@ -39,8 +40,13 @@ from shared.store.search import DocumentFacts
 # their profile: a word every document's title page has ("Form", "Inc") says nothing.
 NAME_MAX_SHARE = 0.5
 # A name is about whole documents (not a topic their passages discuss) if fewer than
-# this share of its documents' chunks contain it.
+# this share of its documents' chunks contain it ...
 DOCUMENT_LEVEL_MAX_COVERAGE = 0.5
+# ... or if its documents are long beside the profile that names them: a profile is a
+# document's opening, so in a one- or two-chunk abstract it is the text itself (full
+# text already sees the name there), while in a filing of many chunks it is the cover,
+# and a name on the cover (repeated in page headers or not) is the filing's subject.
+DOCUMENT_LEVEL_MIN_CHUNKS = 4
 
 
 @dataclass
@@ -125,7 +131,8 @@ def weigh(session: Session, scope: ScopeSql, question: str) -> Evidence:
     Returns:
         The documents to narrow to or prefer, and what the question named.
     """
-    names = named_terms(question)
+    # Month names are periods here, not subjects ("the quarter ended September 30").
+    names = [name for name in named_terms(question) if name.lower() not in MONTHS]
     asks = period_asks(question)
     order = order_asked(question)
     evidence = Evidence(names=names, periods=[a.text for a in asks], order=order)
@@ -145,7 +152,10 @@ def weigh(session: Session, scope: ScopeSql, question: str) -> Evidence:
         if not carrying or len(carrying) > NAME_MAX_SHARE * in_scope:
             continue
         coverage = store.name_coverage(session, _ids(carrying), name)
-        if coverage.with_name < DOCUMENT_LEVEL_MAX_COVERAGE * coverage.chunks:
+        if (
+            coverage.with_name < DOCUMENT_LEVEL_MAX_COVERAGE * coverage.chunks
+            or coverage.chunks >= DOCUMENT_LEVEL_MIN_CHUNKS * len(carrying)
+        ):
             evidence.document_names.append(name)
             groups.append(carrying)
     dated = matching_periods(documents, asks, asks_range(question)) if asks else []
