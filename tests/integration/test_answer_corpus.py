@@ -83,3 +83,27 @@ def test_a_company_not_in_the_knowledge_base_gets_the_not_in_documents_answer(
     assert body.status_code == 200
     assert body_of(body)["answer"] == NOT_IN_DOCUMENTS
     assert body_of(body)["citations"] == []
+
+
+EVAL_SET = Path(__file__).resolve().parents[1] / "data" / "sec10q_eval.csv"
+
+
+def test_most_answers_to_the_eval_set_cite_only_the_expected_filings(
+    stack: LocalStack, sec_kb: str
+) -> None:
+    """Questions naming quarters (fiscal or calendar), dates, "latest" or no company."""
+    with EVAL_SET.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) >= 60
+    api = Api(stack)
+    misses = []
+    for row in rows:
+        response = api.post(
+            "/v1/ask", json={"knowledge_base_ids": [sec_kb], "question": row["question"]}
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        cited = {citation["filename"] for citation in (response.json or {})["citations"]}
+        globs = row["expected_sources"].split(";")
+        if not cited or any(not any(fnmatch.fnmatch(n, g) for g in globs) for n in cited):
+            misses.append(f"{row['question']!r} cites {sorted(cited)}")
+    assert len(misses) <= 0.1 * len(rows), "\n".join(misses)
