@@ -6,10 +6,10 @@ file name or title). Each points at documents: a name at those whose profile (fi
 name, title, opening text) contains it, a period at those whose reporting period (read
 from their cover) or file date is the one named, a file name at its document.
 
-A name is *document-level* evidence only where documents carry it on their cover and
-are long beside it, or their passages do not repeat it: a company's filings say "the
-Company", so a search for "Apple's net sales" finds every company's net sales unless it
-is narrowed to Apple's filings. In a topical collection of abstracts the profile is the
+A name is *document-level* evidence only where the documents carrying it on their cover
+are long beside it: a company's filings say "the Company" in their passages, so a
+search for "Apple's net sales" finds every company's net sales unless it is narrowed
+to Apple's filings. In a topical collection of abstracts the profile is the
 text itself and the passages about "MRI" say "MRI", so full text finds them and a
 filter would only drop relevant papers that do not spell it out; such names are left
 to the chunk arms.
@@ -39,13 +39,11 @@ from shared.store.search import DocumentFacts
 # A name is evidence only if at most this share of the documents in scope carry it in
 # their profile: a word every document's title page has ("Form", "Inc") says nothing.
 NAME_MAX_SHARE = 0.5
-# A name is about whole documents (not a topic their passages discuss) if fewer than
-# this share of its documents' chunks contain it ...
-DOCUMENT_LEVEL_MAX_COVERAGE = 0.5
-# ... or if its documents are long beside the profile that names them: a profile is a
-# document's opening, so in a one- or two-chunk abstract it is the text itself (full
-# text already sees the name there), while in a filing of many chunks it is the cover,
-# and a name on the cover (repeated in page headers or not) is the filing's subject.
+# A name is about whole documents (not a topic their passages discuss) if its documents
+# are long beside the profile that names them, at least this many chunks each on
+# average: a profile is a document's opening, so in a one- or two-chunk abstract it is
+# the text itself (full text already sees the name there), while in a filing of many
+# chunks it is the cover, and a name on the cover is the filing's subject.
 DOCUMENT_LEVEL_MIN_CHUNKS = 4
 
 
@@ -151,11 +149,7 @@ def weigh(session: Session, scope: ScopeSql, question: str) -> Evidence:
         carrying = [d for d in documents if name in d.matched]
         if not carrying or len(carrying) > NAME_MAX_SHARE * in_scope:
             continue
-        coverage = store.name_coverage(session, _ids(carrying), name)
-        if (
-            coverage.with_name < DOCUMENT_LEVEL_MAX_COVERAGE * coverage.chunks
-            or coverage.chunks >= DOCUMENT_LEVEL_MIN_CHUNKS * len(carrying)
-        ):
+        if store.chunk_total(session, _ids(carrying)) >= DOCUMENT_LEVEL_MIN_CHUNKS * len(carrying):
             evidence.document_names.append(name)
             groups.append(carrying)
     dated = matching_periods(documents, asks, asks_range(question)) if asks else []

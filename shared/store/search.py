@@ -75,14 +75,6 @@ class DocumentFacts:
 
 
 @dataclass(frozen=True)
-class NameCoverage:
-    """How many of some documents' chunks contain a name, of all their chunks."""
-
-    with_name: int
-    chunks: int
-
-
-@dataclass(frozen=True)
 class VectorHit:
     """A vector arm candidate: chunk id and full-precision cosine distance."""
 
@@ -200,17 +192,14 @@ def document_facts(
     )
 
 
-def name_coverage(session: Session, document_ids: Sequence[str], name: str) -> NameCoverage:
-    """How many chunks of the active versions of ``document_ids`` contain ``name``."""
-    found = session.record(
-        NameCoverage,
-        "SELECT count(*) FILTER (WHERE c.tsv @@ plainto_tsquery('english', :name)) AS with_name,"
-        " count(*) AS chunks FROM chunks c WHERE c.version_id IN (SELECT d.active_version_id"
-        " FROM documents d WHERE d.id = ANY(CAST(:docs AS uuid[])))",
-        name=name,
+def chunk_total(session: Session, document_ids: Sequence[str]) -> int:
+    """The chunks of the active versions of ``document_ids`` (from their chunk counts)."""
+    total = session.scalar(
+        "SELECT coalesce(sum(v.chunk_count), 0) FROM documents d JOIN document_versions v"
+        " ON v.id = d.active_version_id WHERE d.id = ANY(CAST(:docs AS uuid[]))",
         docs=list(document_ids),
     )
-    return found or NameCoverage(0, 0)
+    return int(total or 0)
 
 
 def scope_chunk_count(database: Database, scope: ScopeSql, cap: int) -> int:
