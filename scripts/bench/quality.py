@@ -75,7 +75,7 @@ def measure(routing: str | None) -> dict[str, Any]:
                 )
             assert response.status_code == 202, response.get_data(as_text=True)
         stack.wait_idle(1800)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for row in load_questions():
             answer = client.post(
                 "/v1/ask", json={"knowledge_base_ids": [kb_id], "question": row["question"]}
