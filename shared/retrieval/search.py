@@ -95,6 +95,7 @@ class Retrieval:
     latest: bool = False
     arms: list[ArmRankings] = field(default_factory=list)
     evidence: Evidence | None = None
+    reranked: bool = False
 
 
 @dataclass(frozen=True)
