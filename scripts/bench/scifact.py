@@ -514,7 +514,8 @@ def plot(scores: dict[str, dict[str, float]], path: Path, subset: bool) -> None:
     ]
     width = 0.38
     if not subset:
-        before = [BEFORE_BM25[m]["ndcg@10"] for m in modes]
+        # The default (routing: auto) did not exist before BM25: no bar.
+        before = [BEFORE_BM25.get(m, {}).get("ndcg@10", float("nan")) for m in modes]
         left.bar(
             [x - width / 2 for x in positions],
             before,
@@ -712,7 +713,7 @@ def markdown(scores: dict[str, dict[str, float]], facts: dict[str, Any], plot_fi
         f" | **{scores[m]['ndcg@10']:.3f}** | {BEFORE_BM25[m]['recall@100']:.3f}"
         f" | **{scores[m]['recall@100']:.3f}** |"
         for m in PLOT_LABELS
-        if m in scores
+        if m in scores and m in BEFORE_BM25
     ]
     routing = facts["routing"]
     subset = bool(facts["subset"])
