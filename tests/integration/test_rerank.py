@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from scripts.localstack.stack import LocalStack
 from shared.config import get_settings
 from shared.retrieval.rerank import (
     ChatReranker,
@@ -14,6 +15,7 @@ from shared.retrieval.rerank import (
     rerank_passages,
 )
 from shared.retrieval.types import Passage
+from tests.support.api import Api
 from tests.support.openai_server import OpenAIServer, RecordedRequest, Reply
 
 TEXTS = ["Apple's net sales were $81.8 billion.", "Intel's tax rate was 696%.", "NVIDIA grew."]
@@ -150,3 +152,40 @@ def test_reranking_is_off_by_default() -> None:
     )
     assert isinstance(get_reranker(configured), EndpointReranker)
     assert configured.rerank_texts_field == "documents"
+
+
+def test_retrieval_through_the_api_takes_the_endpoints_order(
+    clean_stack: LocalStack, server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/v1/retrieve: 20 fused candidates go to the endpoint, the top_k come back reranked."""
+    api = Api(clean_stack)
+    kb = api.create_kb("rerank")
+    for n in range(3):
+        body = f"# Report {n}\n\nQuarterly revenue of segment {n} grew by {n + 1} percent.\n"
+        api.upload(kb["id"], f"report-{n}.md", body.encode())
+    clean_stack.wait_idle(120)
+    question = {"knowledge_base_ids": [kb["id"]], "query": "quarterly revenue", "top_k": 2}
+    plain = api.post("/v1/retrieve", json=question).json or {}
+    fused = [p["filename"] for p in plain["passages"]]
+
+    def reverse(request: RecordedRequest) -> Reply:
+        count = len(request.json["documents"])
+        return _scores([float(i) for i in range(count)], "relevance_score", True)
+
+    server.route("/v1/rerank", reverse)
+    runtime = clean_stack.runtime
+    configured = runtime.settings.model_copy(
+        update={
+            "rerank": "endpoint",
+            "rerank_url": f"{server.base_url}/rerank",
+            "rerank_api_key": "sk-rerank",
+        }
+    )
+    monkeypatch.setattr(runtime, "settings", configured)
+    reranked = api.post("/v1/retrieve", json=question).json or {}
+    (sent,) = server.requests_to("/v1/rerank")
+    assert len(sent.json["documents"]) == 3  # every candidate, not only top_k
+    last_first = [p["filename"] for p in reranked["passages"]]
+    assert len(last_first) == 2
+    assert last_first != fused[:2]
+    assert last_first[0] not in fused[:2]  # the fused order's last candidate now leads
