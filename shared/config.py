@@ -242,6 +242,20 @@ class Settings(BaseSettings):
     )
     answer_max_question_chars: int = Field(4000, description="longest question accepted")
 
+    # Reranking the fused candidates (shared/retrieval/rerank.py); off by default. Any
+    # failure or timeout keeps the fused order.
+    rerank: Literal["off", "llm", "endpoint"] = Field(
+        "off", description="off, llm (the chat model, listwise) or endpoint (a /rerank API)"
+    )
+    rerank_candidates: int = Field(20, description="fused candidates the reranker orders")
+    rerank_timeout_s: float = Field(5.0, description="seconds a rerank call may take")
+    rerank_model: str = Field("", description="reranking model (llm: empty is OPENAI_MODEL)")
+    rerank_url: str = Field("", description="the /rerank endpoint (endpoint mode)")
+    rerank_api_key: str = Field("", description="bearer token for the /rerank endpoint")
+    rerank_texts_field: Literal["documents", "texts"] = Field(
+        "documents", description="documents (Cohere, Jina) or texts (Hugging Face TEI)"
+    )
+
     @field_validator("answer_min_similarity", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:

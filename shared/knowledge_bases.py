@@ -28,7 +28,7 @@ __all__ = [
 
 KB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 # How questions naming something are routed (see shared/retrieval/search.py).
-ROUTING_MODES = ("names", "off")
+ROUTING_MODES = ("auto", "names", "off")
 
 
 def resolve_dimension(model: str, dimension: int | None) -> int:
@@ -52,14 +52,17 @@ def create_knowledge_base(
     embedding_dim: int | None = None,
     chunk_tokens: int | None = None,
     chunk_overlap: int | None = None,
-    routing: str = "names",
+    routing: str = "auto",
     workspace: str | None = None,
     require_approval: bool = False,
 ) -> KnowledgeBase:
     """Create a knowledge base; the settings give the defaults of what is not chosen.
 
-    ``routing`` is ``names`` (a question naming something searches only the documents
-    whose profile names it) or ``off`` (every question searches every document).
+    ``routing`` is ``auto`` (the default: what a question names, subjects, periods and
+    file names, is weighed as evidence about its documents, narrowing only when it is
+    unambiguous; ``shared.retrieval.evidence``), ``names`` (a question naming something
+    searches only the documents whose profile names it) or ``off`` (every question
+    searches every document).
     ``require_approval`` keeps each new version out of answers until an editor approves
     it (``shared.pipeline.approval``).
 

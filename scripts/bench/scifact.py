@@ -238,12 +238,9 @@ def ingest(stack: Any, data: SciFact, cached: CachedEmbedder) -> Ingested:
         if done.ready == len(data.corpus):
             return done
         raise RuntimeError("an earlier, incomplete ingest is in the way: run without --reuse")
-    # A collection of papers is topical: capitalised words in claims are topics ("MRI",
-    # "BRCA1"), not the subjects documents are filed under (docs/answering.md, routing).
-    created = client.post(
-        "/v1/knowledge-bases",
-        json={"name": KB_NAME, "embedding_model": MODEL, "routing": "off"},
-    )
+    # The settings of a new knowledge base (routing: auto); run_queries sets each
+    # routing it measures.
+    created = client.post("/v1/knowledge-bases", json={"name": KB_NAME, "embedding_model": MODEL})
     assert created.status_code == 201, created.get_data(as_text=True)
     kb_id = created.json["id"]  # type: ignore[index]
     misses, seconds = cached.misses, cached.seconds
@@ -313,6 +310,7 @@ class Runs:
     latency_ms: dict[str, list[float]] = field(default_factory=dict)
     routed: int = 0  # queries that routing by name narrowed to named documents
     routed_queries: list[dict[str, Any]] = field(default_factory=list)
+    narrowed_by_default: int = 0  # claims routing: auto narrowed
 
     def add(self, mode: str, query_id: str, ranking: list[str]) -> None:
         """Record a mode's document ranking for a query."""
@@ -354,13 +352,25 @@ def run_queries(stack: Any, data: SciFact, kb: Ingested) -> Runs:
         document_of = {candidate.id: candidate.document_id for candidate in arm.rows}
         runs.add("dense", query_id, documents([document_of[c] for c in arm.vector]))
         runs.add("fts", query_id, documents([document_of[c] for c in arm.text]))
-        runs.add("hybrid", query_id, documents([p.document_id for p in hybrid.passages]))
+        runs.add(
+            "hybrid_routing_off", query_id, documents([p.document_id for p in hybrid.passages])
+        )
 
         # The vector arm at the depth an API caller gets by default (40 candidates).
         shallow = RetrievalRequest(**{**request.__dict__, "top_k": API_DEPTH})
         (arm,) = retrieve(database, shallow).arms
         document_of = {candidate.id: candidate.document_id for candidate in arm.rows}
         runs.add("dense_api_depth", query_id, documents([document_of[c] for c in arm.vector]))
+
+    # The default of every knowledge base: what a claim names weighed as evidence.
+    update_knowledge_base(database, kb.kb_id, routing="auto")
+    for number, (query_id, request) in enumerate(requests.items(), start=1):
+        if number % 50 == 0:
+            log.info("queried %d/%d (routing: auto)", number, len(requests))
+        weighed = retrieve(database, request)
+        runs.add("hybrid", query_id, documents([p.document_id for p in weighed.passages]))
+        if weighed.routed_to is not None:
+            runs.narrowed_by_default += 1
 
     update_knowledge_base(database, kb.kb_id, routing="names")
     try:
@@ -449,10 +459,11 @@ def bootstrap_ci(values: Sequence[float], samples: int = BOOTSTRAP_SAMPLES) -> t
 MODES = {
     "fts": "Full text only (product full-text arm, BM25)",
     "dense": "MiniLM dense only (product HNSW arm)",
-    "hybrid": "**Hybrid: `retrieve()` as the API calls it** (RRF k=60; knowledge base"
-    " `routing: off`, as a topical collection is configured)",
-    "hybrid_routing_names": "Hybrid, knowledge base `routing: names` (the default for a"
-    " new knowledge base)",
+    "hybrid": "**Hybrid: `retrieve()` as the API calls it, the settings of a new knowledge"
+    " base** (RRF k=60; `routing: auto`, document evidence)",
+    "hybrid_routing_off": "Hybrid, expert override `routing: off`",
+    "hybrid_routing_names": "Hybrid, expert override `routing: names` (the hard name"
+    " filter, the default before `auto`)",
     "dense_api_depth": "Diagnostic: HNSW arm at the API's depth (top_k=10: 40 candidates,"
     " ef_search {ef_search})",
     "dense_exact": "Diagnostic: exact cosine over the product's chunk vectors",
@@ -472,13 +483,14 @@ REFERENCE = {
 BEFORE_BM25 = {
     "fts": {"ndcg@10": 0.4195, "recall@100": 0.8301},
     "dense": {"ndcg@10": 0.6561, "recall@100": 0.9367},
-    "hybrid": {"ndcg@10": 0.6370, "recall@100": 0.9343},
+    "hybrid_routing_off": {"ndcg@10": 0.6370, "recall@100": 0.9343},
     "hybrid_routing_names": {"ndcg@10": 0.6085, "recall@100": 0.8257},
 }
 PLOT_LABELS = {
     "fts": "full text",
     "dense": "dense\n(MiniLM)",
-    "hybrid": "hybrid\n(routing off)",
+    "hybrid": "hybrid\n(default: auto)",
+    "hybrid_routing_off": "hybrid\n(routing off)",
     "hybrid_routing_names": "hybrid\n(routing: names)",
 }
 
@@ -502,7 +514,8 @@ def plot(scores: dict[str, dict[str, float]], path: Path, subset: bool) -> None:
     ]
     width = 0.38
     if not subset:
-        before = [BEFORE_BM25[m]["ndcg@10"] for m in modes]
+        # The default (routing: auto) did not exist before BM25: no bar.
+        before = [BEFORE_BM25.get(m, {}).get("ndcg@10", float("nan")) for m in modes]
         left.bar(
             [x - width / 2 for x in positions],
             before,
@@ -567,7 +580,7 @@ def plot(scores: dict[str, dict[str, float]], path: Path, subset: bool) -> None:
 def routing_effect(runs: Runs, data: SciFact) -> dict[str, Any]:
     """What routing did to the queries it narrowed (hybrid with vs without routing)."""
     routed_ndcg = per_query_ndcg(runs.rankings["hybrid_routing_names"], data.qrels)
-    unrouted_ndcg = per_query_ndcg(runs.rankings["hybrid"], data.qrels)
+    unrouted_ndcg = per_query_ndcg(runs.rankings["hybrid_routing_off"], data.qrels)
     routed_ids = [r["query_id"] for r in runs.routed_queries]
     deltas = [routed_ndcg[q] - unrouted_ndcg[q] for q in routed_ids]
     return {
@@ -580,7 +593,7 @@ def routing_effect(runs: Runs, data: SciFact) -> dict[str, Any]:
             1
             for q in routed_ids
             if not set(runs.rankings["hybrid_routing_names"].get(q, ())) & set(data.qrels[q])
-            and set(runs.rankings["hybrid"].get(q, ())) & set(data.qrels[q])
+            and set(runs.rankings["hybrid_routing_off"].get(q, ())) & set(data.qrels[q])
         ),
         "median_documents_routed_to": median([r["documents"] for r in runs.routed_queries]),
         "mean_ndcg10_delta_over_all_queries": (
@@ -627,14 +640,15 @@ def verdicts(scores: dict[str, dict[str, float]], subset: bool) -> list[str]:
     routed = scores["hybrid_routing_names"]["ndcg@10"]
     best_published = max(PUBLISHED["bm25_flat"], PUBLISHED["minilm_dense"])
     hybrid_line = (
-        f"**Hybrid (the knowledge base configured `routing: off`): target met.** {hybrid:.3f}"
-        f" ≥ {HYBRID_TARGET}."
+        f"**Hybrid (the settings of a new knowledge base, `routing: auto`): target met.**"
+        f" {hybrid:.3f} ≥ {HYBRID_TARGET}."
         if hybrid >= HYBRID_TARGET
-        else f"**Hybrid (the knowledge base configured `routing: off`): target missed.**"
-        f" {hybrid:.3f} < {HYBRID_TARGET} ({hybrid - HYBRID_TARGET:+.3f})."
+        else f"**Hybrid (the settings of a new knowledge base, `routing: auto`): target"
+        f" missed.** {hybrid:.3f} < {HYBRID_TARGET} ({hybrid - HYBRID_TARGET:+.3f})."
     )
     hybrid_line += (
-        f" With `routing: names`, the default for a new knowledge base: {routed:.3f}"
+        f" `routing: off`: {scores['hybrid_routing_off']['ndcg@10']:.3f}."
+        f" With `routing: names`, the earlier default: {routed:.3f}"
         + (" (meets it too)." if routed >= HYBRID_TARGET else " (misses it).")
         + (
             f" Above both published baselines (best: {best_published:.3f})."
@@ -699,7 +713,7 @@ def markdown(scores: dict[str, dict[str, float]], facts: dict[str, Any], plot_fi
         f" | **{scores[m]['ndcg@10']:.3f}** | {BEFORE_BM25[m]['recall@100']:.3f}"
         f" | **{scores[m]['recall@100']:.3f}** |"
         for m in PLOT_LABELS
-        if m in scores
+        if m in scores and m in BEFORE_BM25
     ]
     routing = facts["routing"]
     subset = bool(facts["subset"])
@@ -962,6 +976,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "queries": len(data.queries),
             "chunks": kb.chunks,
             "routed_queries": runs.routed,
+            "narrowed_by_default": runs.narrowed_by_default,
             "ingest_wall_s": kb.wall_s,
             "query_wall_s": round(query_s, 1),
             "total_wall_s": round(total_s, 1),

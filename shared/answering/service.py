@@ -25,6 +25,7 @@ from shared.db import Database
 from shared.errors import NotFoundError, UpstreamError
 from shared.retrieval import Retrieval, RetrievalRequest, retrieve
 from shared.retrieval.query import named_terms
+from shared.retrieval.rerank import get_reranker, rerank_passages
 from shared.retrieval.types import Passage
 from shared.runtime import Runtime
 from shared.store import history
@@ -87,18 +88,26 @@ class Event:
 def retrieve_for(runtime: Runtime, principal: Principal, question: Question) -> Retrieval:
     """Hybrid retrieval for ``question`` inside the principal's scope.
 
+    With reranking configured (``Settings.rerank``), the reranker orders the fused
+    candidates and the best ``top_k`` are kept; on any failure, the fused order.
+
     Args:
         runtime: The instance's runtime (its database is searched).
         principal: The caller; only their workspace is searched.
         question: The question and its filters.
     """
-    return retrieve(
+    settings = runtime.settings
+    reranker = get_reranker(settings)
+    found = retrieve(
         runtime.database,
         RetrievalRequest(
             query=question.text,
             kb_ids=question.kb_ids,
             workspace=principal.workspace,
-            top_k=question.top_k,
+            # A reranker orders more candidates than the answer keeps.
+            top_k=max(question.top_k, settings.rerank_candidates)
+            if reranker is not None
+            else question.top_k,
             document_ids=question.document_ids,
             metadata=question.metadata,
             min_similarity=question.min_similarity,
@@ -106,6 +115,11 @@ def retrieve_for(runtime: Runtime, principal: Principal, question: Question) -> 
             granted_only=not principal.reads_every_kb,
         ),
     )
+    if reranker is not None:
+        found.passages, found.reranked = rerank_passages(
+            reranker, question.text, found.passages, question.top_k
+        )
+    return found
 
 
 def prepare_turn(

@@ -45,7 +45,7 @@ class CreateKnowledgeBase(BaseModel):
     embedding_dimensions: int | None = Field(None, ge=1, le=16000)
     chunk_tokens: int | None = Field(None, ge=16, le=8192)
     chunk_overlap: int | None = Field(None, ge=0, le=4096)
-    routing: Literal["names", "off"] = "names"
+    routing: Literal["auto", "names", "off"] = "auto"
     require_approval: bool = False
 
 
@@ -55,7 +55,7 @@ class UpdateKnowledgeBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str | None = Field(None, max_length=2000)
-    routing: Literal["names", "off"] | None = None
+    routing: Literal["auto", "names", "off"] | None = None
     require_approval: bool | None = None
 
 

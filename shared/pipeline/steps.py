@@ -20,6 +20,7 @@ from shared.models import (
     ParsedDocument,
 )
 from shared.paths import parsed_object_name
+from shared.periods import reporting_period
 from shared.pipeline.approval import (
     WAITING,
     Superseded,
@@ -109,6 +110,7 @@ def _parse_held(runtime: Runtime, version: Version, holder: str) -> bool:
                 page_count=parsed.page_count,
                 source_date=document_date(parsed),
                 profile=document_profile(version.filename, parsed),
+                period=reporting_period(parsed.text),
             )
             if parsed.title:
                 document_store.set_title(session, version.document_id, parsed.title[:500])

@@ -19,6 +19,7 @@ from typing import Any
 
 from shared.db import Database
 from shared.db.connection import Session, vector_literal
+from shared.retrieval.evidence import Evidence, weigh
 from shared.retrieval.fusion import reciprocal_rank_fusion
 from shared.retrieval.query import named_terms, or_query_terms, wants_latest
 from shared.retrieval.types import Passage
@@ -64,8 +65,9 @@ class RetrievalRequest:
         metadata: Only documents whose metadata passes this filter (``shared.filters``:
             bare values contained, operator objects compared), if given.
         min_similarity: Drop passages whose cosine similarity to the query is lower.
-        route: Route questions that name something to the documents about it, and
-            "latest" questions to the newest of those (see :func:`route_documents`).
+        route: Weigh what the question names (subjects, periods, file names) as
+            evidence about its documents (see :mod:`shared.retrieval.evidence`); with
+            routing ``names`` the earlier hard name filter (:func:`route_documents`).
         reader: The caller's principal id.
         granted_only: The caller reads only knowledge bases granted to them (see
             :class:`shared.store.scope.Scope`).
@@ -92,6 +94,8 @@ class Retrieval:
     names: list[str] = field(default_factory=list)
     latest: bool = False
     arms: list[ArmRankings] = field(default_factory=list)
+    evidence: Evidence | None = None
+    reranked: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,15 +148,18 @@ def _retrieve(database: Database, request: RetrievalRequest) -> Retrieval:
         routed: list[str] | None = None
         names: list[str] = []
         latest = False
+        evidence: Evidence | None = None
         if request.route:
             with span("ragline.retrieval.routing") as routing_span:
-                routed, names, latest = route_documents(session, request)
+                evidence = weigh(session, compile_scope(request_scope(request)), request.query)
+                names = evidence.names
+                latest = evidence.order is not None and evidence.order.value == "latest"
+                if evidence.routing == "names":
+                    routed, names, latest = route_documents(session, request)
+                else:
+                    routed = evidence.narrow_to
                 routing_span.set_attribute("ragline.routed", len(routed or ()))
-    document_ids = request.document_ids
-    if routed is not None:
-        document_ids = (
-            routed if document_ids is None else [d for d in routed if d in set(document_ids)]
-        ) or document_ids
+    document_ids = _within(routed, request.document_ids)
     rankings: list[list[int]] = []
     rows: dict[int, HybridRow] = {}
     arms: list[ArmRankings] = []
@@ -162,6 +169,16 @@ def _retrieve(database: Database, request: RetrievalRequest) -> Retrieval:
         rankings.extend([arm.vector, arm.text])
         for row in arm.rows:
             rows[row.id] = row
+    prefer = evidence.prefer if evidence is not None else None
+    preferred = _within(prefer, request.document_ids) if prefer else None
+    if routed is None and preferred:
+        # The preferred documents' own best passages, as two more rankings: their
+        # passages rise in the fused order, nothing else is hidden.
+        for model in models:
+            arm = search_model(database, request, model, preferred)
+            rankings.extend([arm.vector, arm.text])
+            for row in arm.rows:
+                rows.setdefault(row.id, row)
     fused = reciprocal_rank_fusion(rankings)
     passages: list[Passage] = []
     for chunk_id, score in fused:
@@ -180,7 +197,21 @@ def _retrieve(database: Database, request: RetrievalRequest) -> Retrieval:
         names=names,
         latest=latest,
         arms=arms,
+        evidence=evidence,
     )
+
+
+def _within(chosen: Sequence[str] | None, allowed: Sequence[str] | None) -> Sequence[str] | None:
+    """``chosen`` documents kept within the request's own ``allowed`` ones.
+
+    None (search everything allowed) when nothing was chosen or none of it is allowed.
+    """
+    if chosen is None:
+        return allowed
+    if allowed is None:
+        return list(chosen)
+    kept = [d for d in chosen if d in set(allowed)]
+    return kept or allowed
 
 
 def route_documents(

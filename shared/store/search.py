@@ -46,6 +46,35 @@ class ProfileMatch:
 
 
 @dataclass(frozen=True)
+class DocumentFacts:
+    """What a question's evidence is weighed against, for one document in scope.
+
+    Attributes:
+        id: The document.
+        filename: Its file name.
+        source_date: The date its file declares (else when it was received).
+        period_end, period_months, fiscal_year_end_month: The reporting period its
+            text states (None if none).
+        matched: The names looked for that its profile contains.
+        named: The question contains its file name (with or without extension) or title.
+        in_scope: Documents in scope.
+        routing: The knowledge bases' routing: ``off`` if any has it off, else
+            ``names`` if any has the name filter, else ``auto``.
+    """
+
+    id: str
+    filename: str
+    source_date: date | None
+    period_end: date | None
+    period_months: int | None
+    fiscal_year_end_month: int | None
+    matched: list[str]
+    named: bool
+    in_scope: int
+    routing: str
+
+
+@dataclass(frozen=True)
 class VectorHit:
     """A vector arm candidate: chunk id and full-precision cosine distance."""
 
@@ -129,6 +158,48 @@ def profile_matches(session: Session, scope: ScopeSql, names: Sequence[str]) -> 
         names=list(names),
         **scope.params,
     )
+
+
+def document_facts(
+    session: Session, scope: ScopeSql, names: Sequence[str], question: str, periods: bool
+) -> list[DocumentFacts]:
+    """The documents in scope a question's evidence can point at, with what it is weighed on.
+
+    Only documents whose profile contains one of ``names``, whose file name or title
+    the question contains, or (with ``periods``) that state a reporting period come
+    back, each with the number of documents in scope: a topical knowledge base of
+    thousands of documents returns the few whose profile has a name.
+    """
+    return session.records(
+        DocumentFacts,
+        "SELECT * FROM (SELECT d.id::text AS id, d.filename, v.source_date::date AS source_date,"
+        " v.period_end, v.period_months, v.fiscal_year_end_month,"
+        " ARRAY(SELECT t FROM unnest(CAST(:names AS text[])) AS t"
+        "       WHERE v.profile @@ plainto_tsquery('english', t)) AS matched,"
+        " (position(lower(regexp_replace(d.filename, '[.][^.]*$', '')) IN lower(:q)) > 0"
+        "  OR (length(d.title) >= 8 AND position(lower(d.title) IN lower(:q)) > 0)) AS named,"
+        " count(*) OVER () AS in_scope,"
+        " (SELECT CASE WHEN bool_or(o.routing = 'off') THEN 'off'"
+        "  WHEN bool_or(o.routing = 'names') THEN 'names' ELSE 'auto' END"
+        "  FROM knowledge_bases o WHERE o.id = ANY(CAST(:kbs AS uuid[]))) AS routing"
+        + scope.workspace_documents()
+        + ") s WHERE cardinality(matched) > 0 OR named"
+        " OR (CAST(:periods AS boolean) AND period_end IS NOT NULL)",
+        names=list(names),
+        q=question,
+        periods=periods,
+        **scope.params,
+    )
+
+
+def chunk_total(session: Session, document_ids: Sequence[str]) -> int:
+    """The chunks of the active versions of ``document_ids`` (from their chunk counts)."""
+    total = session.scalar(
+        "SELECT coalesce(sum(v.chunk_count), 0) FROM documents d JOIN document_versions v"
+        " ON v.id = d.active_version_id WHERE d.id = ANY(CAST(:docs AS uuid[]))",
+        docs=list(document_ids),
+    )
+    return int(total or 0)
 
 
 def scope_chunk_count(database: Database, scope: ScopeSql, cap: int) -> int:

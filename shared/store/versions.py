@@ -13,6 +13,7 @@ from typing import Any
 
 from shared.db import Database, Session
 from shared.ids import is_uuid
+from shared.periods import ReportingPeriod
 
 # The statuses with a timestamp column of their own (``<status>_at``), set the first
 # time the version enters the status; in the order a version goes through them.
@@ -322,8 +323,9 @@ def record_parse(
     page_count: int | None,
     source_date: str | None,
     profile: str,
+    period: ReportingPeriod | None = None,
 ) -> None:
-    """Store what parsing found: content type, page count, date and profile.
+    """Store what parsing found: content type, page count, date, profile and period.
 
     Args:
         session: A session inside the caller's transaction.
@@ -333,9 +335,11 @@ def record_parse(
         source_date: The date the document declares (ISO 8601); without one, the
             version's received (or created) time is its date.
         profile: The text the full-text profile of the version is built from.
+        period: The reporting period the document states, if any.
     """
     session.run(
         "UPDATE document_versions SET content_type = :t, page_count = :p,"
+        " period_end = CAST(:pe AS date), period_months = :pm, fiscal_year_end_month = :fy,"
         " source_date = coalesce(CAST(:date AS timestamptz), received_at, created_at),"
         # Dots, slashes and underscores split too, so "AMAZON.COM" or a file name's
         # parts match the words a question uses ("Amazon").
@@ -345,6 +349,9 @@ def record_parse(
         p=page_count,
         date=source_date,
         profile=profile,
+        pe=None if period is None else period.end.isoformat(),
+        pm=None if period is None else period.months,
+        fy=None if period is None else period.fiscal_year_end_month,
         id=version_id,
     )
 

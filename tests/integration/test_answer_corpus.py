@@ -12,6 +12,7 @@ import pytest
 
 from scripts.localstack.stack import LocalStack
 from shared.answering.service import NOT_IN_DOCUMENTS
+from shared.retrieval.search import Retrieval, RetrievalRequest, retrieve
 from tests.support.api import Api, body_of
 from tests.support.stack import wipe_stack
 
@@ -83,3 +84,84 @@ def test_a_company_not_in_the_knowledge_base_gets_the_not_in_documents_answer(
     assert body.status_code == 200
     assert body_of(body)["answer"] == NOT_IN_DOCUMENTS
     assert body_of(body)["citations"] == []
+
+
+EVAL_SET = Path(__file__).resolve().parents[1] / "data" / "sec10q_eval.csv"
+
+
+def test_most_answers_to_the_eval_set_cite_only_the_expected_filings(
+    stack: LocalStack, sec_kb: str
+) -> None:
+    """Questions naming quarters (fiscal or calendar), dates, "latest" or no company."""
+    with EVAL_SET.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) >= 60
+    api = Api(stack)
+    misses = []
+    for row in rows:
+        response = api.post(
+            "/v1/ask", json={"knowledge_base_ids": [sec_kb], "question": row["question"]}
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        cited = {citation["filename"] for citation in (response.json or {})["citations"]}
+        globs = row["expected_sources"].split(";")
+        if not cited or any(not any(fnmatch.fnmatch(n, g) for g in globs) for n in cited):
+            misses.append(f"{row['question']!r} cites {sorted(cited)}")
+    assert len(misses) <= 0.1 * len(rows), "\n".join(misses)
+
+
+def test_each_filing_stores_the_period_its_cover_states(stack: LocalStack, sec_kb: str) -> None:
+    periods = {
+        name: (str(end), months, fiscal_end)
+        for name, end, months, fiscal_end in stack.database.run(
+            "SELECT d.filename, v.period_end, v.period_months, v.fiscal_year_end_month"
+            " FROM documents d JOIN document_versions v ON v.id = d.active_version_id"
+        )
+    }
+    assert periods["2023 Q1 AAPL.pdf"] == ("2022-12-31", 3, 9)
+    assert periods["2022 Q3 MSFT.pdf"] == ("2022-09-30", 3, 6)
+    assert periods["2023 Q3 NVDA.pdf"] == ("2023-10-29", 3, 1)
+    assert periods["2023 Q2 INTC.pdf"] == ("2023-07-01", 3, 12)
+
+
+def _retrieve(stack: LocalStack, kb_id: str, question: str) -> Retrieval:
+    return retrieve(
+        stack.database,
+        RetrievalRequest(
+            query=question, kb_ids=[kb_id], workspace=stack.settings.default_workspace, top_k=5
+        ),
+    )
+
+
+def _ids(stack: LocalStack, *filenames: str) -> set[str]:
+    rows = stack.database.run(
+        "SELECT id::text FROM documents WHERE filename = ANY(:f)", f=list(filenames)
+    )
+    return {row[0] for row in rows}
+
+
+@pytest.mark.parametrize(
+    ("question", "narrowed_to"),
+    [
+        ("Apple's iPhone net sales in the first quarter of fiscal 2023?", ["2023 Q1 AAPL.pdf"]),
+        ("Microsoft's revenue in the first quarter of fiscal year 2024?", ["2023 Q3 MSFT.pdf"]),
+        ("NVIDIA's revenue in its 10-Q before the latest one?", ["2023 Q2 NVDA.pdf"]),
+        ("What does 2023 Q2 INTC.pdf say about revenue?", ["2023 Q2 INTC.pdf"]),
+    ],
+)
+def test_a_subject_with_a_period_narrows_to_its_filing(
+    stack: LocalStack, sec_kb: str, question: str, narrowed_to: list[str]
+) -> None:
+    found = _retrieve(stack, sec_kb, question)
+    assert set(found.routed_to or ()) == _ids(stack, *narrowed_to)
+    assert {p.filename for p in found.passages} == set(narrowed_to)
+
+
+def test_a_period_alone_prefers_its_filings_without_hiding_the_rest(
+    stack: LocalStack, sec_kb: str
+) -> None:
+    found = _retrieve(stack, sec_kb, "What was revenue for the quarter ended April 30, 2023?")
+    assert found.routed_to is None
+    assert found.evidence is not None
+    assert set(found.evidence.prefer or ()) == _ids(stack, "2023 Q1 NVDA.pdf")
+    assert found.passages[0].filename == "2023 Q1 NVDA.pdf"

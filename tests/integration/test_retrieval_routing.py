@@ -10,20 +10,9 @@ import pytest
 from scripts.localstack.stack import LocalStack
 from shared.retrieval.search import RetrievalRequest, retrieve
 from tests.support.api import Api
+from tests.support.filings import COMPANIES
+from tests.support.filings import filing as _filing
 from tests.support.stack import wipe_stack
-
-COMPANIES = ("Acme", "Globex", "Initech")
-
-
-def _filing(company: str) -> bytes:
-    # Every filing reports revenue in the same words: only the name tells them apart,
-    # and it stands on the cover, not in the paragraphs a revenue question matches.
-    cover = f"# {company} Corporation quarterly report\n\nFiled by {company} Corporation.\n\n"
-    body = "\n\n".join(
-        f"Revenue for the quarter grew {n} percent on higher product sales and services."
-        for n in range(1, 9)
-    )
-    return (cover + body).encode()
 
 
 @pytest.fixture
