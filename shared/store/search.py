@@ -176,8 +176,10 @@ def document_facts(
         " v.period_end, v.period_months, v.fiscal_year_end_month,"
         " ARRAY(SELECT t FROM unnest(CAST(:names AS text[])) AS t"
         "       WHERE v.profile @@ plainto_tsquery('english', t)) AS matched,"
-        " (position(lower(regexp_replace(d.filename, '[.][^.]*$', '')) IN lower(:q)) > 0"
-        "  OR (length(d.title) >= 8 AND position(lower(d.title) IN lower(:q)) > 0)) AS named,"
+        # Named by whole words, and only by a name long enough to mean one document:
+        # "a.md" is not named by every question with an "a" in it.
+        f" ({_named_in_question(_FILE_STEM, 4)}"
+        f"  OR {_named_in_question('d.title', 8)}) AS named,"
         " count(*) OVER () AS in_scope,"
         " (SELECT CASE WHEN bool_or(o.routing = 'off') THEN 'off'"
         "  WHEN bool_or(o.routing = 'names') THEN 'names' ELSE 'auto' END"
@@ -189,6 +191,22 @@ def document_facts(
         q=question,
         periods=periods,
         **scope.params,
+    )
+
+
+_FILE_STEM = "regexp_replace(d.filename, '[.][^.]*$', '')"
+
+
+def _words(sql: str) -> str:
+    """``sql`` lower-cased with every run of non-alphanumerics one space, space-padded."""
+    return f"(' ' || btrim(regexp_replace(lower({sql}), '[^[:alnum:]]+', ' ', 'g')) || ' ')"
+
+
+def _named_in_question(name_sql: str, shortest: int) -> str:
+    """Whether the question (``:q``) contains the name ``name_sql`` as whole words."""
+    return (
+        f"(length({_words(name_sql)}) >= {shortest + 2}"
+        f" AND position({_words(name_sql)} IN {_words(':q')}) > 0)"
     )
 
 

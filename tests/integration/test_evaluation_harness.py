@@ -132,7 +132,7 @@ def test_a_run_scores_each_question_as_computed_independently(
     assert response.status_code == 201, response.get_data(as_text=True)
     run = body_of(response)
     assert run["status"] == "completed" and run["question_count"] == 5
-    assert run["settings"]["top_k"] == 4 and run["settings"]["routing"] == "names"
+    assert run["settings"]["top_k"] == 4 and run["settings"]["routing"] == "auto"
     results = run["results"]
     assert [r["status"] for r in results] == ["answered"] * 5
     assert results[0]["expected_sources"] == ["2023 Q3 AAPL.pdf"]
@@ -229,7 +229,7 @@ def test_two_runs_compare_after_a_setting_changes_and_the_cli_prints_them(
         assert set(written["comparison"]["verdicts"]) == {"same"}
         assert written["run"]["summary"] == after["summary"]
     finally:
-        api.patch(f"/v1/knowledge-bases/{kb_id}", json={"routing": "names"})
+        api.patch(f"/v1/knowledge-bases/{kb_id}", json={"routing": "auto"})
 
 
 def test_the_old_tools_question_file_runs_as_it_is(
