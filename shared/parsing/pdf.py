@@ -125,8 +125,12 @@ def parse_pdf(
         )
     if builder.block_count == 0:
         raise EmptyContentError(
-            f"PDF has {reading.page_count:,} page(s) but no text: no text layer, and OCR "
-            "found no text in its images",
+            f"PDF has {reading.page_count:,} page(s) but no extractable text: "
+            + (
+                "OCR found none in its scanned pages"
+                if reading.scans
+                else "no text layer, and no scanned image to read by OCR"
+            ),
             code="pdf_no_text",
         )
     if reading.unreadable:
