@@ -39,6 +39,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "answer_overhead": ("answer_overhead",),
     "scifact": ("scifact",),
     "crash_recovery": ("crash_recovery",),
+    "ocr": ("ocr",),
 }
 # Modules that can reuse what an earlier run stored (``--reuse``).
 REUSABLE = frozenset({"scifact"})
