@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import re
+import struct
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,3 +80,11 @@ def word_overlap(original: str, read: str) -> float:
     """The share of ``original``'s words (a multiset, lowercased) found in ``read``."""
     want = words(original)
     return sum((want & words(read)).values()) / max(sum(want.values()), 1)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height``, with 8 x 8 pixels of data."""
+    data = encode(Image.new("L", (8, 8), 255), "PNG")
+    header = b"IHDR" + struct.pack(">II", width, height) + data[24:29]
+    chunk = struct.pack(">I", 13) + header + struct.pack(">I", zlib.crc32(header))
+    return data[:8] + chunk + data[33:]

@@ -8,10 +8,8 @@ PDF); the variants (JPEG, WebP, a two-page TIFF) use strips of it, which read qu
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,14 @@ from PIL import Image
 from shared.errors import CorruptContentError, EmptyContentError, LimitExceededError
 from shared.models import ParsedDocument
 from shared.parsing import JPEG, PDF, PNG, TIFF, WEBP, parse_document
-from tests.support.ocr_pages import ScannedPage, encode, image_pdf, scan_page, word_overlap
+from tests.support.ocr_pages import (
+    ScannedPage,
+    encode,
+    image_pdf,
+    png_claiming,
+    scan_page,
+    word_overlap,
+)
 from tests.unit import parsing_fixtures as fx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +112,17 @@ def test_jpeg_and_webp_are_read(
     assert parsed.boxes and parsed.pages[0].width == strip.width
 
 
+def test_a_photo_turned_by_its_exif_orientation_is_read_upright(scanned: ScannedPage) -> None:
+    strip = _strip(scanned, "Intel disputes")
+    # Stored on its side, with the tag (6: rotate 90 degrees clockwise) that turns it back.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways = strip.transpose(Image.Transpose.ROTATE_90)
+    parsed = parse_document(encode(sideways, "JPEG", quality=90, exif=exif.tobytes()))
+    assert "Intel disputes" in parsed.text
+    assert (parsed.pages[0].width, parsed.pages[0].height) == tuple(map(float, strip.size))
+
+
 def test_a_two_page_tiff_is_two_pages(scanned: ScannedPage) -> None:
     first, second = _strip(scanned, "Intel disputes"), _strip(scanned, "Trial is", 3)
     data = encode(first, "TIFF", save_all=True, append_images=[second], compression="tiff_lzw")
@@ -119,18 +135,10 @@ def test_a_two_page_tiff_is_two_pages(scanned: ScannedPage) -> None:
     assert parsed.metadata["ocr_pages"] == "1,2"
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` with a few bytes of pixel data."""
-    data = encode(Image.new("L", (8, 8), 255), "PNG")
-    header = b"IHDR" + struct.pack(">II", width, height) + data[24:29]
-    chunk = struct.pack(">I", 13) + header + struct.pack(">I", zlib.crc32(header))
-    return data[:8] + chunk + data[33:]
-
-
 @pytest.mark.parametrize(("width", "height"), [(4_000, 4_000), (200_000, 200_000)])
 def test_a_too_large_image_is_refused_before_it_is_decoded(width: int, height: int) -> None:
     with pytest.raises(LimitExceededError) as info:
-        parse_document(_png_claiming(width, height), limits=fx.limits(max_image_pixels=10**7))
+        parse_document(png_claiming(width, height), limits=fx.limits(max_image_pixels=10**7))
     assert info.value.code == "image_too_large"
     assert "pixels" in str(info.value) and "10,000,000" in str(info.value)
 
