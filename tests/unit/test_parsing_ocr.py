@@ -153,6 +153,16 @@ def test_too_many_pages_for_ocr_are_refused_before_any_is_read() -> None:
         assert info.value.code == "too_many_ocr_pages"
 
 
+def test_ocr_over_its_time_budget_stops_between_pages() -> None:
+    blank = Image.new("RGB", (200, 100), "white")
+    tiff = encode(blank, "TIFF", save_all=True, append_images=[blank])
+    pdf = encode(blank, "PDF", save_all=True, append_images=[blank])
+    for data in (tiff, pdf):
+        with pytest.raises(LimitExceededError, match="with 1 of 2 pages left") as info:
+            parse_document(data, limits=fx.limits(max_ocr_seconds=1e-6))
+        assert info.value.code == "ocr_too_slow"
+
+
 def test_a_blank_image_has_no_text_and_a_damaged_one_is_corrupt() -> None:
     blank = encode(Image.new("RGB", (300, 200), "white"), "PNG")
     with pytest.raises(EmptyContentError, match="PNG image contains no text"):
