@@ -27,6 +27,29 @@ class ParseLimits(BaseSettings):
     max_compression_ratio: float = Field(
         100.0, description="largest uncompressed/compressed ratio of any DOCX member"
     )
+    # OCR costs seconds a page on one vCPU: these keep a parse inside its function's
+    # timeout (540 s) and refuse what cannot fit, rather than time out and retry.
+    max_ocr_pages: int = Field(
+        30, ge=0, description="most pages OCRed in one document (scanned PDF pages, image frames)"
+    )
+    max_ocr_seconds: float = Field(
+        420.0,
+        gt=0,
+        description="OCR time one document may take, checked between pages (a page runs whole)",
+    )
+    max_image_pixels: int = Field(
+        50_000_000,
+        ge=1,
+        description="largest image (width x height of a frame), checked before decoding it",
+    )
+    ocr_dpi: int = Field(
+        200, ge=72, le=600, description="resolution scanned PDF pages are OCRed at"
+    )
+    ocr_max_page_pixels: int = Field(
+        12_000_000,
+        ge=1_000_000,
+        description="most pixels a page is OCRed at; larger pages and images are scaled down",
+    )
 
 
 class Settings(BaseSettings):

@@ -56,6 +56,9 @@ IMPORTS_BY_DISTRIBUTION: dict[str, list[str]] = {
     "selectolax": ["selectolax.lexbor"],
     "tokenizers": ["tokenizers"],
     "pyjwt": ["jwt"],
+    "rapidocr": ["rapidocr"],
+    "onnxruntime": ["onnxruntime"],
+    "pillow": ["PIL.Image"],
 }
 
 # Libraries worth tracking per target (module name -> what to call it).
@@ -76,6 +79,10 @@ HEAVY: dict[str, str] = {
     "google.cloud.sql.connector": "cloud-sql-python-connector",
     "grpc": "grpcio",
     "pg8000": "pg8000",
+    "rapidocr": "rapidocr",
+    "onnxruntime": "onnxruntime",
+    "cv2": "opencv-python-headless",
+    "PIL": "pillow",
 }
 
 # What each target may use at run time (in production or on the local stack). Every
@@ -83,12 +90,15 @@ HEAVY: dict[str, str] = {
 _DATABASE = {"pg8000", "google.cloud.sql.connector", "google.cloud.secretmanager_v1", "grpc"}
 _PUBLISH = {"google.cloud.pubsub_v1", "grpc"}
 _MODELS = {"openai", "tokenizers", "torch", "sentence_transformers", "transformers"}
+# OCR of scanned pages and images: the parse function only, and only when a page needs it.
+_OCR = {"rapidocr", "onnxruntime", "cv2", "PIL"}
 MAY_USE: dict[str, set[str]] = {
     "upload": _DATABASE | _PUBLISH | {"google.cloud.storage"},
     "ingest": _DATABASE | _PUBLISH | {"google.cloud.storage"},
     "parse": _DATABASE
     | _PUBLISH
-    | {"google.cloud.storage", "pypdfium2", "docx", "lxml", "selectolax"},
+    | {"google.cloud.storage", "pypdfium2", "docx", "lxml", "selectolax"}
+    | _OCR,
     "chunk": _DATABASE | {"google.cloud.storage", "google.cloud.tasks_v2", "tokenizers"},
     "embed": _DATABASE | _PUBLISH | _MODELS,
     "index": _DATABASE | _PUBLISH | {"google.cloud.storage"},

@@ -42,6 +42,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "quality": ("quality",),
     "crash_recovery": ("crash_recovery",),
     "ask_under_ingest": ("ask_under_ingest",),
+    "ocr": ("ocr",),
 }
 # Modules that can reuse what an earlier run stored (``--reuse``).
 REUSABLE = frozenset({"scifact"})

@@ -8,7 +8,8 @@ shares one process, does: it gives its :class:`~shared.runtime.Runtime` a
 :class:`WorkerPoolParser` as the document parser, which hands each PDF to a pool of
 worker processes (each with its own PDFium), as separate instances give production.
 The code that parses is the same (:func:`shared.parsing.parse_document`); the parsed
-document crosses back as its JSON.
+document crosses back as its JSON. Images go to the workers too: OCR is the heaviest
+parse there is, and its engine then loads in the workers, not in the stack's process.
 
 A worker that dies (PDFium crashing on a hostile file) takes only the parses it was
 running down: the pool is replaced and they fail with a
@@ -26,16 +27,19 @@ from scripts.localstack.lifetime import exit_with_parent
 from shared.config import ParseLimits
 from shared.errors import TransientError
 from shared.models import ParsedDocument
-from shared.parsing import PDF, parse_document, sniff
+from shared.parsing import IMAGE_TYPES, PDF, parse_document, sniff
 
 if TYPE_CHECKING:  # the pool's modules load only when workers are asked for
     from concurrent.futures import ProcessPoolExecutor
 
 log = logging.getLogger(__name__)
 
+# What the workers parse: PDFs (PDFium's lock) and images (OCR).
+_IN_WORKERS = frozenset({PDF, *IMAGE_TYPES})
+
 
 class WorkerPoolParser:
-    """A document parser that parses PDFs in ``workers`` processes, the rest in this one.
+    """A document parser that parses PDFs and images in ``workers`` processes, the rest here.
 
     Called like :func:`shared.parsing.parse_document`. The workers start here
     (``spawn``: no threads or locks are inherited), so the first parse does not pay
@@ -56,7 +60,7 @@ class WorkerPoolParser:
         self, data: bytes, *, filename: str | None = None, limits: ParseLimits | None = None
     ) -> ParsedDocument:
         """Parse ``data`` as :func:`shared.parsing.parse_document` does."""
-        if data and not data.isspace() and sniff(data, filename).content_type == PDF:
+        if data and not data.isspace() and sniff(data, filename).content_type in _IN_WORKERS:
             parsed = self._parse_elsewhere(data, filename, limits)
             if parsed is not None:
                 return parsed

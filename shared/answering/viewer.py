@@ -1,6 +1,7 @@
 """Citation viewer data: where a cited chunk sits in its document, to highlight it.
 
-The parse step captures each PDF line's box (see ``shared.parsing.pdf_reading``) and the chunk
+The parse step captures each PDF line's box (see ``shared.parsing.pdf_reading``; for
+scanned pages and images, each OCR'd line's: ``shared.parsing.ocr_layout``) and the chunk
 step stores the boxes of each chunk's lines, with its pages' sizes, in
 ``chunks.metadata`` (see :func:`shared.chunking.layout_metadata`). A viewer request is
 therefore one primary-key read: no bucket read, no PDF work.
@@ -14,7 +15,7 @@ from typing import Any
 
 from shared.db import Database
 from shared.ids import is_uuid
-from shared.parsing.detect import PDF
+from shared.parsing.detect import IMAGE_TYPES, PDF
 from shared.store.citations import cited_chunk
 from shared.store.scope import Scope, compile_scope
 
@@ -41,11 +42,11 @@ def citation_viewer(database: Database, chunk_id: int, scope: Scope) -> dict[str
             {
               "chunk_id": 42, "document_id": "...", "version_id": "...", "kb_id": "...",
               "filename": "report.pdf", "content_type": "application/pdf",
-              "kind": "pdf",          # "pdf", or "text" for every other type
+              "kind": "pdf",          # "pdf", "image" (PNG, JPEG, TIFF, WebP), or "text"
               "char_start": 1200, "char_end": 2380,  # offsets in the parsed text
               "text": "...",          # the chunk's text (parsed text[char_start:char_end])
               "page_start": 3, "page_end": 4,        # None for unpaged formats
-              "pages": [              # one per page of the chunk; [] unless kind == "pdf"
+              "pages": [              # one per page of the chunk; [] for kind "text"
                 {"number": 3, "width": 612.0, "height": 792.0,
                  "boxes": [[x0, y0, x1, y1], ...]},
                 ...
@@ -54,8 +55,10 @@ def citation_viewer(database: Database, chunk_id: int, scope: Scope) -> dict[str
 
         Page sizes and boxes are in PDF points with the origin at the top-left corner
         of the page as displayed (crop box, rotation applied), y downwards: scale by
-        ``rendered width / width`` to draw them. A box is one line of the chunk (a chunk
-        that starts or ends inside a line highlights that whole line). ``width`` and
+        ``rendered width / width`` to draw them. For an image they are its pixels (a
+        TIFF's pages are its frames), turned upright as its EXIF orientation says. A box
+        is one line of the chunk (a chunk that starts or ends inside a line highlights
+        that whole line). ``width`` and
         ``height`` are None, and ``boxes`` empty, for PDFs chunked before the geometry
         was recorded and for pages whose text pdfium cannot position.
     """
@@ -67,7 +70,7 @@ def citation_viewer(database: Database, chunk_id: int, scope: Scope) -> dict[str
     chunk = cited_chunk(database, compile_scope(replace(scope, kb_ids=readable)), chunk_id)
     if chunk is None:
         return None
-    kind = "pdf" if chunk.content_type == PDF else "text"
+    kind = _kind(chunk.content_type)
     metadata = chunk.metadata
     if isinstance(metadata, str):  # jsonb arrives parsed from pg8000; be lenient anyway
         metadata = json.loads(metadata)
@@ -85,9 +88,16 @@ def citation_viewer(database: Database, chunk_id: int, scope: Scope) -> dict[str
         "page_start": chunk.page_start,
         "page_end": chunk.page_end,
         "pages": (
-            _pages(metadata or {}, chunk.page_start, chunk.page_end) if kind == "pdf" else []
+            _pages(metadata or {}, chunk.page_start, chunk.page_end) if kind != "text" else []
         ),
     }
+
+
+def _kind(content_type: str) -> str:
+    """How a viewer shows the document: PDF pages, image pages, or text."""
+    if content_type == PDF:
+        return "pdf"
+    return "image" if content_type in IMAGE_TYPES else "text"
 
 
 def _pages(

@@ -16,9 +16,14 @@ from shared.parsing.builder import DocumentBuilder
 from shared.parsing.detect import (
     DOCX,
     HTML,
+    IMAGE_TYPES,
+    JPEG,
     MARKDOWN,
     PDF,
     PLAIN,
+    PNG,
+    TIFF,
+    WEBP,
     detect_content_type,
     sniff,
 )
@@ -26,15 +31,30 @@ from shared.parsing.detect import (
 __all__ = [
     "DOCX",
     "HTML",
+    "IMAGE_TYPES",
+    "JPEG",
     "MARKDOWN",
     "PDF",
     "PLAIN",
+    "PNG",
+    "TIFF",
+    "WEBP",
     "detect_content_type",
     "parse_document",
     "sniff",
 ]
 
-_FORMAT_NAMES = {PDF: "PDF", DOCX: "DOCX", HTML: "HTML", MARKDOWN: "Markdown", PLAIN: "Text"}
+_FORMAT_NAMES = {
+    PDF: "PDF document",
+    DOCX: "DOCX document",
+    HTML: "HTML document",
+    MARKDOWN: "Markdown document",
+    PLAIN: "Text document",
+    PNG: "PNG image",
+    JPEG: "JPEG image",
+    TIFF: "TIFF image",
+    WEBP: "WebP image",
+}
 
 
 def parse_document(
@@ -49,14 +69,17 @@ def parse_document(
         limits: Parse limits; defaults to :func:`shared.config.get_parse_limits`.
 
     Returns:
-        The parsed document: text, blocks with offsets, page spans for PDFs, title.
+        The parsed document: text, blocks with offsets, page spans and line boxes for
+        PDFs and images (scanned pages and images read by OCR), title.
 
     Raises:
-        LimitExceededError: Too many bytes, pages or characters, or a zip bomb.
+        LimitExceededError: Too many bytes, pages or characters, a zip bomb, an image
+            of too many pixels, or too many pages (or seconds) of OCR.
         UnsupportedContentError: A type Ragline does not parse (the message names it).
         EncryptedContentError: A password-protected PDF or Office document.
         CorruptContentError: A damaged file of a supported type.
-        EmptyContentError: No extractable text (empty file, scanned PDF).
+        EmptyContentError: No extractable text (an empty file, a scan or image in which
+            OCR finds no text).
     """
     limits = limits or get_parse_limits()
     if len(data) > limits.max_bytes:
@@ -78,6 +101,12 @@ def parse_document(
         from shared.parsing.docx import parse_docx
 
         title = parse_docx(data, builder, limits)
+    elif detection.content_type in IMAGE_TYPES:
+        # Read by OCR; its engine loads only here, on the first image or scanned page.
+        from shared.parsing.image import parse_image
+
+        parse_image(data, builder, limits)
+        title = None
     elif detection.content_type == HTML:
         from shared.parsing.html import parse_html, redecode
 
@@ -90,7 +119,7 @@ def parse_document(
         title = parse_text(detection.text, detection.content_type, builder)
     if builder.block_count == 0:
         name = _FORMAT_NAMES.get(detection.content_type, "Document")
-        raise EmptyContentError(f"{name} document contains no text", code="empty_document")
+        raise EmptyContentError(f"{name} contains no text", code="empty_document")
     metadata = {"encoding": detection.encoding} if detection.encoding else {}
     return builder.build(title=title, metadata=metadata)
 

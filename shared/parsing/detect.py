@@ -19,20 +19,32 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 HTML = "text/html"
 MARKDOWN = "text/markdown"
 PLAIN = "text/plain"
+PNG = "image/png"
+JPEG = "image/jpeg"
+TIFF = "image/tiff"
+WEBP = "image/webp"
+IMAGE_TYPES = frozenset({PNG, JPEG, TIFF, WEBP})
+"""Images Ragline reads by OCR (:mod:`shared.parsing.image`)."""
 
-SUPPORTED_HINT = "supported types are PDF, DOCX, HTML, Markdown and plain text"
+SUPPORTED_HINT = (
+    "supported types are PDF, DOCX, HTML, Markdown, plain text and PNG, JPEG, TIFF or WebP images"
+)
 
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 
+# Images read by OCR, by their magic numbers (WebP is a RIFF container: see _image_kind).
+_IMAGE_MAGICS: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", PNG),
+    (b"\xff\xd8\xff", JPEG),
+    (b"II*\x00", TIFF),
+    (b"MM\x00*", TIFF),
+)
+
 # Magic numbers of common binaries, so a rejection can say what the file looks like.
 _BINARY_MAGICS: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF87a", "a GIF image"),
     (b"GIF89a", "a GIF image"),
-    (b"II*\x00", "a TIFF image"),
-    (b"MM\x00*", "a TIFF image"),
     (b"BM", "a BMP image"),
     (b"\x00\x00\x01\x00", "an ICO image"),
     (b"\x1f\x8b", "a gzip archive"),
@@ -109,7 +121,7 @@ def detect_content_type(data: bytes) -> str:
 
     Returns:
         One of ``application/pdf``, the DOCX MIME type, ``text/html``,
-        ``text/markdown`` or ``text/plain``.
+        ``text/markdown``, ``text/plain`` or an image type of :data:`IMAGE_TYPES`.
 
     Raises:
         UnsupportedContentError: For any other kind of file (the message names it).
@@ -142,8 +154,21 @@ def sniff(data: bytes, filename: str | None = None) -> Detection:
         return Detection(_zip_kind(data))
     if data.startswith(_OLE_MAGIC):
         raise _ole_error(data)
+    image = _image_kind(data)
+    if image is not None:
+        return Detection(image)
     text, encoding = decode_text(data)
     return Detection(_text_kind(text, filename), text, encoding)
+
+
+def _image_kind(data: bytes) -> str | None:
+    """The image type of :data:`IMAGE_TYPES` the bytes start with, if any."""
+    for magic, kind in _IMAGE_MAGICS:
+        if data.startswith(magic):
+            return kind
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return WEBP
+    return None
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
@@ -221,10 +246,8 @@ def _binary_error(data: bytes) -> UnsupportedContentError:
             return _unsupported(kind)
     if data[4:8] == b"ftyp":
         return _unsupported("an MP4/QuickTime media file")
-    if data.startswith(b"RIFF") and data[8:12] in (b"WEBP", b"WAVE", b"AVI "):
-        return _unsupported(
-            {b"WEBP": "a WebP image", b"WAVE": "a WAV audio file"}.get(data[8:12], "an AVI video")
-        )
+    if data.startswith(b"RIFF") and data[8:12] in (b"WAVE", b"AVI "):
+        return _unsupported("a WAV audio file" if data[8:12] == b"WAVE" else "an AVI video")
     return UnsupportedContentError(
         f"File looks like binary data, not a document; {SUPPORTED_HINT}",
         code="binary_content",

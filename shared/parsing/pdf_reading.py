@@ -19,8 +19,10 @@ filings), the box does not.
 from __future__ import annotations
 
 import ctypes
+import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -28,6 +30,9 @@ import pypdfium2.raw as pdfium_c
 from shared.errors import CorruptContentError, EncryptedContentError
 from shared.parsing.dates import parse_pdf_date
 from shared.parsing.pdf_model import _Box, _Line
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # pdfium joins a word hyphenated across two lines into one line of text, marking the
 # hyphen with U+FFFE ("mem\ufffebership"): the line gets a box per visual line.
@@ -132,6 +137,38 @@ def _read_page(pdf: pdfium.PdfDocument, index: int) -> tuple[float, float, list[
     finally:
         page.close()
     return width, height, lines
+
+
+def _has_images(pdf: pdfium.PdfDocument, index: int) -> bool:
+    """Whether the page draws an image (a page with no text but an image is a scan)."""
+    page = pdf[index]
+    try:
+        images = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4)
+        return next(iter(images), None) is not None
+    finally:
+        page.close()
+
+
+def _render_page(pdf: pdfium.PdfDocument, index: int, dpi: int, max_pixels: int) -> Image.Image:
+    """The page as displayed (crop box, rotation), in RGB at ``dpi``.
+
+    A page that would exceed ``max_pixels`` at ``dpi`` is rendered smaller to fit. The
+    image owns its pixels: nothing of PDFium's is left to free after this returns.
+    """
+    page = pdf[index]
+    try:
+        width, height = page.get_width(), page.get_height()
+        scale = dpi / 72
+        if width * height * scale * scale > max_pixels:
+            scale = math.sqrt(max_pixels / (width * height))
+        bitmap = page.render(scale=scale)
+        try:
+            image: Image.Image = bitmap.to_pil().convert("RGB")
+            return image
+        finally:
+            bitmap.close()
+    finally:
+        page.close()
 
 
 class _FontReader:

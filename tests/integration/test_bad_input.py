@@ -9,6 +9,7 @@ import pytest
 from scripts.localstack.stack import LocalStack
 from shared.config import get_parse_limits
 from tests.support.api import Api
+from tests.support.ocr_pages import png_claiming
 from tests.unit import parsing_fixtures as fx
 
 BAD_INPUTS: dict[str, tuple[Callable[[], bytes], str, str]] = {
@@ -22,6 +23,8 @@ BAD_INPUTS: dict[str, tuple[Callable[[], bytes], str, str]] = {
     "corrupt.docx": (fx.docx_bad_xml, "corrupt_docx", "DOCX"),
     "random.bin": (fx.random_binary, "binary_content", "binary"),
     "archive.zip": (lambda: fx.plain_zip({"a.txt": b"hello"}), "unsupported_type", "ZIP"),
+    "bomb.png": (lambda: png_claiming(100_000, 100_000), "image_too_large", "pixels"),
+    "truncated.png": (lambda: png_claiming(64, 64), "corrupt_image", "damaged"),
 }
 
 

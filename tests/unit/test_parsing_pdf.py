@@ -223,7 +223,7 @@ def test_encrypted_pdf() -> None:
 
 
 def test_scanned_pdf_has_no_text() -> None:
-    with pytest.raises(EmptyContentError, match=r"no extractable text.*OCR is not supported"):
+    with pytest.raises(EmptyContentError, match=r"no extractable text: no text layer, and no"):
         parse_document(fx.scanned_pdf())
 
 
