@@ -38,6 +38,7 @@ import psutil
 
 from scripts.bench.common import CORPUS, REPO, environment, write_section
 from scripts.localstack.stack import free_port
+from shared.config import Settings
 from shared.db.connection import url_connection_factory
 
 # Seconds: a lease renewed every second, a stall after 4 s, a sweep every second.
@@ -143,8 +144,13 @@ class CrashDrill:
             self.process = None
 
     def drop(self, kb: str) -> None:
-        """Put the batch into the drop folder under ``kb`` (each file appears whole)."""
-        folder = self.data / "drop" / kb
+        """Put the batch into the drop folder under ``kb`` (each file appears whole).
+
+        The drop folder is laid out as the bucket: ``<workspace>/<knowledge-base>/``;
+        the drill uses the default workspace.
+        """
+        workspace = Settings.model_fields["default_workspace"].default
+        folder = self.data / "drop" / str(workspace) / kb
         folder.mkdir(parents=True, exist_ok=True)
         for path in self.files:
             partial = folder / (path.name + ".part")
