@@ -87,9 +87,6 @@ class Doc:
     awaiting_upload: bool = False
     title: str | None = None
     archived: bool = False
-    # API keys that edited or archived it: its events and view name them as the actor,
-    # which whoever reads the document sees (attribution, not a listing of keys).
-    key_actors: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -142,6 +139,10 @@ class Oracle:
     versions: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, HookInfo] = field(default_factory=dict)
     evaluations: dict[str, str] = field(default_factory=dict)  # run id -> knowledge base
+    # API keys that acted in a knowledge base (edited or archived a document, ran an
+    # evaluation): what they did names them as the actor, which whoever reads that
+    # knowledge base sees (attribution, not a listing of keys).
+    key_actors: dict[str, set[str]] = field(default_factory=dict)
     # Markers each principal typed in a question: their own words, shown back to them.
     typed: dict[str, set[str]] = field(default_factory=dict)
 
@@ -255,9 +256,7 @@ class Oracle:
             kb = self.kbs[hook.kb]
             if self.kb_level(principal, kb.workspace, kb.id) < ADMIN:
                 hidden |= {hook.id, hook.url.rsplit("/", 1)[-1]}
-        attributed = {
-            key for doc in self.docs.values() if doc.kb in seen_kbs for key in doc.key_actors
-        }
+        attributed = {key for kb in seen_kbs for key in self.key_actors.get(kb, set())}
         return hidden - self.typed.get(principal, set()) - attributed
 
 
@@ -940,10 +939,10 @@ def op_deny(world: World, actor: Actor) -> Op:
     return _decide(world, actor, "deny")
 
 
-def _attribute(world: World, actor: Actor, doc: str) -> None:
-    """Record that an API key acted on the document (its events name the key)."""
+def _attribute(world: World, actor: Actor, kb: str) -> None:
+    """Record that an API key acted in the knowledge base (what it did names the key)."""
     if _is_key(actor):
-        world.oracle.docs[doc].key_actors.add(actor.principal[4:])
+        world.oracle.key_actors.setdefault(kb, set()).add(actor.principal[4:])
 
 
 def op_patch_document(world: World, actor: Actor) -> Op:
@@ -952,7 +951,7 @@ def op_patch_document(world: World, actor: Actor) -> Op:
 
     def edited(body: Any) -> None:
         world.oracle.docs[doc].title = title
-        _attribute(world, actor, doc)
+        _attribute(world, actor, world.oracle.docs[doc].kb)
 
     return Op(
         "PATCH",
@@ -976,7 +975,7 @@ def _archive(world: World, actor: Actor, archived: bool) -> Op:
 
     def changed(body: Any) -> None:
         world.oracle.docs[doc].archived = archived
-        _attribute(world, actor, doc)
+        _attribute(world, actor, world.oracle.docs[doc].kb)
 
     verb = "archive" if archived else "unarchive"
     return Op(
@@ -1125,6 +1124,7 @@ def op_run_evaluation(world: World, actor: Actor) -> Op:
 
     def ran(body: Any) -> None:
         world.oracle.evaluations[body["id"]] = kb
+        _attribute(world, actor, kb)
         # Each question is answered as a turn of the caller's history.
         for result in body["results"]:
             if result.get("turn_id"):

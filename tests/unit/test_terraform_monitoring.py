@@ -73,7 +73,7 @@ def test_alerts_cover_dead_letters_failures_5xx_and_every_subscription_backlog()
     ]
     # One backlog alert per pipeline subscription and the dead letters'.
     watched = evaluator.local("watched_subscriptions")
-    assert set(watched) == {"parse", "chunk", "index", "dead_letter"}
+    assert set(watched) == {"parse", "chunk", "index", "dead_letter", "webhooks"}
     assert all(isinstance(name, Unknown) for name in watched.values())
 
 

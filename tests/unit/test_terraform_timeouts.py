@@ -75,7 +75,7 @@ def test_each_push_subscription_waits_for_its_function(deployed: Deployed) -> No
     evaluator, functions, _ = deployed
     step = STACK.resource("google_pubsub_subscription", "step")
     fed = evaluator.local("push_steps")
-    assert set(fed) == {"parse", "chunk", "index"}
+    assert set(fed) == {"parse", "chunk", "index", "webhooks"}
     for key, spec in fed.items():
         scope = {"each": {"key": key, "value": spec}}
         ack = evaluator.evaluate(step.attributes["ack_deadline_seconds"], scope)
