@@ -15,11 +15,11 @@ What runs (nothing here re-implements the product's retrieval):
    ``top_k=100`` (the HTTP API caps ``top_k`` at 50; the library function is called
    directly so recall@100 can be measured):
 
-   * **hybrid**: ``retrieve()`` as the API calls it (RRF k=60), the knowledge base
-     configured ``routing: off`` (a topical collection), and again after switching it to
-     ``routing: names`` (the default for a new knowledge base);
+   * **hybrid**: ``retrieve()`` as the API calls it (RRF k=60), once per routing
+     setting: the expert override ``routing: off``, the settings of a new knowledge
+     base (``routing: auto``, document evidence), and the override ``routing: names``;
    * **full text** and **dense**: the two rankings ``retrieve()`` fused in the
-     first call, captured from :func:`shared.retrieval.search._search_model`
+     first call, read from its public result (``Retrieval.arms``)
      (same SQL, same HNSW iterative-scan settings, ``4 * top_k`` = 400 candidates each).
 
    A document is scored by its best chunk (its first appearance in a ranking).
@@ -320,9 +320,9 @@ class Runs:
 def run_queries(stack: Any, data: SciFact, kb: Ingested) -> Runs:
     """Ask every claim through retrieve(); rank documents by best chunk.
 
-    The knowledge base is configured as a topical collection (``routing: off``) for the
-    main pass, then switched to ``routing: names`` (the default for a new knowledge
-    base) for a second pass, and back: both through the product's own setting.
+    One pass per routing setting, switched through the product's own setting: ``off``
+    (which also yields the two arms' rankings), ``auto`` (the settings of a new
+    knowledge base), then ``names``.
     """
     from shared.knowledge_bases import update_knowledge_base
     from shared.retrieval.search import RetrievalRequest, retrieve
