@@ -53,11 +53,6 @@ class DroppedObject:
     kb_ref: str
     source_key: str
 
-    @property
-    def filename(self) -> str:
-        """The object's base name."""
-        return self.source_key.rsplit("/", 1)[-1]
-
 
 def uploaded_document_id(name: str) -> str | None:
     """The document id of an upload-function object name, or None if it is not one."""

@@ -17,28 +17,14 @@ from shared.retrieval.rerank import (
 from shared.retrieval.types import Passage
 from tests.support.api import Api
 from tests.support.openai_server import OpenAIServer, RecordedRequest, Reply
+from tests.support.passages import passage
 
 TEXTS = ["Apple's net sales were $81.8 billion.", "Intel's tax rate was 696%.", "NVIDIA grew."]
 
 
 def _passages() -> list[Passage]:
     return [
-        Passage(
-            chunk_id=n,
-            document_id=f"d{n}",
-            version_id=f"v{n}",
-            kb_id="kb",
-            filename=f"{n}.pdf",
-            title=None,
-            text=text,
-            page_start=1,
-            page_end=1,
-            char_start=0,
-            char_end=len(text),
-            heading_path=(),
-            score=1.0 / (n + 1),
-        )
-        for n, text in enumerate(TEXTS)
+        passage(n, text, filename=f"{n}.pdf", score=1.0 / (n + 1)) for n, text in enumerate(TEXTS)
     ]
 
 

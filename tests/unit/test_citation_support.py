@@ -9,6 +9,7 @@ import pytest
 from shared.answering.citations import build_citations, terms
 from shared.answering.support import check_support, numbers
 from shared.retrieval.types import Passage
+from tests.support.passages import passage
 
 
 def _values(text: str) -> list[Decimal]:
@@ -77,21 +78,7 @@ def test_word_overlap_decides_without_numbers() -> None:
 
 
 def _passage(n: int, text: str) -> Passage:
-    return Passage(
-        chunk_id=n,
-        document_id=f"d{n}",
-        version_id=f"v{n}",
-        kb_id="kb",
-        filename=f"f{n}.pdf",
-        title=None,
-        text=text,
-        page_start=1,
-        page_end=1,
-        char_start=0,
-        char_end=len(text),
-        heading_path=(),
-        score=1.0,
-    )
+    return passage(n, text)
 
 
 def test_build_citations_flags_each_citation_and_serialises_the_check() -> None:
