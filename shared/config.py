@@ -157,6 +157,13 @@ class Settings(BaseSettings):
         default_factory=list,
         description='test-only: CIDRs outbound requests may reach anyway, e.g. ["127.0.0.1/32"]',
     )
+    # Web sources (shared/sources/web/): what one fetch of a crawled page may take.
+    crawl_max_bytes: int = Field(
+        25 * 1024 * 1024, gt=0, description="largest page or file a web source fetches"
+    )
+    crawl_timeout_s: float = Field(
+        60.0, gt=0, description="seconds one fetch may take, redirects included"
+    )
 
     # Ingestion.
     max_upload_bytes: int = Field(
