@@ -23,3 +23,11 @@ def allow_loopback(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, **setting
     monkeypatch.setattr(runtime, "outbound", SafeHttpClient(UrlGuard(allow_networks=LOOPBACK)))
     changed = runtime.settings.model_copy(update={"outbound_allow_networks": LOOPBACK, **settings})
     monkeypatch.setattr(runtime, "settings", changed)
+
+
+def loopback_client(**options: Any) -> SafeHttpClient:
+    """A guarded client that may also reach 127.0.0.1 (a test's own loopback server).
+
+    Nothing else is allow-listed: every other non-public address is still refused.
+    """
+    return SafeHttpClient(UrlGuard(allow_networks=LOOPBACK), **options)
