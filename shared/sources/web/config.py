@@ -42,12 +42,12 @@ class UrlSourceConfig(BaseModel):
 
     url: str = Field(max_length=2048)
     mode: Literal["single", "crawl"] = "single"
-    max_depth: int = Field(2, ge=0, le=10)
-    max_pages: int = Field(100, ge=1, le=10_000)
-    include: tuple[str, ...] = Field((), max_length=_GLOB_LIMIT)
-    exclude: tuple[str, ...] = Field((), max_length=_GLOB_LIMIT)
+    max_depth: int = Field(default=2, ge=0, le=10)
+    max_pages: int = Field(default=100, ge=1, le=10_000)
+    include: tuple[str, ...] = Field(default=(), max_length=_GLOB_LIMIT)
+    exclude: tuple[str, ...] = Field(default=(), max_length=_GLOB_LIMIT)
     same_origin: bool = True
-    allow_origins: tuple[str, ...] = Field((), max_length=_GLOB_LIMIT)
+    allow_origins: tuple[str, ...] = Field(default=(), max_length=_GLOB_LIMIT)
     use_sitemap: bool = True
 
     @field_validator("url")
