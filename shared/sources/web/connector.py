@@ -181,7 +181,7 @@ class UrlConnector:
             children = self._children(item, detection.text, result.url)
         version = f"{kind}:{hashlib.sha256(result.body).hexdigest()}"
         if previous is not None and previous.version == version:
-            return Visit(Outcome.UNCHANGED, children=children)
+            return Visit(Outcome.UNCHANGED, children=tuple(children))
         document = FetchedDocument(
             content=result.body,
             filename=filename_for(result.url, kind),
@@ -191,7 +191,7 @@ class UrlConnector:
                 etag=result.etag, last_modified=result.last_modified, version=version
             ),
         )
-        return Visit(Outcome.FETCHED, document=document, children=children)
+        return Visit(Outcome.FETCHED, document=document, children=tuple(children))
 
     def _children(self, item: ItemRef, html: str, page_url: str) -> list[ItemRef]:
         found = []
