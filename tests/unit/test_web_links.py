@@ -9,9 +9,12 @@ from collections.abc import Iterator
 import pydantic
 import pytest
 
+from shared.config import Settings
 from shared.errors import UpstreamError
+from shared.net.client import SafeHttpClient
+from shared.net.guard import UrlGuard
 from shared.sources.web.config import UrlSourceConfig
-from shared.sources.web.connector import filename_for
+from shared.sources.web.connector import UrlConnector, filename_for, url_connector
 from shared.sources.web.fetch import PageFetcher
 from shared.sources.web.links import CrawlScope, extract_links, normalize_url
 from tests.support.outbound import loopback_client
@@ -159,3 +162,25 @@ def test_a_fetch_that_outlives_its_time_cap_is_a_retryable_timeout(trickling_ser
 
     assert raised.value.retryable
     assert raised.value.code == "timeout"
+
+
+def test_a_connector_is_built_from_a_stored_config_and_the_settings() -> None:
+    settings = Settings.model_validate({"crawl_max_bytes": 12345})
+
+    connector = url_connector({"url": "https://example.com/a", "mode": "crawl"}, client(), settings)
+
+    assert connector.config.mode == "crawl"
+    assert connector.fetcher.max_bytes == 12345
+    assert connector.config.max_items == connector.config.max_pages
+    assert [
+        root.key
+        for root in UrlConnector(
+            UrlSourceConfig(url="https://example.com/a"), PageFetcher(client())
+        ).roots()
+    ] == ["https://example.com/a"]
+    with pytest.raises(pydantic.ValidationError):
+        url_connector({"url": "https://example.com/", "depth": 3}, client(), settings)
+
+
+def client() -> SafeHttpClient:
+    return SafeHttpClient(UrlGuard(lambda host, port: []))

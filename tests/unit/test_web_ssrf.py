@@ -68,6 +68,12 @@ class CannedServer:
         client.settimeout(timeout)
         return client
 
+    def received(self) -> bytes:
+        """What the client sent on the last connection."""
+        end = self._server_ends[-1]
+        end.settimeout(1)
+        return end.recv(65536)
+
     def close(self) -> None:
         for end in self._server_ends:
             end.close()
@@ -245,3 +251,8 @@ def test_a_public_url_connects_to_the_checked_address_with_its_host_name(
     assert result.body == b"hello"
     assert server.calls == [(PUBLIC, 8080)]
     assert dns.asked == ["public.example.com"], "resolved once"
+    request = server.received().decode()
+    assert request.startswith("GET /a HTTP/1.1\r\n")
+    assert "Host: public.example.com:8080\r\n" in request, "the name, not the address"
+    assert "User-Agent: Ragline/" in request
+    assert "Accept-Encoding: identity\r\n" in request

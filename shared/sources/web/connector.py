@@ -100,7 +100,7 @@ class UrlConnector:
         self, config: UrlSourceConfig, fetcher: PageFetcher, *, robots: RobotsCache | None = None
     ) -> None:
         self.config = config
-        self._fetcher = fetcher
+        self.fetcher = fetcher
         self._robots = robots or RobotsCache(fetcher)
         self._scope = CrawlScope(
             config.url,
@@ -120,13 +120,13 @@ class UrlConnector:
         if not self._crawls or not self.config.use_sitemap:
             return [start]
         try:
-            self._fetcher.client.guard.check(self.config.url)
+            self.fetcher.client.guard.check(self.config.url)
         except UnsafeUrlError:
             return [start]  # its visit fails with the reason
         sitemaps = list(self._robots.rules_for(self.config.url).sitemaps)
         if not sitemaps:
             sitemaps = [f"{origin_of(self.config.url)}/sitemap.xml"]
-        entries = read_sitemaps(self._fetcher, sitemaps, max_urls=self.config.max_pages)
+        entries = read_sitemaps(self.fetcher, sitemaps, max_urls=self.config.max_pages)
         items = [start]
         for entry in entries:
             if entry.url != start.key and self._scope.admits(entry.url):
@@ -141,14 +141,14 @@ class UrlConnector:
             UpstreamError: A timeout, 5xx or 429 (retryable).
         """
         try:
-            self._fetcher.client.guard.check(item.key)
+            self.fetcher.client.guard.check(item.key)
         except UnsafeUrlError as error:
             return _failed(str(error), "url_forbidden")
         if not self._robots.allows(item.key):
             return _failed(f"robots.txt disallows {item.key}", "robots_disallowed")
         wants_links = self._crawls and item.depth < self.config.max_depth
         try:
-            result = self._fetcher.fetch(item.key, _conditional(previous, wants_links))
+            result = self.fetcher.fetch(item.key, _conditional(previous, wants_links))
         except UnsafeUrlError as error:
             return _failed(str(error), "url_forbidden")
         except LimitExceededError as error:
