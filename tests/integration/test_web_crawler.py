@@ -385,6 +385,17 @@ def test_redirects_are_followed_within_the_cap(site: Site) -> None:
     assert "/s6" not in site.requested()
 
 
+def test_a_redirect_to_an_unescaped_location_is_followed_escaped(site: Site) -> None:
+    site.pages["/moved"] = Page(status=301, location="/new home/ü.html")
+    site.html("/new%20home/%C3%BC.html")
+
+    visit = connector_for(site, "/moved").visit(ItemRef(site.url("/moved")), None)
+
+    assert visit.document is not None
+    assert visit.document.origin_url == site.url("/new%20home/%C3%BC.html")
+    assert visit.document.filename == "ü.html"
+
+
 def test_a_redirect_loop_fails(site: Site) -> None:
     site.pages["/loop1"] = Page(status=302, location="/loop2")
     site.pages["/loop2"] = Page(status=307, location="/loop1#again")
@@ -467,8 +478,12 @@ def test_server_errors_are_retried_and_client_errors_fail(site: Site) -> None:
 def test_a_redirect_off_the_allow_list_is_refused(site: Site) -> None:
     # 127.0.0.1 is allow-listed for the test server; 127.0.0.2 is still loopback.
     site.pages["/away"] = Page(status=302, location="http://127.0.0.2:9/")
+    site.pages["/creds"] = Page(status=302, location=site.url("/x").replace("//", "//u:p@"))
+    site.pages["/file"] = Page(status=302, location="file:///etc/passwd")
 
-    visit = connector_for(site, "/away").visit(ItemRef(site.url("/away")), None)
+    for path in ("/away", "/creds", "/file"):
+        visit = connector_for(site, path).visit(ItemRef(site.url(path)), None)
 
-    assert visit.outcome is Outcome.FAILED
-    assert visit.error_code == "url_forbidden"
+        assert visit.outcome is Outcome.FAILED, path
+        assert visit.error_code == "url_forbidden", path
+    assert "/x" not in site.requested()

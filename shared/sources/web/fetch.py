@@ -35,6 +35,7 @@ from shared.config import Settings
 from shared.errors import LimitExceededError, PermanentError, UpstreamError
 from shared.net.client import HttpResponse, SafeHttpClient
 from shared.sources.connector import Revision
+from shared.sources.web.links import normalize_url
 
 #: The most redirects one fetch follows.
 MAX_REDIRECTS = 5
@@ -131,7 +132,7 @@ class PageFetcher:
         limit = self.max_bytes if max_bytes is None else min(max_bytes, self.max_bytes)
         deadline = time.monotonic() + self._timeout_s
         headers = self._headers(previous)
-        current, _ = urldefrag(url)
+        current = _canonical(url)
         seen = {current}
         for _hop in range(MAX_REDIRECTS + 1):
             destination = self.client.guard.check(current)
@@ -174,7 +175,18 @@ def _next_hop(current: str, response: HttpResponse) -> str:
             f"{current} answered {response.status} without a Location",
             code=f"http_{response.status}",
         )
-    target, _ = urldefrag(urljoin(current, location))
+    return _canonical(urljoin(current, location))
+
+
+def _canonical(url: str) -> str:
+    """The URL normalized (escaped, no fragment), or as given if it is not http(s).
+
+    A URL that does not normalize is left for the guard, which refuses it with its reason.
+    """
+    normalized = normalize_url(url)
+    if normalized is not None:
+        return normalized
+    target, _ = urldefrag(url)
     return target
 
 
