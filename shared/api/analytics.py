@@ -53,9 +53,13 @@ def _moment(value: str | None) -> datetime | None:
 
 
 class AnalyticsQuery(BaseModel):
-    """Query of ``GET /v1/analytics/overview`` and ``GET /v1/analytics/me``."""
+    """Query of ``GET /v1/analytics/overview`` and ``GET /v1/analytics/me``.
 
-    model_config = ConfigDict(extra="forbid")
+    Other parameters are ignored, as every route of the API ignores them (a client's
+    cache-busting parameter must not fail a request).
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     since: datetime | None = Field(None, description="start (inclusive); ISO date or datetime")
     until: datetime | None = Field(None, description="end (exclusive); ISO date or datetime")

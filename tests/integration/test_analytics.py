@@ -378,7 +378,6 @@ def test_roles_ranges_and_parameters(clean_stack: LocalStack) -> None:
         ({"since": "yesterday"}, "invalid_request"),
         ({"since": "1700000000"}, "invalid_request"),
         ({"until": "0001-01-01"}, "invalid_request"),
-        ({"sinse": "2026-01-01"}, "invalid_request"),
     ):
         response = owner.get("/v1/analytics/overview", query_string=query)
         assert response.status_code == 400, (query, response.get_data(as_text=True))
