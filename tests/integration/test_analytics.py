@@ -13,6 +13,7 @@ workspace's questions, documents and feedback never show.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -28,6 +29,8 @@ from tests.support.principals import invite, signed_in, workspace_owner
 
 PRICES = {**DEFAULT_MODEL_PRICES, LLM_MODEL: ModelPrice(prompt=2.0, completion=8.0)}
 UNPRICED = "mystery-model"
+# A dated snapshot is priced as its model.
+SNAPSHOT = "gpt-4o-mini-2024-07-18"
 DOCUMENTS = {
     "tides-handbook.txt": "The lighthouse keeper logs the tides every morning."
     " Tides rise twice a day at the harbour of Port Alder.",
@@ -93,7 +96,7 @@ def expected_usage(turns: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for field in ("prompt_tokens", "completion_tokens", "total_tokens"):
             row[field] += turn["usage"][field]
     for model, row in by_model.items():
-        price = PRICES.get(model)
+        price = PRICES.get(re.sub(r"-\d{4}-\d{2}-\d{2}$", "", model))
         row["estimated_cost_usd"] = (
             None
             if price is None
@@ -193,6 +196,8 @@ def test_figures_equal_those_computed_from_the_requests(
     assert absent["citations"] == [], absent
     use_model(stack, monkeypatch, UNPRICED)
     owner_answers.append(ask(owner, kb["id"], "Who logs the tides?"))
+    use_model(stack, monkeypatch, SNAPSHOT)
+    owner_answers.append(ask(owner, kb["id"], "Who keeps the storm log?"))
     use_model(stack, monkeypatch, LLM_MODEL)
     priced.fail(400, path="/v1/chat/completions")  # permanent: the turn fails
     ask(owner, kb["id"], "Which boat brings the oil?", expected=502)
@@ -239,6 +244,10 @@ def test_figures_equal_those_computed_from_the_requests(
     assert [d["day"] for d in overview["questions"]["per_day"]] == [since, today.isoformat()]
     assert_answers(overview, list(every.values()))
     assert_usage(overview["usage"], list(every.values()))
+    models = {row["model"]: row for row in overview["usage"]["by_model"]}
+    assert models.keys() == {LLM_MODEL, UNPRICED, SNAPSHOT}
+    assert models[UNPRICED]["estimated_cost_usd"] is None
+    assert overview["usage"]["unpriced_models"] == [UNPRICED]
     answered = [t for t in every.values() if t["status"] == "answered"]
     first_tokens = [t["first_token_ms"] for t in answered]
     assert overview["first_token_ms"]["p50"] == pytest.approx(percentile_cont(first_tokens, 0.5))
