@@ -134,17 +134,18 @@ def questions_per_day(database: Database, window: Window) -> list[DayCounts]:
     """Every UTC day the range touches, oldest first, days without questions included."""
     return database.records(
         DayCounts,
-        "WITH asked AS (SELECT (t.created_at AT TIME ZONE 'UTC')::date AS day, t.status,"
-        f" t.not_in_documents{_turns(window)}),"
+        "WITH asked AS (SELECT (t.created_at AT TIME ZONE 'UTC')::date AS day,"
+        " count(*) AS questions, count(*) FILTER (WHERE t.status = 'answered') AS answered,"
+        " count(*) FILTER (WHERE t.status = 'answered' AND t.not_in_documents)"
+        f" AS not_in_documents{_turns(window)} GROUP BY 1),"
         " days AS (SELECT generate_series("
         " (CAST(:since AS timestamptz) AT TIME ZONE 'UTC')::date,"
         " ((CAST(:until AS timestamptz) - interval '1 microsecond') AT TIME ZONE 'UTC')::date,"
         " interval '1 day')::date AS day)"
-        " SELECT days.day::text AS day, count(asked.day) AS questions,"
-        " count(*) FILTER (WHERE asked.status = 'answered') AS answered,"
-        " count(*) FILTER (WHERE asked.status = 'answered' AND asked.not_in_documents)"
-        " AS not_in_documents"
-        " FROM days LEFT JOIN asked ON asked.day = days.day GROUP BY days.day ORDER BY days.day",
+        " SELECT days.day::text AS day, coalesce(asked.questions, 0) AS questions,"
+        " coalesce(asked.answered, 0) AS answered,"
+        " coalesce(asked.not_in_documents, 0) AS not_in_documents"
+        " FROM days LEFT JOIN asked ON asked.day = days.day ORDER BY days.day",
         **window.params(),
     )
 
@@ -287,14 +288,20 @@ def most_cited_documents(
     """
     return database.records(
         CitedDocument,
-        "WITH cited AS (SELECT t.id AS turn_id, CAST(c->>'document_id' AS uuid) AS document_id"
+        # Counted per (answer, document), then per document, once (MATERIALIZED: the join
+        # reads one row per cited document and never runs the counting again).
+        "WITH pairs AS (SELECT t.id AS turn_id, c->>'document_id' AS document_id,"
+        " count(*) AS citations"
         f"{_turns(window, ', jsonb_array_elements(t.citations) c')}"
-        " AND t.status = 'answered' AND NOT coalesce((c->>'redacted')::boolean, false))"
+        " AND t.status = 'answered' AND NOT coalesce((c->>'redacted')::boolean, false)"
+        " GROUP BY t.id, c->>'document_id'),"
+        " cited AS MATERIALIZED (SELECT document_id, sum(citations)::bigint AS citations,"
+        " count(*) AS answers FROM pairs GROUP BY document_id)"
         " SELECT d.id::text AS document_id, d.kb_id::text AS knowledge_base_id, d.title,"
-        " d.filename, count(*) AS citations, count(DISTINCT cited.turn_id) AS answers"
-        " FROM cited JOIN documents d ON d.id = cited.document_id"
+        " d.filename, cited.citations, cited.answers"
+        " FROM cited JOIN documents d ON d.id = CAST(cited.document_id AS uuid)"
         f" WHERE d.kb_id IN ({readable_knowledge_bases_sql(reader, 'reader')})"
-        " GROUP BY d.id ORDER BY citations DESC, answers DESC, d.id LIMIT :limit",
+        " ORDER BY cited.citations DESC, cited.answers DESC, d.id LIMIT :limit",
         reader=reader.id,
         limit=limit,
         **window.params(),
