@@ -9,8 +9,30 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ModelPrice(BaseModel):
+    """What a chat model costs, in US dollars per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: float = Field(ge=0, description="USD per 1M prompt (input) tokens")
+    completion: float = Field(ge=0, description="USD per 1M completion (output) tokens")
+
+
+# OpenAI's list prices (standard tier) of the chat models the project configures, and
+# the offline answerer, which calls no model. A dated snapshot ("gpt-4o-mini-2024-07-18")
+# is priced as its model; a model missing here has no estimated cost.
+DEFAULT_MODEL_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o-mini": ModelPrice(prompt=0.15, completion=0.60),
+    "gpt-4o": ModelPrice(prompt=2.50, completion=10.00),
+    "gpt-4.1": ModelPrice(prompt=2.00, completion=8.00),
+    "gpt-4.1-mini": ModelPrice(prompt=0.40, completion=1.60),
+    "gpt-4.1-nano": ModelPrice(prompt=0.10, completion=0.40),
+    "extractive": ModelPrice(prompt=0.0, completion=0.0),
+}
 
 
 class ParseLimits(BaseSettings):
@@ -271,6 +293,16 @@ class Settings(BaseSettings):
         None, description="drop passages less cosine-similar to the question (None: keep)"
     )
     answer_max_question_chars: int = Field(4000, description="longest question accepted")
+
+    # Analytics: estimated cost by model (a JSON object in the environment, e.g.
+    # RAGLINE_MODEL_PRICES='{"my-model": {"prompt": 1.0, "completion": 2.0}}').
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: dict(DEFAULT_MODEL_PRICES),
+        description="USD per 1M prompt and completion tokens, by chat model",
+    )
+    analytics_max_days: int = Field(
+        366, ge=1, description="longest time range one analytics request may cover"
+    )
 
     # Reranking the fused candidates (shared/retrieval/rerank.py); off by default. Any
     # failure or timeout keeps the fused order.

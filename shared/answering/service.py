@@ -284,6 +284,9 @@ def answer_events(
                 generator=draft.generator,
                 first_token_ms=draft.first_token_ms,
                 latency_ms=_elapsed_ms(prepared.started),
+                # Nothing relevant retrieved, or nothing in the passages worth citing:
+                # either way the answer says the documents do not hold one.
+                not_in_documents=not draft.citations,
             )
         _log_finished(prepared, status, draft.first_token_ms)
         yield Event(

@@ -443,10 +443,13 @@ def finish_turn(
     latency_ms: int,
     error_code: str | None = None,
     error: str | None = None,
+    not_in_documents: bool = False,
 ) -> None:
     """Store how a turn ended: answered, failed or cancelled (a client that went away).
 
-    Committed asynchronously, as the turn was started (see ``_ASYNC_COMMIT``).
+    ``not_in_documents`` records that the answer said the documents do not hold one
+    (analytics count it). Committed asynchronously, as the turn was started (see
+    ``_ASYNC_COMMIT``).
     """
     cited = [citation.to_json() for citation in citations]
     documents = sorted({str(citation["document_id"]) for citation in cited})
@@ -468,7 +471,8 @@ def finish_turn(
         + ", has_redacted_citations = gone.missing, generator = :generator, model = :model,"
         " prompt_tokens = :pt, completion_tokens = :ct, total_tokens = :tt,"
         " error_code = :error_code, error = :error, first_token_ms = :ftm,"
-        " latency_ms = :lat, finished_at = now() FROM async_commit, gone"
+        " latency_ms = :lat, not_in_documents = :nid, finished_at = now()"
+        " FROM async_commit, gone"
         " WHERE t.id = CAST(:id AS uuid) AND t.status = 'answering'",
         id=turn_id,
         status=status,
@@ -486,6 +490,7 @@ def finish_turn(
         error=error[:2000] if error else None,
         ftm=first_token_ms,
         lat=latency_ms,
+        nid=not_in_documents,
     )
 
 

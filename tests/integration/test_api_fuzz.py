@@ -117,7 +117,7 @@ FIELDS = [
 ]  # fmt: skip
 PARAMS = [
     "knowledge_base_id", "q", "question", "session_id", "top_k", "document_id", "limit",
-    "offset", "page_token", "status", "timeout", "after", "ticket",
+    "offset", "page_token", "status", "timeout", "after", "ticket", "since", "until",
 ]  # fmt: skip
 # What a multipart form can carry: text that UTF-8 can encode (no lone surrogates).
 FORM_TEXT = TEXT.map(lambda text: text.encode("utf-8", "replace").decode())

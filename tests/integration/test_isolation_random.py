@@ -145,6 +145,9 @@ class Oracle:
     key_actors: dict[str, set[str]] = field(default_factory=dict)
     # Markers each principal typed in a question: their own words, shown back to them.
     typed: dict[str, set[str]] = field(default_factory=dict)
+    # Markers typed in questions asked in each workspace: its admins read the questions
+    # that got negative feedback (analytics).
+    asked_in: dict[str, set[str]] = field(default_factory=dict)
 
     def role(self, principal: str, workspace: str) -> str | None:
         """The principal's role in ``workspace`` (an API key's in its own only)."""
@@ -370,6 +373,9 @@ class Op:
     settle: bool = False
     on_success: Callable[[Any], None] | None = None
     check: Callable[[Any], None] | None = None
+    # Tokens the route rightly shows this caller beyond the oracle's rule (e.g. words
+    # other members typed, to an admin reading their feedback).
+    shown: set[str] = field(default_factory=set)
 
     def named(self) -> str:
         return f"{self.path} {json.dumps(self.json)} {json.dumps(self.query)}"
@@ -645,6 +651,7 @@ def _question(world: World, actor: Actor) -> str:
     markers = [d.marker for d in world.oracle.docs.values() if d.marker]
     marker = world.rng.choice(markers)
     world.oracle.typed.setdefault(actor.principal, set()).add(marker)
+    world.oracle.asked_in.setdefault(actor.acting, set()).add(marker)
     return f"Which deliveries does {marker} record for the lighthouse?"
 
 
@@ -1177,7 +1184,65 @@ DOC = "/v1/documents/<document_id>"
 WS = "/v1/workspaces/<workspace>"
 TURN = "/v1/turns/<turn_id>"
 
+
 # Every route, and how a random call of it is made (and judged).
+def _analytics_kb(world: World, actor: Actor) -> tuple[str | None, int]:
+    """A knowledge base to filter on (or none), and the status naming it brings."""
+    if world.rng.random() < 0.5:
+        return None, 200
+    kb = world.pick_kb(actor)
+    return kb, _kb_status(world, actor, kb, READ)
+
+
+def _questions_check(world: World, actor: Actor, kb: str | None, own: bool) -> Any:
+    """The range (the last 30 days) holds every question the oracle saw asked there."""
+    expected = sum(
+        turn.workspace == actor.acting
+        and (kb is None or kb in turn.kb_ids)
+        and (not own or turn.principal == actor.principal)
+        for turn in world.oracle.turns.values()
+    )
+
+    def check(body: Any) -> None:
+        assert body["questions"]["total"] == expected, (body["questions"]["total"], expected)
+
+    return check
+
+
+def op_analytics_overview(world: World, actor: Actor) -> Op:
+    kb, status = _analytics_kb(world, actor)
+    level = _role_level(world, actor, actor.acting)
+    return Op(
+        "GET",
+        "/v1/analytics/overview",
+        403 if level < ADMIN else status,
+        query={"knowledge_base_id": kb} if kb else None,
+        check=_questions_check(world, actor, kb, own=False),
+    )
+
+
+def op_analytics_me(world: World, actor: Actor) -> Op:
+    kb, status = _analytics_kb(world, actor)
+    level = _role_level(world, actor, actor.acting)
+    return Op(
+        "GET",
+        "/v1/analytics/me",
+        403 if level < READ else status,
+        query={"knowledge_base_id": kb} if kb else None,
+        check=_questions_check(world, actor, kb, own=True),
+    )
+
+
+def op_analytics_feedback(world: World, actor: Actor) -> Op:
+    level = _role_level(world, actor, actor.acting)
+    return Op(
+        "GET",
+        "/v1/analytics/feedback",
+        403 if level < ADMIN else 200,
+        shown=set(world.oracle.asked_in.get(actor.acting, set())) if level >= ADMIN else set(),
+    )
+
+
 OPERATIONS: dict[str, Operation] = {
     "GET /healthz": op_healthz,
     "GET /v1/me": op_me,
@@ -1236,6 +1301,9 @@ OPERATIONS: dict[str, Operation] = {
     f"GET {WS}/access-requests": op_access_requests,
     "POST /v1/access-requests/<request_id>/approve": op_approve,
     "POST /v1/access-requests/<request_id>/deny": op_deny,
+    "GET /v1/analytics/overview": op_analytics_overview,
+    "GET /v1/analytics/me": op_analytics_me,
+    "GET /v1/analytics/feedback": op_analytics_feedback,
 }
 # Calls that start the pipeline or remove things are rarer, so the run stays short and
 # the knowledge bases keep most of their documents.
@@ -1322,7 +1390,7 @@ def _run_one(world: World, tables: list[str], actor: Actor, route: str, op: Op) 
     if world.oracle.revoked_key(actor.principal) and route != "GET /healthz":
         op.expected = 401  # a revoked key is refused before any route
     before = _table_state(world.stack, tables) if op.mutation and op.expected != 200 else None
-    hidden = world.oracle.forbidden_tokens(actor.principal)
+    hidden = world.oracle.forbidden_tokens(actor.principal) - op.shown
     response = _send(actor, op)
     text = response.get_data(as_text=True)
     if _status_class(response.status_code) != op.expected:

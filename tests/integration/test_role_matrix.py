@@ -198,6 +198,15 @@ def kb_member(world: World, caller: Caller) -> int:
     return 200 if caller.workspace == WORKSPACE and caller.role else 404
 
 
+def role_then(level: int, rule: Rule) -> Rule:
+    """The caller's role in the workspace it acts in must reach ``level`` (403), then ``rule``."""
+
+    def checked(world: World, caller: Caller) -> int:
+        return 403 if LEVEL[caller.role] < level else rule(world, caller)
+
+    return checked
+
+
 def own_history(world: World, caller: Caller) -> int:
     """The caller's own turn or session; callers without one try the owner's: 404."""
     return 200 if caller.name in world.turns else 404
@@ -458,6 +467,19 @@ ROUTES: dict[str, Entry] = {
     f"GET {WS}/access-requests": Entry(
         workspace_path(ADMIN),
         lambda w, c: c.api.get(f"/v1/workspaces/{WORKSPACE}/access-requests"),
+    ),
+    "GET /v1/analytics/overview": Entry(
+        role_then(ADMIN, on_kb(READ)),
+        lambda w, c: c.api.get(
+            "/v1/analytics/overview", query_string={"knowledge_base_id": w.kb["id"]}
+        ),
+    ),
+    "GET /v1/analytics/me": Entry(
+        role_then(READ, on_kb(READ)),
+        lambda w, c: c.api.get("/v1/analytics/me", query_string={"knowledge_base_id": w.kb["id"]}),
+    ),
+    "GET /v1/analytics/feedback": Entry(
+        acting_workspace(ADMIN), lambda w, c: c.api.get("/v1/analytics/feedback")
     ),
     "POST /v1/access-requests/<request_id>/approve": Entry(
         on_kb(ADMIN),
