@@ -9,6 +9,7 @@
 #        /v1/turns/*, /v1/sessions/*             -> answer
 #        /v1/knowledge-bases/{id}/evaluations    -> answer
 #        /v1/evaluations/*                       -> answer
+#        /v1/openai/* (OpenAI-compatible chat)   -> answer
 #   everything else (rest of /v1, /healthz)      -> manage
 #
 # The path reaches the function unchanged, so handlers route on the full /v1/... path.

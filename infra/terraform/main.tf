@@ -411,7 +411,7 @@ locals {
       function  = "answer"
       method    = null
       templates = []
-      prefixes  = ["/v1/turns/", "/v1/sessions/", "/v1/citations/", "/v1/evaluations/"]
+      prefixes  = ["/v1/turns/", "/v1/sessions/", "/v1/citations/", "/v1/evaluations/", "/v1/openai/"]
       paths     = ["/v1/ask", "/v1/ask/stream", "/v1/retrieve", "/v1/sessions"]
     },
     {

@@ -558,6 +558,7 @@ def test_load_balancer_path_map_matches_the_api_contract() -> None:
         "/v1/sessions/",
         "/v1/citations/",
         "/v1/evaluations/",
+        "/v1/openai/",
         "/v1/knowledge-bases/*/evaluations",
     }
     assert unquote(local("lb_default_function")) == "manage"
