@@ -194,7 +194,18 @@ class McpEndpoint:
         return ASGIMiddleware(_as_caller(app), loop=loop)  # type: ignore[arg-type]
 
     def __call__(self, request: Request) -> Response:
-        """Serve one request to ``/mcp`` (401 without a valid credential)."""
+        """Serve one request to ``/mcp`` (401 without a valid credential).
+
+        Only POST: a stateless server sends nothing of its own, so it offers no GET
+        stream (which would stay open, holding a worker, until the timeout) and no
+        session to DELETE; MCP's answer to both is 405.
+        """
+        if request.method != "POST":
+            response = error_response(
+                405, "method_not_allowed", "the MCP endpoint takes POST (stateless, no streams)"
+            )
+            response.headers["Allow"] = "POST"
+            return response
         try:
             check_request_text(request, {})
             principal = authenticate(self._runtime(), request)

@@ -20,7 +20,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from scripts.localstack.stack import LocalStack
 from tests.support.api import Api
-from tests.support.principals import api_key, workspace_owner
+from tests.support.principals import api_key, invite, workspace_owner
 from tests.support.stack import served, wipe_stack
 
 HANDBOOK = """# Support handbook
@@ -60,6 +60,8 @@ def site(stack: LocalStack) -> Iterator[dict[str, Any]]:
             "rival_kb": rival_kb,
             "plan": plan,
             "owner_token": owner.token,
+            "owner": owner,
+            "stack": stack,
             "key": key.api.token,
             "rival_token": rival.api.token,
         }
@@ -220,3 +222,32 @@ def test_without_a_valid_credential_the_endpoint_answers_401(site: dict[str, Any
     assert forged.status_code == 401 and "invalid_token" in forged.headers["WWW-Authenticate"]
     with pytest.raises(Exception):  # noqa: B017 - the SDK surfaces the 401 its own way
         with_session(site["url"], "not-a-token", lambda session: session.list_tools())
+
+
+def test_get_and_delete_answer_405_at_once(site: dict[str, Any]) -> None:
+    # Stateless: no standalone stream to hold open, no session to end.
+    headers = {"Authorization": f"Bearer {site['key']}", "Accept": "text/event-stream"}
+    opened = requests.get(f"{site['url']}/mcp", headers=headers, timeout=30)
+    ended = requests.delete(f"{site['url']}/mcp", headers=headers, timeout=30)
+
+    for response in (opened, ended):
+        assert response.status_code == 405 and response.headers["Allow"] == "POST"
+
+
+def test_a_limited_member_sees_only_what_is_granted(site: dict[str, Any]) -> None:
+    owner, workspace = site["owner"], site["stack"].settings.default_workspace
+    member = invite(owner, site["stack"], workspace, "intern", "viewer", limited=True)
+    token = member.api.token
+
+    listed = call(site, token, "list_knowledge_bases").structured_content
+    refused = call(site, token, "search", query="refund", knowledge_base_ids=[site["kb"]["id"]])
+    assert listed["knowledge_bases"] == []
+    assert refused.is_error and "knowledge_base_not_found" in text_of(refused)
+
+    granted = owner.put(
+        f"/v1/knowledge-bases/{site['kb']['id']}/grants/{member.id}", json={"access": "read"}
+    )
+    assert granted.status_code == 200, granted.get_data(as_text=True)
+    found = call(site, token, "search", query="refund within 30 days")
+    assert not found.is_error, text_of(found)
+    assert found.structured_content["passages"][0]["document_id"] == site["handbook"]["id"]
