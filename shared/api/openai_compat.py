@@ -37,6 +37,7 @@ from shared.api.answer import SSE_HEADERS, question_text, start_answer
 from shared.api.http import Route, json_response, read_json
 from shared.auth import Principal
 from shared.errors import InvalidInputError, NotFoundError
+from shared.knowledge_bases import KnowledgeBase
 from shared.runtime import Runtime
 
 MAX_MESSAGES = 200
@@ -153,19 +154,25 @@ def _created(value: str) -> int:
         return 0
 
 
+def _card(kb: KnowledgeBase, principal: Principal) -> ModelCard:
+    return ModelCard(
+        id=kb.id,
+        created=_created(kb.created_at),
+        owned_by=principal.workspace or OWNED_BY,
+        name=kb.name,
+        description=kb.description,
+    )
+
+
 def get_models(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """The knowledge bases the caller can read, as OpenAI models (id: the knowledge base's)."""
-    cards = [
-        ModelCard(
-            id=kb.id,
-            created=_created(kb.created_at),
-            owned_by=principal.workspace or OWNED_BY,
-            name=kb.name,
-            description=kb.description,
-        )
-        for kb in readable_knowledge_bases(runtime.database, principal)
-    ]
-    return json_response(ModelList(data=cards).model_dump())
+    kbs = readable_knowledge_bases(runtime.database, principal)
+    return json_response(ModelList(data=[_card(kb, principal) for kb in kbs]).model_dump())
+
+
+def get_model(runtime: Runtime, request: Request, principal: Principal, model: str) -> Response:
+    """One knowledge base as a model, by id or name (404 ``model_not_found`` otherwise)."""
+    return json_response(_card(_kb(runtime, principal, model), principal).model_dump())
 
 
 def _text(message: ChatMessage) -> str:
@@ -229,9 +236,9 @@ def conversation_of(messages: Sequence[ChatMessage]) -> tuple[str, list[Exchange
     return _text(turns[-1]), exchanges
 
 
-def _kb_id(runtime: Runtime, principal: Principal, model: str) -> str:
+def _kb(runtime: Runtime, principal: Principal, model: str) -> KnowledgeBase:
     try:
-        return require_kb(runtime.database, model, principal).id
+        return require_kb(runtime.database, model, principal)
     except NotFoundError:
         raise NotFoundError(
             f"The model {model!r} does not exist or you do not have access to it.",
@@ -343,7 +350,7 @@ def post_chat_completions(runtime: Runtime, request: Request, principal: Princip
     settings = runtime.settings
     question = Question(
         text=question_text(settings, asked),
-        kb_ids=[_kb_id(runtime, principal, body.model)],
+        kb_ids=[_kb(runtime, principal, body.model).id],
         top_k=settings.answer_top_k,
         min_similarity=settings.answer_min_similarity,
     )
@@ -363,5 +370,6 @@ def post_chat_completions(runtime: Runtime, request: Request, principal: Princip
 
 ROUTES = [
     Route("GET", "/v1/openai/models", get_models, error_format=openai_error),
+    Route("GET", "/v1/openai/models/<model>", get_model, error_format=openai_error),
     Route("POST", "/v1/openai/chat/completions", post_chat_completions, error_format=openai_error),
 ]

@@ -718,6 +718,11 @@ def op_openai_models(world: World, actor: Actor) -> Op:
     return Op("GET", "/v1/openai/models", 200, check=check)
 
 
+def op_openai_model(world: World, actor: Actor) -> Op:
+    kb = world.pick_kb(actor)
+    return Op("GET", f"/v1/openai/models/{kb}", _kb_status(world, actor, kb, READ))
+
+
 def op_openai_chat(world: World, actor: Actor) -> Op:
     kb = world.pick_kb(actor)
     expected = 404 if world.oracle.kb_level(actor.principal, actor.acting, kb) < READ else 200
@@ -1249,6 +1254,7 @@ OPERATIONS: dict[str, Operation] = {
     "GET /v1/ask/stream": op_ask_stream,
     "POST /v1/retrieve": op_retrieve,
     "GET /v1/openai/models": op_openai_models,
+    "GET /v1/openai/models/<model>": op_openai_model,
     "POST /v1/openai/chat/completions": op_openai_chat,
     f"POST {TURN}/regenerate": op_regenerate,
     f"POST {TURN}/feedback": op_feedback,

@@ -72,6 +72,10 @@ def test_models_are_the_knowledge_bases_the_caller_can_read(site: dict[str, Any]
     [model] = models
     assert model.object == "model" and model.owned_by == "default" and model.created > 0
     assert (model.model_extra or {})["name"] == "support"
+    # One model by id or by name; another workspace's is not found.
+    assert client(site).models.retrieve("support").id == site["kb"]["id"]
+    with pytest.raises(openai.NotFoundError):
+        client(site).models.retrieve(site["rival_kb"]["id"])
     # The rival workspace's owner sees only theirs (its token acts in its own workspace).
     rival = [m.id for m in client(site, site["rival_token"]).models.list()]
     assert rival == [site["rival_kb"]["id"]]

@@ -403,6 +403,9 @@ ROUTES: dict[str, Entry] = {
         on_kb(READ), lambda w, c: c.api.post("/v1/retrieve", json=_ask_body(w))
     ),
     "GET /v1/openai/models": Entry(signed_in_rule(), lambda w, c: c.api.get("/v1/openai/models")),
+    "GET /v1/openai/models/<model>": Entry(
+        on_kb(READ), lambda w, c: c.api.get(f"/v1/openai/models/{w.kb['id']}")
+    ),
     "POST /v1/openai/chat/completions": Entry(
         on_kb(READ),
         lambda w, c: c.api.post(
