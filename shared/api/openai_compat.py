@@ -246,46 +246,115 @@ def _kb(runtime: Runtime, principal: Principal, model: str) -> KnowledgeBase:
         ) from None
 
 
-def _usage(done: dict[str, Any]) -> dict[str, int]:
+class CompletionUsage(BaseModel):
+    """Tokens the answer's generation used (zeros for the extractive answerer)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class RaglineTurn(BaseModel):
+    """Extension ``ragline``: the stored turn the answer is."""
+
+    turn_id: str
+    session_id: str
+    unsupported_citations: int = 0
+
+
+class AssistantMessage(BaseModel):
+    """The answer: text with ``[n]`` markers, and the extension ``citations``."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: None = None
+    citations: list[dict[str, Any]] = Field(description="checked citations, as /v1/ask's")
+
+
+class Choice(BaseModel):
+    """The one choice of a completion."""
+
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop"] = "stop"
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    """``POST /v1/openai/chat/completions`` without streaming: a ``chat.completion``."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage
+    ragline: RaglineTurn
+
+
+class ChunkDelta(BaseModel):
+    """What a chunk adds: the role (first), text (one per token), citations (last)."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    citations: list[dict[str, Any]] | None = None
+
+
+class ChunkChoice(BaseModel):
+    """The one choice of a chunk."""
+
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: Literal["stop"] | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One ``chat.completion.chunk`` of a streamed answer (``data:`` lines of the SSE)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: CompletionUsage | None = None
+    ragline: RaglineTurn | None = None
+
+
+def _usage(done: dict[str, Any]) -> CompletionUsage:
     usage = done.get("usage") or {}
-    return {
-        "prompt_tokens": int(usage.get("prompt_tokens", 0)),
-        "completion_tokens": int(usage.get("completion_tokens", 0)),
-        "total_tokens": int(usage.get("total_tokens", 0)),
-    }
+    return CompletionUsage(
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+        total_tokens=int(usage.get("total_tokens", 0)),
+    )
 
 
-def _extension(done: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "turn_id": done["turn_id"],
-        "session_id": done["session_id"],
-        "unsupported_citations": done.get("unsupported_citations", 0),
-    }
+def _turn(done: dict[str, Any]) -> RaglineTurn:
+    return RaglineTurn(
+        turn_id=done["turn_id"],
+        session_id=done["session_id"],
+        unsupported_citations=done.get("unsupported_citations", 0),
+    )
 
 
-def _completion(model: str, done: dict[str, Any]) -> dict[str, Any]:
+def _completion(model: str, done: dict[str, Any]) -> ChatCompletion:
     """A ``chat.completion`` from the answer's ``done`` payload."""
-    return {
-        "id": f"chatcmpl-{done['turn_id']}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": done["answer"],
-                    "refusal": None,
-                    "citations": done["citations"],
-                },
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": _usage(done),
-        "ragline": _extension(done),
-    }
+    message = AssistantMessage(content=done["answer"], citations=done["citations"])
+    return ChatCompletion(
+        id=f"chatcmpl-{done['turn_id']}",
+        created=int(time.time()),
+        model=model,
+        choices=[Choice(message=message)],
+        usage=_usage(done),
+        ragline=_turn(done),
+    )
+
+
+def _sse_data(chunk: ChatCompletionChunk) -> str:
+    # Only the fields set (every one the chunk means, ``None`` included): a delta names
+    # just what it adds, as OpenAI's do.
+    return f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
 
 
 def _chunks(model: str, events: Iterator[Event], include_usage: bool) -> Iterator[str]:
@@ -293,37 +362,38 @@ def _chunks(model: str, events: Iterator[Event], include_usage: bool) -> Iterato
     created = int(time.time())
     completion_id = "chatcmpl-"
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-            **extra,
-        }
-        return f"data: {json.dumps(body)}\n\n"
+    def chunk(delta: ChunkDelta, finish: Literal["stop"] | None = None) -> ChatCompletionChunk:
+        choice = ChunkChoice(index=0, delta=delta, finish_reason=finish, logprobs=None)
+        return ChatCompletionChunk(
+            id=completion_id,
+            object="chat.completion.chunk",
+            created=created,
+            model=model,
+            choices=[choice],
+        )
 
     try:
         for event in events:
             if event.name == "start":
                 completion_id = f"chatcmpl-{event.data['turn_id']}"
-                yield chunk({"role": "assistant", "content": ""})
+                yield _sse_data(chunk(ChunkDelta(role="assistant", content="")))
             elif event.name == "token":
-                yield chunk({"content": event.data["t"]})
+                yield _sse_data(chunk(ChunkDelta(content=event.data["t"])))
             elif event.name == "done":
                 done = event.data
-                yield chunk({"citations": done["citations"]}, "stop", ragline=_extension(done))
+                last = chunk(ChunkDelta(citations=done["citations"]), "stop")
+                yield _sse_data(last.model_copy(update={"ragline": _turn(done)}))
                 if include_usage:
-                    usage = {
-                        "id": completion_id,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": model,
-                        "choices": [],
-                        "usage": _usage(done),
-                    }
-                    yield f"data: {json.dumps(usage)}\n\n"
+                    yield _sse_data(
+                        ChatCompletionChunk(
+                            id=completion_id,
+                            object="chat.completion.chunk",
+                            created=created,
+                            model=model,
+                            choices=[],
+                            usage=_usage(done),
+                        )
+                    )
             elif event.name == "error":
                 data = event.data
                 error = {
@@ -365,7 +435,7 @@ def post_chat_completions(runtime: Runtime, request: Request, principal: Princip
             mimetype="text/event-stream",
             headers=SSE_HEADERS,
         )
-    return json_response(_completion(body.model, collect(events)))
+    return json_response(_completion(body.model, collect(events)).model_dump())
 
 
 ROUTES = [

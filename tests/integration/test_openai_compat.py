@@ -7,6 +7,7 @@ frontend would be configured.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,6 +141,12 @@ def test_a_streamed_answer_ends_with_citations_usage_and_done(site: dict[str, An
     )
     assert raw.headers["Content-Type"].startswith("text/event-stream")
     assert raw.text.rstrip().endswith("data: [DONE]")
+    lines = [line[len("data: ") :] for line in raw.text.splitlines() if line.startswith("data: ")]
+    sent = [json.loads(line) for line in lines[:-1]]
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in sent)
+    assert sent[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert set(sent[-1]["ragline"]) == {"turn_id", "session_id", "unsupported_citations"}
+    assert "usage" not in sent[-1]  # only with stream_options.include_usage
 
 
 def test_another_workspaces_knowledge_base_is_no_model(site: dict[str, Any]) -> None:
