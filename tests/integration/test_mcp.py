@@ -251,3 +251,33 @@ def test_a_limited_member_sees_only_what_is_granted(site: dict[str, Any]) -> Non
     found = call(site, token, "search", query="refund within 30 days")
     assert not found.is_error, text_of(found)
     assert found.structured_content["passages"][0]["document_id"] == site["handbook"]["id"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"jsonrpc": "2.0"}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "nope"}}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call",'
+        b' "params": {"name": "search", "arguments": {"query": 7, "top_k": "x"}}}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call",'
+        b' "params": {"name": "get_document", "arguments": {"document_id": "\\u0000"}}}',
+        "\ud800".encode("utf-8", "surrogatepass"),
+    ],
+)
+def test_bad_input_gets_no_5xx(site: dict[str, Any], body: bytes) -> None:
+    response = requests.post(
+        f"{site['url']}/mcp",
+        data=body,
+        headers={
+            "Authorization": f"Bearer {site['key']}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        },
+        timeout=30,
+    )
+
+    assert response.status_code < 500, response.text
