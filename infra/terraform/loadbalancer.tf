@@ -1,6 +1,6 @@
 # Global external Application Load Balancer in front of the public API (set
 # enable_load_balancer = false to use the functions' own URLs instead). Serverless NEGs point at
-# upload, manage and answer; the URL map routes by path (and method) exactly as the local stack
+# upload, manage, answer and mcp; the URL map routes by path (and method) exactly as the local stack
 # mounts the functions:
 #
 #   POST /v1/knowledge-bases/{id}/documents      -> upload
@@ -9,6 +9,8 @@
 #        /v1/turns/*, /v1/sessions/*             -> answer
 #        /v1/knowledge-bases/{id}/evaluations    -> answer
 #        /v1/evaluations/*                       -> answer
+#        /v1/openai/* (OpenAI-compatible chat)   -> answer
+#        /mcp                                    -> mcp
 #   everything else (rest of /v1, /healthz)      -> manage
 #
 # The path reaches the function unchanged, so handlers route on the full /v1/... path.

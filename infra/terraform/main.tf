@@ -84,6 +84,27 @@ locals {
         var.openai_base_url == "" ? {} : { OPENAI_BASE_URL = var.openai_base_url },
       )
     }
+    mcp = {
+      entry_point   = "mcp"
+      identity      = "mcp"
+      description   = "The MCP endpoint (/mcp): list knowledge bases, search, ask, get documents."
+      trigger       = "http"
+      public        = true
+      memory        = "1Gi"
+      cpu           = "1"
+      timeout       = 300 # the ask tool waits for a whole answer
+      min_instances = 0
+      max_instances = 20
+      concurrency   = 4
+      topic         = null
+      event_type    = null
+      secrets       = ["openai"]
+      env = merge(
+        { OPENAI_MODEL = var.openai_model },
+        var.answer_min_similarity == null ? {} : { RAGLINE_ANSWER_MIN_SIMILARITY = tostring(var.answer_min_similarity) },
+        var.openai_base_url == "" ? {} : { OPENAI_BASE_URL = var.openai_base_url },
+      )
+    }
     embed = {
       entry_point   = "embed"
       identity      = "embed"
@@ -292,6 +313,14 @@ locals {
       enqueues_embed    = false
       enqueues_webhooks = false
     }
+    mcp = {
+      # The answer function's reads and writes (chat turns), over MCP.
+      buckets           = {}
+      publishes         = []
+      secrets           = ["openai"]
+      enqueues_embed    = false
+      enqueues_webhooks = false
+    }
     ingest = {
       buckets           = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
       publishes         = ["parse", "lifecycle"]
@@ -411,7 +440,7 @@ locals {
       function  = "answer"
       method    = null
       templates = []
-      prefixes  = ["/v1/turns/", "/v1/sessions/", "/v1/citations/", "/v1/evaluations/"]
+      prefixes  = ["/v1/turns/", "/v1/sessions/", "/v1/citations/", "/v1/evaluations/", "/v1/openai/"]
       paths     = ["/v1/ask", "/v1/ask/stream", "/v1/retrieve", "/v1/sessions"]
     },
     {
@@ -422,6 +451,14 @@ locals {
       templates = ["/v1/knowledge-bases/*/evaluations"]
       prefixes  = []
       paths     = []
+    },
+    {
+      priority  = 50
+      function  = "mcp"
+      method    = null
+      templates = []
+      prefixes  = []
+      paths     = ["/mcp"]
     },
   ]
   lb_default_function = "manage"

@@ -27,6 +27,8 @@ PATH_MAP: list[tuple[str, str]] = [
     ("/v1/sessions/<path:rest>", "answer"),
     ("/v1/turns/<path:rest>", "answer"),
     ("/v1/citations/<path:rest>", "answer"),
+    ("/v1/openai/<path:rest>", "answer"),
+    ("/mcp", "mcp"),
     ("/healthz", "manage"),
     ("/v1/<path:rest>", "manage"),
     ("/v1", "manage"),

@@ -128,6 +128,7 @@ def prepare_turn(
     question: Question,
     *,
     regenerated_from: str | None = None,
+    conversation: Sequence[Exchange] = (),
 ) -> PreparedTurn:
     """Continue the session (or start one), rewrite a follow-up, retrieve, record the turn.
 
@@ -139,6 +140,9 @@ def prepare_turn(
         principal: The caller.
         question: The validated question.
         regenerated_from: The turn this one answers again, if any.
+        conversation: Earlier exchanges the client sent itself (a stateless client
+            such as an OpenAI-compatible one resends the whole conversation); used
+            when ``question`` names no session, and never stored as turns.
 
     Raises:
         NotFoundError: ``session_id`` is not one of the principal's sessions.
@@ -146,7 +150,7 @@ def prepare_turn(
     from shared.answering.rewrite import rewrite_question
 
     database = runtime.database
-    earlier: list[Exchange] = []
+    earlier: list[Exchange] = list(conversation)
     if question.session_id is not None:
         with span("ragline.history.read"):
             found = history.session_history(database, principal, question.session_id)

@@ -22,6 +22,7 @@ from shared.answering.service import (
     retrieve_for,
 )
 from shared.answering.token_estimate import estimate_tokens
+from shared.answering.types import Exchange
 from shared.api.access import readable_knowledge_bases, reader_scope, require_kb
 from shared.api.http import Route, int_arg, json_response, read_json
 from shared.auth import Principal
@@ -81,7 +82,12 @@ class FeedbackBody(BaseModel):
     comment: str = Field("", max_length=4000)
 
 
-def _question_text(settings: Settings, raw: str | None) -> str:
+def question_text(settings: Settings, raw: str | None) -> str:
+    """The question as asked, stripped, once it is known to fit (else 400).
+
+    Raises:
+        InvalidInputError: ``invalid_question`` (empty) or ``question_too_long``.
+    """
     text = (raw or "").strip()
     if not text:
         raise InvalidInputError("question must not be empty", code="invalid_question")
@@ -169,6 +175,36 @@ def _generator(settings: Settings) -> Any:
     return get_generator(settings)
 
 
+def start_answer(
+    runtime: Runtime,
+    principal: Principal,
+    question: Question,
+    *,
+    conversation: Sequence[Exchange] = (),
+    regenerated_from: str | None = None,
+) -> Iterator[Event]:
+    """The one way into answering for every route that asks: record the turn, then stream.
+
+    The turn is prepared (session, retrieval, turn row) before this returns, so errors
+    of the request surface as HTTP errors rather than inside a stream.
+
+    Args:
+        runtime: The instance's runtime.
+        principal: The caller.
+        question: The validated question.
+        conversation: Earlier exchanges a stateless client sent with the question.
+        regenerated_from: The turn this one answers again, if any.
+    """
+    prepared = prepare_turn(
+        runtime,
+        principal,
+        question,
+        regenerated_from=regenerated_from,
+        conversation=conversation,
+    )
+    return answer_events(runtime, prepared, _generator(runtime.settings))
+
+
 def _sse(events: Iterator[Event]) -> Iterator[str]:
     # A comment first: some proxies hold the response until the first bytes arrive.
     yield ": ragline answer stream\n\n"
@@ -185,9 +221,8 @@ def _answer_response(request: Request, events: Iterator[Event]) -> Response:
 def post_ask(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Answer a question as JSON (or as SSE when the client accepts text/event-stream)."""
     body = AskBody.model_validate(read_json(request))
-    question = _question(runtime, body, principal, _question_text(runtime.settings, body.question))
-    prepared = prepare_turn(runtime, principal, question)
-    return _answer_response(request, answer_events(runtime, prepared, _generator(runtime.settings)))
+    question = _question(runtime, body, principal, question_text(runtime.settings, body.question))
+    return _answer_response(request, start_answer(runtime, principal, question))
 
 
 def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> Response:
@@ -202,7 +237,7 @@ def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> 
         for ref in value.split(",")
         if ref.strip()
     ]
-    text = _question_text(runtime.settings, request.args.get("q") or request.args.get("question"))
+    text = question_text(runtime.settings, request.args.get("q") or request.args.get("question"))
     question = Question(
         text=text,
         kb_ids=_kb_ids(runtime.database, refs, principal),
@@ -211,9 +246,8 @@ def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> 
         min_similarity=runtime.settings.answer_min_similarity,
         session_id=_session_id(request.args.get("session_id")),
     )
-    prepared = prepare_turn(runtime, principal, question)
     return Response(
-        _sse(answer_events(runtime, prepared, _generator(runtime.settings))),
+        _sse(start_answer(runtime, principal, question)),
         mimetype="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -222,7 +256,7 @@ def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> 
 def post_retrieve(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Ranked passages only, for callers that bring their own model."""
     body = AskBody.model_validate(read_json(request))
-    text = _question_text(runtime.settings, body.query or body.question)
+    text = question_text(runtime.settings, body.query or body.question)
     question = _question(runtime, body, principal, text)
     retrieval = retrieve_for(runtime, principal, question)
     return json_response(
@@ -258,8 +292,8 @@ def post_regenerate(
         min_similarity=filters.get("min_similarity"),
         session_id=turn.session_id,
     )
-    prepared = prepare_turn(runtime, principal, question, regenerated_from=turn.id)
-    return _answer_response(request, answer_events(runtime, prepared, _generator(runtime.settings)))
+    events = start_answer(runtime, principal, question, regenerated_from=turn.id)
+    return _answer_response(request, events)
 
 
 def post_feedback(

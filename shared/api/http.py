@@ -39,6 +39,8 @@ from shared.tracing import span
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Response]
+# Renders an error (status, code, message) in a route's own format.
+ErrorFormat = Callable[[int, str, str], Response]
 
 # Each domain error's HTTP status: the one place statuses are chosen (most specific
 # class first; the first match wins).
@@ -80,13 +82,15 @@ class Route:
     """One API route: method, werkzeug path pattern, handler.
 
     Every route requires an authenticated principal unless it is ``public`` (the
-    health check only).
+    health check only). ``error_format`` renders the route's errors when it must speak
+    another API's error shape (the OpenAI-compatible routes); else the API's own.
     """
 
     method: str
     path: str
     handler: Handler
     public: bool = False
+    error_format: ErrorFormat | None = None
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -173,12 +177,15 @@ class Router:
         self._runtime = runtime
         self._handlers: dict[str, Handler] = {}
         self._public: set[str] = set()
+        self._error_formats: dict[str, ErrorFormat] = {}
         rules = []
         for index, route in enumerate(routes):
             endpoint = f"r{index}"
             self._handlers[endpoint] = route.handler
             if route.public:
                 self._public.add(endpoint)
+            if route.error_format is not None:
+                self._error_formats[endpoint] = route.error_format
             rules.append(Rule(route.path, methods=[route.method], endpoint=endpoint))
         self._map = Map(rules, strict_slashes=False)
 
@@ -219,9 +226,11 @@ class Router:
             return authenticate(runtime, request)
 
     def _handle(self, request: Request) -> Response:
+        error_format: ErrorFormat = error_response
         try:
             adapter = self._map.bind_to_environ(request.environ)
             endpoint, args = adapter.match()
+            error_format = self._error_formats.get(str(endpoint), error_response)
             check_request_text(request, args)
             runtime = self._runtime()
             principal = (
@@ -230,14 +239,14 @@ class Router:
             bind(workspace=principal.workspace)
             return self._handlers[str(endpoint)](runtime, request, principal, **args)
         except DomainError as error:
-            response = error_response(status_of(error), error.code, error.message)
+            response = error_format(status_of(error), error.code, error.message)
             if isinstance(error, UnauthenticatedError):
                 response.headers["WWW-Authenticate"] = bearer_challenge(error)
             return response
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-            return error_response(400, "invalid_request", f"{where}: {first.get('msg')}")
+            return error_format(400, "invalid_request", f"{where}: {first.get('msg')}")
         except MethodNotAllowed:
             return error_response(
                 405, "method_not_allowed", f"{request.method} is not allowed here"
@@ -248,4 +257,4 @@ class Router:
             return error_response(error.code or 500, "http_error", error.description or "error")
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
-            return error_response(500, "internal", "internal error; it has been logged")
+            return error_format(500, "internal", "internal error; it has been logged")

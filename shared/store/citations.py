@@ -1,4 +1,4 @@
-"""Where a cited chunk sits: the citation viewer's one read."""
+"""Reads of visible chunks by id or document: the citation viewer's and a document's text."""
 
 from __future__ import annotations
 
@@ -48,3 +48,52 @@ def cited_chunk(database: Database, scope: ScopeSql, chunk_id: int) -> CitedChun
         id=chunk_id,
         **scope.params,
     )
+
+
+@dataclass(frozen=True)
+class DocumentSpan:
+    """A visible chunk's text and where it sits in its document's parsed text."""
+
+    ordinal: int
+    char_start: int
+    char_end: int
+    page_start: int | None
+    page_end: int | None
+    text: str
+
+
+def document_spans(
+    database: Database, scope: ScopeSql, document_id: str, start: int, end: int
+) -> list[DocumentSpan]:
+    """The visible chunks of a document that overlap characters ``start..end``, in order.
+
+    Visibility is the scope's, as for :func:`cited_chunk`: only the active version of a
+    document in a knowledge base the caller may read (an archived document has none).
+    """
+    return database.records(
+        DocumentSpan,
+        "SELECT c.ordinal, c.char_start, c.char_end, c.page_start, c.page_end, c.text"
+        f" FROM chunks c{scope.chunks()} AND c.document_id = CAST(:doc AS uuid)"
+        " AND c.char_end > :start AND c.char_start < :end ORDER BY c.ordinal",
+        doc=document_id,
+        start=start,
+        end=end,
+        **scope.params,
+    )
+
+
+@dataclass(frozen=True)
+class _TextEnd:
+    text_end: int | None
+
+
+def document_text_end(database: Database, scope: ScopeSql, document_id: str) -> int:
+    """Where the visible text of a document ends (0 if none of it is visible)."""
+    found = database.record(
+        _TextEnd,
+        "SELECT max(c.char_end) AS text_end"
+        f" FROM chunks c{scope.chunks()} AND c.document_id = CAST(:doc AS uuid)",
+        doc=document_id,
+        **scope.params,
+    )
+    return found.text_end or 0 if found is not None else 0

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from scripts.localstack.stack import LocalStack
-from shared.api import answer, evaluation, identity, manage, upload, webhooks
+from shared.api import answer, evaluation, identity, manage, openai_compat, upload, webhooks
 from shared.api.http import Route
 from tests.support.api import Api
 from tests.support.outbound import allow_loopback
@@ -45,6 +45,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "PATCH /v1/knowledge-bases/<kb_id>": manage.UpdateKnowledgeBase,
     "POST /v1/ask": answer.AskBody,
     "POST /v1/retrieve": answer.AskBody,
+    "POST /v1/openai/chat/completions": openai_compat.ChatBody,
     "POST /v1/turns/<turn_id>/feedback": answer.FeedbackBody,
     "POST /v1/knowledge-bases/<kb_id>/uploads": upload.SignedUploadRequest,
     "POST /v1/stream-tickets": identity.TicketBody,

@@ -712,6 +712,39 @@ def op_retrieve(world: World, actor: Actor) -> Op:
     return Op("POST", "/v1/retrieve", expected, json=body)
 
 
+def op_openai_models(world: World, actor: Actor) -> Op:
+    expected = {
+        kb.id
+        for kb in world.oracle.kbs.values()
+        if world.oracle.kb_level(actor.principal, actor.acting, kb.id) >= READ
+    }
+
+    def check(body: Any) -> None:
+        assert {model["id"] for model in body["data"]} == expected
+
+    return Op("GET", "/v1/openai/models", 200, check=check)
+
+
+def op_openai_model(world: World, actor: Actor) -> Op:
+    kb = world.pick_kb(actor)
+    return Op("GET", f"/v1/openai/models/{kb}", _kb_status(world, actor, kb, READ))
+
+
+def op_openai_chat(world: World, actor: Actor) -> Op:
+    kb = world.pick_kb(actor)
+    expected = 404 if world.oracle.kb_level(actor.principal, actor.acting, kb) < READ else 200
+    record = _record_turn(world, actor, [kb])
+    body = {"model": kb, "messages": [{"role": "user", "content": _question(world, actor)}]}
+    return Op(
+        "POST",
+        "/v1/openai/chat/completions",
+        expected,
+        True,
+        json=body,
+        on_success=lambda completion: record(completion["ragline"]),
+    )
+
+
 def _turn_status(world: World, actor: Actor, turn: str) -> int:
     found = world.oracle.turns.get(turn)
     visible = found is not None and world.oracle.turn_visible(actor.principal, actor.acting, found)
@@ -1285,6 +1318,9 @@ OPERATIONS: dict[str, Operation] = {
     "POST /v1/ask": op_ask,
     "GET /v1/ask/stream": op_ask_stream,
     "POST /v1/retrieve": op_retrieve,
+    "GET /v1/openai/models": op_openai_models,
+    "GET /v1/openai/models/<model>": op_openai_model,
+    "POST /v1/openai/chat/completions": op_openai_chat,
     f"POST {TURN}/regenerate": op_regenerate,
     f"POST {TURN}/feedback": op_feedback,
     f"GET {TURN}/citations": op_turn_citations,

@@ -411,6 +411,17 @@ ROUTES: dict[str, Entry] = {
     "POST /v1/retrieve": Entry(
         on_kb(READ), lambda w, c: c.api.post("/v1/retrieve", json=_ask_body(w))
     ),
+    "GET /v1/openai/models": Entry(signed_in_rule(), lambda w, c: c.api.get("/v1/openai/models")),
+    "GET /v1/openai/models/<model>": Entry(
+        on_kb(READ), lambda w, c: c.api.get(f"/v1/openai/models/{w.kb['id']}")
+    ),
+    "POST /v1/openai/chat/completions": Entry(
+        on_kb(READ),
+        lambda w, c: c.api.post(
+            "/v1/openai/chat/completions",
+            json={"model": w.kb["id"], "messages": [{"role": "user", "content": "tides?"}]},
+        ),
+    ),
     "GET /v1/citations/<chunk_id>/viewer": Entry(
         on_kb(READ), lambda w, c: c.api.get(f"/v1/citations/{w.chunk_id}/viewer")
     ),

@@ -8,12 +8,22 @@ the API fuzz test) cannot miss it.
 
 from __future__ import annotations
 
-from shared.api import analytics, answer, evaluation, identity, manage, upload, webhooks
+from shared.api import (
+    analytics,
+    answer,
+    evaluation,
+    identity,
+    manage,
+    openai_compat,
+    upload,
+    webhooks,
+)
 from shared.api.http import Route
 
 ALL_ROUTES: list[Route] = [
     *answer.ROUTES,
     *evaluation.ROUTES,
+    *openai_compat.ROUTES,
     *manage.ROUTES,
     *identity.ROUTES,
     *upload.ROUTES,

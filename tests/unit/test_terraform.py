@@ -189,6 +189,7 @@ def test_catalogue_covers_every_target_with_a_valid_trigger() -> None:
         "sweep",
         "webhooks",
         "deliver_webhook",
+        "mcp",
     }
     for key, spec in specs.items():
         assert spec["trigger"] in {"http", "tasks", "pubsub", "gcs", "scheduler"}, key
@@ -502,13 +503,13 @@ def test_function_env_matches_settings_fields() -> None:
 
 def test_openai_key_reaches_only_the_functions_that_call_openai() -> None:
     users = {key for key, spec in functions().items() if "openai" in spec["secrets"]}
-    assert users == {"embed", "answer"}
+    assert users == {"embed", "answer", "mcp"}
     readers = {
         identity
         for identity, grants in local("identities").items()
         if "openai" in unquote_all(grants["secrets"])
     }
-    assert readers == {"embed", "answer"}
+    assert readers == {"embed", "answer", "mcp"}
     assert unquote(local("secrets")["openai"]["env"]) == "OPENAI_API_KEY"
 
 
@@ -558,8 +559,10 @@ def test_load_balancer_path_map_matches_the_api_contract() -> None:
         "/v1/sessions/",
         "/v1/citations/",
         "/v1/evaluations/",
+        "/v1/openai/",
         "/v1/knowledge-bases/*/evaluations",
     }
+    assert by_function["mcp"] == {"/mcp"}
     assert unquote(local("lb_default_function")) == "manage"
     public = {key for key, spec in functions().items() if spec["public"]}
     assert set(by_function) | {"manage"} <= public
