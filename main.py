@@ -24,6 +24,7 @@ TARGETS: dict[str, str] = {
     "sweep": "functions.sweep",
     "webhooks": "functions.webhooks",
     "deliver_webhook": "functions.deliver_webhook",
+    "sync": "functions.sync",
 }
 
 

@@ -17,7 +17,7 @@ import functions_framework
 from werkzeug.test import Client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HTTP_TARGETS = ("upload", "manage", "answer", "embed", "sweep", "deliver_webhook")
+HTTP_TARGETS = ("upload", "manage", "answer", "embed", "sweep", "deliver_webhook", "sync")
 EVENT_TARGETS = ("ingest", "parse", "chunk", "index", "dead_letter", "webhooks")
 
 
