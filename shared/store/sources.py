@@ -184,19 +184,23 @@ def insert_source(
     source_type: str,
     config: dict[str, Any],
     schedule_minutes: int | None,
+    paused: bool,
     created_by: str,
 ) -> Source:
-    """Store a new source and return it."""
+    """Store a new source and return it; a scheduled one is due one interval from now."""
     source = session.record(
         Source,
-        "INSERT INTO sources (workspace_id, kb_id, type, config, schedule_minutes, created_by)"
-        " VALUES (CAST(:w AS uuid), CAST(:k AS uuid), :t, CAST(:c AS jsonb), :m, :by)"
+        "INSERT INTO sources (workspace_id, kb_id, type, config, schedule_minutes, paused,"
+        " next_run_at, created_by)"
+        " VALUES (CAST(:w AS uuid), CAST(:k AS uuid), :t, CAST(:c AS jsonb),"
+        " CAST(:m AS integer), :p, now() + make_interval(mins => CAST(:m AS integer)), :by)"
         " RETURNING " + _SOURCE_FIELDS,
         w=workspace_id,
         k=kb_id,
         t=source_type,
         c=json.dumps(config),
         m=schedule_minutes,
+        p=paused,
         by=created_by,
     )
     if source is None:  # INSERT ... RETURNING always returns the row
@@ -243,13 +247,19 @@ def update_source(
     set_schedule: bool,
     paused: bool | None,
 ) -> Source | None:
-    """Change what is given; a new schedule makes the next run due one interval from now."""
+    """Change what is given.
+
+    A new schedule makes the next run due one interval from now, as does unpausing a
+    scheduled source that has no next run.
+    """
     return session.record(
         Source,
         "UPDATE sources SET config = coalesce(CAST(:c AS jsonb), config),"
         " schedule_minutes = CASE WHEN :ss THEN CAST(:m AS integer) ELSE schedule_minutes END,"
         " next_run_at = CASE WHEN :ss THEN"
-        "   now() + make_interval(mins => CAST(:m AS integer)) ELSE next_run_at END,"
+        "   now() + make_interval(mins => CAST(:m AS integer))"
+        "   WHEN NOT coalesce(CAST(:p AS boolean), paused) AND next_run_at IS NULL"
+        "   THEN now() + make_interval(mins => schedule_minutes) ELSE next_run_at END,"
         " paused = coalesce(CAST(:p AS boolean), paused), updated_at = now()"
         " WHERE id = CAST(:id AS uuid) RETURNING " + _SOURCE_FIELDS,
         c=None if config is None else json.dumps(config),
