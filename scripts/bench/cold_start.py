@@ -105,9 +105,15 @@ MAY_USE: dict[str, set[str]] = {
     "dead_letter": _DATABASE | _PUBLISH,
     "manage": _DATABASE | _PUBLISH | {"google.cloud.storage", "tokenizers"},
     "answer": _DATABASE | _MODELS,
-    "sweep": _DATABASE | _PUBLISH | {"google.cloud.tasks_v2"},
+    # The sweep also starts due source syncs and ends stalled ones (deleting documents).
+    "sweep": _DATABASE | _PUBLISH | {"google.cloud.tasks_v2", "google.cloud.storage"},
     "webhooks": _DATABASE | {"google.cloud.tasks_v2"},
     "deliver_webhook": _DATABASE,
+    # A sync task stores what it fetched and hands it to parse, and enqueues children;
+    # the web crawler's link extraction reads HTML (selectolax, lxml).
+    "sync": _DATABASE
+    | _PUBLISH
+    | {"google.cloud.storage", "google.cloud.tasks_v2", "selectolax", "lxml"},
 }
 NEVER_USES: dict[str, list[str]] = {
     target: sorted(set(HEAVY) - uses) for target, uses in MAY_USE.items()
