@@ -32,24 +32,18 @@ from shared.sources.connector import (
 from shared.sources.registry import SourceConfig, SourceType, register, unregister
 from tests.support.api import Api
 from tests.support.principals import workspace_owner
+from tests.support.sources import SOURCE_BUCKET
+from tests.support.sources import source_bucket as allowed_bucket
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-BUCKET = "ragline-test-sources"
+BUCKET = SOURCE_BUCKET
 FILES = ("database-failover-runbook.md", "beacon-sensor.html", "employee-handbook.docx")
 
 
 @pytest.fixture
 def source_bucket(clean_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
     """An empty bucket gcs sources may read (the deployment's allow-list names it)."""
-    client = clean_stack.objects.client
-    if client.lookup_bucket(BUCKET) is None:
-        client.create_bucket(BUCKET)
-    for blob in list(client.list_blobs(BUCKET)):
-        clean_stack.objects.delete(BUCKET, blob.name)
-    runtime = clean_stack.runtime
-    monkeypatch.setattr(
-        runtime, "settings", runtime.settings.model_copy(update={"source_buckets": [BUCKET]})
-    )
+    allowed_bucket(clean_stack, monkeypatch)
     return clean_stack
 
 
