@@ -69,7 +69,6 @@ class SweepReport:
             "syncs_started": self.sources.started,
             "syncs_redriven": self.sources.redriven,
             "syncs_failed": self.sources.failed,
-            "syncs_completed": self.sources.completed,
         }
 
 

@@ -16,7 +16,8 @@ documents deleted (unless the run saw only part of the source: it hit its cap, o
 failed), and the counts, last error and status are written. A sync asked for while one
 runs joins it (the running run is returned). A task lost with its queue is found by the
 sweep (:func:`sweep_sources`): a run with no progress for ``stall_after_s`` has its
-pending tasks enqueued again, and after ``max_sweeps`` such sweeps they fail.
+pending tasks enqueued again, and after ``max_sweeps`` such sweeps they fail and a task
+ends the run.
 """
 
 from __future__ import annotations
@@ -135,17 +136,22 @@ def run_task(runtime: Runtime, task: SyncTask) -> str:
     """Run one task of a sync run: list the roots, or visit one item.
 
     Returns:
-        What happened: ``listed``, ``visited``, or ``ignored`` (a duplicate, or the run
-        or source is gone).
+        What happened: ``listed``, ``visited``, ``finished`` (the run ended), or
+        ``ignored`` (a duplicate, or the run or source is gone).
 
     Raises:
         Exception: A transient failure (the task is retried).
     """
+    run = store.get_run(runtime.database, task.run_id)
+    if run is not None and run.status == "finishing":
+        return "finished" if complete_run(runtime, run.id) else "ignored"
     live = _live(runtime, task.run_id)
     if live is None:
         return "ignored"
     run, source = live
     if task.key is None:
+        if run.roots_listed:  # the sweep's nudge: every item done, the run not ended
+            return "finished" if finish_if_done(runtime, run.id) else "ignored"
         return _list_roots(runtime, run, source)
     item = store.get_item(runtime.database, source.id, task.key)
     if item is None or item.last_run_id != run.id or item.state != "pending":
@@ -376,7 +382,6 @@ class SourceSweep:
     started: list[str] = field(default_factory=list)  # run ids
     redriven: list[str] = field(default_factory=list)  # run ids
     failed: list[str] = field(default_factory=list)  # run ids whose lost items failed
-    completed: list[str] = field(default_factory=list)  # run ids
 
 
 def sweep_sources(
@@ -403,29 +408,27 @@ def sweep_sources(
 
 
 def _recover(runtime: Runtime, run: SourceRun, max_sweeps: int, report: SourceSweep) -> None:
-    if run.status == "finishing":
-        if complete_run(runtime, run.id):
-            report.completed.append(run.id)
+    """Send a stalled run's lost tasks again; the sync function does the work.
+
+    The sweep itself only reads and writes rows and enqueues: ending a run deletes
+    documents, which the sync function's identity may do.
+    """
+    if run.status == "finishing" or (run.roots_listed and run.sweeps > max_sweeps):
+        if run.status == "running":
+            with runtime.database.transaction() as session:
+                store.fail_pending(
+                    session, run.id, f"lost {max_sweeps} times; sync again to retry", "stalled"
+                )
+            report.failed.append(run.id)
+        _enqueue(runtime, run.id, [None], sweep=run.sweeps)  # ends the run
+        report.redriven.append(run.id)
         return
-    if run.sweeps > max_sweeps:
+    if run.sweeps > max_sweeps:  # the roots were never listed
         with runtime.database.transaction() as session:
-            if not run.roots_listed:
-                store.fail_run(session, run, "the run's first task was lost repeatedly")
-            store.fail_pending(
-                session, run.id, f"lost {max_sweeps} times; sync again to retry", "stalled"
-            )
+            store.fail_run(session, run, "the run's first task was lost repeatedly")
         report.failed.append(run.id)
-        if finish_if_done(runtime, run.id):
-            report.completed.append(run.id)
         return
-    keys: list[str | None] = (
-        [item.key for item in store.pending_items(runtime.database, run.id)]
-        if run.roots_listed
-        else [None]
-    )
-    if not keys:  # every item finished but the run was never ended
-        if finish_if_done(runtime, run.id):
-            report.completed.append(run.id)
-        return
+    pending = [item.key for item in store.pending_items(runtime.database, run.id)]
+    keys: list[str | None] = [*pending] if run.roots_listed and pending else [None]
     _enqueue(runtime, run.id, keys, sweep=run.sweeps)
     report.redriven.append(run.id)
