@@ -52,8 +52,15 @@ def _put(stack: LocalStack, name: str, data: bytes) -> None:
 
 
 def _parse_messages(stack: LocalStack) -> int:
+    """How many versions were sent to parse (a version may be sent more than once)."""
     topic = stack.settings.topic_parse
-    return sum(1 for published, _ in stack.bus.published if published == topic)
+    return len(
+        {
+            message["attributes"]["version_id"]
+            for published, message in stack.bus.published
+            if published == topic
+        }
+    )
 
 
 def _source(api: Api, source_id: str) -> dict[str, Any]:
@@ -113,6 +120,16 @@ def test_a_gcs_prefix_syncs_into_documents_and_follows_its_changes(
     assert runbook["origin"]["source_id"] == source["id"]
     assert runbook["origin"]["url"] == f"gs://{BUCKET}/team/docs/{FILES[0]}"
     assert runbook["origin"]["revision"]["version"]
+    # The citation viewer shows where a passage's document came from.
+    retrieved = api.post(
+        "/v1/retrieve",
+        json={"knowledge_base_ids": [kb["id"]], "question": "database failover runbook"},
+    )
+    assert retrieved.status_code == 200, retrieved.get_data(as_text=True)
+    chunk_id = (retrieved.json or {})["passages"][0]["chunk_id"]
+    viewer = api.get(f"/v1/citations/{chunk_id}/viewer").json or {}
+    assert viewer["origin"]["source_id"] == source["id"]
+    assert viewer["origin"]["url"].startswith(f"gs://{BUCKET}/team/docs/")
 
     # Nothing changed: nothing is downloaded, parsed or versioned.
     parsed_before = _parse_messages(stack)
