@@ -16,6 +16,7 @@ import pytest
 from pydantic import Field
 
 from scripts.localstack.stack import LocalStack
+from shared.errors import TransientError
 from shared.models import Message, SyncTask
 from shared.net.client import SafeHttpClient
 from shared.net.guard import UrlGuard
@@ -268,6 +269,7 @@ class Site:
 
 
 SITE = Site()
+BROKEN = "a page whose server always answers 503"
 
 
 class FakeCrawlConfig(SourceConfig):
@@ -288,6 +290,8 @@ class FakeCrawler:
         page = SITE.pages.get(item.key)
         if page is None:
             return Visit(Outcome.GONE)
+        if page.body == BROKEN:
+            raise TransientError(f"{item.key} answered 503")
         children = (
             [ItemRef(link, item.depth + 1) for link in page.links]
             if item.depth < self.config.max_depth
@@ -391,6 +395,28 @@ def test_a_run_stops_at_its_item_cap_and_then_deletes_nothing_unseen(
     assert sum(source["counts"].values()) == 3
     # The two pages the capped run did not reach are not taken for gone.
     assert len(_documents(api, kb["id"])) == 5
+
+
+def test_an_item_failing_on_every_attempt_fails_alone(fake_crawl: LocalStack) -> None:
+    stack = fake_crawl
+    api = Api(stack)
+    kb = api.create_kb("flaky")
+    home, broken = "https://site.example/home", "https://site.example/broken"
+    SITE.pages.update({home: Page("# Home\n\nHi.\n", [broken]), broken: Page(BROKEN)})
+    created = api.post(
+        f"/v1/knowledge-bases/{kb['id']}/sources",
+        json={"type": "fake-crawl", "config": {"url": home}},
+    )
+    source_id = (created.json or {})["id"]
+    stack.wait_idle(180)
+    # The sync function's last attempt (Cloud Tasks' retry count) fails the item itself.
+    source = _source(api, source_id)
+    assert source["last_run"]["status"] == "partial"
+    assert source["counts"] == _counts(added=1, failed=1)
+    assert "503" in source["last_error"] and broken in source["last_error"]
+    # A malformed task is acknowledged, not retried.
+    answer = stack.host.apps["sync"].test_client().post("/", data=b"{not json")
+    assert answer.status_code == 200 and answer.json["status"] == "ignored"
 
 
 # Redelivery and loss, with a queue that records tasks and the test delivering them.
