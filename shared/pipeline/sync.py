@@ -29,7 +29,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from shared.errors import NotFoundError, PermanentError
+from shared.errors import ConflictError, NotFoundError, PermanentError
 from shared.models import SyncTask
 from shared.paths import upload_object_name
 from shared.pipeline.ingest import register_object
@@ -246,15 +246,22 @@ def _ingest(
     """
     database = runtime.database
     settings = runtime.settings
-    document_id = document_store.ensure_document(
-        database,
-        source.kb_id,
-        document_key(source.id, item.key),
-        fetched.filename or "document",
-        source.created_by,
-    )
+    filename = fetched.filename or "document"
+    revision = dataclasses.asdict(fetched.revision)
+    with database.transaction() as session:
+        document_id = store.ensure_source_document(
+            session,
+            source_id=source.id,
+            source_key=document_key(source.id, item.key),
+            filename=filename,
+            created_by=source.created_by,
+            origin_url=fetched.origin_url,
+            revision=revision,
+        )
+    if document_id is None:  # the source was deleted meanwhile
+        return ItemResult("skipped", error="the source was deleted", error_code="deleted")
     checksum = md5_checksum(fetched.content)
-    name = upload_object_name(document_id, checksum[4:20], fetched.filename or "document")
+    name = upload_object_name(document_id, checksum[4:20], filename)
     info = runtime.objects.stat(settings.upload_bucket, name)
     if info is None or info.checksum != checksum:
         info = runtime.objects.upload_bytes(
@@ -263,17 +270,9 @@ def _ingest(
             fetched.content,
             content_type=fetched.content_type or "application/octet-stream",
         )
-    revision = dataclasses.asdict(fetched.revision)
-    with database.transaction() as session:
-        store.set_document_origin(
-            session,
-            document_id,
-            source_id=source.id,
-            origin_url=fetched.origin_url,
-            revision=revision,
-        )
     registered = register_object(runtime, document_id, info, declared_type=fetched.content_type)
-    if registered is None:  # deleted meanwhile (its source is being deleted)
+    if registered is None:  # deleted meanwhile (with its source); the object goes with it
+        runtime.objects.delete(info.bucket, info.name)
         return ItemResult("skipped", error="the document was deleted", error_code="deleted")
     if item.document_id is None:
         outcome = "added"
@@ -355,6 +354,7 @@ def delete_source(runtime: Runtime, source_id: str) -> None:
 
     Raises:
         NotFoundError: No such source.
+        ConflictError: Documents of it kept arriving (a task of its run still writing).
     """
     database = runtime.database
     source = store.get_source(database, source_id)
@@ -369,10 +369,13 @@ def delete_source(runtime: Runtime, source_id: str) -> None:
     for _ in range(REMOVAL_ROUNDS):
         for document_id in store.source_document_ids(database, source.id):
             delete_document(runtime, document_id)
-        if not store.source_document_ids(database, source.id):
-            break
-    with database.transaction() as session:
-        store.delete_source_row(session, source.id)
+        with database.transaction() as session:
+            # Holds off new documents of the source (they share-lock its row) until it is
+            # gone; one that slipped in since the listing means another round.
+            if store.lock_source_for_delete(session, source.id):
+                store.delete_source_row(session, source.id)
+                return
+    raise ConflictError("the source kept receiving documents; try again", code="busy")
 
 
 @dataclass

@@ -299,23 +299,60 @@ def due_sources(database: Database, limit: int) -> list[DueSource]:
     )
 
 
-def set_document_origin(
+def ensure_source_document(
     session: Session,
-    document_id: str,
     *,
     source_id: str,
+    source_key: str,
+    filename: str,
+    created_by: str,
     origin_url: str,
     revision: dict[str, Any],
-) -> None:
-    """Record where a source's document came from (URL and revision)."""
+) -> str | None:
+    """The id of the source's document at ``source_key``, created if new, with its origin.
+
+    The source's row is share-locked first: while it exists no delete of it can finish,
+    and once it is gone no document of it is created (None).
+    """
+    kb_id = session.scalar(
+        "SELECT kb_id::text FROM sources WHERE id = CAST(:s AS uuid) FOR SHARE", s=source_id
+    )
+    if kb_id is None:
+        return None
     session.run(
+        "INSERT INTO documents (kb_id, source_key, filename, created_by, source_id)"
+        " VALUES (CAST(:k AS uuid), :key, :f, :by, CAST(:s AS uuid))"
+        " ON CONFLICT (kb_id, source_key) DO NOTHING",
+        k=kb_id,
+        key=source_key,
+        f=filename,
+        by=created_by,
+        s=source_id,
+    )
+    document_id = session.scalar(
         "UPDATE documents SET source_id = CAST(:s AS uuid), origin_url = :u,"
-        " origin_revision = CAST(:r AS jsonb) WHERE id = CAST(:d AS uuid)",
+        " origin_revision = CAST(:r AS jsonb)"
+        " WHERE kb_id = CAST(:k AS uuid) AND source_key = :key RETURNING id::text",
         s=source_id,
         u=origin_url,
         r=json.dumps(revision),
-        d=document_id,
+        k=kb_id,
+        key=source_key,
     )
+    return None if document_id is None else str(document_id)
+
+
+def lock_source_for_delete(session: Session, source_id: str) -> bool:
+    """Lock the source's row; True when no document of it is left (it may go now)."""
+    found = session.scalar(
+        "SELECT 1 FROM sources WHERE id = CAST(:s AS uuid) FOR UPDATE", s=source_id
+    )
+    if found is None:
+        return True
+    left = session.scalar(
+        "SELECT 1 FROM documents WHERE source_id = CAST(:s AS uuid) LIMIT 1", s=source_id
+    )
+    return left is None
 
 
 # Runs.

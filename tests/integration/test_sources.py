@@ -486,6 +486,29 @@ def test_a_redelivered_task_changes_nothing_twice(
     assert sorted(SITE.fetched) == [a, home]
 
 
+def test_a_task_arriving_after_its_source_was_deleted_creates_nothing(
+    recorded: tuple[LocalStack, RecordingQueue],
+) -> None:
+    stack, queue = recorded
+    runtime = stack.runtime
+    api = Api(stack)
+    kb = api.create_kb("deleted-midway")
+    home = "https://site.example/home"
+    SITE.pages[home] = Page("# Home\n\nHi.\n")
+    created = api.post(
+        f"/v1/knowledge-bases/{kb['id']}/sources",
+        json={"type": "fake-crawl", "config": {"url": home}},
+    )
+    source_id = (created.json or {})["id"]
+    [roots] = queue.take()
+    sync.run_task(runtime, roots)
+    [home_task] = queue.take()
+    assert api.delete(f"/v1/sources/{source_id}").status_code == 204
+    assert sync.run_task(runtime, home_task) == "ignored"
+    stack.wait_idle()
+    assert _documents(api, kb["id"]) == [] and SITE.fetched == []
+
+
 def test_the_sweep_recovers_a_lost_task_and_fails_one_lost_too_often(
     recorded: tuple[LocalStack, RecordingQueue],
 ) -> None:
