@@ -105,8 +105,7 @@ MAY_USE: dict[str, set[str]] = {
     "dead_letter": _DATABASE | _PUBLISH,
     "manage": _DATABASE | _PUBLISH | {"google.cloud.storage", "tokenizers"},
     "answer": _DATABASE | _MODELS,
-    # The sweep also starts due source syncs and ends stalled ones (deleting documents).
-    "sweep": _DATABASE | _PUBLISH | {"google.cloud.tasks_v2", "google.cloud.storage"},
+    "sweep": _DATABASE | _PUBLISH | {"google.cloud.tasks_v2"},
     "webhooks": _DATABASE | {"google.cloud.tasks_v2"},
     "deliver_webhook": _DATABASE,
     # A sync task stores what it fetched and hands it to parse, and enqueues children;
