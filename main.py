@@ -25,6 +25,7 @@ TARGETS: dict[str, str] = {
     "webhooks": "functions.webhooks",
     "deliver_webhook": "functions.deliver_webhook",
     "mcp": "functions.mcp",
+    "sync": "functions.sync",
 }
 
 

@@ -172,6 +172,21 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(
         5, description="delivery attempts of one event before it is given up"
     )
+    # Sources (shared/pipeline/sync.py): sync runs are Cloud Tasks on their own queue,
+    # one task per item; the sweep starts due runs and re-drives runs with no progress
+    # for stall_after_s (max_sweeps times, then their pending items fail).
+    sync_tasks_queue: str = "ragline-sync"
+    sync_url: str = Field("", description="HTTPS URL of the sync function (task target)")
+    source_buckets: list[str] = Field(
+        default_factory=list,
+        description="buckets gcs sources may read (Terraform grants the functions read on them)",
+    )
+    source_max_items: int = Field(
+        10_000, ge=1, description="items one sync run visits at most (a source may ask fewer)"
+    )
+    source_max_item_bytes: int = Field(
+        100 * 1024 * 1024, ge=1, description="largest file a source's item may bring in"
+    )
     # Outbound requests to user-given URLs refuse private, loopback, link-local and
     # metadata addresses (shared/net/guard.py). Only tests list networks here (their
     # loopback receiver); production leaves it empty.

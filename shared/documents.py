@@ -95,7 +95,17 @@ def _document_json(document: DocumentView) -> dict[str, Any]:
         "archived": document.archived_at is not None,
         "archived_at": _iso(document.archived_at),
         "archived_by": document.archived_by,
+        "origin": origin_json(document.source_id, document.origin_url, document.origin_revision),
     }
+
+
+def origin_json(
+    source_id: str | None, url: str | None, revision: str | None
+) -> dict[str, Any] | None:
+    """Where a source's document came from (its source, URL and revision), else None."""
+    if source_id is None and url is None:
+        return None
+    return {"source_id": source_id, "url": url, "revision": _json_object(revision)}
 
 
 def list_documents(

@@ -218,6 +218,16 @@ class WebhookTask(Message):
     event_id: Id
 
 
+class SyncTask(Message):
+    """Body of a ``sync`` Cloud Task: one step of a source's sync run.
+
+    ``key`` names the item to visit; without one the task lists the run's roots.
+    """
+
+    run_id: Id
+    key: str | None = Field(None, max_length=4000)
+
+
 def message_attributes(message: Message) -> dict[str, str]:
     """Attributes set on every published message: its type and the ids it names."""
     attributes = {"type": type(message).__name__, "schema_version": str(message.v)}

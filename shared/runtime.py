@@ -48,6 +48,8 @@ class Runtime:
         tasks: A ready task queue; by default Cloud Tasks targeting the embed function.
         webhook_tasks: A ready queue of webhook deliveries; by default Cloud Tasks
             targeting the deliver_webhook function.
+        sync_tasks: A ready queue of source sync tasks; by default Cloud Tasks
+            targeting the sync function.
         outbound: The client for user-given URLs (default: SSRF-guarded, from settings).
         token_verifier: The ID-token verifier (default: the settings' issuer's).
         parser: The document parser (default :func:`shared.parsing.parse_document`; the
@@ -64,6 +66,7 @@ class Runtime:
         publisher: Publisher | None = None,
         tasks: TaskQueue | None = None,
         webhook_tasks: TaskQueue | None = None,
+        sync_tasks: TaskQueue | None = None,
         outbound: SafeHttpClient | None = None,
         parser: DocumentParser | None = None,
         token_verifier: TokenVerifier | None = None,
@@ -75,6 +78,7 @@ class Runtime:
         self._publisher = publisher
         self._tasks = tasks
         self._webhook_tasks = webhook_tasks
+        self._sync_tasks = sync_tasks
         self._outbound = outbound
         self._parser = parser
         self._verifier = token_verifier
@@ -175,6 +179,28 @@ class Runtime:
     def webhook_tasks(self, value: TaskQueue) -> None:
         with self._lock:
             self._webhook_tasks = value
+
+    @property
+    def sync_tasks(self) -> TaskQueue:
+        """The source sync queue (Cloud Tasks), created on first use."""
+        with self._lock:
+            if self._sync_tasks is None:
+                from shared.gcp.tasks import CloudTasksQueue
+
+                settings = self.settings
+                self._sync_tasks = CloudTasksQueue(
+                    project=settings.project,
+                    location=settings.tasks_location,
+                    queue=settings.sync_tasks_queue,
+                    target_url=settings.sync_url,
+                    service_account_email=settings.tasks_service_account,
+                )
+            return self._sync_tasks
+
+    @sync_tasks.setter
+    def sync_tasks(self, value: TaskQueue) -> None:
+        with self._lock:
+            self._sync_tasks = value
 
     @property
     def outbound(self) -> SafeHttpClient:

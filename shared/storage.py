@@ -195,6 +195,13 @@ class ObjectStore:
         )
         return names
 
+    def list_objects(self, bucket: str, prefix: str) -> list[ObjectInfo]:
+        """The bucket's objects under ``prefix`` with their generation, size and checksum."""
+        infos: list[ObjectInfo] = _call(
+            lambda: [_info(blob) for blob in self.client.list_blobs(bucket, prefix=prefix)]
+        )
+        return infos
+
     def write_json(self, bucket: str, name: str, payload: Any) -> None:
         """Write a JSON document (a pydantic model's ``model_dump_json`` string or a value)."""
         body = payload if isinstance(payload, str) else json.dumps(payload)

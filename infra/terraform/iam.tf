@@ -66,6 +66,9 @@ locals {
   # Identities that create webhook delivery tasks (webhooks).
   webhook_enqueuers = toset([for identity, grants in local.identities : identity if grants.enqueues_webhooks])
 
+  # Identities that create source sync tasks (manage, sweep, sync).
+  sync_enqueuers = toset([for identity, grants in local.identities : identity if grants.enqueues_sync])
+
   secret_grants = merge([
     for identity, grants in local.identities : {
       for secret in grants.secrets :
@@ -173,6 +176,35 @@ resource "google_service_account_iam_member" "webhook_acts_as_tasks_invoker" {
   service_account_id = google_service_account.invoker["tasks"].name
   role               = "roles/iam.serviceAccountUser"
   member             = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# manage, sweep and sync enqueue source sync tasks carrying an OIDC token of the tasks invoker.
+resource "google_cloud_tasks_queue_iam_member" "sync_enqueuer" {
+  for_each = local.sync_enqueuers
+
+  project  = var.project_id
+  location = google_cloud_tasks_queue.sync.location
+  name     = google_cloud_tasks_queue.sync.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_service_account_iam_member" "sync_acts_as_tasks_invoker" {
+  for_each = local.sync_enqueuers
+
+  service_account_id = google_service_account.invoker["tasks"].name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# gcs sources: the sync function reads the buckets an operator lists in var.source_buckets
+# (objectViewer on each, nothing else); the API refuses a gcs source of any other bucket.
+resource "google_storage_bucket_iam_member" "source_reader" {
+  for_each = toset(var.source_buckets)
+
+  bucket = each.value
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.function["sync"].email}"
 }
 
 # These grants were chunk-only resources before sweep; keep chunk's bindings in place.

@@ -264,6 +264,23 @@ locals {
         RAGLINE_WEBHOOK_DELIVERY_URL = local.deliver_webhook_url
       }
     }
+    sync = {
+      entry_point   = "sync"
+      identity      = "sync"
+      description   = "Run one step of a source's sync (Cloud Tasks HTTP target, OIDC): list its roots, or visit one item and hand what changed to the pipeline."
+      trigger       = "tasks"
+      public        = false
+      memory        = "1Gi" # an item's file is held in memory (RAGLINE_SOURCE_MAX_ITEM_BYTES)
+      cpu           = "1"
+      timeout       = 540 # < the stage lease and the stall window: a lost task is re-driven only after
+      min_instances = 0
+      max_instances = 10
+      concurrency   = 1
+      topic         = null
+      event_type    = null
+      secrets       = []
+      env           = {}
+    }
     deliver_webhook = {
       entry_point   = "deliver_webhook"
       identity      = "deliver_webhook"
@@ -296,15 +313,18 @@ locals {
       secrets           = []
       enqueues_embed    = false
       enqueues_webhooks = false
+      enqueues_sync     = false
     }
     manage = {
       # Deleting a document removes its upload object and parsed JSON; reprocessing and
-      # re-embedding start the pipeline again.
+      # re-embedding start the pipeline again; creating or syncing a source enqueues the
+      # first task of its run (sources API).
       buckets           = { uploads = "roles/storage.objectAdmin", work = "roles/storage.objectAdmin" }
       publishes         = ["parse", "chunk", "lifecycle"]
       secrets           = []
       enqueues_embed    = false
       enqueues_webhooks = false
+      enqueues_sync     = true
     }
     answer = {
       buckets           = {}
@@ -312,6 +332,7 @@ locals {
       secrets           = ["openai"]
       enqueues_embed    = false
       enqueues_webhooks = false
+      enqueues_sync     = false
     }
     mcp = {
       # The answer function's reads and writes (chat turns), over MCP.
@@ -327,6 +348,7 @@ locals {
       secrets           = []
       enqueues_embed    = false
       enqueues_webhooks = false
+      enqueues_sync     = false
     }
     parse = {
       buckets           = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
@@ -334,6 +356,7 @@ locals {
       secrets           = []
       enqueues_embed    = false
       enqueues_webhooks = false
+      enqueues_sync     = false
     }
     chunk = {
       buckets           = { work = "roles/storage.objectViewer" }
@@ -341,6 +364,7 @@ locals {
       secrets           = []
       enqueues_embed    = true
       enqueues_webhooks = false
+      enqueues_sync     = false
     }
     embed = {
       # Cloud Tasks has no dead-letter queue: on its last attempt (X-CloudTasks-TaskRetryCount
@@ -350,6 +374,7 @@ locals {
       secrets           = ["openai"]
       enqueues_embed    = false
       enqueues_webhooks = false
+      enqueues_sync     = false
     }
     index = {
       buckets           = {}
@@ -357,6 +382,7 @@ locals {
       secrets           = []
       enqueues_embed    = false
       enqueues_webhooks = false
+      enqueues_sync     = false
     }
     dead_letter = {
       buckets           = {}
@@ -364,16 +390,20 @@ locals {
       secrets           = []
       enqueues_embed    = false
       enqueues_webhooks = false
+      enqueues_sync     = false
     }
     sweep = {
       # Re-drives stalled versions: republishes the step message a version is stuck at, or
       # re-enqueues its embed tasks (hence enqueuer + actAs the tasks invoker, like chunk), and
-      # announces versions it gives up on. Reads and writes only the database, no bucket.
+      # announces versions it gives up on; starts due source syncs and re-enqueues the lost
+      # tasks of stalled ones (sync tasks: enqueuer + actAs the tasks invoker too). Reads and
+      # writes only the database, no bucket: the sync function does what a run deletes.
       buckets           = {}
       publishes         = ["parse", "chunk", "index", "lifecycle"]
       secrets           = []
       enqueues_embed    = true
       enqueues_webhooks = false
+      enqueues_sync     = true
     }
     webhooks = {
       buckets           = {}
@@ -381,6 +411,18 @@ locals {
       secrets           = []
       enqueues_embed    = false
       enqueues_webhooks = true
+      enqueues_sync     = false
+    }
+    sync = {
+      # Writes what a source brought where uploads go and deletes the documents of items
+      # that are gone (their objects and parsed JSON); hands new versions to parse; enqueues
+      # the run's next tasks. Reads the buckets named in var.source_buckets (iam.tf).
+      buckets           = { uploads = "roles/storage.objectAdmin", work = "roles/storage.objectAdmin" }
+      publishes         = ["parse", "lifecycle"]
+      secrets           = []
+      enqueues_embed    = false
+      enqueues_webhooks = false
+      enqueues_sync     = true
     }
     deliver_webhook = {
       # Reads the event and the webhook, logs the attempt; calls out only to webhook URLs.
@@ -389,13 +431,14 @@ locals {
       secrets           = []
       enqueues_embed    = false
       enqueues_webhooks = false
+      enqueues_sync     = false
     }
   }
 
   # Identities that call other services on the platform's behalf (never run code).
   invokers = {
     push      = "Pub/Sub push subscriptions (OIDC) -> parse, chunk, index, dead_letter, webhooks"
-    tasks     = "Cloud Tasks embed and webhook delivery tasks (OIDC) -> embed, deliver_webhook"
+    tasks     = "Cloud Tasks embed, webhook delivery and sync tasks (OIDC) -> embed, deliver_webhook, sync"
     eventarc  = "Eventarc storage triggers -> ingest"
     scheduler = "Cloud Scheduler sweep job (OIDC) -> sweep"
   }
@@ -414,6 +457,8 @@ locals {
   embed_url = "https://${var.name_prefix}-embed-${local.project_number}.${var.region}.run.app"
   # The same for the webhook delivery function, the target of the webhooks queue's tasks.
   deliver_webhook_url = "https://${var.name_prefix}-deliver-webhook-${local.project_number}.${var.region}.run.app"
+  # And for the sync function, the target of the sync queue's tasks.
+  sync_url = "https://${var.name_prefix}-sync-${local.project_number}.${var.region}.run.app"
 
   # Production HTTP path map (load balancer and local stack alike). Evaluated in priority
   # order; anything unmatched (rest of /v1, /healthz) goes to manage.
@@ -481,7 +526,11 @@ locals {
       RAGLINE_EMBED_URL             = local.embed_url
       RAGLINE_TASKS_SERVICE_ACCOUNT = google_service_account.invoker["tasks"].email
       RAGLINE_MAX_ATTEMPTS          = tostring(var.max_delivery_attempts)
-      RAGLINE_MAX_EVENT_AGE_S       = tostring(var.max_event_age_seconds)
+      # Sources: manage and sweep start runs, sync runs them; gcs sources may read these.
+      RAGLINE_SYNC_TASKS_QUEUE = google_cloud_tasks_queue.sync.name
+      RAGLINE_SYNC_URL         = local.sync_url
+      RAGLINE_SOURCE_BUCKETS   = jsonencode(var.source_buckets)
+      RAGLINE_MAX_EVENT_AGE_S  = tostring(var.max_event_age_seconds)
       # Identity (shared/api/authn.py): whose ID tokens are accepted. Identity Platform's
       # issuer and keys unless overridden; lists are JSON, as the settings read them.
       # Every upload origin may call the API too: a page got its signed URL from the API.

@@ -58,3 +58,31 @@ resource "google_cloud_tasks_queue" "webhooks" {
 
   depends_on = [google_project_service.api]
 }
+
+# Source syncs: one task per item of a run, named sync-<run id>-<hash of the item's key> so a
+# redelivered task cannot visit an item twice; manage and sweep enqueue a run's first task,
+# the sync function the rest.
+resource "google_cloud_tasks_queue" "sync" {
+  name     = var.sync_tasks_queue_name
+  project  = var.project_id
+  location = var.region
+
+  # Sources are other people's servers and buckets: a modest pace, and few at once.
+  rate_limits {
+    max_dispatches_per_second = var.sync_max_dispatches_per_second
+    max_concurrent_dispatches = 10
+  }
+
+  retry_config {
+    max_attempts  = var.max_delivery_attempts
+    min_backoff   = "${var.retry_min_backoff_seconds}s"
+    max_backoff   = "${var.retry_max_backoff_seconds}s"
+    max_doublings = 5
+  }
+
+  stackdriver_logging_config {
+    sampling_ratio = 1.0
+  }
+
+  depends_on = [google_project_service.api]
+}

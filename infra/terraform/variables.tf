@@ -453,3 +453,21 @@ variable "alert_oldest_unacked_seconds" {
     error_message = "alert_oldest_unacked_seconds must be at least 60."
   }
 }
+
+variable "sync_tasks_queue_name" {
+  description = "Cloud Tasks queue of source sync tasks. A deleted queue's name cannot be reused for about 7 days."
+  type        = string
+  default     = "ragline-sync"
+}
+
+variable "sync_max_dispatches_per_second" {
+  description = "Source sync tasks (item visits) dispatched per second at most, across all sources."
+  type        = number
+  default     = 5
+}
+
+variable "source_buckets" {
+  description = "Buckets gcs sources may read: the sync function gets roles/storage.objectViewer on each, and the API refuses a gcs source of any other bucket."
+  type        = list(string)
+  default     = []
+}

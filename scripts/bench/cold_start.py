@@ -115,6 +115,11 @@ MAY_USE: dict[str, set[str]] = {
     "deliver_webhook": _DATABASE,
     # The MCP SDK (Starlette inside), bridged to WSGI by a2wsgi; its ask tool calls the model.
     "mcp": _DATABASE | _MODELS | {"mcp", "a2wsgi", "starlette"},
+    # A sync task stores what it fetched and hands it to parse, and enqueues children;
+    # the web crawler's link extraction reads HTML (selectolax, lxml).
+    "sync": _DATABASE
+    | _PUBLISH
+    | {"google.cloud.storage", "google.cloud.tasks_v2", "selectolax", "lxml"},
 }
 NEVER_USES: dict[str, list[str]] = {
     target: sorted(set(HEAVY) - uses) for target, uses in MAY_USE.items()

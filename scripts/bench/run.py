@@ -43,6 +43,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "crash_recovery": ("crash_recovery",),
     "ask_under_ingest": ("ask_under_ingest",),
     "ocr": ("ocr",),
+    "source_sync": ("source_sync",),
 }
 # Modules that can reuse what an earlier run stored (``--reuse``).
 REUSABLE = frozenset({"scifact"})

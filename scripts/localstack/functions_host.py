@@ -17,7 +17,16 @@ import functions_framework
 from werkzeug.test import Client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HTTP_TARGETS = ("upload", "manage", "answer", "embed", "sweep", "deliver_webhook", "mcp")
+HTTP_TARGETS = (
+    "upload",
+    "manage",
+    "answer",
+    "embed",
+    "sweep",
+    "deliver_webhook",
+    "mcp",
+    "sync",
+)
 EVENT_TARGETS = ("ingest", "parse", "chunk", "index", "dead_letter", "webhooks")
 
 

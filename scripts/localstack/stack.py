@@ -183,6 +183,7 @@ class LocalStack:
         self.bus: LocalBus
         self.tasks: LocalTaskQueue
         self.webhook_tasks: LocalTaskQueue
+        self.sync_tasks: LocalTaskQueue
         self.issuer: LocalIssuer
         # The origin's port: config.port, or one picked at start for port 0, so the
         # issuer URL in the settings is known before anything serves the origin.
@@ -264,6 +265,10 @@ class LocalStack:
         self.webhook_tasks = LocalTaskQueue(
             self._dispatcher("webhook-tasks", 2), host.task_target("deliver_webhook"), delivery
         )
+        # Source syncs: one task per item on their own queue, as in production.
+        self.sync_tasks = LocalTaskQueue(
+            self._dispatcher("sync-tasks", 2), host.task_target("sync"), delivery
+        )
         # Every function hosted here shares this one runtime, as one process.
         self.runtime = Runtime(
             settings,
@@ -273,6 +278,7 @@ class LocalStack:
             publisher=self.bus,
             tasks=self.tasks,
             webhook_tasks=self.webhook_tasks,
+            sync_tasks=self.sync_tasks,
             parser=self.parser,
             # The same verification as production's; the keys come from the issuer's
             # app in-process, so tests that never serve the origin over HTTP work too.

@@ -16,7 +16,7 @@ from typing import Any
 from shared.db import Database
 from shared.ids import is_uuid
 from shared.parsing.detect import IMAGE_TYPES, PDF
-from shared.store.citations import cited_chunk
+from shared.store.citations import CitedChunk, cited_chunk
 from shared.store.scope import Scope, compile_scope
 
 # chunks.id is a bigint: a larger id cannot exist (and would be a database error).
@@ -90,7 +90,16 @@ def citation_viewer(database: Database, chunk_id: int, scope: Scope) -> dict[str
         "pages": (
             _pages(metadata or {}, chunk.page_start, chunk.page_end) if kind != "text" else []
         ),
+        "origin": _origin(chunk),
     }
+
+
+def _origin(chunk: CitedChunk) -> dict[str, Any] | None:
+    """Where a source's document came from (``origin`` of the document routes too)."""
+    if chunk.source_id is None and chunk.origin_url is None:
+        return None
+    revision = json.loads(chunk.origin_revision) if chunk.origin_revision else {}
+    return {"source_id": chunk.source_id, "url": chunk.origin_url, "revision": revision}
 
 
 def _kind(content_type: str) -> str:

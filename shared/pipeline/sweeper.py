@@ -1,7 +1,8 @@
 """Re-drives versions that stopped making progress, so nothing stays stuck.
 
 The scheduled :func:`sweep` also expires signed uploads whose file never arrived
-(:mod:`shared.pipeline.expiry`).
+(:mod:`shared.pipeline.expiry`), and starts due source syncs and re-drives stalled ones
+(:func:`shared.pipeline.sync.sweep_sources`).
 
 At-least-once delivery covers a message that fails; it cannot cover one that was never
 sent or died with its process (a publish that failed after its transaction committed,
@@ -33,6 +34,7 @@ from shared.models import ChunkRequested, EmbedTask, IndexRequested, ParseReques
 from shared.pipeline.expiry import ExpiryReport, expire_uploads
 from shared.pipeline.outbox import relay_outbox
 from shared.pipeline.steps import fail_and_announce
+from shared.pipeline.sync import SourceSweep, sweep_sources
 from shared.pipeline.versions import IN_PROGRESS, transition
 from shared.runtime import Runtime
 from shared.store import chunks as chunk_store
@@ -53,6 +55,7 @@ class SweepReport:
     failed: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)  # outbox event ids
     expired: ExpiryReport = field(default_factory=ExpiryReport)
+    sources: SourceSweep = field(default_factory=SourceSweep)
 
     def to_json(self) -> dict[str, object]:
         """The report as the sweep function returns it."""
@@ -63,13 +66,17 @@ class SweepReport:
             "expired_uploads": self.expired.expired,
             "removed_documents": self.expired.removed_documents,
             "recovered_uploads": self.expired.recovered,
+            "syncs_started": self.sources.started,
+            "syncs_redriven": self.sources.redriven,
+            "syncs_failed": self.sources.failed,
         }
 
 
 def sweep(runtime: Runtime) -> SweepReport:
-    """The scheduled sweep: re-drive stalled versions, then expire overdue signed uploads."""
+    """The scheduled sweep: stalled versions, overdue signed uploads, then source syncs."""
     report = sweep_stalled(runtime)
     report.expired = expire_uploads(runtime)
+    report.sources = sweep_sources(runtime)
     return report
 
 

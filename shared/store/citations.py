@@ -28,6 +28,9 @@ class CitedChunk:
     page_start: int | None
     page_end: int | None
     metadata: dict[str, Any] | None
+    source_id: str | None
+    origin_url: str | None
+    origin_revision: str | None
 
 
 def cited_chunk(database: Database, scope: ScopeSql, chunk_id: int) -> CitedChunk | None:
@@ -41,7 +44,8 @@ def cited_chunk(database: Database, scope: ScopeSql, chunk_id: int) -> CitedChun
         CitedChunk,
         "SELECT c.id, c.document_id::text AS document_id, c.version_id::text AS version_id,"
         " c.kb_id::text AS kb_id, d.filename, v.content_type, c.char_start, c.char_end,"
-        " c.text, c.page_start, c.page_end, c.metadata"
+        " c.text, c.page_start, c.page_end, c.metadata, d.source_id::text AS source_id,"
+        " d.origin_url, d.origin_revision::text AS origin_revision"
         " FROM chunks c JOIN documents d ON d.id = c.document_id"
         " JOIN document_versions v ON v.id = c.version_id"
         f"{scope.chunks()} AND c.id = :id",

@@ -39,6 +39,9 @@ class DocumentView:
     chunk_count: int | None
     archived_at: dt.datetime | None
     archived_by: str | None
+    source_id: str | None
+    origin_url: str | None
+    origin_revision: str | None
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ _DOCUMENT_SELECT = (
     " d.metadata, d.active_version_id::text AS active_version_id,"
     " d.latest_version_id::text AS latest_version_id, d.created_at, d.updated_at,"
     " coalesce(lv.status, 'awaiting_upload') AS status, lv.error, lv.page_count,"
-    " lv.chunk_count, d.archived_at, d.archived_by"
+    " lv.chunk_count, d.archived_at, d.archived_by, d.source_id::text AS source_id,"
+    " d.origin_url, d.origin_revision::text AS origin_revision"
     " FROM documents d LEFT JOIN document_versions lv ON lv.id = d.latest_version_id"
 )
 

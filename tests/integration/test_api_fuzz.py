@@ -25,11 +25,21 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from scripts.localstack.stack import LocalStack
-from shared.api import answer, evaluation, identity, manage, openai_compat, upload, webhooks
+from shared.api import (
+    answer,
+    evaluation,
+    identity,
+    manage,
+    openai_compat,
+    sources,
+    upload,
+    webhooks,
+)
 from shared.api.http import Route
 from tests.support.api import Api
 from tests.support.outbound import allow_loopback
 from tests.support.routes import ALL_ROUTES
+from tests.support.sources import source_bucket
 from tests.support.stack import wipe_stack
 
 # Deletes last: the seeded knowledge base, document and workspace serve the other
@@ -59,6 +69,8 @@ BODIES: dict[str, type[BaseModel]] = {
     "POST /v1/knowledge-bases/<kb_id>/webhooks": webhooks.WebhookBody,
     "POST /v1/knowledge-bases/<kb_id>/evaluations": evaluation.EvaluationBody,
     "PATCH /v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>": webhooks.WebhookPatch,
+    "POST /v1/knowledge-bases/<kb_id>/sources": sources.CreateSource,
+    "PATCH /v1/sources/<source_id>": sources.UpdateSource,
 }
 PATH_ARG = re.compile(r"<(\w+)>")
 
@@ -115,6 +127,7 @@ FIELDS = [
     "chunk_overlap", "routing", "knowledge_base_ids", "question", "query", "top_k",
     "filters", "session_id", "rating", "comment", "filename", "content_type", "size",
     "metadata", "email", "role", "limited", "access", "reason", "path", "expires_in_days",
+    "type", "config", "schedule", "paused",
 ]  # fmt: skip
 PARAMS = [
     "knowledge_base_id", "q", "question", "session_id", "top_k", "document_id", "limit",
@@ -146,9 +159,16 @@ def seeded(stack: LocalStack) -> Iterator[dict[str, str]]:
             f"/v1/knowledge-bases/{kb['id']}/webhooks",
             json={"url": "http://127.0.0.1:9/hook", "events": ["version.awaiting_approval"]},
         )
+        bucket = source_bucket(stack, patch)
+        source = api.post(
+            f"/v1/knowledge-bases/{kb['id']}/sources",
+            json={"type": "gcs", "config": {"uri": f"gs://{bucket}/fuzz/"}, "paused": True},
+        )
     assert hook.status_code == 201, hook.get_data(as_text=True)
+    assert source.status_code == 201, source.get_data(as_text=True)
     yield {
         "webhook_id": (hook.json or {})["id"],
+        "source_id": (source.json or {})["id"],
         "kb_id": kb["id"],
         "document_id": document["id"],
         "turn_id": turn["turn_id"],
@@ -185,6 +205,12 @@ def plausible(seeds: dict[str, str]) -> dict[str, st.SearchStrategy[Any]]:
         ),
         "metadata": st.dictionaries(TEXT, TEXT, max_size=3),
         "path": st.sampled_from(["/v1/ask/stream", f"/v1/documents/{seeds['document_id']}/events"]),
+        "type": st.sampled_from(["gcs", "url", "ftp"]),
+        "config": st.one_of(
+            st.dictionaries(TEXT, SCALAR, max_size=3),
+            st.fixed_dictionaries({"uri": TEXT.map(lambda text: f"gs://{text[:30]}")}),
+        ),
+        "schedule": st.one_of(st.none(), st.fixed_dictionaries({"every": TEXT})),
     }
 
 

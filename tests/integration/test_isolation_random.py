@@ -40,6 +40,7 @@ from tests.support.api import Api, body_of
 from tests.support.outbound import allow_loopback
 from tests.support.principals import Caller, api_key, invite, signed_in, workspace_owner
 from tests.support.routes import route_keys
+from tests.support.sources import SOURCE_BUCKET, source_bucket
 
 LEVEL = {None: 0, "viewer": 1, "editor": 2, "admin": 3, "owner": 4}
 GRANT_LEVEL = {None: 0, "read": 1, "write": 2}
@@ -116,6 +117,13 @@ class HookInfo:
 
 
 @dataclass
+class SourceInfo:
+    id: str
+    kb: str
+    alive: bool = True
+
+
+@dataclass
 class KeyInfo:
     id: str
     workspace: str
@@ -138,6 +146,7 @@ class Oracle:
     requests: dict[str, RequestInfo] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, HookInfo] = field(default_factory=dict)
+    sources: dict[str, SourceInfo] = field(default_factory=dict)
     evaluations: dict[str, str] = field(default_factory=dict)  # run id -> knowledge base
     # API keys that acted in a knowledge base (edited or archived a document, ran an
     # evaluation): what they did names them as the actor, which whoever reads that
@@ -196,6 +205,9 @@ class Oracle:
         for hook in self.hooks.values():
             if hook.kb == kb_id:
                 hook.alive = False
+        for source in self.sources.values():
+            if source.kb == kb_id:
+                source.alive = False
         self.evaluations = {run: kb for run, kb in self.evaluations.items() if kb != kb_id}
 
     def drop_workspace(self, workspace: str) -> None:
@@ -255,6 +267,9 @@ class Oracle:
         for run, kb_id in self.evaluations.items():
             if kb_id not in seen_kbs:
                 hidden.add(run)
+        for source in self.sources.values():
+            if source.kb not in seen_kbs:
+                hidden.add(source.id)
         for hook in self.hooks.values():
             kb = self.kbs[hook.kb]
             if self.kb_level(principal, kb.workspace, kb.id) < ADMIN:
@@ -1157,6 +1172,68 @@ def op_deliveries(world: World, actor: Actor) -> Op:
     return Op("GET", f"/v1/webhooks/{hook}/deliveries", 404 if gone else expected)
 
 
+def op_create_source(world: World, actor: Actor) -> Op:
+    kb = world.pick_kb(actor)
+    # Paused: creating it starts no run (a sync call does).
+    config = {"uri": f"gs://{SOURCE_BUCKET}/{world.unique('prefix')}/"}
+
+    def created(body: Any) -> None:
+        world.oracle.sources[body["id"]] = SourceInfo(body["id"], kb)
+        _attribute(world, actor, kb)  # the source names its creator
+
+    return Op(
+        "POST",
+        f"/v1/knowledge-bases/{kb}/sources",
+        _kb_status(world, actor, kb, WRITE),
+        True,
+        json={"type": "gcs", "config": config, "paused": True},
+        on_success=created,
+    )
+
+
+def op_list_sources(world: World, actor: Actor) -> Op:
+    kb = world.pick_kb(actor)
+    return Op("GET", f"/v1/knowledge-bases/{kb}/sources", _kb_status(world, actor, kb, READ))
+
+
+def _pick_source(world: World, actor: Actor, needed: int) -> tuple[str, int]:
+    """A source and the status the oracle expects (404 for what is gone or unseen)."""
+    sources = list(world.oracle.sources.values())
+    if not sources or world.rng.random() < 0.1:
+        return UNKNOWN, 404
+    source = world.rng.choice(sources)
+    if not source.alive:
+        return source.id, 404
+    return source.id, _kb_status(world, actor, source.kb, needed)
+
+
+def op_get_source(world: World, actor: Actor) -> Op:
+    source, expected = _pick_source(world, actor, READ)
+    return Op("GET", f"/v1/sources/{source}", expected)
+
+
+def op_patch_source(world: World, actor: Actor) -> Op:
+    source, expected = _pick_source(world, actor, WRITE)
+    return Op(
+        "PATCH", f"/v1/sources/{source}", expected, True, json={"paused": world.rng.random() < 0.5}
+    )
+
+
+def op_delete_source(world: World, actor: Actor) -> Op:
+    source, expected = _pick_source(world, actor, ADMIN)
+
+    def deleted(body: Any) -> None:
+        world.oracle.sources[source].alive = False
+
+    return Op("DELETE", f"/v1/sources/{source}", expected, True, settle=True, on_success=deleted)
+
+
+def op_sync_source(world: World, actor: Actor) -> Op:
+    source, expected = _pick_source(world, actor, WRITE)
+    # The run lists an empty prefix; it settles before the next call.
+    return Op("POST", f"/v1/sources/{source}/sync", expected, True, settle=True)
+
+
 def op_run_evaluation(world: World, actor: Actor) -> Op:
     kb = world.pick_kb(actor)
     # No marker: a run's questions are shown to every reader of its knowledge base.
@@ -1315,6 +1392,12 @@ OPERATIONS: dict[str, Operation] = {
     f"PATCH {KB}/webhooks/<webhook_id>": op_patch_webhook,
     f"DELETE {KB}/webhooks/<webhook_id>": op_delete_webhook,
     "GET /v1/webhooks/<webhook_id>/deliveries": op_deliveries,
+    f"POST {KB}/sources": op_create_source,
+    f"GET {KB}/sources": op_list_sources,
+    "GET /v1/sources/<source_id>": op_get_source,
+    "PATCH /v1/sources/<source_id>": op_patch_source,
+    "DELETE /v1/sources/<source_id>": op_delete_source,
+    "POST /v1/sources/<source_id>/sync": op_sync_source,
     "POST /v1/ask": op_ask,
     "GET /v1/ask/stream": op_ask_stream,
     "POST /v1/retrieve": op_retrieve,
@@ -1554,6 +1637,7 @@ def _populate(stack: LocalStack, rng: random.Random) -> World:
 @pytest.fixture
 def world(clean_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     allow_loopback(clean_stack, monkeypatch)  # webhooks to 127.0.0.1 (never sent)
+    source_bucket(clean_stack, monkeypatch)  # gcs sources of an empty bucket
     rng = random.Random(SEED)
     print(f"RAGLINE_ISOLATION_SEED={SEED}")
     yield _populate(clean_stack, rng)

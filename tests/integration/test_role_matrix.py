@@ -33,6 +33,7 @@ from tests.support.api import Api, body_of, token_for
 from tests.support.outbound import allow_loopback
 from tests.support.principals import Caller, api_key, invite, signed_in, workspace_owner
 from tests.support.routes import route_keys
+from tests.support.sources import SOURCE_BUCKET, source_bucket
 
 LEVEL = {None: 0, "viewer": 1, "editor": 2, "admin": 3, "owner": 4}
 GRANT_LEVEL = {None: 0, "read": 1, "write": 2}
@@ -43,6 +44,8 @@ EVALUATION = {
     "questions": [{"question": "When do the tides rise?", "expected_sources": ["tides.txt"]}]
 }
 HOOK = {"url": "http://127.0.0.1:9/hook", "events": ["version.awaiting_approval"]}
+# A paused source of an empty bucket prefix: creating it starts no run.
+SOURCE = {"type": "gcs", "config": {"uri": f"gs://{SOURCE_BUCKET}/matrix/"}, "paused": True}
 TEXT = "The lighthouse keeper logs the tides every morning. Tides rise twice a day."
 
 
@@ -67,6 +70,7 @@ class World:
     chunk_id: int
     target: Caller
     webhook: str = ""
+    source: str = ""
     evaluation: str = ""
     grants: dict[str, str] = field(default_factory=dict)
     turns: dict[str, str] = field(default_factory=dict)
@@ -98,6 +102,12 @@ class World:
     def fresh_webhook(self) -> str:
         """A webhook of the knowledge base only the call at hand will use."""
         response = self.owner.post(f"/v1/knowledge-bases/{self.kb['id']}/webhooks", json=HOOK)
+        assert response.status_code == 201, response.get_data(as_text=True)
+        return str(body_of(response)["id"])
+
+    def fresh_source(self) -> str:
+        """A paused source of the knowledge base only the call at hand will use."""
+        response = self.owner.post(f"/v1/knowledge-bases/{self.kb['id']}/sources", json=SOURCE)
         assert response.status_code == 201, response.get_data(as_text=True)
         return str(body_of(response)["id"])
 
@@ -247,6 +257,7 @@ DOC = "/v1/documents/<document_id>"
 WS = "/v1/workspaces/<workspace>"
 TURN = "/v1/turns/<turn_id>"
 HOOKS = "/v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>"
+SOURCES = "/v1/sources/<source_id>"
 
 ROUTES: dict[str, Entry] = {
     "GET /healthz": Entry(public, lambda w, c: c.api.get("/healthz")),
@@ -378,6 +389,23 @@ ROUTES: dict[str, Entry] = {
     ),
     "GET /v1/webhooks/<webhook_id>/deliveries": Entry(
         on_kb(ADMIN), lambda w, c: c.api.get(f"/v1/webhooks/{w.webhook}/deliveries")
+    ),
+    f"POST {KB}/sources": Entry(
+        on_kb(WRITE),
+        lambda w, c: c.api.post(f"/v1/knowledge-bases/{w.kb['id']}/sources", json=SOURCE),
+    ),
+    f"GET {KB}/sources": Entry(
+        on_kb(READ), lambda w, c: c.api.get(f"/v1/knowledge-bases/{w.kb['id']}/sources")
+    ),
+    f"GET {SOURCES}": Entry(on_kb(READ), lambda w, c: c.api.get(f"/v1/sources/{w.source}")),
+    f"PATCH {SOURCES}": Entry(
+        on_kb(WRITE), lambda w, c: c.api.patch(f"/v1/sources/{w.source}", json={"paused": True})
+    ),
+    f"DELETE {SOURCES}": Entry(
+        on_kb(ADMIN), lambda w, c: c.api.delete(f"/v1/sources/{w.fresh_source()}")
+    ),
+    f"POST {SOURCES}/sync": Entry(
+        on_kb(WRITE), lambda w, c: c.api.post(f"/v1/sources/{w.source}/sync")
     ),
     f"POST {KB}/evaluations": Entry(
         on_kb(WRITE),
@@ -537,6 +565,7 @@ def world(clean_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> tuple[Wor
     """One knowledge base with a ready document and a webhook, every kind of caller."""
     stack = clean_stack
     allow_loopback(stack, monkeypatch)
+    source_bucket(stack, monkeypatch)
     owner = Api(stack)
     kb = owner.create_kb("matrix")
     document = owner.ingest(kb["id"], "tides.txt", TEXT.encode())
@@ -548,6 +577,7 @@ def world(clean_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> tuple[Wor
     )
     world = World(stack, owner, kb, document, retrieved["passages"][0]["chunk_id"], target)
     world.webhook = world.fresh_webhook()
+    world.source = world.fresh_source()
     evaluated = owner.post(f"/v1/knowledge-bases/{kb['id']}/evaluations", json=EVALUATION)
     assert evaluated.status_code == 201, evaluated.get_data(as_text=True)
     world.evaluation = body_of(evaluated)["id"]

@@ -21,13 +21,17 @@ from tests.support.pipeline import (
     version_status,
 )
 
-# The sweep also relays the outbox (tests/integration/test_outbox.py) and expires signed
-# uploads (tests/integration/test_upload_expiry.py): nothing of either here.
+# The sweep also relays the outbox (tests/integration/test_outbox.py), expires signed
+# uploads (tests/integration/test_upload_expiry.py) and starts and re-drives source syncs
+# (tests/integration/test_sources.py): nothing of these here.
 NOTHING_EXPIRED: dict[str, list[str]] = {
     "published": [],
     "expired_uploads": [],
     "removed_documents": [],
     "recovered_uploads": [],
+    "syncs_started": [],
+    "syncs_redriven": [],
+    "syncs_failed": [],
 }
 
 

@@ -15,6 +15,7 @@ from shared.api import (
     identity,
     manage,
     openai_compat,
+    sources,
     upload,
     webhooks,
 )
@@ -29,6 +30,7 @@ ALL_ROUTES: list[Route] = [
     *upload.ROUTES,
     *webhooks.ROUTES,
     *analytics.ROUTES,
+    *sources.ROUTES,
 ]
 
 

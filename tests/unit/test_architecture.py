@@ -262,6 +262,18 @@ LAYER_RULES: tuple[tuple[str, str, str], ...] = (
         for low in ("shared.retrieval", "shared.answering", "shared.pipeline")
     ),
     *(
+        ("shared.sources", high, "connectors fetch; the sync run (shared.pipeline.sync) records")
+        for high in (
+            "shared.api",
+            "shared.pipeline",
+            "shared.answering",
+            "shared.retrieval",
+            "shared.evaluation",
+            "shared.store",
+            "shared.db",
+        )
+    ),
+    *(
         ("shared.identity", high, "verifying a credential needs no layer, nor authorization")
         for high in (
             "shared.api",

@@ -31,7 +31,16 @@ ALLOWED_AT_LOAD: dict[str, set[str]] = {target: set() for target in main.TARGETS
 
 # How each target is triggered: HTTP (requests, Cloud Tasks, Cloud Scheduler) or
 # CloudEvents (Eventarc for GCS, Pub/Sub push). Terraform deploys them the same way.
-HTTP_TARGETS = {"upload", "manage", "answer", "embed", "sweep", "deliver_webhook", "mcp"}
+HTTP_TARGETS = {
+    "upload",
+    "manage",
+    "answer",
+    "embed",
+    "sweep",
+    "deliver_webhook",
+    "mcp",
+    "sync",
+}
 EVENT_TARGETS = {"ingest", "parse", "chunk", "index", "dead_letter", "webhooks"}
 
 

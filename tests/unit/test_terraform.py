@@ -190,6 +190,7 @@ def test_catalogue_covers_every_target_with_a_valid_trigger() -> None:
         "webhooks",
         "deliver_webhook",
         "mcp",
+        "sync",
     }
     for key, spec in specs.items():
         assert spec["trigger"] in {"http", "tasks", "pubsub", "gcs", "scheduler"}, key
@@ -685,3 +686,25 @@ def test_webhooks_enqueue_deliveries_on_their_own_queue_for_deliver_webhook() ->
     assert "google_cloud_tasks_queue.webhooks.name" in env["RAGLINE_WEBHOOK_TASKS_QUEUE"]
     assert functions()["deliver_webhook"]["trigger"] == "tasks"
     assert "-deliver-webhook-" in local("deliver_webhook_url")
+
+
+def test_sources_sync_on_their_own_queue_and_read_only_the_granted_buckets() -> None:
+    queue = resource("google_cloud_tasks_queue", "sync")
+    assert queue["retry_config"][0]["max_attempts"] == "${var.max_delivery_attempts}"
+    assert "rate_limits" in queue
+    identities = local("identities")
+    enqueuers = {identity for identity, grants in identities.items() if grants["enqueues_sync"]}
+    assert enqueuers == {"manage", "sweep", "sync"}
+    enqueuer = resource("google_cloud_tasks_queue_iam_member", "sync_enqueuer")
+    assert enqueuer["for_each"] == "${local.sync_enqueuers}"
+    assert "google_cloud_tasks_queue.sync.name" in enqueuer["name"]
+    acts_as = resource("google_service_account_iam_member", "sync_acts_as_tasks_invoker")
+    assert 'invoker["tasks"].name' in acts_as["service_account_id"]
+    assert functions()["sync"]["trigger"] == "tasks"
+    assert "-sync-" in local("sync_url")
+    # The source buckets: read-only, for the sync function alone.
+    reader = resource("google_storage_bucket_iam_member", "source_reader")
+    assert reader["for_each"] == "${toset(var.source_buckets)}"
+    assert unquote(reader["role"]) == "roles/storage.objectViewer"
+    assert 'function["sync"]' in reader["member"]
+    assert identities["sweep"]["buckets"] == {}

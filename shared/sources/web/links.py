@@ -23,8 +23,6 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from selectolax.lexbor import LexborHTMLParser
-
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -101,6 +99,9 @@ def extract_links(html: str, page_url: str) -> list[str]:
         Absolute, normalized URLs; ``nofollow`` links, other schemes and the page
         itself left out.
     """
+    # Imported here: only a sync visit reads HTML; configs are validated without it.
+    from selectolax.lexbor import LexborHTMLParser
+
     tree = LexborHTMLParser(html)
     base = page_url
     base_node = tree.css_first("base[href]")
