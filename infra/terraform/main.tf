@@ -341,6 +341,7 @@ locals {
       secrets           = ["openai"]
       enqueues_embed    = false
       enqueues_webhooks = false
+      enqueues_sync     = false
     }
     ingest = {
       buckets           = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectAdmin" }
