@@ -5,14 +5,14 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from shared.api import identity, webhooks
+from shared.api import identity, reference, webhooks
 from shared.api.http import Router
 from shared.api.manage import ROUTES
 from shared.invocation import http_target
 from shared.log import configure_logging
 
 configure_logging()
-_router = Router(ROUTES + identity.ROUTES + webhooks.ROUTES)
+_router = Router(ROUTES + identity.ROUTES + webhooks.ROUTES + reference.ROUTES)
 
 
 @functions_framework.http
