@@ -74,7 +74,8 @@ class AskBody(BaseModel):
     knowledge_base_ids: list[str] = Field(min_length=1, max_length=MAX_KNOWLEDGE_BASES)
     question: str | None = None
     query: str | None = None  # /v1/retrieve also accepts "query"
-    top_k: int | None = None
+    # Bounds checked by the handler (its own error code): documented, not validated here.
+    top_k: int | None = Field(None, json_schema_extra={"minimum": 1, "maximum": MAX_TOP_K})
     filters: Filters | None = None
     session_id: str | None = None
 
@@ -84,7 +85,7 @@ class FeedbackBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rating: str
+    rating: str = Field(json_schema_extra={"enum": ["up", "down"]})
     comment: str = Field("", max_length=4000)
 
 
@@ -187,7 +188,7 @@ class FeedbackReply(Reply):
     """Body of ``POST /v1/turns/{id}/feedback``."""
 
     turn_id: str
-    rating: str
+    rating: str = Field(json_schema_extra={"enum": ["up", "down"]})
     comment: str
 
 

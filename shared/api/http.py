@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -83,15 +83,28 @@ class Content:
         media_types: The media types the body may have (one, but for static assets).
         description: What the body holds, for the API reference.
         binary: The body is bytes (a file), not text.
+        item: The model of each item of a stream (a server-sent event).
     """
 
     media_types: tuple[str, ...]
     description: str
     binary: bool = False
+    item: type[BaseModel] | None = None
+
+
+class ServerSentEvent(BaseModel):
+    """One event of a ``text/event-stream`` response (OpenAPI 3.1: the schema of each)."""
+
+    event: str | None = Field(None, description="The event's name (message when absent).")
+    data: str | None = Field(None, description="One JSON object.")
+    id: str | None = Field(None, description="Send back as Last-Event-ID to resume after it.")
+    retry: int | None = Field(None, description="Milliseconds to wait before reconnecting.")
 
 
 # Server-sent events: each event's ``data`` is one JSON object.
-EVENT_STREAM = Content(("text/event-stream",), "server-sent events (each data line is JSON)")
+EVENT_STREAM = Content(
+    ("text/event-stream",), "server-sent events (each data is JSON)", item=ServerSentEvent
+)
 
 # What a route answers with a status: a JSON model, another content, or no body (204).
 ResponseBody = type[BaseModel] | Content | None

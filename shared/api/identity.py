@@ -640,7 +640,11 @@ class TicketBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(max_length=200)
+    # The handler checks the path (invalid_stream_path); the pattern documents it.
+    path: str = Field(
+        max_length=200,
+        json_schema_extra={"pattern": r"^/v1/(ask/stream|documents/[0-9a-fA-F-]{36}/events)$"},
+    )
 
 
 def post_stream_ticket(runtime: Runtime, request: Request, principal: Principal) -> Response:

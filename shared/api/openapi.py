@@ -93,9 +93,11 @@ def _models(routes: Sequence[Route]) -> list[tuple[type[BaseModel], JsonSchemaMo
         for model in (route.body, route.query):
             if model is not None:
                 wanted[(model, "validation")] = None
-        for body in route.responses.values():
+        for body in [*route.responses.values(), route.stream]:
             if isinstance(body, type):
                 wanted[(body, "serialization")] = None
+            elif isinstance(body, Content) and body.item is not None:
+                wanted[(body.item, "serialization")] = None
     return list(wanted)
 
 
@@ -115,9 +117,12 @@ def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
     return parameters
 
 
-def _content(body: Content) -> dict[str, Any]:
+def _content(body: Content, schemas: dict[SchemaKey, dict[str, Any]]) -> dict[str, Any]:
+    """The media types of a body that is no JSON model (a stream's: each item's schema)."""
     schema: dict[str, Any] = {"type": "string"}
-    if body.binary:
+    if body.item is not None:
+        schema = schemas[(body.item, "serialization")]
+    elif body.binary:
         schema["format"] = "binary"
     return {media_type: {"schema": schema} for media_type in body.media_types}
 
@@ -200,11 +205,11 @@ def _operation(
         response: dict[str, Any] = {"description": _status_text(status)}
         if isinstance(body, Content):
             response["description"] = body.description
-            response["content"] = _content(body)
+            response["content"] = _content(body, schemas)
         elif body is not None:
             response["content"] = {"application/json": {"schema": schemas[(body, "serialization")]}}
             if route.stream is not None:
-                response["content"].update(_content(route.stream))
+                response["content"].update(_content(route.stream, schemas))
         responses[str(status)] = response
     errors = set(PUBLIC_ERRORS if route.public else AUTHENTICATED_ERRORS) | set(route.errors)
     for status in sorted(errors):
