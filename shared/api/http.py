@@ -126,6 +126,7 @@ class Route:
         body: The request body's model, if the route takes one.
         body_media_type: How the body is sent (``multipart/form-data`` for files).
         query: The query parameters' model (read with :func:`read_query`).
+        headers: The request headers' model (read with :func:`read_headers`; by alias).
         responses: Success status -> body (a model, a :class:`Content`, or None).
         stream: Sent instead of the success status's JSON body when the client's
             ``Accept`` asks for it (an answer as server-sent events).
@@ -142,6 +143,7 @@ class Route:
     body: type[BaseModel] | None = None
     body_media_type: str = "application/json"
     query: type[BaseModel] | None = None
+    headers: type[BaseModel] | None = None
     responses: Mapping[int, ResponseBody] = field(default_factory=dict)
     stream: Content | None = None
     summary: str = ""
@@ -265,18 +267,26 @@ def read_query(request: Request, model: type[M]) -> M:
     An empty value counts as absent (the default applies); a list field takes every
     value of a repeated parameter. Parameters the model does not name are ignored.
     """
+    return _validated(request.args.getlist, model)
+
+
+def read_headers(request: Request, model: type[M]) -> M:
+    """The request headers ``model`` names (by alias), validated as :func:`read_query`."""
+    return _validated(request.headers.getlist, model)
+
+
+def _validated(values_of: Callable[[str], list[str]], model: type[M]) -> M:
     values: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         key = info.alias or name
-        given = [value for value in request.args.getlist(key) if value != ""]
-        if not given:
-            continue
-        values[name] = given if _is_list(info.annotation) else given[0]
+        given = [value for value in values_of(key) if value != ""]
+        if given:
+            values[key] = given if _is_list(info.annotation) else given[0]
     try:
         return model.model_validate(values)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "query"
+        where = ".".join(str(part) for part in first.get("loc", ())) or "parameter"
         raise InvalidInputError(f"{where}: {first.get('msg')}", code="invalid_parameter") from None
 
 

@@ -24,6 +24,7 @@ from shared.api.http import (
     Reply,
     Route,
     model_response,
+    read_headers,
     read_json,
     read_query,
 )
@@ -102,6 +103,14 @@ class EventsQuery(BaseModel):
 
     after: int = Field(0, ge=0, le=MAX_BIGINT, description="Resume after this event id.")
     timeout: int | None = Field(None, ge=1, le=3600, description="Seconds before the end.")
+
+
+class EventsHeaders(BaseModel):
+    """Headers of ``GET /v1/documents/{id}/events``: an ``EventSource`` resuming sends one."""
+
+    last_event_id: int | None = Field(
+        None, alias="Last-Event-ID", ge=0, le=MAX_BIGINT, description="Resume after this event."
+    )
 
 
 class Health(Reply):
@@ -405,16 +414,8 @@ def document_events(
     """Server-sent progress events; resumes after ``Last-Event-ID``; ends at ready/failed."""
     require_document(runtime.database, document_id, principal)
     query = read_query(request, EventsQuery)
-    try:
-        after = int(request.headers.get("Last-Event-ID") or query.after)
-    except ValueError as error:
-        raise InvalidInputError(
-            "Last-Event-ID must be an integer", code="invalid_parameter"
-        ) from error
-    if not 0 <= after <= MAX_BIGINT:
-        raise InvalidInputError(
-            f"Last-Event-ID must be between 0 and {MAX_BIGINT}", code="invalid_parameter"
-        )
+    resumed = read_headers(request, EventsHeaders).last_event_id
+    after = query.after if resumed is None else resumed
     # A client may ask for a shorter stream, never for one the function's timeout cuts off
     # (a longer request is shortened: the client reconnects with Last-Event-ID anyway).
     longest = runtime.settings.events_stream_s
@@ -536,6 +537,7 @@ ROUTES = [
         "/v1/documents/<document_id>/events",
         document_events,
         query=EventsQuery,
+        headers=EventsHeaders,
         responses={200: EVENT_STREAM},
         tags=DOCUMENT_TAGS,
     ),

@@ -90,7 +90,7 @@ def _models(routes: Sequence[Route]) -> list[tuple[type[BaseModel], JsonSchemaMo
         (ErrorBody, "serialization"): None
     }
     for route in routes:
-        for model in (route.body, route.query):
+        for model in (route.body, route.query, route.headers):
             if model is not None:
                 wanted[(model, "validation")] = None
         for body in [*route.responses.values(), route.stream]:
@@ -101,20 +101,36 @@ def _models(routes: Sequence[Route]) -> list[tuple[type[BaseModel], JsonSchemaMo
     return list(wanted)
 
 
-def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
+def _parameters(schema: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The parameters of a query or headers model (``where``: ``query`` or ``header``)."""
     required = set(schema.get("required", ()))
     parameters = []
     for name, prop in schema.get("properties", {}).items():
         parameter: dict[str, Any] = {
             "name": name,
-            "in": "query",
+            "in": where,
             "required": name in required,
-            "schema": {key: value for key, value in prop.items() if key != "description"},
+            "schema": _parameter_schema(prop),
         }
         if "description" in prop:
             parameter["description"] = prop["description"]
         parameters.append(parameter)
     return parameters
+
+
+def _parameter_schema(prop: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema: absent is how a parameter is null, so no null branch."""
+    schema = {key: value for key, value in prop.items() if key not in ("description", "title")}
+    options = schema.pop("anyOf", None)
+    if options is not None:
+        kept = [option for option in options if option != {"type": "null"}]
+        if len(kept) == 1:
+            schema.update(kept[0])
+        else:
+            schema["anyOf"] = kept
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    return schema
 
 
 def _content(body: Content, schemas: dict[SchemaKey, dict[str, Any]]) -> dict[str, Any]:
@@ -182,7 +198,9 @@ def _operation(
         operation["description"] = doc
     parameters = _path_parameters(route.path)
     if route.query is not None:
-        parameters += _query_parameters(schemas[(route.query, "validation")])
+        parameters += _parameters(schemas[(route.query, "validation")], "query")
+    if route.headers is not None:
+        parameters += _parameters(schemas[(route.headers, "validation")], "header")
     if not route.public:
         parameters.append(
             {
@@ -235,12 +253,13 @@ def openapi_document(routes: Iterable[Route]) -> dict[str, Any]:
     served = unique_routes(routes)
     refs, definitions = models_json_schema(_models(served), ref_template=REF_TEMPLATE)
     components = dict(definitions.get("$defs", {}))
-    # A query model becomes parameters, not a schema of its own.
+    # A query or headers model becomes parameters, not a schema of its own.
     schemas: dict[SchemaKey, dict[str, Any]] = dict(refs)
     for route in served:
-        if route.query is not None:
-            key: SchemaKey = (route.query, "validation")
-            schemas[key] = _inline(refs[key], components)
+        for model in (route.query, route.headers):
+            if model is not None:
+                key: SchemaKey = (model, "validation")
+                schemas[key] = _inline(refs[key], components)
     ids = _operation_ids(served)
     paths: dict[str, dict[str, Any]] = {}
     for index, route in enumerate(served):
