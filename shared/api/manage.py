@@ -92,7 +92,12 @@ MAX_BIGINT = 2**63 - 1
 class DocumentsQuery(BaseModel):
     """Query of ``GET /v1/knowledge-bases/{id}/documents``."""
 
-    status: str | None = Field(None, description="Only documents in this status.")
+    # Checked by the listing itself (invalid_status); the enum documents it.
+    status: str | None = Field(
+        None,
+        description="Only documents in this status.",
+        json_schema_extra={"enum": list(documents.STATUSES)},
+    )
     archived: bool | None = Field(None, description="Only archived (true) or live (false) ones.")
     limit: int = Field(50, ge=1, le=500)
     page_token: str | None = Field(None, description="The previous page's next_page_token.")

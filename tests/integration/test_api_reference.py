@@ -97,3 +97,21 @@ def test_a_browser_renders_every_operation_from_the_api_alone(
     assert errors == 0
     # Everything the page loaded came from the API's own origin (no CDN, no validator).
     assert requested and all(address.startswith(f"{url}/") for address in requested), requested
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/knowledge-bases/a%0Ab/documents",  # upload: the framework's routing fails
+        "/v1/documents/a%0Ab",  # manage
+        "/v1/turns/a%0Ab/citations",  # answer
+        "/favicon.ico",
+    ],
+)
+def test_a_path_the_framework_cannot_route_answers_in_the_error_shape(
+    stack: LocalStack, path: str
+) -> None:
+    response = Client(stack.app).get(path, headers={"Authorization": "Bearer x"})
+    assert response.status_code == 404
+    assert response.mimetype == "application/json", response.get_data(as_text=True)[:200]
+    assert response.json is not None and response.json["error"]["code"] == "not_found"
