@@ -255,11 +255,16 @@ def openapi_document(routes: Iterable[Route]) -> dict[str, Any]:
     components = dict(definitions.get("$defs", {}))
     # A query or headers model becomes parameters, not a schema of its own.
     schemas: dict[SchemaKey, dict[str, Any]] = dict(refs)
-    for route in served:
-        for model in (route.query, route.headers):
-            if model is not None:
-                key: SchemaKey = (model, "validation")
-                schemas[key] = _inline(refs[key], components)
+    parameter_models: set[SchemaKey] = {
+        (model, "validation")
+        for route in served
+        for model in (route.query, route.headers)
+        if model is not None
+    }
+    for key in parameter_models:
+        schemas[key] = _inline(refs[key], components)
+    for key in parameter_models:
+        components.pop(refs[key].get("$ref", "").rsplit("/", 1)[-1], None)
     ids = _operation_ids(served)
     paths: dict[str, dict[str, Any]] = {}
     for index, route in enumerate(served):
