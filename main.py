@@ -34,7 +34,13 @@ def __getattr__(name: str) -> Any:
     module = TARGETS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    function = getattr(importlib.import_module(module), name)
+    # The framework asks for the target inside its app context: its own errors (a path
+    # its routing cannot match) then answer in the API's format, on every instance.
+    from shared.invocation import framework_errors_as_json
+
+    framework_errors_as_json()
+    return function
 
 
 def __dir__() -> list[str]:

@@ -5,14 +5,21 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from shared.api import analytics, identity, sources, webhooks
+from shared.api import analytics, identity, reference, sources, webhooks
 from shared.api.http import Router
 from shared.api.manage import ROUTES
 from shared.invocation import http_target
 from shared.log import configure_logging
 
 configure_logging()
-_router = Router(ROUTES + identity.ROUTES + webhooks.ROUTES + sources.ROUTES + analytics.ROUTES)
+_router = Router(
+    ROUTES
+    + identity.ROUTES
+    + webhooks.ROUTES
+    + sources.ROUTES
+    + analytics.ROUTES
+    + reference.ROUTES
+)
 
 
 @functions_framework.http

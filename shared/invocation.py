@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import flask
+from werkzeug.exceptions import HTTPException
 
 from shared import trace_context, trace_export, tracing
 from shared.runtime import get_runtime
@@ -97,6 +98,30 @@ class _Call:
             tracing.record_error(self.span, error)
         self.span.end()
         trace_export.flush()
+
+
+def framework_errors_as_json() -> None:
+    """Have the framework answer its own HTTP errors in the API's error format.
+
+    functions-framework routes every path to the function through ``/<path:path>``,
+    whose pattern matches no line break: a path with one in a segment (``%0A``) got the
+    framework's HTML 404 before any of our code ran. Called while the framework loads
+    the target (its app context is active); a no-op anywhere else.
+    """
+    if flask.has_app_context():
+        flask.current_app.register_error_handler(HTTPException, _framework_error)
+
+
+def _framework_error(error: HTTPException) -> flask.Response:
+    status = error.code or 500
+    request = flask.request
+    body = {
+        "error": {
+            "code": "not_found" if status == 404 else "http_error",
+            "message": f"no route for {request.method} {request.path}",
+        }
+    }
+    return flask.Response(json.dumps(body), status=status, mimetype="application/json")
 
 
 def http_target(target: str) -> Callable[[HttpFunction], Callable[[flask.Request], flask.Response]]:

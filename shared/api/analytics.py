@@ -418,8 +418,31 @@ def get_negative_feedback(runtime: Runtime, request: Request, principal: Princip
     return json_response(body.model_dump(mode="json"))
 
 
+TAGS = ("analytics",)
+
 ROUTES = [
-    Route("GET", "/v1/analytics/overview", get_overview),
-    Route("GET", "/v1/analytics/me", get_my_analytics),
-    Route("GET", "/v1/analytics/feedback", get_negative_feedback),
+    Route(
+        "GET",
+        "/v1/analytics/overview",
+        get_overview,
+        query=AnalyticsQuery,
+        responses={200: Overview},
+        tags=TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/analytics/me",
+        get_my_analytics,
+        query=AnalyticsQuery,
+        responses={200: MyAnalytics},
+        tags=TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/analytics/feedback",
+        get_negative_feedback,
+        query=FeedbackQuery,
+        responses={200: FeedbackPage},
+        tags=TAGS,
+    ),
 ]

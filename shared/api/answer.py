@@ -24,7 +24,14 @@ from shared.answering.service import (
 from shared.answering.token_estimate import estimate_tokens
 from shared.answering.types import Exchange
 from shared.api.access import readable_knowledge_bases, reader_scope, require_kb
-from shared.api.http import Route, int_arg, json_response, read_json
+from shared.api.http import (
+    EVENT_STREAM,
+    Reply,
+    Route,
+    model_response,
+    read_json,
+    read_query,
+)
 from shared.auth import Principal
 from shared.config import Settings
 from shared.db import Database
@@ -68,7 +75,8 @@ class AskBody(BaseModel):
     knowledge_base_ids: list[str] = Field(min_length=1, max_length=MAX_KNOWLEDGE_BASES)
     question: str | None = None
     query: str | None = None  # /v1/retrieve also accepts "query"
-    top_k: int | None = None
+    # Bounds checked by the handler (its own error code): documented, not validated here.
+    top_k: int | None = Field(None, json_schema_extra={"minimum": 1, "maximum": MAX_TOP_K})
     filters: Filters | None = None
     session_id: str | None = None
 
@@ -78,8 +86,177 @@ class FeedbackBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rating: str
+    rating: str = Field(json_schema_extra={"enum": ["up", "down"]})
     comment: str = Field("", max_length=4000)
+
+
+class AskStreamQuery(BaseModel):
+    """Query of ``GET /v1/ask/stream`` (a browser's ``EventSource`` sends no body)."""
+
+    knowledge_base_id: list[str] = Field(
+        min_length=1, description="Repeatable, or comma-separated ids or names."
+    )
+    q: str | None = Field(None, description="The question.")
+    question: str | None = Field(None, description="The question (when q is absent).")
+    session_id: str | None = Field(None, description="Continue this chat session.")
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
+    document_id: list[str] | None = Field(None, description="Only these documents (repeatable).")
+
+
+class SessionsQuery(BaseModel):
+    """Query of ``GET /v1/sessions``."""
+
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=1_000_000)
+
+
+class UsageReply(Reply):
+    """Tokens a generation used (zero for the extractive answerer)."""
+
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class SupportReply(Reply):
+    """How well the cited passage supports the sentences citing it."""
+
+    overlap: float
+    missing_numbers: list[str]
+
+
+class CitationReply(Reply):
+    """A checked citation: marker ``[n]`` of the answer and the passage it points to."""
+
+    n: int
+    chunk_id: int
+    document_id: str
+    version_id: str
+    kb_id: str
+    filename: str
+    title: str | None
+    page_start: int | None
+    page_end: int | None
+    char_start: int
+    char_end: int
+    score: float
+    snippet: str
+    supported: bool = True
+    support: SupportReply | None = None
+
+
+class AnswerReply(Reply):
+    """An answer with its checked citations (``done`` event of the stream)."""
+
+    turn_id: str
+    session_id: str
+    answer: str
+    citations: list[CitationReply]
+    unsupported_citations: int
+    usage: UsageReply
+
+
+class PassageReply(Reply):
+    """A retrieved passage and its scores."""
+
+    chunk_id: int
+    document_id: str
+    version_id: str
+    kb_id: str
+    filename: str
+    title: str | None
+    text: str
+    page_start: int | None
+    page_end: int | None
+    char_start: int
+    char_end: int
+    heading_path: list[str]
+    score: float
+    vector_score: float | None
+    text_score: float | None
+
+
+class RetrieveReply(Reply):
+    """Body of ``POST /v1/retrieve``: ranked passages only."""
+
+    query: str
+    passages: list[PassageReply]
+    routed_to_document_ids: list[str] | None
+
+
+class FeedbackReply(Reply):
+    """Body of ``POST /v1/turns/{id}/feedback``."""
+
+    turn_id: str
+    rating: str = Field(json_schema_extra={"enum": ["up", "down"]})
+    comment: str
+
+
+class SessionReply(Reply):
+    """A chat session as the session list shows it."""
+
+    id: str
+    title: str
+    knowledge_base_ids: list[str]
+    created_at: str
+    updated_at: str
+    turn_count: int
+
+
+class SessionList(Reply):
+    """Body of ``GET /v1/sessions``, most recent first."""
+
+    sessions: list[SessionReply]
+
+
+class TurnReply(Reply):
+    """One question and its answer in a session."""
+
+    id: str
+    session_id: str
+    number: int
+    question: str
+    standalone_question: str
+    kb_ids: list[str]
+    top_k: int
+    filters: dict[str, Any]
+    status: str
+    answer: str
+    citations: list[dict[str, Any]]
+    generator: str | None
+    model: str | None
+    usage: dict[str, int | None]
+    error_code: str | None
+    error: str | None
+    regenerated_from: str | None
+    first_token_ms: int | None
+    latency_ms: int | None
+    created_at: str
+    finished_at: str | None
+    feedback: dict[str, Any] | None
+    has_redacted_citations: bool
+
+
+class TurnList(Reply):
+    """Body of ``GET /v1/sessions/{id}/turns``, in order."""
+
+    session_id: str
+    turns: list[TurnReply]
+
+
+class TurnCitations(Reply):
+    """Body of ``GET /v1/turns/{id}/citations`` (a deleted document's are redacted)."""
+
+    turn_id: str
+    citations: list[dict[str, Any]]
+
+
+class CitationViewer(Reply):
+    """Where a cited passage is: pages and boxes, or the character span (or redacted)."""
+
+    chunk_id: int
+    redacted: bool = False
 
 
 def question_text(settings: Settings, raw: str | None) -> str:
@@ -215,7 +392,7 @@ def _sse(events: Iterator[Event]) -> Iterator[str]:
 def _answer_response(request: Request, events: Iterator[Event]) -> Response:
     if "text/event-stream" in request.headers.get("Accept", ""):
         return Response(_sse(events), mimetype="text/event-stream", headers=SSE_HEADERS)
-    return json_response(collect(events))
+    return model_response(AnswerReply, collect(events))
 
 
 def post_ask(runtime: Runtime, request: Request, principal: Principal) -> Response:
@@ -231,20 +408,16 @@ def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> 
     Query: ``knowledge_base_id`` (repeatable, or comma-separated), ``q``,
     ``session_id``, ``top_k``, ``document_id`` (repeatable).
     """
-    refs = [
-        ref
-        for value in request.args.getlist("knowledge_base_id")
-        for ref in value.split(",")
-        if ref.strip()
-    ]
-    text = question_text(runtime.settings, request.args.get("q") or request.args.get("question"))
+    query = read_query(request, AskStreamQuery)
+    refs = [ref for value in query.knowledge_base_id for ref in value.split(",") if ref.strip()]
+    text = question_text(runtime.settings, query.q or query.question)
     question = Question(
         text=text,
         kb_ids=_kb_ids(runtime.database, refs, principal),
-        top_k=int_arg(request, "top_k", runtime.settings.answer_top_k, 1, MAX_TOP_K),
-        document_ids=_document_ids(request.args.getlist("document_id") or None),
+        top_k=_top_k(runtime.settings, query.top_k),
+        document_ids=_document_ids(query.document_id or None),
         min_similarity=runtime.settings.answer_min_similarity,
-        session_id=_session_id(request.args.get("session_id")),
+        session_id=_session_id(query.session_id),
     )
     return Response(
         _sse(start_answer(runtime, principal, question)),
@@ -259,12 +432,13 @@ def post_retrieve(runtime: Runtime, request: Request, principal: Principal) -> R
     text = question_text(runtime.settings, body.query or body.question)
     question = _question(runtime, body, principal, text)
     retrieval = retrieve_for(runtime, principal, question)
-    return json_response(
+    return model_response(
+        RetrieveReply,
         {
             "query": text,
             "passages": [passage.to_json() for passage in retrieval.passages],
             "routed_to_document_ids": retrieval.routed_to,
-        }
+        },
     )
 
 
@@ -305,15 +479,16 @@ def post_feedback(
     if body.rating not in ("up", "down"):
         raise InvalidInputError("rating must be 'up' or 'down'", code="invalid_rating")
     history.record_feedback(runtime.database, principal, turn.id, body.rating, body.comment)
-    return json_response({"turn_id": turn.id, "rating": body.rating, "comment": body.comment})
+    return model_response(
+        FeedbackReply, {"turn_id": turn.id, "rating": body.rating, "comment": body.comment}
+    )
 
 
 def get_sessions(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """The caller's chat sessions, most recent first."""
-    limit = int_arg(request, "limit", 50, 1, 200)
-    offset = int_arg(request, "offset", 0, 0, 1_000_000)
-    sessions = history.list_sessions(runtime.database, principal, limit, offset)
-    return json_response({"sessions": [session.to_json() for session in sessions]})
+    query = read_query(request, SessionsQuery)
+    sessions = history.list_sessions(runtime.database, principal, query.limit, query.offset)
+    return model_response(SessionList, {"sessions": [session.to_json() for session in sessions]})
 
 
 def get_session_turns(
@@ -324,7 +499,9 @@ def get_session_turns(
     if not history.session_exists(database, principal, session_id):
         raise NotFoundError(f"session {session_id!r} not found", code="session_not_found")
     turns = history.list_turns(database, principal, session_id)
-    return json_response({"session_id": session_id, "turns": [t.to_json() for t in turns]})
+    return model_response(
+        TurnList, {"session_id": session_id, "turns": [t.to_json() for t in turns]}
+    )
 
 
 def get_turn_citations(
@@ -332,7 +509,7 @@ def get_turn_citations(
 ) -> Response:
     """The checked citations of a turn."""
     turn = _require_turn(runtime.database, principal, turn_id)
-    return json_response({"turn_id": turn.id, "citations": turn.citations})
+    return model_response(TurnCitations, {"turn_id": turn.id, "citations": turn.citations})
 
 
 def get_citation_viewer(
@@ -356,17 +533,85 @@ def get_citation_viewer(
         viewer = history.redacted_citation(database, principal, int(chunk_id))
     if viewer is None:
         raise NotFoundError(f"passage {chunk_id!r} not found", code="citation_not_found")
-    return json_response(viewer)
+    return model_response(CitationViewer, viewer)
 
+
+ANSWER_ERRORS = frozenset({502, 503})
+TAGS = ("answers",)
+HISTORY = ("history",)
 
 ROUTES = [
-    Route("POST", "/v1/ask", post_ask),
-    Route("GET", "/v1/ask/stream", get_ask_stream),
-    Route("POST", "/v1/retrieve", post_retrieve),
-    Route("POST", "/v1/turns/<turn_id>/regenerate", post_regenerate),
-    Route("POST", "/v1/turns/<turn_id>/feedback", post_feedback),
-    Route("GET", "/v1/turns/<turn_id>/citations", get_turn_citations),
-    Route("GET", "/v1/sessions", get_sessions),
-    Route("GET", "/v1/sessions/<session_id>/turns", get_session_turns),
-    Route("GET", "/v1/citations/<chunk_id>/viewer", get_citation_viewer),
+    Route(
+        "POST",
+        "/v1/ask",
+        post_ask,
+        body=AskBody,
+        responses={200: AnswerReply},
+        stream=EVENT_STREAM,
+        errors=ANSWER_ERRORS,
+        tags=TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/ask/stream",
+        get_ask_stream,
+        query=AskStreamQuery,
+        responses={200: EVENT_STREAM},
+        tags=TAGS,
+    ),
+    Route(
+        "POST",
+        "/v1/retrieve",
+        post_retrieve,
+        body=AskBody,
+        responses={200: RetrieveReply},
+        errors=ANSWER_ERRORS,
+        tags=TAGS,
+    ),
+    Route(
+        "POST",
+        "/v1/turns/<turn_id>/regenerate",
+        post_regenerate,
+        responses={200: AnswerReply},
+        stream=EVENT_STREAM,
+        errors=ANSWER_ERRORS,
+        tags=TAGS,
+    ),
+    Route(
+        "POST",
+        "/v1/turns/<turn_id>/feedback",
+        post_feedback,
+        body=FeedbackBody,
+        responses={200: FeedbackReply},
+        tags=HISTORY,
+    ),
+    Route(
+        "GET",
+        "/v1/turns/<turn_id>/citations",
+        get_turn_citations,
+        responses={200: TurnCitations},
+        tags=HISTORY,
+    ),
+    Route(
+        "GET",
+        "/v1/sessions",
+        get_sessions,
+        query=SessionsQuery,
+        responses={200: SessionList},
+        tags=HISTORY,
+    ),
+    Route(
+        "GET",
+        "/v1/sessions/<session_id>/turns",
+        get_session_turns,
+        responses={200: TurnList},
+        tags=HISTORY,
+    ),
+    Route(
+        "GET",
+        "/v1/citations/<chunk_id>/viewer",
+        get_citation_viewer,
+        responses={200: CitationViewer},
+        tags=HISTORY,
+    ),
 ]

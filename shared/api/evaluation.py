@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
 from shared.api.access import require_kb
-from shared.api.http import Route, int_arg, json_response, read_json
+from shared.api.http import Reply, Route, model_response, read_json, read_query
 from shared.auth import Principal
 from shared.db import Database
 from shared.errors import InvalidInputError, NotFoundError
@@ -43,6 +43,67 @@ class EvaluationBody(BaseModel):
     questions: list[dict[str, Any]] | None = Field(None, max_length=MAX_QUESTIONS)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     name: str = Field("", max_length=200)
+
+
+class EvaluationsQuery(BaseModel):
+    """Query of ``GET /v1/knowledge-bases/{kb}/evaluations``."""
+
+    limit: int = Field(50, ge=1, le=200)
+
+
+class RunReply(Reply):
+    """An evaluation run: its settings, state and summary metrics."""
+
+    id: str
+    knowledge_base_id: str
+    created_by: str
+    name: str
+    status: str
+    settings: dict[str, Any]
+    question_count: int
+    summary: dict[str, Any] | None
+    error: str | None
+    created_at: str
+    finished_at: str | None
+
+
+class ResultReply(Reply):
+    """One question of a run: the answer, what it cited and retrieved, its metrics."""
+
+    ordinal: int
+    question: str
+    expected_sources: list[str]
+    reference_answer: str | None
+    tags: list[str]
+    status: str
+    turn_id: str | None
+    answer: str | None
+    cited_documents: list[str]
+    retrieved_documents: list[str]
+    metrics: dict[str, Any]
+    error: str | None
+
+
+class RunDetail(RunReply):
+    """A run with its per-question results (turn ids for the one who ran it only)."""
+
+    results: list[ResultReply]
+
+
+class RunList(Reply):
+    """Body of ``GET /v1/knowledge-bases/{kb}/evaluations``, newest first."""
+
+    evaluations: list[RunReply]
+
+
+class Comparison(Reply):
+    """Run ``after`` against run ``before``: per question better, worse or the same."""
+
+    before: RunReply
+    after: RunReply
+    verdicts: dict[str, int]
+    overall: dict[str, dict[str, int | float]]
+    questions: list[dict[str, Any]]
 
 
 def _questions(body: EvaluationBody) -> list[EvalQuestion]:
@@ -97,7 +158,7 @@ def post_evaluation(
     generator = get_generator(runtime.settings)
     run_id = run_evaluation(runtime, principal, kb, questions, options, generator)
     run = _readable_run(runtime.database, principal, run_id)
-    return json_response(_run_json(runtime.database, run, principal), 201)
+    return model_response(RunDetail, _run_json(runtime.database, run, principal), 201)
 
 
 def get_evaluations(
@@ -105,9 +166,9 @@ def get_evaluations(
 ) -> Response:
     """The knowledge base's runs, newest first (without their per-question results)."""
     kb = require_kb(runtime.database, kb_id, principal)
-    limit = int_arg(request, "limit", 50, 1, 200)
+    limit = read_query(request, EvaluationsQuery).limit
     runs = store.list_runs(runtime.database, kb.id, limit)
-    return json_response({"evaluations": [run.to_json() for run in runs]})
+    return model_response(RunList, {"evaluations": [run.to_json() for run in runs]})
 
 
 def get_evaluation(
@@ -115,7 +176,7 @@ def get_evaluation(
 ) -> Response:
     """A run with its per-question results."""
     run = _readable_run(runtime.database, principal, run_id)
-    return json_response(_run_json(runtime.database, run, principal))
+    return model_response(RunDetail, _run_json(runtime.database, run, principal))
 
 
 def get_comparison(
@@ -130,12 +191,37 @@ def get_comparison(
         store.list_results(database, after.id),
         (before.summary, after.summary),
     )
-    return json_response({"before": before.to_json(), "after": after.to_json(), **diff})
+    return model_response(
+        Comparison, {"before": before.to_json(), "after": after.to_json(), **diff}
+    )
 
+
+TAGS = ("evaluations",)
 
 ROUTES = [
-    Route("POST", "/v1/knowledge-bases/<kb_id>/evaluations", post_evaluation),
-    Route("GET", "/v1/knowledge-bases/<kb_id>/evaluations", get_evaluations),
-    Route("GET", "/v1/evaluations/<run_id>", get_evaluation),
-    Route("GET", "/v1/evaluations/<run_id>/compare/<other_id>", get_comparison),
+    Route(
+        "POST",
+        "/v1/knowledge-bases/<kb_id>/evaluations",
+        post_evaluation,
+        body=EvaluationBody,
+        responses={201: RunDetail},
+        errors=frozenset({502, 503}),
+        tags=TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/knowledge-bases/<kb_id>/evaluations",
+        get_evaluations,
+        query=EvaluationsQuery,
+        responses={200: RunList},
+        tags=TAGS,
+    ),
+    Route("GET", "/v1/evaluations/<run_id>", get_evaluation, responses={200: RunDetail}, tags=TAGS),
+    Route(
+        "GET",
+        "/v1/evaluations/<run_id>/compare/<other_id>",
+        get_comparison,
+        responses={200: Comparison},
+        tags=TAGS,
+    ),
 ]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -78,18 +78,82 @@ def bearer_challenge(error: UnauthenticatedError) -> str:
 
 
 @dataclass(frozen=True)
-class Route:
-    """One API route: method, werkzeug path pattern, handler.
+class Content:
+    """A response body that is not a JSON model: a stream, a page or a file.
 
-    Every route requires an authenticated principal unless it is ``public`` (the
-    health check only). ``error_format`` renders the route's errors when it must speak
-    another API's error shape (the OpenAI-compatible routes); else the API's own.
+    Attributes:
+        media_types: The media types the body may have (one, but for static assets).
+        description: What the body holds, for the API reference.
+        binary: The body is bytes (a file), not text.
+        item: The model of each item of a stream (a server-sent event).
+    """
+
+    media_types: tuple[str, ...]
+    description: str
+    binary: bool = False
+    item: type[BaseModel] | None = None
+
+
+class ServerSentEvent(BaseModel):
+    """One event of a ``text/event-stream`` response (OpenAPI 3.1: the schema of each)."""
+
+    event: str | None = Field(None, description="The event's name (message when absent).")
+    data: str | None = Field(None, description="One JSON object.")
+    id: str | None = Field(None, description="Send back as Last-Event-ID to resume after it.")
+    retry: int | None = Field(None, description="Milliseconds to wait before reconnecting.")
+
+
+# Server-sent events: each event's ``data`` is one JSON object.
+EVENT_STREAM = Content(
+    ("text/event-stream",), "server-sent events (each data is JSON)", item=ServerSentEvent
+)
+
+# What a route answers with a status: a JSON model, another content, or no body (204).
+ResponseBody = type[BaseModel] | Content | None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One API route: method, werkzeug path pattern, handler, and what it exchanges.
+
+    Every route requires an authenticated principal unless it is ``public``. The
+    models are what the handler validates and sends; the OpenAPI document
+    (:mod:`shared.api.openapi`) is generated from them.
+
+    Attributes:
+        method: The HTTP method.
+        path: The werkzeug path pattern (``/v1/documents/<document_id>``).
+        handler: Called as ``handler(runtime, request, principal, **path_args)``.
+        public: No principal needed.
+        body: The request body's model, if the route takes one.
+        body_media_type: How the body is sent (``multipart/form-data`` for files).
+        query: The query parameters' model (read with :func:`read_query`).
+        headers: The request headers' model (read with :func:`read_headers`; by alias).
+        responses: Success status -> body (a model, a :class:`Content`, or None).
+        stream: Sent instead of the success status's JSON body when the client's
+            ``Accept`` asks for it (an answer as server-sent events).
+        summary: One line for the API reference (default: the handler's docstring's first).
+        tags: The API reference's groups.
+        operation_id: Unique name of the operation (default: the handler's name).
+        errors: Error statuses beyond the ones every route may answer (409, 413, 429).
+        error_format: Renders the route's errors when it must speak another API's error
+            shape (the OpenAI-compatible routes); else the API's own.
     """
 
     method: str
     path: str
     handler: Handler
     public: bool = False
+    body: type[BaseModel] | None = None
+    body_media_type: str = "application/json"
+    query: type[BaseModel] | None = None
+    headers: type[BaseModel] | None = None
+    responses: Mapping[int, ResponseBody] = field(default_factory=dict)
+    stream: Content | None = None
+    summary: str = ""
+    tags: tuple[str, ...] = ()
+    operation_id: str = ""
+    errors: frozenset[int] = frozenset()
     error_format: ErrorFormat | None = None
 
 
@@ -100,9 +164,53 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable machine code and a message for people."""
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response (any 4xx or 5xx)."""
+
+    error: ErrorDetail
+
+
+class Reply(BaseModel):
+    """Base of the response models: the fields they name are checked and documented.
+
+    Extra fields pass through untouched, so a model that names less than a handler
+    sends never drops data.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+
+def model_response(
+    model: type[BaseModel], body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON response shaped by ``model`` (the schema the API reference shows).
+
+    Raises:
+        RuntimeError: ``body`` does not fit the model: the handler and its declared
+            response drifted apart (a 500, logged; never a 400 blamed on the client).
+    """
+    try:
+        shaped = model.model_validate(body)
+    except ValidationError as error:
+        raise RuntimeError(f"response does not fit {model.__name__}: {error}") from error
+    # Only the fields the body has: a field with a default is documented as optional.
+    return json_response(shaped.model_dump(mode="json", exclude_unset=True), status, headers)
+
+
 def error_response(status: int, code: str, message: str) -> Response:
-    """An error in the API's format."""
-    return json_response({"error": {"code": code, "message": message}}, status)
+    """An error in the API's format (:class:`ErrorBody`)."""
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return json_response(body.model_dump(mode="json"), status)
 
 
 def read_json(request: Request) -> dict[str, Any]:
@@ -156,6 +264,41 @@ def int_arg(request: Request, name: str, default: int, low: int, high: int) -> i
             f"{name} must be between {low} and {high}", code="invalid_parameter"
         )
     return value
+
+
+def read_query(request: Request, model: type[M]) -> M:
+    """The query parameters validated by ``model`` (400 ``invalid_parameter`` otherwise).
+
+    An empty value counts as absent (the default applies); a list field takes every
+    value of a repeated parameter. Parameters the model does not name are ignored.
+    """
+    return _validated(request.args.getlist, model)
+
+
+def read_headers(request: Request, model: type[M]) -> M:
+    """The request headers ``model`` names (by alias), validated as :func:`read_query`."""
+    return _validated(request.headers.getlist, model)
+
+
+def _validated(values_of: Callable[[str], list[str]], model: type[M]) -> M:
+    values: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        given = [value for value in values_of(key) if value != ""]
+        if given:
+            values[key] = given if _is_list(info.annotation) else given[0]
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "parameter"
+        raise InvalidInputError(f"{where}: {first.get('msg')}", code="invalid_parameter") from None
+
+
+def _is_list(annotation: Any) -> bool:
+    if get_origin(annotation) is list:
+        return True
+    return any(get_origin(arg) is list for arg in get_args(annotation))
 
 
 # What a public route's handler receives: nobody, in no workspace.

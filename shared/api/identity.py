@@ -15,7 +15,7 @@ from werkzeug.wrappers import Request, Response
 
 from shared.api.access import require_kb
 from shared.api.authn import KEY_PRINCIPAL_PREFIX
-from shared.api.http import Route, json_response, read_json
+from shared.api.http import Reply, Route, model_response, read_json, read_query
 from shared.auth import ROLE_LEVEL, Principal
 from shared.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from shared.identity.api_keys import mint_key
@@ -74,20 +74,212 @@ class GrantBody(BaseModel):
     access: Literal["read", "write"]
 
 
+class MembershipReply(Reply):
+    """A workspace of the caller's, with their role there."""
+
+    workspace: str
+    role: str
+    limited: bool
+
+
+class Caller(Reply):
+    """Who the caller is."""
+
+    id: str
+    email: str | None
+
+
+class Me(Reply):
+    """Body of ``GET /v1/me``."""
+
+    principal: Caller
+    workspace: str
+    role: str | None
+    limited: bool
+    workspaces: list[MembershipReply]
+
+
+class WorkspaceList(Reply):
+    """Body of ``GET /v1/workspaces``."""
+
+    workspaces: list[MembershipReply]
+
+
+class WorkspaceRenamed(Reply):
+    """Body of ``PATCH /v1/workspaces/{name}``."""
+
+    workspace: str
+    role: str
+
+
+class MemberReply(Reply):
+    """A member of a workspace."""
+
+    principal: str
+    email: str | None
+    display_name: str | None
+    role: str
+    limited: bool
+    created_at: str
+
+
+class InvitationReply(Reply):
+    """An invitation not yet accepted (on the invitee's next sign-in)."""
+
+    email: str
+    role: str
+    limited: bool
+    invited_by: str
+    created_at: str
+
+
+class MemberList(Reply):
+    """Body of ``GET /v1/workspaces/{name}/members``."""
+
+    members: list[MemberReply]
+    invitations: list[InvitationReply]
+
+
+class Invited(Reply):
+    """Body of ``POST /v1/workspaces/{name}/members``."""
+
+    email: str
+    role: str
+    limited: bool
+    status: Literal["invited"]
+
+
+class MemberRole(Reply):
+    """Body of ``PATCH /v1/workspaces/{name}/members/{principal}``."""
+
+    principal: str
+    role: str
+    limited: bool
+
+
+class GrantReply(Reply):
+    """A member's access to a knowledge base."""
+
+    kb_id: str
+    principal: str
+    access: str
+
+
+class GrantDetail(GrantReply):
+    """A grant with who made it and when."""
+
+    granted_by: str
+    created_at: str
+
+
+class GrantList(Reply):
+    """Body of ``GET /v1/knowledge-bases/{id}/grants``."""
+
+    grants: list[GrantDetail]
+
+
+class ApiKeyReply(Reply):
+    """An API key of a workspace, without its secret."""
+
+    id: str
+    workspace: str
+    name: str
+    role: str
+    created_by: str
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    last_used_at: str | None
+
+
+class NewApiKey(ApiKeyReply):
+    """An API key just created, with the key itself (shown this once)."""
+
+    key: str
+
+
+class ApiKeyList(Reply):
+    """Body of ``GET /v1/workspaces/{name}/api-keys``."""
+
+    api_keys: list[ApiKeyReply]
+
+
+class AccessRequestReply(Reply):
+    """A member's request for access to a knowledge base."""
+
+    id: str
+    kb_id: str
+    principal: str
+    access: str
+    reason: str
+    status: str
+    decided_by: str | None
+    created_at: str
+    decided_at: str | None
+
+
+class AccessRequestList(Reply):
+    """Body of ``GET /v1/workspaces/{name}/access-requests``."""
+
+    access_requests: list[AccessRequestReply]
+
+
+class AccessRequestsQuery(BaseModel):
+    """Query of ``GET /v1/workspaces/{name}/access-requests``."""
+
+    status: Literal["pending", "approved", "denied"] | None = None
+
+
+class RejectionsQuery(BaseModel):
+    """Query of ``GET /v1/workspaces/{name}/ingest-rejections``."""
+
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class RejectionReply(Reply):
+    """An object dropped into the bucket and refused."""
+
+    id: str
+    bucket: str
+    object: str
+    generation: str | None
+    reason: str
+    message: str
+    workspace: str | None
+    knowledge_base: str | None
+    created_at: str
+
+
+class RejectionList(Reply):
+    """Body of ``GET /v1/workspaces/{name}/ingest-rejections``, newest first."""
+
+    rejections: list[RejectionReply]
+
+
+class Ticket(Reply):
+    """A single-use ticket opening one stream (send it as the ``param`` query parameter)."""
+
+    ticket: str
+    path: str
+    expires_in: int
+    param: str
+
+
 def get_me(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """The caller, the workspace the request acts in, and every workspace of theirs."""
     with runtime.database.transaction() as session:
         # Signing in is what accepts invitations: a frontend calls this first.
         store.sign_in(session, principal.id, principal.email, None)
         memberships = store.memberships_of(session, principal.id)
-    return json_response(
+    return model_response(
+        Me,
         {
             "principal": {"id": principal.id, "email": principal.email},
             "workspace": principal.workspace,
             "role": principal.role,
             "limited": principal.limited,
             "workspaces": [membership.to_json() for membership in memberships],
-        }
+        },
     )
 
 
@@ -101,13 +293,17 @@ def post_workspace(runtime: Runtime, request: Request, principal: Principal) -> 
         workspace_id = store.create_workspace(session, body.name, principal.id)
     if workspace_id is None:
         raise ConflictError(f"workspace {body.name!r} exists", code="workspace_exists")
-    return json_response({"workspace": body.name, "role": "owner", "limited": False}, 201)
+    return model_response(
+        MembershipReply, {"workspace": body.name, "role": "owner", "limited": False}, 201
+    )
 
 
 def get_workspaces(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """The caller's workspaces and their role in each."""
     memberships = store.memberships_of(runtime.database, principal.id)
-    return json_response({"workspaces": [membership.to_json() for membership in memberships]})
+    return model_response(
+        WorkspaceList, {"workspaces": [membership.to_json() for membership in memberships]}
+    )
 
 
 def _membership(
@@ -144,7 +340,7 @@ def patch_workspace(
         renamed = store.rename_workspace(session, membership.workspace_id, body.name)
     if not renamed:
         raise ConflictError(f"workspace {body.name!r} exists", code="workspace_exists")
-    return json_response({"workspace": body.name, "role": membership.role})
+    return model_response(WorkspaceRenamed, {"workspace": body.name, "role": membership.role})
 
 
 def delete_workspace(
@@ -168,11 +364,12 @@ def get_members(
     membership = _membership(runtime, principal, workspace, "admin")
     members = store.list_members(runtime.database, membership.workspace_id)
     invitations = store.list_invitations(runtime.database, membership.workspace_id)
-    return json_response(
+    return model_response(
+        MemberList,
         {
             "members": [member.to_json() for member in members],
             "invitations": [invitation.to_json() for invitation in invitations],
-        }
+        },
     )
 
 
@@ -198,7 +395,8 @@ def post_member(
             limited=body.limited,
             invited_by=principal.id,
         )
-    return json_response(
+    return model_response(
+        Invited,
         {
             "email": body.email.lower(),
             "role": body.role,
@@ -232,7 +430,9 @@ def patch_member(
             body.role,
             limited=body.limited and body.role not in ("owner", "admin"),
         )
-    return json_response({"principal": member, "role": body.role, "limited": body.limited})
+    return model_response(
+        MemberRole, {"principal": member, "role": body.role, "limited": body.limited}
+    )
 
 
 def delete_member(
@@ -258,7 +458,7 @@ def get_grants(runtime: Runtime, request: Request, principal: Principal, kb_id: 
     """The grants on a knowledge base (admins)."""
     kb = require_kb(runtime.database, kb_id, principal, "admin")
     grants = store.list_grants(runtime.database, kb.id)
-    return json_response({"grants": [grant.to_json() for grant in grants]})
+    return model_response(GrantList, {"grants": [grant.to_json() for grant in grants]})
 
 
 def put_grant(
@@ -274,7 +474,7 @@ def put_grant(
         )
     with runtime.database.transaction() as session:
         store.put_grant(session, kb.id, member, body.access, principal.id)
-    return json_response({"kb_id": kb.id, "principal": member, "access": body.access})
+    return model_response(GrantReply, {"kb_id": kb.id, "principal": member, "access": body.access})
 
 
 def delete_grant(
@@ -326,7 +526,7 @@ def post_api_key(
     stored = key_store.get_key(runtime.database, minted.id)
     if stored is None:  # inserted just above
         raise RuntimeError(f"the API key {minted.id} just stored is missing")
-    return json_response({**stored.to_json(), "key": minted.key}, 201)
+    return model_response(NewApiKey, {**stored.to_json(), "key": minted.key}, 201)
 
 
 def get_api_keys(
@@ -335,7 +535,7 @@ def get_api_keys(
     """The workspace's API keys, without their secrets (admins)."""
     membership = _membership(runtime, principal, workspace, "admin")
     keys = key_store.list_keys(runtime.database, membership.workspace_id)
-    return json_response({"api_keys": [key.to_json() for key in keys]})
+    return model_response(ApiKeyList, {"api_keys": [key.to_json() for key in keys]})
 
 
 def delete_api_key(
@@ -370,7 +570,7 @@ def post_access_request(
         raise NotFoundError(f"knowledge base {kb_id!r} not found", code="knowledge_base_not_found")
     with runtime.database.transaction() as session:
         opened = store.open_request(session, kb.id, principal.id, body.access, body.reason)
-    return json_response(opened.to_json(), 201)
+    return model_response(AccessRequestReply, opened.to_json(), 201)
 
 
 def get_access_requests(
@@ -378,13 +578,9 @@ def get_access_requests(
 ) -> Response:
     """The workspace's access requests (admins); ``?status=pending`` filters."""
     membership = _membership(runtime, principal, workspace, "admin")
-    status = request.args.get("status") or None
-    if status not in (None, "pending", "approved", "denied"):
-        raise InvalidInputError(
-            "status must be pending, approved or denied", code="invalid_parameter"
-        )
+    status = read_query(request, AccessRequestsQuery).status
     found = store.list_requests(runtime.database, membership.workspace_id, status)
-    return json_response({"access_requests": [r.to_json() for r in found]})
+    return model_response(AccessRequestList, {"access_requests": [r.to_json() for r in found]})
 
 
 def get_ingest_rejections(
@@ -396,14 +592,11 @@ def get_ingest_rejections(
     workspace that did not exist belongs to no workspace (``scripts/ragline rejections``).
     """
     membership = _membership(runtime, principal, workspace, "admin")
-    try:
-        limit = int(request.args.get("limit", "100"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 1000:
-        raise InvalidInputError("limit must be 1..1000", code="invalid_parameter")
+    limit = read_query(request, RejectionsQuery).limit
     found = list_rejections(runtime.database, workspace_id=membership.workspace_id, limit=limit)
-    return json_response({"rejections": [rejection.to_json() for rejection in found]})
+    return model_response(
+        RejectionList, {"rejections": [rejection.to_json() for rejection in found]}
+    )
 
 
 def _decide(runtime: Runtime, principal: Principal, request_id: str, status: str) -> Response:
@@ -423,7 +616,9 @@ def _decide(runtime: Runtime, principal: Principal, request_id: str, status: str
         if status == "approved":
             store.put_grant(session, found.kb_id, found.principal, found.access, principal.id)
     decided = store.get_request(runtime.database, found.id)
-    return json_response(decided.to_json() if decided else {})
+    if decided is None:  # removed with its knowledge base meanwhile
+        raise missing
+    return model_response(AccessRequestReply, decided.to_json())
 
 
 def post_approve(
@@ -445,7 +640,11 @@ class TicketBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(max_length=200)
+    # The handler checks the path (invalid_stream_path); the pattern documents it.
+    path: str = Field(
+        max_length=200,
+        json_schema_extra={"pattern": r"^/v1/(ask/stream|documents/[0-9a-fA-F-]{36}/events)$"},
+    )
 
 
 def post_stream_ticket(runtime: Runtime, request: Request, principal: Principal) -> Response:
@@ -468,32 +667,136 @@ def post_stream_ticket(runtime: Runtime, request: Request, principal: Principal)
         path=body.path,
         ttl_s=TICKET_TTL_S,
     )
-    return json_response(
+    return model_response(
+        Ticket,
         {"ticket": ticket, "path": body.path, "expires_in": TICKET_TTL_S, "param": TICKET_PARAM},
         201,
     )
 
 
+WS = "/v1/workspaces/<workspace>"
+KB = "/v1/knowledge-bases/<kb_id>"
+CONFLICT = frozenset({409})
+ME = ("identity",)
+WORKSPACES = ("workspaces",)
+ACCESS = ("access",)
+
 ROUTES = [
-    Route("GET", "/v1/me", get_me),
-    Route("POST", "/v1/stream-tickets", post_stream_ticket),
-    Route("POST", "/v1/workspaces", post_workspace),
-    Route("GET", "/v1/workspaces", get_workspaces),
-    Route("PATCH", "/v1/workspaces/<workspace>", patch_workspace),
-    Route("DELETE", "/v1/workspaces/<workspace>", delete_workspace),
-    Route("GET", "/v1/workspaces/<workspace>/members", get_members),
-    Route("POST", "/v1/workspaces/<workspace>/members", post_member),
-    Route("PATCH", "/v1/workspaces/<workspace>/members/<member>", patch_member),
-    Route("DELETE", "/v1/workspaces/<workspace>/members/<member>", delete_member),
-    Route("POST", "/v1/workspaces/<workspace>/api-keys", post_api_key),
-    Route("GET", "/v1/workspaces/<workspace>/api-keys", get_api_keys),
-    Route("DELETE", "/v1/workspaces/<workspace>/api-keys/<key_id>", delete_api_key),
-    Route("POST", "/v1/knowledge-bases/<kb_id>/access-requests", post_access_request),
-    Route("GET", "/v1/workspaces/<workspace>/access-requests", get_access_requests),
-    Route("GET", "/v1/workspaces/<workspace>/ingest-rejections", get_ingest_rejections),
-    Route("POST", "/v1/access-requests/<request_id>/approve", post_approve),
-    Route("POST", "/v1/access-requests/<request_id>/deny", post_deny),
-    Route("GET", "/v1/knowledge-bases/<kb_id>/grants", get_grants),
-    Route("PUT", "/v1/knowledge-bases/<kb_id>/grants/<member>", put_grant),
-    Route("DELETE", "/v1/knowledge-bases/<kb_id>/grants/<member>", delete_grant),
+    Route("GET", "/v1/me", get_me, responses={200: Me}, tags=ME),
+    Route(
+        "POST",
+        "/v1/stream-tickets",
+        post_stream_ticket,
+        body=TicketBody,
+        responses={201: Ticket},
+        tags=ME,
+    ),
+    Route(
+        "POST",
+        "/v1/workspaces",
+        post_workspace,
+        body=WorkspaceBody,
+        responses={201: MembershipReply},
+        errors=CONFLICT,
+        tags=WORKSPACES,
+    ),
+    Route("GET", "/v1/workspaces", get_workspaces, responses={200: WorkspaceList}, tags=WORKSPACES),
+    Route(
+        "PATCH",
+        WS,
+        patch_workspace,
+        body=WorkspaceBody,
+        responses={200: WorkspaceRenamed},
+        errors=CONFLICT,
+        tags=WORKSPACES,
+    ),
+    Route("DELETE", WS, delete_workspace, responses={204: None}, errors=CONFLICT, tags=WORKSPACES),
+    Route("GET", f"{WS}/members", get_members, responses={200: MemberList}, tags=WORKSPACES),
+    Route(
+        "POST",
+        f"{WS}/members",
+        post_member,
+        body=InviteBody,
+        responses={201: Invited},
+        tags=WORKSPACES,
+    ),
+    Route(
+        "PATCH",
+        f"{WS}/members/<member>",
+        patch_member,
+        body=MemberBody,
+        responses={200: MemberRole},
+        errors=CONFLICT,
+        tags=WORKSPACES,
+    ),
+    Route(
+        "DELETE",
+        f"{WS}/members/<member>",
+        delete_member,
+        responses={204: None},
+        errors=CONFLICT,
+        tags=WORKSPACES,
+    ),
+    Route(
+        "POST",
+        f"{WS}/api-keys",
+        post_api_key,
+        body=ApiKeyBody,
+        responses={201: NewApiKey},
+        tags=WORKSPACES,
+    ),
+    Route("GET", f"{WS}/api-keys", get_api_keys, responses={200: ApiKeyList}, tags=WORKSPACES),
+    Route(
+        "DELETE", f"{WS}/api-keys/<key_id>", delete_api_key, responses={204: None}, tags=WORKSPACES
+    ),
+    Route(
+        "POST",
+        f"{KB}/access-requests",
+        post_access_request,
+        body=AccessRequestBody,
+        responses={201: AccessRequestReply},
+        tags=ACCESS,
+    ),
+    Route(
+        "GET",
+        f"{WS}/access-requests",
+        get_access_requests,
+        query=AccessRequestsQuery,
+        responses={200: AccessRequestList},
+        tags=ACCESS,
+    ),
+    Route(
+        "GET",
+        f"{WS}/ingest-rejections",
+        get_ingest_rejections,
+        query=RejectionsQuery,
+        responses={200: RejectionList},
+        tags=WORKSPACES,
+    ),
+    Route(
+        "POST",
+        "/v1/access-requests/<request_id>/approve",
+        post_approve,
+        responses={200: AccessRequestReply},
+        errors=CONFLICT,
+        tags=ACCESS,
+    ),
+    Route(
+        "POST",
+        "/v1/access-requests/<request_id>/deny",
+        post_deny,
+        responses={200: AccessRequestReply},
+        errors=CONFLICT,
+        tags=ACCESS,
+    ),
+    Route("GET", f"{KB}/grants", get_grants, responses={200: GrantList}, tags=ACCESS),
+    Route(
+        "PUT",
+        f"{KB}/grants/<member>",
+        put_grant,
+        body=GrantBody,
+        responses={200: GrantReply},
+        tags=ACCESS,
+    ),
+    Route("DELETE", f"{KB}/grants/<member>", delete_grant, responses={204: None}, tags=ACCESS),
 ]

@@ -18,7 +18,16 @@ from shared.api.access import (
     require_document,
     require_kb,
 )
-from shared.api.http import Route, int_arg, json_response, read_json
+from shared.api.http import (
+    EVENT_STREAM,
+    ErrorDetail,
+    Reply,
+    Route,
+    model_response,
+    read_headers,
+    read_json,
+    read_query,
+)
 from shared.auth import ACTION_LEVEL, Principal, authorize
 from shared.db import Database
 from shared.errors import InvalidInputError, NotFoundError
@@ -76,10 +85,146 @@ class ApproveDocument(BaseModel):
     version_id: str | None = Field(None, max_length=64)
 
 
+# Positions in a listing and event ids are PostgreSQL bigints.
+MAX_BIGINT = 2**63 - 1
+
+
+class DocumentsQuery(BaseModel):
+    """Query of ``GET /v1/knowledge-bases/{id}/documents``."""
+
+    # Checked by the listing itself (invalid_status); the enum documents it.
+    status: str | None = Field(
+        None,
+        description="Only documents in this status.",
+        json_schema_extra={"enum": list(documents.STATUSES)},
+    )
+    archived: bool | None = Field(None, description="Only archived (true) or live (false) ones.")
+    limit: int = Field(50, ge=1, le=500)
+    page_token: str | None = Field(None, description="The previous page's next_page_token.")
+
+
+class EventsQuery(BaseModel):
+    """Query of ``GET /v1/documents/{id}/events`` (``Last-Event-ID`` wins over ``after``)."""
+
+    after: int = Field(0, ge=0, le=MAX_BIGINT, description="Resume after this event id.")
+    timeout: int | None = Field(None, ge=1, le=3600, description="Seconds before the end.")
+
+
+class EventsHeaders(BaseModel):
+    """Headers of ``GET /v1/documents/{id}/events``: an ``EventSource`` resuming sends one."""
+
+    last_event_id: int | None = Field(
+        None, alias="Last-Event-ID", ge=0, le=MAX_BIGINT, description="Resume after this event."
+    )
+
+
+class Health(Reply):
+    """Body of ``GET /healthz``."""
+
+    status: Literal["ok"]
+
+
+class KnowledgeBaseReply(Reply):
+    """A knowledge base and the settings its documents are processed with."""
+
+    id: str
+    workspace_id: str
+    name: str
+    description: str
+    embedding_model: str
+    embedding_dim: int
+    chunk_tokens: int
+    chunk_overlap: int
+    routing: str
+    require_approval: bool
+    created_by: str
+    created_at: str
+
+
+class KnowledgeBaseList(Reply):
+    """Body of ``GET /v1/knowledge-bases``."""
+
+    knowledge_bases: list[KnowledgeBaseReply]
+
+
+class DocumentReply(Reply):
+    """A document: its state, counts and settings (as listed)."""
+
+    id: str
+    knowledge_base_id: str
+    source_key: str | None
+    filename: str | None
+    title: str | None
+    metadata: dict[str, Any]
+    status: str
+    error: str | None
+    active_version_id: str | None
+    latest_version_id: str | None
+    page_count: int | None
+    chunk_count: int | None
+    created_at: str | None
+    updated_at: str | None
+    archived: bool
+    archived_at: str | None
+    archived_by: str | None
+
+
+class VersionReply(Reply):
+    """One version of a document: a file as processed once."""
+
+    id: str
+    number: int
+    status: str
+    checksum: str | None
+    size_bytes: int | None
+    content_type: str | None
+    page_count: int | None
+    chunk_count: int | None
+    error: ErrorDetail | None
+    embedding_model: str | None
+    created_at: str | None
+    stages: dict[str, str | None]
+    approved_at: str | None
+    approved_by: str | None
+
+
+class DocumentDetail(DocumentReply):
+    """A document with its versions, newest first, and the newest one's stage times."""
+
+    versions: list[VersionReply]
+    stages: dict[str, str | None]
+
+
+class DocumentPage(Reply):
+    """Body of ``GET /v1/knowledge-bases/{id}/documents``."""
+
+    documents: list[DocumentReply]
+    next_page_token: str | None
+
+
+class Accepted(Reply):
+    """The version a document became; processing goes on in the background."""
+
+    document_id: str
+    version_id: str
+    status: str
+
+
+class FileLink(Reply):
+    """A short-lived signed URL to download a document's original file."""
+
+    url: str
+    method: Literal["GET"]
+    filename: str | None
+    content_type: str | None
+    version_id: str
+    expires_at: str
+
+
 def healthz(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Liveness plus a database round trip."""
     runtime.database.ping()
-    return json_response({"status": "ok"})
+    return model_response(Health, {"status": "ok"})
 
 
 def post_knowledge_base(runtime: Runtime, request: Request, principal: Principal) -> Response:
@@ -100,17 +245,13 @@ def post_knowledge_base(runtime: Runtime, request: Request, principal: Principal
         workspace=principal.workspace,
         require_approval=body.require_approval,
     )
-    return json_response(kb.to_json(), 201)
+    return model_response(KnowledgeBaseReply, kb.to_json(), 201)
 
 
 def get_knowledge_bases(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """List the workspace's knowledge bases."""
     kbs = readable_knowledge_bases(runtime.database, principal)
-    return json_response({"knowledge_bases": [kb.to_json() for kb in kbs]})
-
-
-# Positions in a listing and event ids are PostgreSQL bigints.
-MAX_BIGINT = 2**63 - 1
+    return model_response(KnowledgeBaseList, {"knowledge_bases": [kb.to_json() for kb in kbs]})
 
 
 def _decode_page_token(token: str | None) -> int:
@@ -125,16 +266,6 @@ def _decode_page_token(token: str | None) -> int:
     if not 0 <= offset <= MAX_BIGINT:
         raise InvalidInputError("page_token is not one this API issued", code="invalid_page_token")
     return offset
-
-
-def _bool_arg(request: Request, name: str) -> bool | None:
-    """A ``true``/``false`` query parameter, or None when absent (400 otherwise)."""
-    raw = (request.args.get(name) or "").lower()
-    if not raw:
-        return None
-    if raw not in ("true", "false"):
-        raise InvalidInputError(f"{name} must be true or false", code="invalid_parameter")
-    return raw == "true"
 
 
 def _encode_page_token(offset: int) -> str:
@@ -156,7 +287,7 @@ def patch_knowledge_base(
     )
     if updated is None:
         raise NotFoundError(f"knowledge base {kb_id!r} not found", code="knowledge_base_not_found")
-    return json_response(updated.to_json())
+    return model_response(KnowledgeBaseReply, updated.to_json())
 
 
 def delete_knowledge_base_route(
@@ -171,19 +302,18 @@ def delete_knowledge_base_route(
 def get_documents(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
     """List a knowledge base's documents (``status``, ``archived``, ``limit`` + ``page_token``)."""
     kb = require_kb(runtime.database, kb_id, principal)
-    limit = int_arg(request, "limit", 50, 1, 500)
-    offset = _decode_page_token(request.args.get("page_token"))
+    query = read_query(request, DocumentsQuery)
+    offset = _decode_page_token(query.page_token)
     items, more = documents.list_documents(
         runtime.database,
         kb.id,
-        status=request.args.get("status") or None,
-        limit=limit,
+        status=query.status,
+        limit=query.limit,
         offset=offset,
-        archived=_bool_arg(request, "archived"),
+        archived=query.archived,
     )
-    body: dict[str, Any] = {"documents": items}
-    body["next_page_token"] = _encode_page_token(offset + limit) if more else None
-    return json_response(body)
+    next_token = _encode_page_token(offset + query.limit) if more else None
+    return model_response(DocumentPage, {"documents": items, "next_page_token": next_token})
 
 
 def get_document(
@@ -194,7 +324,7 @@ def get_document(
     document = documents.get_document(runtime.database, document_id)
     if document is None:
         raise NotFoundError(f"document {document_id!r} not found", code="document_not_found")
-    return json_response(document)
+    return model_response(DocumentDetail, document)
 
 
 def delete_document(
@@ -212,7 +342,8 @@ def reindex_document(
     """Process the document again as a new version (e.g. after a settings change)."""
     require_document(runtime.database, document_id, principal, "write")
     registered = documents.reindex_document(runtime, document_id)
-    return json_response(
+    return model_response(
+        Accepted,
         {
             "document_id": registered.document_id,
             "version_id": registered.version_id,
@@ -237,7 +368,7 @@ def patch_document(
         metadata=body.metadata,
         principal=principal.id,
     )
-    return json_response(document)
+    return model_response(DocumentDetail, document)
 
 
 def approve_document(
@@ -250,7 +381,7 @@ def approve_document(
     document = documents.get_document(runtime.database, document_id)
     if document is None:
         raise NotFoundError(f"document {document_id!r} not found", code="document_not_found")
-    return json_response(document)
+    return model_response(DocumentDetail, document)
 
 
 def archive_document(
@@ -259,7 +390,7 @@ def archive_document(
     """Archive a document: kept and listed, never retrieved (editors)."""
     require_document(runtime.database, document_id, principal, "write")
     document = documents.set_archived(runtime, document_id, principal.id, archived=True)
-    return json_response(document)
+    return model_response(DocumentDetail, document)
 
 
 def unarchive_document(
@@ -268,7 +399,7 @@ def unarchive_document(
     """Restore an archived document to retrieval (editors)."""
     require_document(runtime.database, document_id, principal, "write")
     document = documents.set_archived(runtime, document_id, principal.id, archived=False)
-    return json_response(document)
+    return model_response(DocumentDetail, document)
 
 
 def document_file(
@@ -278,7 +409,8 @@ def document_file(
     kb_id = require_document(runtime.database, document_id, principal)
     # Those who may approve a waiting first version may read it before it is approved.
     may_approve = kb_level_of(runtime.database, principal, kb_id) >= ACTION_LEVEL["write"]
-    return json_response(documents.file_link(runtime, document_id, unapproved=may_approve))
+    link = documents.file_link(runtime, document_id, unapproved=may_approve)
+    return model_response(FileLink, link)
 
 
 def document_events(
@@ -286,20 +418,13 @@ def document_events(
 ) -> Response:
     """Server-sent progress events; resumes after ``Last-Event-ID``; ends at ready/failed."""
     require_document(runtime.database, document_id, principal)
-    try:
-        after = int(request.headers.get("Last-Event-ID") or request.args.get("after") or 0)
-    except ValueError as error:
-        raise InvalidInputError(
-            "Last-Event-ID must be an integer", code="invalid_parameter"
-        ) from error
-    if not 0 <= after <= MAX_BIGINT:
-        raise InvalidInputError(
-            f"Last-Event-ID must be between 0 and {MAX_BIGINT}", code="invalid_parameter"
-        )
+    query = read_query(request, EventsQuery)
+    resumed = read_headers(request, EventsHeaders).last_event_id
+    after = query.after if resumed is None else resumed
     # A client may ask for a shorter stream, never for one the function's timeout cuts off
     # (a longer request is shortened: the client reconnects with Last-Event-ID anyway).
     longest = runtime.settings.events_stream_s
-    timeout_s = min(int_arg(request, "timeout", longest, 1, 3600), longest)
+    timeout_s = min(query.timeout or longest, longest)
 
     def still_readable() -> bool:
         try:
@@ -346,20 +471,117 @@ def _event_stream(
         time.sleep(0.25)
 
 
+TAGS = ("knowledge bases",)
+DOCUMENT_TAGS = ("documents",)
+
 ROUTES = [
-    Route("GET", "/healthz", healthz, public=True),
-    Route("POST", "/v1/knowledge-bases", post_knowledge_base),
-    Route("GET", "/v1/knowledge-bases", get_knowledge_bases),
-    Route("PATCH", "/v1/knowledge-bases/<kb_id>", patch_knowledge_base),
-    Route("DELETE", "/v1/knowledge-bases/<kb_id>", delete_knowledge_base_route),
-    Route("GET", "/v1/knowledge-bases/<kb_id>/documents", get_documents),
-    Route("GET", "/v1/documents/<document_id>", get_document),
-    Route("DELETE", "/v1/documents/<document_id>", delete_document),
-    Route("POST", "/v1/documents/<document_id>/reindex", reindex_document),
-    Route("GET", "/v1/documents/<document_id>/events", document_events),
-    Route("PATCH", "/v1/documents/<document_id>", patch_document),
-    Route("POST", "/v1/documents/<document_id>/approve", approve_document),
-    Route("POST", "/v1/documents/<document_id>/archive", archive_document),
-    Route("POST", "/v1/documents/<document_id>/unarchive", unarchive_document),
-    Route("GET", "/v1/documents/<document_id>/file", document_file),
+    Route("GET", "/healthz", healthz, public=True, responses={200: Health}, tags=("health",)),
+    Route(
+        "POST",
+        "/v1/knowledge-bases",
+        post_knowledge_base,
+        body=CreateKnowledgeBase,
+        responses={201: KnowledgeBaseReply},
+        errors=frozenset({409}),
+        tags=TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/knowledge-bases",
+        get_knowledge_bases,
+        responses={200: KnowledgeBaseList},
+        tags=TAGS,
+    ),
+    Route(
+        "PATCH",
+        "/v1/knowledge-bases/<kb_id>",
+        patch_knowledge_base,
+        body=UpdateKnowledgeBase,
+        responses={200: KnowledgeBaseReply},
+        tags=TAGS,
+    ),
+    Route(
+        "DELETE",
+        "/v1/knowledge-bases/<kb_id>",
+        delete_knowledge_base_route,
+        responses={204: None},
+        tags=TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/knowledge-bases/<kb_id>/documents",
+        get_documents,
+        query=DocumentsQuery,
+        responses={200: DocumentPage},
+        tags=DOCUMENT_TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/documents/<document_id>",
+        get_document,
+        responses={200: DocumentDetail},
+        tags=DOCUMENT_TAGS,
+    ),
+    Route(
+        "DELETE",
+        "/v1/documents/<document_id>",
+        delete_document,
+        responses={204: None},
+        tags=DOCUMENT_TAGS,
+    ),
+    Route(
+        "POST",
+        "/v1/documents/<document_id>/reindex",
+        reindex_document,
+        responses={202: Accepted},
+        errors=frozenset({409}),
+        tags=DOCUMENT_TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/documents/<document_id>/events",
+        document_events,
+        query=EventsQuery,
+        headers=EventsHeaders,
+        responses={200: EVENT_STREAM},
+        tags=DOCUMENT_TAGS,
+    ),
+    Route(
+        "PATCH",
+        "/v1/documents/<document_id>",
+        patch_document,
+        body=UpdateDocument,
+        responses={200: DocumentDetail},
+        tags=DOCUMENT_TAGS,
+    ),
+    Route(
+        "POST",
+        "/v1/documents/<document_id>/approve",
+        approve_document,
+        body=ApproveDocument,
+        responses={200: DocumentDetail},
+        errors=frozenset({409}),
+        tags=DOCUMENT_TAGS,
+    ),
+    Route(
+        "POST",
+        "/v1/documents/<document_id>/archive",
+        archive_document,
+        responses={200: DocumentDetail},
+        tags=DOCUMENT_TAGS,
+    ),
+    Route(
+        "POST",
+        "/v1/documents/<document_id>/unarchive",
+        unarchive_document,
+        responses={200: DocumentDetail},
+        tags=DOCUMENT_TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/documents/<document_id>/file",
+        document_file,
+        responses={200: FileLink},
+        tags=DOCUMENT_TAGS,
+    ),
 ]

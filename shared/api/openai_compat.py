@@ -34,7 +34,7 @@ from shared.answering.service import Event, Question, collect
 from shared.answering.types import Exchange
 from shared.api.access import readable_knowledge_bases, require_kb
 from shared.api.answer import SSE_HEADERS, question_text, start_answer
-from shared.api.http import Route, json_response, read_json
+from shared.api.http import EVENT_STREAM, Route, json_response, read_json
 from shared.auth import Principal
 from shared.errors import InvalidInputError, NotFoundError
 from shared.knowledge_bases import KnowledgeBase
@@ -438,8 +438,34 @@ def post_chat_completions(runtime: Runtime, request: Request, principal: Princip
     return json_response(_completion(body.model, collect(events)).model_dump())
 
 
+TAGS = ("openai-compatible",)
+
 ROUTES = [
-    Route("GET", "/v1/openai/models", get_models, error_format=openai_error),
-    Route("GET", "/v1/openai/models/<model>", get_model, error_format=openai_error),
-    Route("POST", "/v1/openai/chat/completions", post_chat_completions, error_format=openai_error),
+    Route(
+        "GET",
+        "/v1/openai/models",
+        get_models,
+        responses={200: ModelList},
+        error_format=openai_error,
+        tags=TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/openai/models/<model>",
+        get_model,
+        responses={200: ModelCard},
+        error_format=openai_error,
+        tags=TAGS,
+    ),
+    Route(
+        "POST",
+        "/v1/openai/chat/completions",
+        post_chat_completions,
+        body=ChatBody,
+        responses={200: ChatCompletion},
+        # With "stream": true in the body: chat.completion.chunk events, then [DONE].
+        stream=EVENT_STREAM,
+        error_format=openai_error,
+        tags=TAGS,
+    ),
 ]

@@ -124,6 +124,12 @@ class SourceView(BaseModel):
     updated_at: dt.datetime
 
 
+class SourceList(BaseModel):
+    """Body of ``GET /v1/knowledge-bases/{kb}/sources``."""
+
+    sources: list[SourceView]
+
+
 class SyncStarted(BaseModel):
     """Answer of ``POST /v1/sources/{id}/sync``: the run started, or the one it joined."""
 
@@ -239,7 +245,7 @@ def get_sources(runtime: Runtime, request: Request, principal: Principal, kb_id:
     """The knowledge base's sources with their state (readers)."""
     kb = require_kb(runtime.database, kb_id, principal)
     views = [source_view(runtime, source) for source in store.list_sources(runtime.database, kb.id)]
-    return json_response({"sources": [view.model_dump(mode="json") for view in views]})
+    return _json(SourceList(sources=views))
 
 
 def get_source(
@@ -298,11 +304,36 @@ def post_sync(runtime: Runtime, request: Request, principal: Principal, source_i
     return _json(SyncStarted(run=run_view(runtime, start.run), started=start.started), 202)
 
 
+TAGS = ("sources",)
+SOURCE = "/v1/sources/<source_id>"
+
 ROUTES = [
-    Route("POST", "/v1/knowledge-bases/<kb_id>/sources", post_source),
-    Route("GET", "/v1/knowledge-bases/<kb_id>/sources", get_sources),
-    Route("GET", "/v1/sources/<source_id>", get_source),
-    Route("PATCH", "/v1/sources/<source_id>", patch_source),
-    Route("DELETE", "/v1/sources/<source_id>", delete_source_route),
-    Route("POST", "/v1/sources/<source_id>/sync", post_sync),
+    Route(
+        "POST",
+        "/v1/knowledge-bases/<kb_id>/sources",
+        post_source,
+        body=CreateSource,
+        responses={201: SourceView},
+        errors=frozenset({409}),
+        tags=TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/knowledge-bases/<kb_id>/sources",
+        get_sources,
+        responses={200: SourceList},
+        tags=TAGS,
+    ),
+    Route("GET", SOURCE, get_source, responses={200: SourceView}, tags=TAGS),
+    Route(
+        "PATCH",
+        SOURCE,
+        patch_source,
+        body=UpdateSource,
+        responses={200: SourceView},
+        errors=frozenset({409}),
+        tags=TAGS,
+    ),
+    Route("DELETE", SOURCE, delete_source_route, responses={204: None}, tags=TAGS),
+    Route("POST", f"{SOURCE}/sync", post_sync, responses={202: SyncStarted}, tags=TAGS),
 ]

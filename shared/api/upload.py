@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
 from shared.api.access import require_kb
-from shared.api.http import Route, json_response, read_json
-from shared.api.manage import get_documents
+from shared.api.http import Reply, Route, model_response, read_json
+from shared.api.manage import DocumentPage, DocumentsQuery, get_documents
 from shared.api.text_input import check_json
 from shared.auth import Principal
 from shared.db import Database
@@ -36,6 +37,36 @@ class SignedUploadRequest(BaseModel):
     content_type: str = Field(min_length=3, max_length=255, pattern=r"^[\w.+-]+/[\w.+-]+")
     size: int = Field(ge=1)
     metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class UploadForm(BaseModel):
+    """Body of ``POST /v1/knowledge-bases/{kb_id}/documents`` (``multipart/form-data``)."""
+
+    file: bytes = Field(description="The document (its file name is kept).")
+    metadata: str | None = Field(
+        None, description="A flat JSON object of string, number or boolean values."
+    )
+
+
+class UploadAccepted(Reply):
+    """The version an uploaded file became; processing goes on in the background."""
+
+    document_id: str
+    version_id: str
+    status: str
+    duplicate: bool = Field(description="The same bytes as the active version: nothing new.")
+
+
+class SignedUpload(Reply):
+    """Where to PUT a large file, and how; its arrival starts the pipeline."""
+
+    document_id: str
+    upload_url: str
+    method: Literal["PUT"]
+    headers: dict[str, str]
+    object: str
+    expires_at: str
+    status: Literal["awaiting_upload"]
 
 
 def _metadata(raw: str | None) -> dict[str, str]:
@@ -95,7 +126,8 @@ def post_document(runtime: Runtime, request: Request, principal: Principal, kb_i
     if registered is None:
         runtime.objects.delete(info.bucket, info.name)
         raise ConflictError("the document was deleted during the upload", code="document_deleted")
-    return json_response(
+    return model_response(
+        UploadAccepted,
         {
             "document_id": registered.document_id,
             "version_id": registered.version_id,
@@ -138,7 +170,8 @@ def post_upload(runtime: Runtime, request: Request, principal: Principal, kb_id:
         created_by=principal.id,
         ttl_s=settings.signed_url_ttl_s,
     )
-    return json_response(
+    return model_response(
+        SignedUpload,
         {
             "document_id": document_id,
             "upload_url": url,
@@ -152,9 +185,35 @@ def post_upload(runtime: Runtime, request: Request, principal: Principal, kb_id:
     )
 
 
+TAGS = ("documents",)
+
 ROUTES = [
-    Route("POST", "/v1/knowledge-bases/<kb_id>/documents", post_document),
+    Route(
+        "POST",
+        "/v1/knowledge-bases/<kb_id>/documents",
+        post_document,
+        body=UploadForm,
+        body_media_type="multipart/form-data",
+        responses={202: UploadAccepted},
+        errors=frozenset({409, 413}),
+        tags=TAGS,
+    ),
     # The load balancer sends this whole path to the upload function, listing included.
-    Route("GET", "/v1/knowledge-bases/<kb_id>/documents", get_documents),
-    Route("POST", "/v1/knowledge-bases/<kb_id>/uploads", post_upload),
+    Route(
+        "GET",
+        "/v1/knowledge-bases/<kb_id>/documents",
+        get_documents,
+        query=DocumentsQuery,
+        responses={200: DocumentPage},
+        tags=TAGS,
+    ),
+    Route(
+        "POST",
+        "/v1/knowledge-bases/<kb_id>/uploads",
+        post_upload,
+        body=SignedUploadRequest,
+        responses={201: SignedUpload},
+        errors=frozenset({413}),
+        tags=TAGS,
+    ),
 ]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from werkzeug.wrappers import Request, Response
 
 from shared.api.access import require_kb
-from shared.api.http import Route, int_arg, json_response, read_json
+from shared.api.http import Reply, Route, model_response, read_json, read_query
 from shared.auth import Principal
 from shared.errors import NotFoundError
 from shared.ids import is_uuid
@@ -58,6 +58,60 @@ class WebhookPatch(BaseModel):
     _events = field_validator("events")(_known_events)
 
 
+class DeliveriesQuery(BaseModel):
+    """Query of ``GET /v1/webhooks/{id}/deliveries``."""
+
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class WebhookReply(Reply):
+    """A webhook, without its secret."""
+
+    id: str
+    knowledge_base_id: str
+    url: str
+    events: list[str]
+    enabled: bool
+    disabled_reason: str | None
+    consecutive_failures: int
+    created_by: str
+    created_at: str
+    updated_at: str
+
+
+class NewWebhook(WebhookReply):
+    """A webhook just registered, with its signing secret (shown this once)."""
+
+    secret: str
+
+
+class WebhookList(Reply):
+    """Body of ``GET /v1/knowledge-bases/{kb}/webhooks``."""
+
+    webhooks: list[WebhookReply]
+
+
+class DeliveryReply(Reply):
+    """One attempt to deliver an event to a webhook."""
+
+    id: int
+    webhook_id: str
+    event_id: str
+    event_type: str
+    attempt: int
+    status: str
+    response_code: int | None
+    duration_ms: int | None
+    error: str | None
+    created_at: str
+
+
+class DeliveryList(Reply):
+    """Body of ``GET /v1/webhooks/{id}/deliveries``, newest first."""
+
+    deliveries: list[DeliveryReply]
+
+
 def _find(runtime: Runtime, webhook_id: str) -> Webhook | None:
     """The webhook, or None; an id that is no UUID names none (never a database error)."""
     return store.get_webhook(runtime.database, webhook_id) if is_uuid(webhook_id) else None
@@ -86,14 +140,14 @@ def post_webhook(runtime: Runtime, request: Request, principal: Principal, kb_id
         )
         if not body.enabled:
             webhook = store.update_webhook(session, webhook.id, enabled=False) or webhook
-    return json_response({**webhook.to_json(), "secret": webhook.secret}, 201)
+    return model_response(NewWebhook, {**webhook.to_json(), "secret": webhook.secret}, 201)
 
 
 def get_webhooks(runtime: Runtime, request: Request, principal: Principal, kb_id: str) -> Response:
     """The knowledge base's webhooks, without their secrets (admins)."""
     kb = require_kb(runtime.database, kb_id, principal, "admin")
     webhooks = store.list_webhooks(runtime.database, kb.id)
-    return json_response({"webhooks": [webhook.to_json() for webhook in webhooks]})
+    return model_response(WebhookList, {"webhooks": [webhook.to_json() for webhook in webhooks]})
 
 
 def get_webhook(
@@ -101,7 +155,7 @@ def get_webhook(
 ) -> Response:
     """One webhook, without its secret (admins)."""
     kb = require_kb(runtime.database, kb_id, principal, "admin")
-    return json_response(_webhook_of(runtime, kb.id, webhook_id).to_json())
+    return model_response(WebhookReply, _webhook_of(runtime, kb.id, webhook_id).to_json())
 
 
 def patch_webhook(
@@ -123,7 +177,7 @@ def patch_webhook(
         )
     if webhook is None:
         raise NotFoundError(f"webhook {webhook_id!r} not found", code="webhook_not_found")
-    return json_response(webhook.to_json())
+    return model_response(WebhookReply, webhook.to_json())
 
 
 def delete_webhook(
@@ -149,16 +203,43 @@ def get_deliveries(
         require_kb(runtime.database, webhook.kb_id, principal, "admin")
     except NotFoundError:
         raise missing from None
-    limit = int_arg(request, "limit", 100, 1, 1000)
+    limit = read_query(request, DeliveriesQuery).limit
     deliveries = store.list_deliveries(runtime.database, webhook.id, limit)
-    return json_response({"deliveries": [delivery.to_json() for delivery in deliveries]})
+    return model_response(
+        DeliveryList, {"deliveries": [delivery.to_json() for delivery in deliveries]}
+    )
 
+
+HOOK = "/v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>"
+TAGS = ("webhooks",)
 
 ROUTES = [
-    Route("POST", "/v1/knowledge-bases/<kb_id>/webhooks", post_webhook),
-    Route("GET", "/v1/knowledge-bases/<kb_id>/webhooks", get_webhooks),
-    Route("GET", "/v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>", get_webhook),
-    Route("PATCH", "/v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>", patch_webhook),
-    Route("DELETE", "/v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>", delete_webhook),
-    Route("GET", "/v1/webhooks/<webhook_id>/deliveries", get_deliveries),
+    Route(
+        "POST",
+        "/v1/knowledge-bases/<kb_id>/webhooks",
+        post_webhook,
+        body=WebhookBody,
+        responses={201: NewWebhook},
+        tags=TAGS,
+    ),
+    Route(
+        "GET",
+        "/v1/knowledge-bases/<kb_id>/webhooks",
+        get_webhooks,
+        responses={200: WebhookList},
+        tags=TAGS,
+    ),
+    Route("GET", HOOK, get_webhook, responses={200: WebhookReply}, tags=TAGS),
+    Route(
+        "PATCH", HOOK, patch_webhook, body=WebhookPatch, responses={200: WebhookReply}, tags=TAGS
+    ),
+    Route("DELETE", HOOK, delete_webhook, responses={204: None}, tags=TAGS),
+    Route(
+        "GET",
+        "/v1/webhooks/<webhook_id>/deliveries",
+        get_deliveries,
+        query=DeliveriesQuery,
+        responses={200: DeliveryList},
+        tags=TAGS,
+    ),
 ]

@@ -16,8 +16,14 @@ SEC = "Apple's net sales grew. The iPhone segment reported revenue of $46 billio
 OTHER = "Tomato plants need six hours of sunlight every day to ripen."
 
 
+# Path arguments that name a file rather than a row (the API reference's assets).
+FILE_ARGS = {"<asset>": "swagger-ui.css"}
+
+
 def _route_path(path: str) -> str:
     """A concrete path for a route pattern (placeholder values for its arguments)."""
+    for arg, value in FILE_ARGS.items():
+        path = path.replace(arg, value)
     return re.sub(r"<[^>]+>", "00000000-0000-4000-8000-000000000000", path)
 
 

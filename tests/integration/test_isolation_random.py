@@ -429,6 +429,18 @@ def op_healthz(world: World, actor: Actor) -> Op:
     return Op("GET", "/healthz", 200)
 
 
+def op_openapi(world: World, actor: Actor) -> Op:
+    return Op("GET", "/v1/openapi.json", 200)
+
+
+def op_docs(world: World, actor: Actor) -> Op:
+    return Op("GET", "/v1/docs", 200)
+
+
+def op_docs_asset(world: World, actor: Actor) -> Op:
+    return Op("GET", "/v1/docs/init.js", 200)
+
+
 def op_me(world: World, actor: Actor) -> Op:
     return Op("GET", "/v1/me", 200)
 
@@ -1294,6 +1306,9 @@ DOC = "/v1/documents/<document_id>"
 WS = "/v1/workspaces/<workspace>"
 TURN = "/v1/turns/<turn_id>"
 
+# Routes that read no credential: a revoked key still gets their answer.
+PUBLIC_ROUTES = {"GET /healthz", "GET /v1/openapi.json", "GET /v1/docs", "GET /v1/docs/<asset>"}
+
 
 # Every route, and how a random call of it is made (and judged).
 def _analytics_kb(world: World, actor: Actor) -> tuple[str | None, int]:
@@ -1355,6 +1370,9 @@ def op_analytics_feedback(world: World, actor: Actor) -> Op:
 
 OPERATIONS: dict[str, Operation] = {
     "GET /healthz": op_healthz,
+    "GET /v1/openapi.json": op_openapi,
+    "GET /v1/docs": op_docs,
+    "GET /v1/docs/<asset>": op_docs_asset,
     "GET /v1/me": op_me,
     "POST /v1/stream-tickets": op_ticket,
     "POST /v1/workspaces": op_create_workspace,
@@ -1506,7 +1524,7 @@ def _run_one(world: World, tables: list[str], actor: Actor, route: str, op: Op) 
     """Make one call and return what went wrong (nothing, if all held)."""
     problems: list[str] = []
     where = f"{route} as {actor.name} in {actor.acting}: {op.named()}"
-    if world.oracle.revoked_key(actor.principal) and route != "GET /healthz":
+    if world.oracle.revoked_key(actor.principal) and route not in PUBLIC_ROUTES:
         op.expected = 401  # a revoked key is refused before any route
     before = _table_state(world.stack, tables) if op.mutation and op.expected != 200 else None
     hidden = world.oracle.forbidden_tokens(actor.principal) - op.shown

@@ -261,6 +261,9 @@ SOURCES = "/v1/sources/<source_id>"
 
 ROUTES: dict[str, Entry] = {
     "GET /healthz": Entry(public, lambda w, c: c.api.get("/healthz")),
+    "GET /v1/openapi.json": Entry(public, lambda w, c: c.api.get("/v1/openapi.json")),
+    "GET /v1/docs": Entry(public, lambda w, c: c.api.get("/v1/docs")),
+    "GET /v1/docs/<asset>": Entry(public, lambda w, c: c.api.get("/v1/docs/swagger-ui.css")),
     "GET /v1/me": Entry(signed_in_rule(), lambda w, c: c.api.get("/v1/me")),
     "POST /v1/stream-tickets": Entry(
         signed_in_rule(),

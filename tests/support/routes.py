@@ -15,6 +15,7 @@ from shared.api import (
     identity,
     manage,
     openai_compat,
+    reference,
     sources,
     upload,
     webhooks,
@@ -31,6 +32,7 @@ ALL_ROUTES: list[Route] = [
     *webhooks.ROUTES,
     *analytics.ROUTES,
     *sources.ROUTES,
+    *reference.ROUTES,
 ]
 
 
