@@ -21,6 +21,7 @@ from scripts.localstack.stack import LocalStack, StackConfig
 from tests.support.openai_server import LLM_API_KEY, LLM_MODEL, OpenAIServer
 from tests.support.pipeline import Recorder, restore_transports
 from tests.support.stack import wipe_stack
+from tests.support.web_site import Site, serve_site
 
 # The frontend origin the test stack allows (CORS).
 FRONTEND = "http://127.0.0.1:5173"
@@ -103,3 +104,10 @@ def llm(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iter
         clear_generator_cache()
         yield server
         clear_generator_cache()
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    """A small web site on the loopback interface (tests/support/web_site.py)."""
+    with serve_site() as served:
+        yield served

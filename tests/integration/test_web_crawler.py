@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import docx
@@ -25,101 +21,9 @@ from shared.sources.web.config import UrlSourceConfig
 from shared.sources.web.connector import UrlConnector
 from shared.sources.web.fetch import PageFetcher
 from tests.support.outbound import loopback_client
+from tests.support.web_site import Page, Site
 
 MAX_BYTES = 1024 * 1024
-
-
-@dataclass
-class Page:
-    body: bytes = b""
-    status: int = 200
-    content_type: str | None = "text/html; charset=utf-8"
-    etag: str | None = None
-    last_modified: str | None = None
-    location: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    send_length: bool = True
-
-
-@dataclass
-class Served:
-    path: str
-    status: int
-    headers: dict[str, str]
-
-
-class Site:
-    """Pages by path, and a log of what was requested and answered."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, Page] = {}
-        self.log: list[Served] = []
-        self.base = ""
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-    def html(self, path: str, *links: str, text: str = "", **options: object) -> None:
-        anchors = "".join(f'<a href="{link}">{link}</a> ' for link in links)
-        body = f"<!doctype html><html><body><h1>{path}</h1><p>{text}</p>{anchors}</body></html>"
-        self.pages[path] = Page(body.encode(), **options)  # type: ignore[arg-type]
-
-    def requested(self) -> list[str]:
-        return [served.path for served in self.log]
-
-
-def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            page = site.pages.get(self.path)
-            headers = {key.lower(): value for key, value in self.headers.items()}
-            status = 404 if page is None else page.status
-            if page is not None and status == 200 and _not_modified(page, headers):
-                status = 304
-            site.log.append(Served(self.path, status, headers))
-            self.send_response(status)
-            body = b""
-            if page is not None:
-                for name, value in (
-                    ("Content-Type", page.content_type),
-                    ("ETag", page.etag),
-                    ("Last-Modified", page.last_modified),
-                    ("Location", page.location),
-                    *page.headers.items(),
-                ):
-                    if value is not None:
-                        self.send_header(name, value)
-                body = page.body if status == 200 else b""
-            if page is None or page.send_length:
-                self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    return Handler
-
-
-def _not_modified(page: Page, headers: dict[str, str]) -> bool:
-    if page.etag is not None and "if-none-match" in headers:
-        return headers["if-none-match"] == page.etag
-    return page.last_modified is not None and headers.get("if-modified-since") == (
-        page.last_modified
-    )
-
-
-@pytest.fixture
-def site() -> Iterator[Site]:
-    served = Site()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(served))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    served.base = f"http://127.0.0.1:{server.server_address[1]}"
-    yield served
-    server.shutdown()
-    server.server_close()
 
 
 def connector_for(site: Site, path: str = "/", **config: object) -> UrlConnector:
