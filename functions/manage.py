@@ -1,18 +1,18 @@
-"""``manage``: knowledge bases, documents, workspaces, members, grants and webhooks."""
+"""``manage``: knowledge bases, documents, workspaces, members, grants, webhooks, limits, audit."""
 
 from __future__ import annotations
 
 import flask
 import functions_framework
 
-from shared.api import identity, webhooks
+from shared.api import audit_logs, identity, limits, webhooks
 from shared.api.http import Router
 from shared.api.manage import ROUTES
 from shared.invocation import http_target
 from shared.log import configure_logging
 
 configure_logging()
-_router = Router(ROUTES + identity.ROUTES + webhooks.ROUTES)
+_router = Router(ROUTES + identity.ROUTES + webhooks.ROUTES + limits.ROUTES + audit_logs.ROUTES)
 
 
 @functions_framework.http

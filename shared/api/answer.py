@@ -22,8 +22,10 @@ from shared.answering.service import (
     retrieve_for,
 )
 from shared.answering.token_estimate import estimate_tokens
+from shared.api import audit
 from shared.api.access import readable_knowledge_bases, reader_scope, require_kb
 from shared.api.http import Route, int_arg, json_response, read_json
+from shared.api.quotas import admit_question, charge_tokens, estimate_question_tokens
 from shared.auth import Principal
 from shared.config import Settings
 from shared.db import Database
@@ -176,6 +178,29 @@ def _sse(events: Iterator[Event]) -> Iterator[str]:
         yield f"event: {event.name}\ndata: {json.dumps(event.data)}\n\n"
 
 
+def _admit(runtime: Runtime, principal: Principal, question: Question) -> None:
+    """Record what the question searches and admit it under the workspace's quotas."""
+    audit.note(targets=question.kb_ids)
+    estimated = estimate_question_tokens(
+        runtime.settings, estimate_tokens(question.text), question.top_k
+    )
+    admit_question(runtime, principal, estimated)
+
+
+def _charged(runtime: Runtime, principal: Principal, events: Iterator[Event]) -> Iterator[Event]:
+    """The answer's events; the model's reported usage is charged once it is known."""
+    try:
+        for event in events:
+            if event.name == "done":
+                usage = event.data.get("usage") or {}
+                charge_tokens(runtime, principal, int(usage.get("total_tokens") or 0))
+            yield event
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
 def _answer_response(request: Request, events: Iterator[Event]) -> Response:
     if "text/event-stream" in request.headers.get("Accept", ""):
         return Response(_sse(events), mimetype="text/event-stream", headers=SSE_HEADERS)
@@ -186,8 +211,10 @@ def post_ask(runtime: Runtime, request: Request, principal: Principal) -> Respon
     """Answer a question as JSON (or as SSE when the client accepts text/event-stream)."""
     body = AskBody.model_validate(read_json(request))
     question = _question(runtime, body, principal, _question_text(runtime.settings, body.question))
+    _admit(runtime, principal, question)
     prepared = prepare_turn(runtime, principal, question)
-    return _answer_response(request, answer_events(runtime, prepared, _generator(runtime.settings)))
+    events = answer_events(runtime, prepared, _generator(runtime.settings))
+    return _answer_response(request, _charged(runtime, principal, events))
 
 
 def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> Response:
@@ -211,9 +238,11 @@ def get_ask_stream(runtime: Runtime, request: Request, principal: Principal) -> 
         min_similarity=runtime.settings.answer_min_similarity,
         session_id=_session_id(request.args.get("session_id")),
     )
+    _admit(runtime, principal, question)
     prepared = prepare_turn(runtime, principal, question)
+    events = answer_events(runtime, prepared, _generator(runtime.settings))
     return Response(
-        _sse(answer_events(runtime, prepared, _generator(runtime.settings))),
+        _sse(_charged(runtime, principal, events)),
         mimetype="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -224,6 +253,7 @@ def post_retrieve(runtime: Runtime, request: Request, principal: Principal) -> R
     body = AskBody.model_validate(read_json(request))
     text = _question_text(runtime.settings, body.query or body.question)
     question = _question(runtime, body, principal, text)
+    audit.note(targets=question.kb_ids)
     retrieval = retrieve_for(runtime, principal, question)
     return json_response(
         {
@@ -258,8 +288,10 @@ def post_regenerate(
         min_similarity=filters.get("min_similarity"),
         session_id=turn.session_id,
     )
+    _admit(runtime, principal, question)
     prepared = prepare_turn(runtime, principal, question, regenerated_from=turn.id)
-    return _answer_response(request, answer_events(runtime, prepared, _generator(runtime.settings)))
+    events = answer_events(runtime, prepared, _generator(runtime.settings))
+    return _answer_response(request, _charged(runtime, principal, events))
 
 
 def post_feedback(
@@ -326,11 +358,11 @@ def get_citation_viewer(
 
 
 ROUTES = [
-    Route("POST", "/v1/ask", post_ask),
-    Route("GET", "/v1/ask/stream", get_ask_stream),
-    Route("POST", "/v1/retrieve", post_retrieve),
-    Route("POST", "/v1/turns/<turn_id>/regenerate", post_regenerate),
-    Route("POST", "/v1/turns/<turn_id>/feedback", post_feedback),
+    Route("POST", "/v1/ask", post_ask, audit="knowledge_base.ask"),
+    Route("GET", "/v1/ask/stream", get_ask_stream, audit="knowledge_base.ask"),
+    Route("POST", "/v1/retrieve", post_retrieve, audit="knowledge_base.retrieve"),
+    Route("POST", "/v1/turns/<turn_id>/regenerate", post_regenerate, audit="turn.regenerate"),
+    Route("POST", "/v1/turns/<turn_id>/feedback", post_feedback, audit="turn.feedback"),
     Route("GET", "/v1/turns/<turn_id>/citations", get_turn_citations),
     Route("GET", "/v1/sessions", get_sessions),
     Route("GET", "/v1/sessions/<session_id>/turns", get_session_turns),

@@ -134,7 +134,12 @@ def get_comparison(
 
 
 ROUTES = [
-    Route("POST", "/v1/knowledge-bases/<kb_id>/evaluations", post_evaluation),
+    Route(
+        "POST",
+        "/v1/knowledge-bases/<kb_id>/evaluations",
+        post_evaluation,
+        audit="evaluation.create",
+    ),
     Route("GET", "/v1/knowledge-bases/<kb_id>/evaluations", get_evaluations),
     Route("GET", "/v1/evaluations/<run_id>", get_evaluation),
     Route("GET", "/v1/evaluations/<run_id>/compare/<other_id>", get_comparison),

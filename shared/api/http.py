@@ -17,8 +17,10 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from shared.api import audit
 from shared.api.authn import authenticate
 from shared.api.cors import add_cors_headers, allowed_origin, is_preflight, preflight_response
+from shared.api.quotas import check_request, limits_of
 from shared.api.text_input import check_json, check_pairs
 from shared.auth import Principal
 from shared.errors import (
@@ -27,6 +29,7 @@ from shared.errors import (
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
+    QuotaExceededError,
     TooLargeError,
     UnauthenticatedError,
     UnavailableError,
@@ -49,6 +52,7 @@ ERROR_STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidInputError, 400),
     (UnauthenticatedError, 401),
     (ForbiddenError, 403),
+    (QuotaExceededError, 429),
     (UnavailableError, 503),
 )
 
@@ -80,13 +84,16 @@ class Route:
     """One API route: method, werkzeug path pattern, handler.
 
     Every route requires an authenticated principal unless it is ``public`` (the
-    health check only).
+    health check only). A route that changes something, answers or retrieves names its
+    ``audit`` action (``noun.verb``, the noun being the kind of its path's target): each
+    request to it leaves exactly one audit row (:mod:`shared.api.audit`).
     """
 
     method: str
     path: str
     handler: Handler
     public: bool = False
+    audit: str | None = None
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -99,6 +106,20 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def error_response(status: int, code: str, message: str) -> Response:
     """An error in the API's format."""
     return json_response({"error": {"code": code, "message": message}}, status)
+
+
+def quota_response(error: QuotaExceededError) -> Response:
+    """A 429: the error with the limit's name and, when waiting helps, ``Retry-After``."""
+    body = {
+        "error": {
+            "code": error.code,
+            "message": error.message,
+            "limit": error.limit,
+            "retry_after": error.retry_after_s,
+        }
+    }
+    headers = {} if error.retry_after_s is None else {"Retry-After": str(error.retry_after_s)}
+    return json_response(body, status_of(error), headers)
 
 
 def read_json(request: Request) -> dict[str, Any]:
@@ -173,10 +194,13 @@ class Router:
         self._runtime = runtime
         self._handlers: dict[str, Handler] = {}
         self._public: set[str] = set()
+        self._audit: dict[str, str] = {}
         rules = []
         for index, route in enumerate(routes):
             endpoint = f"r{index}"
             self._handlers[endpoint] = route.handler
+            if route.audit:
+                self._audit[endpoint] = route.audit
             if route.public:
                 self._public.add(endpoint)
             rules.append(Rule(route.path, methods=[route.method], endpoint=endpoint))
@@ -219,33 +243,70 @@ class Router:
             return authenticate(runtime, request)
 
     def _handle(self, request: Request) -> Response:
+        request_id = audit.request_id_of(request)
+        context: audit.AuditContext | None = None
+        runtime: Runtime | None = None
         try:
             adapter = self._map.bind_to_environ(request.environ)
             endpoint, args = adapter.match()
+            action = self._audit.get(str(endpoint))
+            if action:
+                context = audit.start(request, action, args, request_id)
             check_request_text(request, args)
             runtime = self._runtime()
-            principal = (
-                ANONYMOUS if endpoint in self._public else self._authenticate(runtime, request)
-            )
-            bind(workspace=principal.workspace)
-            return self._handlers[str(endpoint)](runtime, request, principal, **args)
-        except DomainError as error:
-            response = error_response(status_of(error), error.code, error.message)
-            if isinstance(error, UnauthenticatedError):
-                response.headers["WWW-Authenticate"] = bearer_challenge(error)
-            return response
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-            return error_response(400, "invalid_request", f"{where}: {first.get('msg')}")
-        except MethodNotAllowed:
-            return error_response(
-                405, "method_not_allowed", f"{request.method} is not allowed here"
-            )
-        except NotFound:
-            return error_response(404, "not_found", f"no route for {request.method} {request.path}")
-        except HTTPException as error:
-            return error_response(error.code or 500, "http_error", error.description or "error")
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return error_response(500, "internal", "internal error; it has been logged")
+            response = self._dispatch(runtime, request, str(endpoint), args, context)
+        except Exception as error:  # every failure becomes an error response
+            response = render_error(request, error)
+        if context is not None and runtime is not None:
+            try:
+                audit.finish(runtime.database, context, response.status_code)
+            except Exception:
+                log.exception("could not write the audit row of request %s", request_id)
+        response.headers[audit.REQUEST_ID_HEADER] = request_id
+        return response
+
+    def _dispatch(
+        self,
+        runtime: Runtime,
+        request: Request,
+        endpoint: str,
+        args: Mapping[str, Any],
+        context: audit.AuditContext | None,
+    ) -> Response:
+        """Authenticate, count the request, then run the handler (audited if declared)."""
+        principal = ANONYMOUS
+        if endpoint not in self._public:
+            principal = self._authenticate(runtime, request)
+            limits = limits_of(runtime, principal.workspace)
+            if context is not None:
+                context.identify(principal, limits.workspace_id)
+            check_request(runtime, principal, limits)
+        bind(workspace=principal.workspace)
+        handler = self._handlers[endpoint]
+        if context is None:
+            return handler(runtime, request, principal, **args)
+        with audit.recording(context):
+            return handler(runtime, request, principal, **args)
+
+
+def render_error(request: Request, error: Exception) -> Response:
+    """The API's response to an exception a request raised (500 for the unexpected)."""
+    if isinstance(error, QuotaExceededError):
+        return quota_response(error)
+    if isinstance(error, DomainError):
+        response = error_response(status_of(error), error.code, error.message)
+        if isinstance(error, UnauthenticatedError):
+            response.headers["WWW-Authenticate"] = bearer_challenge(error)
+        return response
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+        return error_response(400, "invalid_request", f"{where}: {first.get('msg')}")
+    if isinstance(error, MethodNotAllowed):
+        return error_response(405, "method_not_allowed", f"{request.method} is not allowed here")
+    if isinstance(error, NotFound):
+        return error_response(404, "not_found", f"no route for {request.method} {request.path}")
+    if isinstance(error, HTTPException):
+        return error_response(error.code or 500, "http_error", error.description or "error")
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
+    return error_response(500, "internal", "internal error; it has been logged")

@@ -476,24 +476,48 @@ def post_stream_ticket(runtime: Runtime, request: Request, principal: Principal)
 
 ROUTES = [
     Route("GET", "/v1/me", get_me),
-    Route("POST", "/v1/stream-tickets", post_stream_ticket),
-    Route("POST", "/v1/workspaces", post_workspace),
+    Route("POST", "/v1/stream-tickets", post_stream_ticket, audit="stream_ticket.create"),
+    Route("POST", "/v1/workspaces", post_workspace, audit="workspace.create"),
     Route("GET", "/v1/workspaces", get_workspaces),
-    Route("PATCH", "/v1/workspaces/<workspace>", patch_workspace),
-    Route("DELETE", "/v1/workspaces/<workspace>", delete_workspace),
+    Route("PATCH", "/v1/workspaces/<workspace>", patch_workspace, audit="workspace.update"),
+    Route("DELETE", "/v1/workspaces/<workspace>", delete_workspace, audit="workspace.delete"),
     Route("GET", "/v1/workspaces/<workspace>/members", get_members),
-    Route("POST", "/v1/workspaces/<workspace>/members", post_member),
-    Route("PATCH", "/v1/workspaces/<workspace>/members/<member>", patch_member),
-    Route("DELETE", "/v1/workspaces/<workspace>/members/<member>", delete_member),
-    Route("POST", "/v1/workspaces/<workspace>/api-keys", post_api_key),
+    Route("POST", "/v1/workspaces/<workspace>/members", post_member, audit="member.invite"),
+    Route(
+        "PATCH", "/v1/workspaces/<workspace>/members/<member>", patch_member, audit="member.update"
+    ),
+    Route(
+        "DELETE",
+        "/v1/workspaces/<workspace>/members/<member>",
+        delete_member,
+        audit="member.remove",
+    ),
+    Route("POST", "/v1/workspaces/<workspace>/api-keys", post_api_key, audit="api_key.create"),
     Route("GET", "/v1/workspaces/<workspace>/api-keys", get_api_keys),
-    Route("DELETE", "/v1/workspaces/<workspace>/api-keys/<key_id>", delete_api_key),
-    Route("POST", "/v1/knowledge-bases/<kb_id>/access-requests", post_access_request),
+    Route(
+        "DELETE",
+        "/v1/workspaces/<workspace>/api-keys/<key_id>",
+        delete_api_key,
+        audit="api_key.revoke",
+    ),
+    Route(
+        "POST",
+        "/v1/knowledge-bases/<kb_id>/access-requests",
+        post_access_request,
+        audit="access_request.create",
+    ),
     Route("GET", "/v1/workspaces/<workspace>/access-requests", get_access_requests),
     Route("GET", "/v1/workspaces/<workspace>/ingest-rejections", get_ingest_rejections),
-    Route("POST", "/v1/access-requests/<request_id>/approve", post_approve),
-    Route("POST", "/v1/access-requests/<request_id>/deny", post_deny),
+    Route(
+        "POST",
+        "/v1/access-requests/<request_id>/approve",
+        post_approve,
+        audit="access_request.approve",
+    ),
+    Route("POST", "/v1/access-requests/<request_id>/deny", post_deny, audit="access_request.deny"),
     Route("GET", "/v1/knowledge-bases/<kb_id>/grants", get_grants),
-    Route("PUT", "/v1/knowledge-bases/<kb_id>/grants/<member>", put_grant),
-    Route("DELETE", "/v1/knowledge-bases/<kb_id>/grants/<member>", delete_grant),
+    Route("PUT", "/v1/knowledge-bases/<kb_id>/grants/<member>", put_grant, audit="grant.put"),
+    Route(
+        "DELETE", "/v1/knowledge-bases/<kb_id>/grants/<member>", delete_grant, audit="grant.delete"
+    ),
 ]

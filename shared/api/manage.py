@@ -348,18 +348,36 @@ def _event_stream(
 
 ROUTES = [
     Route("GET", "/healthz", healthz, public=True),
-    Route("POST", "/v1/knowledge-bases", post_knowledge_base),
+    Route("POST", "/v1/knowledge-bases", post_knowledge_base, audit="knowledge_base.create"),
     Route("GET", "/v1/knowledge-bases", get_knowledge_bases),
-    Route("PATCH", "/v1/knowledge-bases/<kb_id>", patch_knowledge_base),
-    Route("DELETE", "/v1/knowledge-bases/<kb_id>", delete_knowledge_base_route),
+    Route(
+        "PATCH", "/v1/knowledge-bases/<kb_id>", patch_knowledge_base, audit="knowledge_base.update"
+    ),
+    Route(
+        "DELETE",
+        "/v1/knowledge-bases/<kb_id>",
+        delete_knowledge_base_route,
+        audit="knowledge_base.delete",
+    ),
     Route("GET", "/v1/knowledge-bases/<kb_id>/documents", get_documents),
     Route("GET", "/v1/documents/<document_id>", get_document),
-    Route("DELETE", "/v1/documents/<document_id>", delete_document),
-    Route("POST", "/v1/documents/<document_id>/reindex", reindex_document),
+    Route("DELETE", "/v1/documents/<document_id>", delete_document, audit="document.delete"),
+    Route(
+        "POST", "/v1/documents/<document_id>/reindex", reindex_document, audit="document.reindex"
+    ),
     Route("GET", "/v1/documents/<document_id>/events", document_events),
-    Route("PATCH", "/v1/documents/<document_id>", patch_document),
-    Route("POST", "/v1/documents/<document_id>/approve", approve_document),
-    Route("POST", "/v1/documents/<document_id>/archive", archive_document),
-    Route("POST", "/v1/documents/<document_id>/unarchive", unarchive_document),
+    Route("PATCH", "/v1/documents/<document_id>", patch_document, audit="document.update"),
+    Route(
+        "POST", "/v1/documents/<document_id>/approve", approve_document, audit="document.approve"
+    ),
+    Route(
+        "POST", "/v1/documents/<document_id>/archive", archive_document, audit="document.archive"
+    ),
+    Route(
+        "POST",
+        "/v1/documents/<document_id>/unarchive",
+        unarchive_document,
+        audit="document.unarchive",
+    ),
     Route("GET", "/v1/documents/<document_id>/file", document_file),
 ]

@@ -153,8 +153,8 @@ def post_upload(runtime: Runtime, request: Request, principal: Principal, kb_id:
 
 
 ROUTES = [
-    Route("POST", "/v1/knowledge-bases/<kb_id>/documents", post_document),
+    Route("POST", "/v1/knowledge-bases/<kb_id>/documents", post_document, audit="document.upload"),
     # The load balancer sends this whole path to the upload function, listing included.
     Route("GET", "/v1/knowledge-bases/<kb_id>/documents", get_documents),
-    Route("POST", "/v1/knowledge-bases/<kb_id>/uploads", post_upload),
+    Route("POST", "/v1/knowledge-bases/<kb_id>/uploads", post_upload, audit="document.upload_url"),
 ]

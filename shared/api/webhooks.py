@@ -155,10 +155,20 @@ def get_deliveries(
 
 
 ROUTES = [
-    Route("POST", "/v1/knowledge-bases/<kb_id>/webhooks", post_webhook),
+    Route("POST", "/v1/knowledge-bases/<kb_id>/webhooks", post_webhook, audit="webhook.create"),
     Route("GET", "/v1/knowledge-bases/<kb_id>/webhooks", get_webhooks),
     Route("GET", "/v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>", get_webhook),
-    Route("PATCH", "/v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>", patch_webhook),
-    Route("DELETE", "/v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>", delete_webhook),
+    Route(
+        "PATCH",
+        "/v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>",
+        patch_webhook,
+        audit="webhook.update",
+    ),
+    Route(
+        "DELETE",
+        "/v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>",
+        delete_webhook,
+        audit="webhook.delete",
+    ),
     Route("GET", "/v1/webhooks/<webhook_id>/deliveries", get_deliveries),
 ]

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from shared import tracing
 from shared.config import Settings
+from shared.db.commit_hooks import current_hook
 
 Row = tuple[Any, ...]
 ConnectionFactory = Callable[[], Any]
@@ -221,13 +222,24 @@ class Session:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        """Run the block in a transaction: commit on success, roll back on error."""
+        """Run the block in a transaction: commit on success, roll back on error.
+
+        A commit hook installed for the current context
+        (:func:`shared.db.commit_hooks.before_commit`) runs in the transaction first.
+        """
         _execute_simple(self._connection, "BEGIN")
         try:
             yield self
         except BaseException:
             _execute_simple(self._connection, "ROLLBACK")
             raise
+        hook = current_hook()
+        if hook is not None:
+            try:
+                hook(self)
+            except BaseException:
+                _execute_simple(self._connection, "ROLLBACK")
+                raise
         _execute_simple(self._connection, "COMMIT")
 
 

@@ -8,7 +8,7 @@ the API fuzz test) cannot miss it.
 
 from __future__ import annotations
 
-from shared.api import answer, evaluation, identity, manage, upload, webhooks
+from shared.api import answer, audit_logs, evaluation, identity, limits, manage, upload, webhooks
 from shared.api.http import Route
 
 ALL_ROUTES: list[Route] = [
@@ -18,6 +18,8 @@ ALL_ROUTES: list[Route] = [
     *identity.ROUTES,
     *upload.ROUTES,
     *webhooks.ROUTES,
+    *limits.ROUTES,
+    *audit_logs.ROUTES,
 ]
 
 
