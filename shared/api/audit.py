@@ -90,10 +90,12 @@ class AuditContext:
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def identify(self, principal: Principal, workspace_id: str | None) -> None:
-        """Record who is calling (once authenticated)."""
-        self.workspace = principal.workspace
+    def identify(self, principal: Principal, workspace: str, workspace_id: str | None) -> None:
+        """Record who is calling (once authenticated) and the workspace acted on."""
+        self.workspace = workspace
         self.workspace_id = workspace_id
+        if workspace != principal.workspace:
+            self.details["acting_workspace"] = principal.workspace
         self.actor = principal.id
         self.credential_kind = principal.credential
         self.credential_id = principal.credential_id

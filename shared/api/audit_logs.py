@@ -1,6 +1,7 @@
 """``GET /v1/audit-logs``: the audit log of the caller's workspace, for its admins.
 
-Filters: ``actor``, ``action``, ``target`` (any of a row's target ids), ``since`` and
+Filters: ``actor``, ``action``, ``target`` (any of a row's target ids), ``outcome``
+(``succeeded``, ``denied``, ``failed``), ``since`` and
 ``until`` (ISO 8601; ``until`` exclusive). Newest first, ``limit`` rows a page and a
 ``next_cursor`` while more remain. ``?format=jsonl`` or ``Accept: application/x-ndjson``
 exports every matching row as JSON lines, streamed page by page.
@@ -37,6 +38,7 @@ class AuditQuery(BaseModel):
     actor: str | None = Field(None, max_length=256)
     action: str | None = Field(None, max_length=128)
     target: str | None = Field(None, max_length=256)
+    outcome: Literal["succeeded", "denied", "failed"] | None = None
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
     limit: int = Field(100, ge=1, le=1000)
@@ -91,6 +93,7 @@ def get_audit_logs(runtime: Runtime, request: Request, principal: Principal) -> 
         actor=query.actor,
         action=query.action,
         target=query.target,
+        outcome=query.outcome,
         since=query.since.astimezone(dt.UTC) if query.since else None,
         until=query.until.astimezone(dt.UTC) if query.until else None,
         before_id=_decode_cursor(query.cursor),

@@ -279,7 +279,14 @@ class Router:
             principal = self._authenticate(runtime, request)
             limits = limits_of(runtime, principal.workspace)
             if context is not None:
-                context.identify(principal, limits.workspace_id)
+                # A route naming a workspace acts on that one: its log holds the row.
+                named = str(args.get("workspace") or principal.workspace)
+                workspace_id = (
+                    limits.workspace_id
+                    if named == principal.workspace
+                    else limits_of(runtime, named).workspace_id
+                )
+                context.identify(principal, named, workspace_id)
             check_request(runtime, principal, limits)
         bind(workspace=principal.workspace)
         handler = self._handlers[endpoint]

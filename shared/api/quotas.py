@@ -37,6 +37,7 @@ from typing import Literal
 
 from shared.auth import Principal
 from shared.config import Settings
+from shared.db.commit_hooks import suspended
 from shared.errors import QuotaExceededError
 from shared.runtime import Runtime
 from shared.store import quotas as store
@@ -118,7 +119,10 @@ def _take(
         return
     now = runtime.clock()
     start, end = window_bounds(window, now)
-    if store.take(runtime.database, limit_name, subject, start, amount, limit) is None:
+    # A counter is bookkeeping, not the change an audited request makes.
+    with suspended():
+        taken = store.take(runtime.database, limit_name, subject, start, amount, limit)
+    if taken is None:
         retry = _seconds_until(end, now)
         raise QuotaExceededError(
             f"{limit_name} is {limit:,}; try again in {retry} s",
@@ -233,7 +237,8 @@ def charge_tokens(runtime: Runtime, principal: Principal, tokens: int) -> None:
     found = store.limits_by_name(runtime.database, principal.workspace)
     workspace_id = found.workspace_id if found else principal.workspace
     start, _ = window_bounds("month", runtime.clock())
-    store.add(runtime.database, "monthly_tokens", workspace_id, start, tokens)
+    with suspended():
+        store.add(runtime.database, "monthly_tokens", workspace_id, start, tokens)
 
 
 def monthly_tokens_used(runtime: Runtime, workspace_id: str) -> int:

@@ -35,3 +35,13 @@ def before_commit(hook: CommitHook) -> Iterator[None]:
         yield
     finally:
         _hook.reset(token)
+
+
+@contextlib.contextmanager
+def suspended() -> Iterator[None]:
+    """Run the block without the context's hook (bookkeeping that is not the change)."""
+    token = _hook.set(None)
+    try:
+        yield
+    finally:
+        _hook.reset(token)

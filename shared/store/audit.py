@@ -86,6 +86,7 @@ class AuditFilter:
     actor: str | None = None
     action: str | None = None
     target: str | None = None
+    outcome: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     before_id: int | None = None
@@ -143,6 +144,7 @@ def read(database: Database | Session, where: AuditFilter, limit: int) -> list[A
         " AND (CAST(:actor AS text) IS NULL OR actor = :actor)"
         " AND (CAST(:action AS text) IS NULL OR action = :action)"
         " AND (CAST(:target AS text) IS NULL OR target_ids @> ARRAY[CAST(:target AS text)])"
+        " AND (CAST(:outcome AS text) IS NULL OR outcome = :outcome)"
         " AND (CAST(:since AS timestamptz) IS NULL OR at >= :since)"
         " AND (CAST(:until AS timestamptz) IS NULL OR at < :until)"
         " AND (CAST(:before AS bigint) IS NULL OR id < :before)"
@@ -151,6 +153,7 @@ def read(database: Database | Session, where: AuditFilter, limit: int) -> list[A
         actor=where.actor,
         action=where.action,
         target=where.target,
+        outcome=where.outcome,
         since=where.since,
         until=where.until,
         before=where.before_id,
