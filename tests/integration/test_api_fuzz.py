@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from scripts.localstack.stack import LocalStack
-from shared.api import answer, evaluation, identity, manage, upload, webhooks
+from shared.api import answer, evaluation, identity, limits, manage, upload, webhooks
 from shared.api.http import Route
 from tests.support.api import Api
 from tests.support.outbound import allow_loopback
@@ -33,10 +33,14 @@ from tests.support.routes import ALL_ROUTES
 from tests.support.stack import wipe_stack
 
 # Deletes last: the seeded knowledge base, document and workspace serve the other
-# routes' examples first.
+# routes' examples first. Setting the limits is later still: a generated limit of one
+# request a minute would refuse every example after it.
 ROUTES: list[Route] = sorted(
     ALL_ROUTES,
-    key=lambda route: route.method == "DELETE",
+    key=lambda route: (
+        route.path.endswith("/limits") and route.method == "PUT",
+        route.method == "DELETE",
+    ),
 )
 # Each body's model, so a generated body can hold exactly its fields (extra fields are
 # rejected before a handler does anything else).
@@ -58,6 +62,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "POST /v1/knowledge-bases/<kb_id>/webhooks": webhooks.WebhookBody,
     "POST /v1/knowledge-bases/<kb_id>/evaluations": evaluation.EvaluationBody,
     "PATCH /v1/knowledge-bases/<kb_id>/webhooks/<webhook_id>": webhooks.WebhookPatch,
+    "PUT /v1/workspaces/<workspace>/limits": limits.LimitsBody,
 }
 PATH_ARG = re.compile(r"<(\w+)>")
 
@@ -117,7 +122,8 @@ FIELDS = [
 ]  # fmt: skip
 PARAMS = [
     "knowledge_base_id", "q", "question", "session_id", "top_k", "document_id", "limit",
-    "offset", "page_token", "status", "timeout", "after", "ticket",
+    "offset", "page_token", "status", "timeout", "after", "ticket", "actor", "action",
+    "target", "outcome", "since", "until", "cursor", "format",
 ]  # fmt: skip
 # What a multipart form can carry: text that UTF-8 can encode (no lone surrogates).
 FORM_TEXT = TEXT.map(lambda text: text.encode("utf-8", "replace").decode())
