@@ -42,7 +42,7 @@ def test_outcomes_by_status() -> None:
 
 
 def _request(forwarded: str | None) -> Request:
-    headers = {"X-Forwarded-For": forwarded} if forwarded is not None else {}
+    headers = [("X-Forwarded-For", forwarded)] if forwarded is not None else []
     environ = EnvironBuilder(headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.9"})
     return Request(environ.get_environ())
 
