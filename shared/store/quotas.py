@@ -175,3 +175,37 @@ def used(
         ws=window_start,
     )
     return found.used if found else 0
+
+
+@dataclass(frozen=True)
+class _Removed:
+    removed: int
+
+
+def delete_ended_windows(
+    database: Database | Session,
+    *,
+    minute_before: dt.datetime,
+    day_before: dt.datetime,
+    month_before: dt.datetime,
+) -> int:
+    """Forget counters of windows no check reads any more; how many rows went.
+
+    Args:
+        database: Where to delete.
+        minute_before: Per-minute windows that started earlier go.
+        day_before: Per-day windows that started earlier go.
+        month_before: Monthly windows that started earlier go.
+    """
+    found = database.record(
+        _Removed,
+        "WITH gone AS (DELETE FROM quota_counters WHERE window_start < CASE limit_name"
+        " WHEN 'monthly_tokens' THEN CAST(:month AS timestamptz)"
+        " WHEN 'questions_per_day' THEN CAST(:day AS timestamptz)"
+        " ELSE CAST(:minute AS timestamptz) END RETURNING 1)"
+        " SELECT count(*)::int AS removed FROM gone",
+        minute=minute_before,
+        day=day_before,
+        month=month_before,
+    )
+    return found.removed if found else 0

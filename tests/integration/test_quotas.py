@@ -19,6 +19,7 @@ import requests
 from scripts.localstack.stack import LocalStack
 from shared.api.quotas import charge_tokens, window_bounds
 from shared.auth import Principal
+from shared.pipeline.sweeper import forget_ended_quota_windows
 from tests.support.api import Api, body_of
 from tests.support.principals import Caller, api_key, invite
 from tests.support.stack import served
@@ -289,3 +290,32 @@ def test_only_admins_set_limits(clean_stack: LocalStack, clock: Clock) -> None:
     assert admin.api.put(path, json={"questions_per_day": -1}).status_code == 400
     assert admin.api.put(path, json={"bogus": 1}).status_code == 400
     assert owner.get("/v1/workspaces/elsewhere/limits").status_code == 404
+
+
+def test_the_sweep_forgets_counters_of_ended_windows(clean_stack: LocalStack, clock: Clock) -> None:
+    owner = Api(clean_stack)
+    kb = owner.create_kb("quota-sweep")
+    set_limits(owner, requests_per_minute=100, questions_per_day=10, monthly_tokens=10**6)
+    clock.now = NOON
+    response = owner.post(
+        "/v1/ask", json={"knowledge_base_ids": [kb["id"]], "question": "When do the tides rise?"}
+    )
+    assert response.status_code == 200
+    me = body_of(owner.get("/v1/me"))["principal"]["id"]
+    charge_tokens(clean_stack.runtime, Principal(id=me, workspace=WORKSPACE), 5)
+
+    def limits_kept() -> set[str]:
+        rows = clean_stack.database.run("SELECT DISTINCT limit_name FROM quota_counters")
+        return {name for (name,) in rows}
+
+    forget_ended_quota_windows(clean_stack.runtime)  # the setup's minute has ended
+    assert limits_kept() == {"requests_per_minute", "questions_per_day", "monthly_tokens"}
+    clock.now = NOON + dt.timedelta(minutes=3)
+    assert forget_ended_quota_windows(clean_stack.runtime) > 0
+    assert limits_kept() == {"questions_per_day", "monthly_tokens"}
+    clock.now = NOON + dt.timedelta(days=3)
+    forget_ended_quota_windows(clean_stack.runtime)
+    assert limits_kept() == {"monthly_tokens"}
+    clock.now = NOON + dt.timedelta(days=63)
+    forget_ended_quota_windows(clean_stack.runtime)
+    assert limits_kept() == set()
