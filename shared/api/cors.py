@@ -17,7 +17,7 @@ from werkzeug.wrappers import Request, Response
 ALLOWED_HEADERS = "Authorization, Content-Type, Accept, Last-Event-ID, X-Ragline-Workspace"
 # What a page may read beyond the safelisted headers: when to retry, where a created
 # resource is, and why its credential failed (a 401's Bearer challenge).
-EXPOSED_HEADERS = "Retry-After, Location, WWW-Authenticate"
+EXPOSED_HEADERS = "Retry-After, Location, WWW-Authenticate, X-Request-Id"
 PREFLIGHT_MAX_AGE_S = 600
 
 
