@@ -8,6 +8,7 @@ fixed time and then moved to the next window.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from shared.api.quotas import charge_tokens, window_bounds
 from shared.auth import Principal
 from shared.pipeline.sweeper import forget_ended_quota_windows
 from tests.support.api import Api, body_of
+from tests.support.openai_server import OpenAIServer
 from tests.support.principals import Caller, api_key, invite
 from tests.support.stack import served
 
@@ -319,3 +321,30 @@ def test_the_sweep_forgets_counters_of_ended_windows(clean_stack: LocalStack, cl
     clock.now = NOON + dt.timedelta(days=63)
     forget_ended_quota_windows(clean_stack.runtime)
     assert limits_kept() == set()
+
+
+def test_the_budget_is_charged_with_the_models_reported_usage(
+    clean_stack: LocalStack, clock: Clock, base_url: str, llm: OpenAIServer
+) -> None:
+    owner = Api(clean_stack)
+    kb = owner.create_kb("quota-usage")
+    owner.ingest(kb["id"], "tides.txt", b"The tides rise twice a day, at dawn and at dusk.")
+    viewer = invite(owner, clean_stack, WORKSPACE, "usage-viewer", "viewer")
+    set_limits(owner, monthly_tokens=1)  # any answer spends it
+    clock.now = NOON
+    llm.script_chat("Twice a day [1].")
+
+    streamed = requests.get(
+        f"{base_url}/v1/ask/stream",
+        params={"knowledge_base_id": kb["id"], "q": "When do the tides rise?"},
+        headers=headers_of(viewer),
+        timeout=120,
+    )
+    assert streamed.status_code == 200
+    done = json.loads(streamed.text.split("event: done\ndata: ", 1)[1].split("\n", 1)[0])
+    spent = done["usage"]["total_tokens"]
+    assert spent > 0  # the model reported it
+    shown = body_of(owner.get(f"/v1/workspaces/{WORKSPACE}/limits"))
+    assert shown["monthly_tokens_used"] == spent
+    refused = ask(base_url, viewer, kb["id"])
+    assert (refused.status_code, refused.json()["error"]["limit"]) == (429, "monthly_tokens")
