@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
+from shared.api import audit
 from shared.api.access import require_kb
 from shared.api.authn import KEY_PRINCIPAL_PREFIX
 from shared.api.http import Route, json_response, read_json
@@ -94,6 +95,7 @@ def get_me(runtime: Runtime, request: Request, principal: Principal) -> Response
 def post_workspace(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Create a workspace; the caller is its owner."""
     body = WorkspaceBody.model_validate(read_json(request))
+    audit.note(targets=[body.name])
     if principal.id.startswith(KEY_PRINCIPAL_PREFIX):
         raise ForbiddenError("API keys cannot create workspaces", code="forbidden")
     with runtime.database.transaction() as session:

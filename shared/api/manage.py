@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
 from shared import documents
+from shared.api import audit
 from shared.api.access import (
     kb_level_of,
     readable_knowledge_bases,
@@ -86,6 +87,7 @@ def post_knowledge_base(runtime: Runtime, request: Request, principal: Principal
     """Create a knowledge base."""
     authorize(principal, "admin")
     body = CreateKnowledgeBase.model_validate(read_json(request))
+    audit.note(name=body.name)  # its id is not known before the row commits
     kb = create_knowledge_base(
         runtime.database,
         runtime.settings,

@@ -143,6 +143,11 @@ def _create_kb(s: Scene) -> Mutation:
     return "POST", "/v1/knowledge-bases", body, "knowledge_base.create", []
 
 
+def _create_workspace(s: Scene) -> Mutation:
+    name = f"ws-{uuid.uuid4().hex[:8]}"
+    return "POST", "/v1/workspaces", {"json": {"name": name}}, "workspace.create", [name]
+
+
 MUTATIONS: list[Callable[[Scene], Mutation]] = [
     _patch_kb,
     _patch_document,
@@ -156,6 +161,7 @@ MUTATIONS: list[Callable[[Scene], Mutation]] = [
     _ask,
     _retrieve,
     _create_kb,
+    _create_workspace,
 ]
 
 
