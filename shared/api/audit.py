@@ -43,6 +43,16 @@ _MAX_USER_AGENT = 512
 _DENIED = frozenset({401, 403, 404, 429})
 
 
+def _clean(text: str, limit: int = 256) -> str:
+    """``text`` as PostgreSQL stores it: no NUL, no lone surrogate, at most ``limit``.
+
+    A refused request's row keeps what it sent (a path segment the text rule refuses,
+    say), made storable.
+    """
+    storable = text[:limit].encode("utf-8", "replace").decode("utf-8")
+    return storable.replace("\x00", "\ufffd")
+
+
 def request_id_of(request: Request) -> str:
     """The request's id: the caller's ``X-Request-Id`` if plain, else a new one."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
@@ -59,9 +69,9 @@ def client_address(request: Request) -> str:
     hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
     hops = [hop for hop in hops if hop]
     if len(hops) >= 2:
-        return hops[-2][:64]
+        return hops[-2]
     if hops:
-        return hops[0][:64]
+        return hops[0]
     return request.remote_addr or ""
 
 
@@ -104,20 +114,20 @@ class AuditContext:
         """The row to append."""
         return store.AuditEntry(
             workspace_id=self.workspace_id,
-            workspace=self.workspace,
-            actor=self.actor,
+            workspace=_clean(self.workspace),
+            actor=_clean(self.actor),
             credential_kind=self.credential_kind,
-            credential_id=self.credential_id,
+            credential_id=_clean(self.credential_id),
             action=self.action,
             target_kind=self.target_kind,
-            target_ids=list(dict.fromkeys(self.target_ids)),
+            target_ids=list(dict.fromkeys(_clean(target) for target in self.target_ids)),
             outcome=outcome,
             status=status,
             request_id=self.request_id,
             trace_id=self.trace_id,
-            client_address=self.client_address,
-            user_agent=self.user_agent,
-            details=self.details,
+            client_address=_clean(self.client_address, 64),
+            user_agent=_clean(self.user_agent, _MAX_USER_AGENT),
+            details={key: _clean(str(value)) for key, value in self.details.items()},
         )
 
     def on_commit(self, session: Session) -> None:
@@ -148,7 +158,7 @@ def start(
         request_id=request_id,
         trace_id=invocation.span.trace_id if invocation else "",
         client_address=client_address(request),
-        user_agent=(request.headers.get("User-Agent") or "")[:_MAX_USER_AGENT],
+        user_agent=request.headers.get("User-Agent") or "",
     )
 
 

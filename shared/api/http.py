@@ -252,8 +252,8 @@ class Router:
             action = self._audit.get(str(endpoint))
             if action:
                 context = audit.start(request, action, args, request_id)
-            check_request_text(request, args)
             runtime = self._runtime()
+            check_request_text(request, args)
             response = self._dispatch(runtime, request, str(endpoint), args, context)
         except Exception as error:  # every failure becomes an error response
             response = render_error(request, error)

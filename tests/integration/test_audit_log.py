@@ -40,7 +40,12 @@ def rows_of(stack: LocalStack, request_id: str) -> list[dict[str, Any]]:
 
 def call(caller: Caller, method: str, path: str, request_id: str, **kwargs: Any) -> TestResponse:
     """``method path`` as ``caller`` with its own request id."""
-    headers = {**caller.api.headers, "X-Request-Id": request_id, "User-Agent": "audit-test/1"}
+    headers = {
+        **caller.api.headers,
+        "X-Request-Id": request_id,
+        "User-Agent": "audit-test/1",
+        **kwargs.pop("headers", {}),
+    }
     return caller.api.client.open(path, method=method, headers=headers, **kwargs)
 
 
@@ -354,3 +359,13 @@ def test_admins_read_filter_page_and_export_their_workspace_log(scene: Scene) ->
     assert admin.api.get("/v1/audit-logs?cursor=bogus").status_code == 400
     assert admin.api.get("/v1/audit-logs?since=yesterday").status_code == 400
     assert admin.api.get("/v1/audit-logs?limit=0").status_code == 400
+
+
+def test_a_request_the_text_rule_refuses_still_leaves_its_row(scene: Scene) -> None:
+    headers = {"User-Agent": "bad\x01agent", "X-Forwarded-For": "a\x00b"}
+    response = call(scene.owner, "DELETE", "/v1/documents/a%00b", "text-rule", headers=headers)
+    assert response.status_code == 400
+    [row] = rows_of(scene.stack, "text-rule")
+    assert (row["outcome"], row["status"], row["action"]) == ("failed", 400, "document.delete")
+    assert row["target_ids"] == ["a\ufffdb"]  # what it sent, made storable
+    assert row["client_address"] == "a\ufffdb"
