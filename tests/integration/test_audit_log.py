@@ -13,6 +13,7 @@ import io
 import json
 import os
 import random
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,12 +23,15 @@ import pytest
 from werkzeug.test import TestResponse
 
 from scripts.localstack.stack import LocalStack
+from shared.api.http import Route
 from tests.support.api import Api, body_of
 from tests.support.principals import Caller, api_key, invite
+from tests.support.routes import ALL_ROUTES
 
 WORKSPACE = "default"
 SEED = int(os.environ.get("RAGLINE_AUDIT_SEED") or random.randrange(1 << 30))
 TEXT = b"The lighthouse keeper logs the tides every morning."
+PATH_ARG = re.compile(r"<(\w+)>")
 
 
 def rows_of(stack: LocalStack, request_id: str) -> list[dict[str, Any]]:
@@ -369,3 +373,22 @@ def test_a_request_the_text_rule_refuses_still_leaves_its_row(scene: Scene) -> N
     assert (row["outcome"], row["status"], row["action"]) == ("failed", 400, "document.delete")
     assert row["target_ids"] == ["a\ufffdb"]  # what it sent, made storable
     assert row["client_address"] == "a\ufffdb"
+
+
+@pytest.mark.parametrize(
+    "route",
+    [route for route in ALL_ROUTES if route.audit],
+    ids=[f"{route.method} {route.path}" for route in ALL_ROUTES if route.audit],
+)
+def test_every_audited_route_leaves_one_row_per_request(scene: Scene, route: Route) -> None:
+    """Any call of an audited route, here a viewer's on ids that exist nowhere."""
+    values = {name: uuid.uuid4().hex for name in PATH_ARG.findall(route.path)}
+    path = PATH_ARG.sub(lambda found: values[found.group(1)], route.path)
+    viewer = scene.callers[3]
+    request_id = f"route-{uuid.uuid4().hex}"
+    response = call(viewer, route.method, path, request_id, json={})
+    response.get_data()
+    [row] = rows_of(scene.stack, request_id)
+    assert (row["action"], row["actor"]) == (route.audit, viewer.id)
+    assert row["target_ids"][: len(values)] == list(values.values())
+    assert row["status"] in (None, response.status_code)
