@@ -7,7 +7,8 @@ id, client address, user agent) with :func:`recording`, which installs a commit 
 (``shared.db.commit_hooks``): the first transaction of the request that changes a row
 appends the audit row before it commits, so the record and the change commit or roll
 back together (outcome ``succeeded``; ``status`` is null there, since the response is
-not written yet; the request log's line with the same request id has it). A request
+not written yet; the request's ``request finished`` log line, which carries the same
+``request_id``, has it). A request
 that changed nothing in a transaction (refused: 401, 403, 404, 429, invalid input; a
 retrieval; a change made by a single autocommit statement) gets its row from
 :func:`finish` after the handler, in its own statement, with its status. Either way

@@ -244,6 +244,8 @@ class Router:
 
     def _handle(self, request: Request) -> Response:
         request_id = audit.request_id_of(request)
+        # Every log line of the request (its "request finished" line included) carries it.
+        bind(request_id=request_id)
         context: audit.AuditContext | None = None
         runtime: Runtime | None = None
         try:

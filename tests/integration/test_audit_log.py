@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import random
 import re
@@ -24,6 +25,7 @@ from werkzeug.test import TestResponse
 
 from scripts.localstack.stack import LocalStack
 from shared.api.http import Route
+from shared.log import JsonFormatter
 from tests.support.api import Api, body_of
 from tests.support.principals import Caller, api_key, invite
 from tests.support.routes import ALL_ROUTES
@@ -392,3 +394,32 @@ def test_every_audited_route_leaves_one_row_per_request(scene: Scene, route: Rou
     assert (row["action"], row["actor"]) == (route.audit, viewer.id)
     assert row["target_ids"][: len(values)] == list(values.values())
     assert row["status"] in (None, response.status_code)
+
+
+class _Lines(logging.Handler):
+    """The JSON entries of one logger, as a function writes them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(JsonFormatter())
+        self.entries: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entries.append(json.loads(self.format(record)))
+
+
+def test_the_request_log_line_carries_the_rows_request_id(scene: Scene) -> None:
+    kb = scene.kb["id"]
+    lines = _Lines()
+    logger = logging.getLogger("shared.invocation")
+    logger.addHandler(lines)
+    try:
+        response = call(scene.owner, "PATCH", f"/v1/knowledge-bases/{kb}", "logged", json={})
+    finally:
+        logger.removeHandler(lines)
+    assert response.status_code == 200
+    [row] = rows_of(scene.stack, "logged")
+    [line] = [entry for entry in lines.entries if entry["message"] == "request finished"]
+    assert line["request_id"] == row["request_id"] == "logged"
+    assert line["httpRequest"]["status"] == 200
+    assert row["trace_id"] and line["logging.googleapis.com/trace"].endswith(row["trace_id"])
