@@ -1,11 +1,12 @@
-"""``manage``: knowledge bases, documents, members, grants, webhooks, sources, analytics."""
+"""``manage``: knowledge bases, documents, members, grants, webhooks, sources, analytics,
+limits, audit."""
 
 from __future__ import annotations
 
 import flask
 import functions_framework
 
-from shared.api import analytics, identity, reference, sources, webhooks
+from shared.api import analytics, audit_logs, identity, limits, reference, sources, webhooks
 from shared.api.http import Router
 from shared.api.manage import ROUTES
 from shared.invocation import http_target
@@ -18,6 +19,8 @@ _router = Router(
     + webhooks.ROUTES
     + sources.ROUTES
     + analytics.ROUTES
+    + limits.ROUTES
+    + audit_logs.ROUTES
     + reference.ROUTES
 )
 

@@ -29,6 +29,7 @@ from shared.errors import ForbiddenError
 Role = Literal["owner", "admin", "editor", "viewer"]
 Action = Literal["read", "write", "admin", "owner"]
 Access = Literal["read", "write"]
+Credential = Literal["token", "api_key", "ticket"]
 ROLES: tuple[Role, ...] = ("owner", "admin", "editor", "viewer")
 
 ROLE_LEVEL: dict[str, int] = {"viewer": 1, "editor": 2, "admin": 3, "owner": 4}
@@ -46,6 +47,8 @@ class Principal:
         role: The principal's role there; None if they are not a member.
         email: The verified email, if the credential carries one.
         limited: Only knowledge bases granted to them (see the module docstring).
+        credential: What the request presented: an ID token, an API key, or a stream
+            ticket (issued to either).
     """
 
     id: str
@@ -53,6 +56,12 @@ class Principal:
     role: Role | None = None
     email: str | None = None
     limited: bool = False
+    credential: Credential = "token"
+
+    @property
+    def credential_id(self) -> str:
+        """The credential's id: the API key's public id, else the token's subject."""
+        return self.id.removeprefix("key:")
 
     @property
     def level(self) -> int:

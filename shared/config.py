@@ -281,6 +281,24 @@ class Settings(BaseSettings):
         description="an OpenAI-compatible server's URL (empty: api.openai.com)",
     )
 
+    # Quotas and rate limits (shared/api/quotas.py): the defaults of every workspace,
+    # which its admins may change (PUT /v1/workspaces/{name}/limits). 0: unlimited.
+    quota_requests_per_minute: int = Field(
+        600, ge=0, description="requests a person may send per minute"
+    )
+    quota_api_key_requests_per_minute: int = Field(
+        600, ge=0, description="requests an API key may send per minute"
+    )
+    quota_questions_per_day: int = Field(
+        1000, ge=0, description="questions a principal may ask per UTC day in a workspace"
+    )
+    quota_tokens_per_question: int = Field(
+        0, ge=0, description="most estimated tokens (prompt + answer) of one question"
+    )
+    quota_monthly_tokens: int = Field(
+        0, ge=0, description="model tokens a workspace may use per UTC month"
+    )
+
     # Answering.
     answer_context_tokens: int = Field(
         6000, description="estimated tokens of the whole prompt: instructions, history, sources"

@@ -188,3 +188,25 @@ class UnavailableError(DomainError):
     """A dependency the request needs failed; retrying later may help."""
 
     code = "unavailable"
+
+
+class QuotaExceededError(DomainError):
+    """A quota or rate limit refuses the request until its window ends.
+
+    ``code`` is ``rate_limited`` for requests per minute and ``quota_exceeded`` for
+    questions, tokens and budgets.
+
+    Attributes:
+        limit: The limit's name, e.g. ``"questions_per_day"``.
+        retry_after_s: Whole seconds until the window ends (when it may succeed again);
+            None when waiting cannot help (a question larger than its limit).
+    """
+
+    code = "quota_exceeded"
+
+    def __init__(
+        self, message: str, *, limit: str, retry_after_s: int | None, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.limit = limit
+        self.retry_after_s = retry_after_s

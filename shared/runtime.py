@@ -12,7 +12,9 @@ Pub/Sub client (cold starts matter), and a part given to the constructor is used
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from shared.config import ParseLimits, Settings, get_parse_limits, get_settings
@@ -36,6 +38,10 @@ class DocumentParser(Protocol):
         ...
 
 
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 class Runtime:
     """The dependencies of one instance: settings and lazily created clients.
 
@@ -54,6 +60,8 @@ class Runtime:
         token_verifier: The ID-token verifier (default: the settings' issuer's).
         parser: The document parser (default :func:`shared.parsing.parse_document`; the
             local stack passes one that parses PDFs in worker processes).
+        clock: The current time, aware (default: the system's, UTC); quota windows read
+            it, so tests can move to the next window.
     """
 
     def __init__(
@@ -70,8 +78,10 @@ class Runtime:
         outbound: SafeHttpClient | None = None,
         parser: DocumentParser | None = None,
         token_verifier: TokenVerifier | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.settings = settings or get_settings()
+        self.clock: Callable[[], dt.datetime] = clock or _utc_now
         self.parse_limits = parse_limits or get_parse_limits()
         self._database = database
         self._objects = objects

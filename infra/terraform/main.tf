@@ -544,6 +544,14 @@ locals {
       # Logs are JSON lines on stdout; Cloud Logging parses severity from them.
       PYTHONUNBUFFERED = "1"
     },
+    # Every workspace's default quotas (shared/api/quotas.py); its admins may change them.
+    {
+      RAGLINE_QUOTA_REQUESTS_PER_MINUTE         = tostring(var.quota_defaults.requests_per_minute)
+      RAGLINE_QUOTA_API_KEY_REQUESTS_PER_MINUTE = tostring(var.quota_defaults.api_key_requests_per_minute)
+      RAGLINE_QUOTA_QUESTIONS_PER_DAY           = tostring(var.quota_defaults.questions_per_day)
+      RAGLINE_QUOTA_TOKENS_PER_QUESTION         = tostring(var.quota_defaults.tokens_per_question)
+      RAGLINE_QUOTA_MONTHLY_TOKENS              = tostring(var.quota_defaults.monthly_tokens)
+    },
     var.function_env,
   )
 

@@ -471,3 +471,21 @@ variable "source_buckets" {
   type        = list(string)
   default     = []
 }
+
+variable "quota_defaults" {
+  description = "Default quotas and rate limits of every workspace (its admins may change them; 0: unlimited)."
+  type = object({
+    requests_per_minute         = number
+    api_key_requests_per_minute = number
+    questions_per_day           = number
+    tokens_per_question         = number
+    monthly_tokens              = number
+  })
+  default = {
+    requests_per_minute         = 600
+    api_key_requests_per_minute = 600
+    questions_per_day           = 1000
+    tokens_per_question         = 0
+    monthly_tokens              = 0
+  }
+}

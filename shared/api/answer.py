@@ -23,6 +23,7 @@ from shared.answering.service import (
 )
 from shared.answering.token_estimate import estimate_tokens
 from shared.answering.types import Exchange
+from shared.api import audit
 from shared.api.access import readable_knowledge_bases, reader_scope, require_kb
 from shared.api.http import (
     EVENT_STREAM,
@@ -32,6 +33,7 @@ from shared.api.http import (
     read_json,
     read_query,
 )
+from shared.api.quotas import admit_question, charge_tokens, estimate_question_tokens
 from shared.auth import Principal
 from shared.config import Settings
 from shared.db import Database
@@ -360,10 +362,12 @@ def start_answer(
     conversation: Sequence[Exchange] = (),
     regenerated_from: str | None = None,
 ) -> Iterator[Event]:
-    """The one way into answering for every route that asks: record the turn, then stream.
+    """The one way into answering for every route that asks: admit, record the turn, stream.
 
-    The turn is prepared (session, retrieval, turn row) before this returns, so errors
-    of the request surface as HTTP errors rather than inside a stream.
+    The question is admitted under the workspace's quotas (429 otherwise), and the
+    model's reported usage is charged when the answer is done. The turn is prepared
+    (session, retrieval, turn row) before this returns, so errors of the request
+    surface as HTTP errors rather than inside a stream.
 
     Args:
         runtime: The instance's runtime.
@@ -372,6 +376,7 @@ def start_answer(
         conversation: Earlier exchanges a stateless client sent with the question.
         regenerated_from: The turn this one answers again, if any.
     """
+    _admit(runtime, principal, question)
     prepared = prepare_turn(
         runtime,
         principal,
@@ -379,7 +384,9 @@ def start_answer(
         regenerated_from=regenerated_from,
         conversation=conversation,
     )
-    return answer_events(runtime, prepared, _generator(runtime.settings))
+    return _charged(
+        runtime, principal, answer_events(runtime, prepared, _generator(runtime.settings))
+    )
 
 
 def _sse(events: Iterator[Event]) -> Iterator[str]:
@@ -387,6 +394,29 @@ def _sse(events: Iterator[Event]) -> Iterator[str]:
     yield ": ragline answer stream\n\n"
     for event in events:
         yield f"event: {event.name}\ndata: {json.dumps(event.data)}\n\n"
+
+
+def _admit(runtime: Runtime, principal: Principal, question: Question) -> None:
+    """Record what the question searches and admit it under the workspace's quotas."""
+    audit.note(targets=question.kb_ids)
+    estimated = estimate_question_tokens(
+        runtime.settings, estimate_tokens(question.text), question.top_k
+    )
+    admit_question(runtime, principal, estimated)
+
+
+def _charged(runtime: Runtime, principal: Principal, events: Iterator[Event]) -> Iterator[Event]:
+    """The answer's events; the model's reported usage is charged once it is known."""
+    try:
+        for event in events:
+            if event.name == "done":
+                usage = event.data.get("usage") or {}
+                charge_tokens(runtime, principal, int(usage.get("total_tokens") or 0))
+            yield event
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
 
 
 def _answer_response(request: Request, events: Iterator[Event]) -> Response:
@@ -431,6 +461,7 @@ def post_retrieve(runtime: Runtime, request: Request, principal: Principal) -> R
     body = AskBody.model_validate(read_json(request))
     text = question_text(runtime.settings, body.query or body.question)
     question = _question(runtime, body, principal, text)
+    audit.note(targets=question.kb_ids)
     retrieval = retrieve_for(runtime, principal, question)
     return model_response(
         RetrieveReply,
@@ -545,6 +576,7 @@ ROUTES = [
         "POST",
         "/v1/ask",
         post_ask,
+        audit="knowledge_base.ask",
         body=AskBody,
         responses={200: AnswerReply},
         stream=EVENT_STREAM,
@@ -555,6 +587,7 @@ ROUTES = [
         "GET",
         "/v1/ask/stream",
         get_ask_stream,
+        audit="knowledge_base.ask",
         query=AskStreamQuery,
         responses={200: EVENT_STREAM},
         tags=TAGS,
@@ -563,6 +596,7 @@ ROUTES = [
         "POST",
         "/v1/retrieve",
         post_retrieve,
+        audit="knowledge_base.retrieve",
         body=AskBody,
         responses={200: RetrieveReply},
         errors=ANSWER_ERRORS,
@@ -572,6 +606,7 @@ ROUTES = [
         "POST",
         "/v1/turns/<turn_id>/regenerate",
         post_regenerate,
+        audit="turn.regenerate",
         responses={200: AnswerReply},
         stream=EVENT_STREAM,
         errors=ANSWER_ERRORS,
@@ -581,6 +616,7 @@ ROUTES = [
         "POST",
         "/v1/turns/<turn_id>/feedback",
         post_feedback,
+        audit="turn.feedback",
         body=FeedbackBody,
         responses={200: FeedbackReply},
         tags=HISTORY,

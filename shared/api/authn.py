@@ -98,6 +98,7 @@ def ticket_principal(runtime: Runtime, ticket: str, path: str) -> Principal:
         role=role,
         email=redeemed.email,
         limited=limited,
+        credential="ticket",
     )
 
 
@@ -117,11 +118,12 @@ def key_principal(runtime: Runtime, token: str, asked: str | None) -> Principal:
     key_store.touch_key(runtime.database, key.id)
     principal_id = f"{KEY_PRINCIPAL_PREFIX}{key.id}"
     if asked and asked != key.workspace:
-        return Principal(id=principal_id, workspace=asked)
+        return Principal(id=principal_id, workspace=asked, credential="api_key")
     return Principal(
         id=principal_id,
         workspace=key.workspace,
         role=key.role,
+        credential="api_key",
     )
 
 

@@ -14,10 +14,13 @@ from collections.abc import Iterable, Sequence
 
 from werkzeug.wrappers import Request, Response
 
-ALLOWED_HEADERS = "Authorization, Content-Type, Accept, Last-Event-ID, X-Ragline-Workspace"
+ALLOWED_HEADERS = (
+    "Authorization, Content-Type, Accept, Last-Event-ID, X-Ragline-Workspace, X-Request-Id"
+)
 # What a page may read beyond the safelisted headers: when to retry, where a created
-# resource is, and why its credential failed (a 401's Bearer challenge).
-EXPOSED_HEADERS = "Retry-After, Location, WWW-Authenticate"
+# resource is, why its credential failed (a 401's Bearer challenge), and the request's
+# id (its audit row's).
+EXPOSED_HEADERS = "Retry-After, Location, WWW-Authenticate, X-Request-Id"
 PREFLIGHT_MAX_AGE_S = 600
 
 

@@ -203,6 +203,7 @@ ROUTES = [
         "POST",
         "/v1/knowledge-bases/<kb_id>/evaluations",
         post_evaluation,
+        audit="evaluation.create",
         body=EvaluationBody,
         responses={201: RunDetail},
         errors=frozenset({502, 503}),

@@ -17,8 +17,10 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from shared.api import audit
 from shared.api.authn import authenticate
 from shared.api.cors import add_cors_headers, allowed_origin, is_preflight, preflight_response
+from shared.api.quotas import check_request, limits_of
 from shared.api.text_input import check_json, check_pairs
 from shared.auth import Principal
 from shared.errors import (
@@ -27,6 +29,7 @@ from shared.errors import (
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
+    QuotaExceededError,
     TooLargeError,
     UnauthenticatedError,
     UnavailableError,
@@ -51,6 +54,7 @@ ERROR_STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidInputError, 400),
     (UnauthenticatedError, 401),
     (ForbiddenError, 403),
+    (QuotaExceededError, 429),
     (UnavailableError, 503),
 )
 
@@ -138,6 +142,9 @@ class Route:
         errors: Error statuses beyond the ones every route may answer (409, 413, 429).
         error_format: Renders the route's errors when it must speak another API's error
             shape (the OpenAI-compatible routes); else the API's own.
+        audit: The audit action (``noun.verb``, the noun being the kind of its path's
+            target) of a route that changes something, answers or retrieves: each
+            request to it leaves exactly one audit row (:mod:`shared.api.audit`).
     """
 
     method: str
@@ -155,6 +162,7 @@ class Route:
     operation_id: str = ""
     errors: frozenset[int] = frozenset()
     error_format: ErrorFormat | None = None
+    audit: str | None = None
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -211,6 +219,20 @@ def error_response(status: int, code: str, message: str) -> Response:
     """An error in the API's format (:class:`ErrorBody`)."""
     body = ErrorBody(error=ErrorDetail(code=code, message=message))
     return json_response(body.model_dump(mode="json"), status)
+
+
+def quota_response(error: QuotaExceededError) -> Response:
+    """A 429: the error with the limit's name and, when waiting helps, ``Retry-After``."""
+    body = {
+        "error": {
+            "code": error.code,
+            "message": error.message,
+            "limit": error.limit,
+            "retry_after": error.retry_after_s,
+        }
+    }
+    headers = {} if error.retry_after_s is None else {"Retry-After": str(error.retry_after_s)}
+    return json_response(body, status_of(error), headers)
 
 
 def read_json(request: Request) -> dict[str, Any]:
@@ -321,10 +343,13 @@ class Router:
         self._handlers: dict[str, Handler] = {}
         self._public: set[str] = set()
         self._error_formats: dict[str, ErrorFormat] = {}
+        self._audit: dict[str, str] = {}
         rules = []
         for index, route in enumerate(routes):
             endpoint = f"r{index}"
             self._handlers[endpoint] = route.handler
+            if route.audit:
+                self._audit[endpoint] = route.audit
             if route.public:
                 self._public.add(endpoint)
             if route.error_format is not None:
@@ -369,35 +394,92 @@ class Router:
             return authenticate(runtime, request)
 
     def _handle(self, request: Request) -> Response:
+        request_id = audit.request_id_of(request)
+        # Every log line of the request (its "request finished" line included) carries it.
+        bind(request_id=request_id)
+        context: audit.AuditContext | None = None
+        runtime: Runtime | None = None
         error_format: ErrorFormat = error_response
         try:
             adapter = self._map.bind_to_environ(request.environ)
             endpoint, args = adapter.match()
             error_format = self._error_formats.get(str(endpoint), error_response)
-            check_request_text(request, args)
+            action = self._audit.get(str(endpoint))
+            if action:
+                context = audit.start(request, action, args, request_id)
             runtime = self._runtime()
-            principal = (
-                ANONYMOUS if endpoint in self._public else self._authenticate(runtime, request)
-            )
-            bind(workspace=principal.workspace)
-            return self._handlers[str(endpoint)](runtime, request, principal, **args)
-        except DomainError as error:
-            response = error_format(status_of(error), error.code, error.message)
-            if isinstance(error, UnauthenticatedError):
-                response.headers["WWW-Authenticate"] = bearer_challenge(error)
-            return response
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-            return error_format(400, "invalid_request", f"{where}: {first.get('msg')}")
-        except MethodNotAllowed:
-            return error_response(
-                405, "method_not_allowed", f"{request.method} is not allowed here"
-            )
-        except NotFound:
-            return error_response(404, "not_found", f"no route for {request.method} {request.path}")
-        except HTTPException as error:
-            return error_response(error.code or 500, "http_error", error.description or "error")
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return error_format(500, "internal", "internal error; it has been logged")
+            check_request_text(request, args)
+            response = self._dispatch(runtime, request, str(endpoint), args, context)
+        except Exception as error:  # every failure becomes an error response
+            response = render_error(request, error, error_format)
+        if context is not None and runtime is not None:
+            try:
+                audit.finish(runtime.database, context, response.status_code)
+            except Exception:
+                log.exception("could not write the audit row of request %s", request_id)
+        response.headers[audit.REQUEST_ID_HEADER] = request_id
+        return response
+
+    def _dispatch(
+        self,
+        runtime: Runtime,
+        request: Request,
+        endpoint: str,
+        args: Mapping[str, Any],
+        context: audit.AuditContext | None,
+    ) -> Response:
+        """Authenticate, count the request, then run the handler (audited if declared)."""
+        principal = ANONYMOUS
+        if endpoint not in self._public:
+            principal = self._authenticate(runtime, request)
+            limits = limits_of(runtime, principal.workspace)
+            if context is not None:
+                # A route naming a workspace acts on that one: its log holds the row.
+                named = str(args.get("workspace") or principal.workspace)
+                workspace_id = (
+                    limits.workspace_id
+                    if named == principal.workspace
+                    else limits_of(runtime, named).workspace_id
+                )
+                context.identify(principal, named, workspace_id)
+            check_request(runtime, principal, limits)
+        bind(workspace=principal.workspace)
+        handler = self._handlers[endpoint]
+        if context is None:
+            return handler(runtime, request, principal, **args)
+        with audit.recording(context):
+            return handler(runtime, request, principal, **args)
+
+
+def render_error(
+    request: Request, error: Exception, error_format: ErrorFormat = error_response
+) -> Response:
+    """The response to an exception a request raised (500 for the unexpected).
+
+    Errors a route raised are rendered in its ``error_format``; the router's own (no
+    such route or method) always in the API's.
+    """
+    if isinstance(error, QuotaExceededError):
+        if error_format is error_response:
+            return quota_response(error)
+        response = error_format(status_of(error), error.code, error.message)
+        if error.retry_after_s is not None:
+            response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
+    if isinstance(error, DomainError):
+        response = error_format(status_of(error), error.code, error.message)
+        if isinstance(error, UnauthenticatedError):
+            response.headers["WWW-Authenticate"] = bearer_challenge(error)
+        return response
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+        return error_format(400, "invalid_request", f"{where}: {first.get('msg')}")
+    if isinstance(error, MethodNotAllowed):
+        return error_response(405, "method_not_allowed", f"{request.method} is not allowed here")
+    if isinstance(error, NotFound):
+        return error_response(404, "not_found", f"no route for {request.method} {request.path}")
+    if isinstance(error, HTTPException):
+        return error_response(error.code or 500, "http_error", error.description or "error")
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
+    return error_format(500, "internal", "internal error; it has been logged")

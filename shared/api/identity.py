@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
+from shared.api import audit
 from shared.api.access import require_kb
 from shared.api.authn import KEY_PRINCIPAL_PREFIX
 from shared.api.http import Reply, Route, model_response, read_json, read_query
@@ -286,6 +287,7 @@ def get_me(runtime: Runtime, request: Request, principal: Principal) -> Response
 def post_workspace(runtime: Runtime, request: Request, principal: Principal) -> Response:
     """Create a workspace; the caller is its owner."""
     body = WorkspaceBody.model_validate(read_json(request))
+    audit.note(targets=[body.name])
     if principal.id.startswith(KEY_PRINCIPAL_PREFIX):
         raise ForbiddenError("API keys cannot create workspaces", code="forbidden")
     with runtime.database.transaction() as session:
@@ -687,6 +689,7 @@ ROUTES = [
         "POST",
         "/v1/stream-tickets",
         post_stream_ticket,
+        audit="stream_ticket.create",
         body=TicketBody,
         responses={201: Ticket},
         tags=ME,
@@ -695,6 +698,7 @@ ROUTES = [
         "POST",
         "/v1/workspaces",
         post_workspace,
+        audit="workspace.create",
         body=WorkspaceBody,
         responses={201: MembershipReply},
         errors=CONFLICT,
@@ -705,17 +709,27 @@ ROUTES = [
         "PATCH",
         WS,
         patch_workspace,
+        audit="workspace.update",
         body=WorkspaceBody,
         responses={200: WorkspaceRenamed},
         errors=CONFLICT,
         tags=WORKSPACES,
     ),
-    Route("DELETE", WS, delete_workspace, responses={204: None}, errors=CONFLICT, tags=WORKSPACES),
+    Route(
+        "DELETE",
+        WS,
+        delete_workspace,
+        audit="workspace.delete",
+        responses={204: None},
+        errors=CONFLICT,
+        tags=WORKSPACES,
+    ),
     Route("GET", f"{WS}/members", get_members, responses={200: MemberList}, tags=WORKSPACES),
     Route(
         "POST",
         f"{WS}/members",
         post_member,
+        audit="member.invite",
         body=InviteBody,
         responses={201: Invited},
         tags=WORKSPACES,
@@ -724,6 +738,7 @@ ROUTES = [
         "PATCH",
         f"{WS}/members/<member>",
         patch_member,
+        audit="member.update",
         body=MemberBody,
         responses={200: MemberRole},
         errors=CONFLICT,
@@ -733,6 +748,7 @@ ROUTES = [
         "DELETE",
         f"{WS}/members/<member>",
         delete_member,
+        audit="member.remove",
         responses={204: None},
         errors=CONFLICT,
         tags=WORKSPACES,
@@ -741,18 +757,25 @@ ROUTES = [
         "POST",
         f"{WS}/api-keys",
         post_api_key,
+        audit="api_key.create",
         body=ApiKeyBody,
         responses={201: NewApiKey},
         tags=WORKSPACES,
     ),
     Route("GET", f"{WS}/api-keys", get_api_keys, responses={200: ApiKeyList}, tags=WORKSPACES),
     Route(
-        "DELETE", f"{WS}/api-keys/<key_id>", delete_api_key, responses={204: None}, tags=WORKSPACES
+        "DELETE",
+        f"{WS}/api-keys/<key_id>",
+        delete_api_key,
+        audit="api_key.revoke",
+        responses={204: None},
+        tags=WORKSPACES,
     ),
     Route(
         "POST",
         f"{KB}/access-requests",
         post_access_request,
+        audit="access_request.create",
         body=AccessRequestBody,
         responses={201: AccessRequestReply},
         tags=ACCESS,
@@ -777,6 +800,7 @@ ROUTES = [
         "POST",
         "/v1/access-requests/<request_id>/approve",
         post_approve,
+        audit="access_request.approve",
         responses={200: AccessRequestReply},
         errors=CONFLICT,
         tags=ACCESS,
@@ -785,6 +809,7 @@ ROUTES = [
         "POST",
         "/v1/access-requests/<request_id>/deny",
         post_deny,
+        audit="access_request.deny",
         responses={200: AccessRequestReply},
         errors=CONFLICT,
         tags=ACCESS,
@@ -794,9 +819,17 @@ ROUTES = [
         "PUT",
         f"{KB}/grants/<member>",
         put_grant,
+        audit="grant.put",
         body=GrantBody,
         responses={200: GrantReply},
         tags=ACCESS,
     ),
-    Route("DELETE", f"{KB}/grants/<member>", delete_grant, responses={204: None}, tags=ACCESS),
+    Route(
+        "DELETE",
+        f"{KB}/grants/<member>",
+        delete_grant,
+        audit="grant.delete",
+        responses={204: None},
+        tags=ACCESS,
+    ),
 ]

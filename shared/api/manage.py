@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
 from shared import documents
+from shared.api import audit
 from shared.api.access import (
     kb_level_of,
     readable_knowledge_bases,
@@ -231,6 +232,7 @@ def post_knowledge_base(runtime: Runtime, request: Request, principal: Principal
     """Create a knowledge base."""
     authorize(principal, "admin")
     body = CreateKnowledgeBase.model_validate(read_json(request))
+    audit.note(name=body.name)  # its id is not known before the row commits
     kb = create_knowledge_base(
         runtime.database,
         runtime.settings,
@@ -480,6 +482,7 @@ ROUTES = [
         "POST",
         "/v1/knowledge-bases",
         post_knowledge_base,
+        audit="knowledge_base.create",
         body=CreateKnowledgeBase,
         responses={201: KnowledgeBaseReply},
         errors=frozenset({409}),
@@ -496,6 +499,7 @@ ROUTES = [
         "PATCH",
         "/v1/knowledge-bases/<kb_id>",
         patch_knowledge_base,
+        audit="knowledge_base.update",
         body=UpdateKnowledgeBase,
         responses={200: KnowledgeBaseReply},
         tags=TAGS,
@@ -504,6 +508,7 @@ ROUTES = [
         "DELETE",
         "/v1/knowledge-bases/<kb_id>",
         delete_knowledge_base_route,
+        audit="knowledge_base.delete",
         responses={204: None},
         tags=TAGS,
     ),
@@ -526,6 +531,7 @@ ROUTES = [
         "DELETE",
         "/v1/documents/<document_id>",
         delete_document,
+        audit="document.delete",
         responses={204: None},
         tags=DOCUMENT_TAGS,
     ),
@@ -533,6 +539,7 @@ ROUTES = [
         "POST",
         "/v1/documents/<document_id>/reindex",
         reindex_document,
+        audit="document.reindex",
         responses={202: Accepted},
         errors=frozenset({409}),
         tags=DOCUMENT_TAGS,
@@ -550,6 +557,7 @@ ROUTES = [
         "PATCH",
         "/v1/documents/<document_id>",
         patch_document,
+        audit="document.update",
         body=UpdateDocument,
         responses={200: DocumentDetail},
         tags=DOCUMENT_TAGS,
@@ -558,6 +566,7 @@ ROUTES = [
         "POST",
         "/v1/documents/<document_id>/approve",
         approve_document,
+        audit="document.approve",
         body=ApproveDocument,
         responses={200: DocumentDetail},
         errors=frozenset({409}),
@@ -567,6 +576,7 @@ ROUTES = [
         "POST",
         "/v1/documents/<document_id>/archive",
         archive_document,
+        audit="document.archive",
         responses={200: DocumentDetail},
         tags=DOCUMENT_TAGS,
     ),
@@ -574,6 +584,7 @@ ROUTES = [
         "POST",
         "/v1/documents/<document_id>/unarchive",
         unarchive_document,
+        audit="document.unarchive",
         responses={200: DocumentDetail},
         tags=DOCUMENT_TAGS,
     ),

@@ -33,7 +33,7 @@ CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
     "int": {"type": "integer", "minimum": 0},
 }
 # Statuses any authenticated route may answer, besides its own (Route.errors).
-AUTHENTICATED_ERRORS = (400, 401, 403, 404, 500, 503)
+AUTHENTICATED_ERRORS = (400, 401, 403, 404, 429, 500, 503)
 PUBLIC_ERRORS = (400, 500)
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "idToken": {

@@ -218,6 +218,7 @@ ROUTES = [
         "POST",
         "/v1/knowledge-bases/<kb_id>/webhooks",
         post_webhook,
+        audit="webhook.create",
         body=WebhookBody,
         responses={201: NewWebhook},
         tags=TAGS,
@@ -231,9 +232,15 @@ ROUTES = [
     ),
     Route("GET", HOOK, get_webhook, responses={200: WebhookReply}, tags=TAGS),
     Route(
-        "PATCH", HOOK, patch_webhook, body=WebhookPatch, responses={200: WebhookReply}, tags=TAGS
+        "PATCH",
+        HOOK,
+        patch_webhook,
+        audit="webhook.update",
+        body=WebhookPatch,
+        responses={200: WebhookReply},
+        tags=TAGS,
     ),
-    Route("DELETE", HOOK, delete_webhook, responses={204: None}, tags=TAGS),
+    Route("DELETE", HOOK, delete_webhook, audit="webhook.delete", responses={204: None}, tags=TAGS),
     Route(
         "GET",
         "/v1/webhooks/<webhook_id>/deliveries",

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from shared import tracing
 from shared.config import Settings
+from shared.db.commit_hooks import current_hook
 
 Row = tuple[Any, ...]
 ConnectionFactory = Callable[[], Any]
@@ -120,6 +121,11 @@ def _operation(sql: str) -> str:
     """The statement's first keyword (``SELECT``, ``WITH``, ``BEGIN``), for its span."""
     head = sql.lstrip()[:12].split(None, 1)
     return head[0].upper() if head else ""
+
+
+# Statements that may change rows: run alone under a commit hook, they get a
+# transaction of their own so the hook sees them (shared.db.commit_hooks).
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "WITH"})
 
 
 def _statement_span(sql: str, protocol: str, round_trips: int) -> Any:
@@ -221,13 +227,24 @@ class Session:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        """Run the block in a transaction: commit on success, roll back on error."""
+        """Run the block in a transaction: commit on success, roll back on error.
+
+        A commit hook installed for the current context
+        (:func:`shared.db.commit_hooks.before_commit`) runs in the transaction first.
+        """
         _execute_simple(self._connection, "BEGIN")
         try:
             yield self
         except BaseException:
             _execute_simple(self._connection, "ROLLBACK")
             raise
+        hook = current_hook()
+        if hook is not None:
+            try:
+                hook(self)
+            except BaseException:
+                _execute_simple(self._connection, "ROLLBACK")
+                raise
         _execute_simple(self._connection, "COMMIT")
 
 
@@ -291,34 +308,44 @@ class Database:
         with self.session() as session, session.transaction():
             yield session
 
+    def _alone(self, sql: str) -> contextlib.AbstractContextManager[Session]:
+        """Where one statement runs: autocommit, or a transaction for a hook to see.
+
+        Under a commit hook, a statement that may change rows runs in a transaction of
+        its own, so the hook writes with it.
+        """
+        if current_hook() is not None and _operation(sql) in _WRITES:
+            return self.transaction()
+        return self.session()
+
     def run(self, sql: str, **params: Any) -> list[Row]:
         """Run one statement on a pooled connection (autocommit)."""
-        with self.session() as session:
+        with self._alone(sql) as session:
             return session.run(sql, **params)
 
     def one(self, sql: str, **params: Any) -> Row | None:
         """Run one statement and return its first row, or None."""
-        with self.session() as session:
+        with self._alone(sql) as session:
             return session.one(sql, **params)
 
     def scalar(self, sql: str, **params: Any) -> Any:
         """Run one statement and return the first column of its first row, or None."""
-        with self.session() as session:
+        with self._alone(sql) as session:
             return session.scalar(sql, **params)
 
     def scalars(self, sql: str, **params: Any) -> list[Any]:
         """Run one statement of one column and return that column's values."""
-        with self.session() as session:
+        with self._alone(sql) as session:
             return session.scalars(sql, **params)
 
     def records(self, record: type[RecordT], sql: str, **params: Any) -> list[RecordT]:
         """Run one statement and map its rows to ``record`` by column name."""
-        with self.session() as session:
+        with self._alone(sql) as session:
             return session.records(record, sql, **params)
 
     def record(self, record: type[RecordT], sql: str, **params: Any) -> RecordT | None:
         """Run one statement and map its first row to ``record`` by column name, or None."""
-        with self.session() as session:
+        with self._alone(sql) as session:
             return session.record(record, sql, **params)
 
     def ping(self) -> None:

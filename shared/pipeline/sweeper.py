@@ -1,8 +1,8 @@
 """Re-drives versions that stopped making progress, so nothing stays stuck.
 
 The scheduled :func:`sweep` also expires signed uploads whose file never arrived
-(:mod:`shared.pipeline.expiry`), and starts due source syncs and re-drives stalled ones
-(:func:`shared.pipeline.sync.sweep_sources`).
+(:mod:`shared.pipeline.expiry`), starts due source syncs and re-drives stalled ones
+(:func:`shared.pipeline.sync.sweep_sources`), and forgets quota counters of ended windows.
 
 At-least-once delivery covers a message that fails; it cannot cover one that was never
 sent or died with its process (a publish that failed after its transaction committed,
@@ -27,6 +27,7 @@ it deletes events and webhook delivery logs older than ``outbox_retention_days``
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
@@ -39,6 +40,7 @@ from shared.pipeline.versions import IN_PROGRESS, transition
 from shared.runtime import Runtime
 from shared.store import chunks as chunk_store
 from shared.store import outbox as outbox_store
+from shared.store import quotas as quota_store
 from shared.store import versions as version_store
 from shared.store import webhooks as webhook_store
 from shared.store.events import record_event
@@ -77,7 +79,26 @@ def sweep(runtime: Runtime) -> SweepReport:
     report = sweep_stalled(runtime)
     report.expired = expire_uploads(runtime)
     report.sources = sweep_sources(runtime)
+    forget_ended_quota_windows(runtime)
     return report
+
+
+def forget_ended_quota_windows(runtime: Runtime) -> int:
+    """Delete quota counters no limit reads any more (their window and the one before).
+
+    Returns:
+        How many counters went.
+    """
+    now = runtime.clock()
+    removed = quota_store.delete_ended_windows(
+        runtime.database,
+        minute_before=now - dt.timedelta(minutes=2),
+        day_before=now - dt.timedelta(days=2),
+        month_before=now - dt.timedelta(days=62),
+    )
+    if removed:
+        log.info("quota windows forgotten", extra={"removed": removed})
+    return removed
 
 
 def sweep_stalled(

@@ -29,6 +29,7 @@ from shared.api import (
     answer,
     evaluation,
     identity,
+    limits,
     manage,
     openai_compat,
     sources,
@@ -43,10 +44,14 @@ from tests.support.sources import source_bucket
 from tests.support.stack import wipe_stack
 
 # Deletes last: the seeded knowledge base, document and workspace serve the other
-# routes' examples first.
+# routes' examples first. Setting the limits is later still: a generated limit of one
+# request a minute would refuse every example after it.
 ROUTES: list[Route] = sorted(
     ALL_ROUTES,
-    key=lambda route: route.method == "DELETE",
+    key=lambda route: (
+        route.path.endswith("/limits") and route.method == "PUT",
+        route.method == "DELETE",
+    ),
 )
 # Each body's model, so a generated body can hold exactly its fields (extra fields are
 # rejected before a handler does anything else).
@@ -73,6 +78,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "PATCH /v1/sources/<source_id>": sources.UpdateSource,
     "PATCH /v1/documents/<document_id>": manage.UpdateDocument,
     "POST /v1/documents/<document_id>/approve": manage.ApproveDocument,
+    "PUT /v1/workspaces/<workspace>/limits": limits.LimitsBody,
 }
 PATH_ARG = re.compile(r"<(\w+)>")
 
@@ -133,7 +139,8 @@ FIELDS = [
 ]  # fmt: skip
 PARAMS = [
     "knowledge_base_id", "q", "question", "session_id", "top_k", "document_id", "limit",
-    "offset", "page_token", "status", "timeout", "after", "ticket", "since", "until",
+    "offset", "page_token", "status", "timeout", "after", "ticket", "actor", "action",
+    "target", "outcome", "since", "until", "cursor", "format",
 ]  # fmt: skip
 # What a multipart form can carry: text that UTF-8 can encode (no lone surrogates).
 FORM_TEXT = TEXT.map(lambda text: text.encode("utf-8", "replace").decode())

@@ -391,6 +391,9 @@ class Op:
     # Tokens the route rightly shows this caller beyond the oracle's rule (e.g. words
     # other members typed, to an admin reading their feedback).
     shown: set[str] = field(default_factory=set)
+    # The workspace's audit log shows the ids its members sent, foreign ones they tried
+    # included: its check (rows of the acting workspace only) replaces the leak rule.
+    audit_view: bool = False
 
     def named(self) -> str:
         return f"{self.path} {json.dumps(self.json)} {json.dumps(self.query)}"
@@ -1103,6 +1106,31 @@ def op_delete_workspace(world: World, actor: Actor) -> Op:
     )
 
 
+def op_limits(world: World, actor: Actor) -> Op:
+    workspace = world.pick_workspace(actor)
+    status = _workspace_status(world, actor, workspace, READ)
+    return Op("GET", f"/v1/workspaces/{workspace}/limits", status)
+
+
+def op_set_limits(world: World, actor: Actor) -> Op:
+    workspace = world.pick_workspace(actor)
+    # Defaults, unlimited or generous values only: the run's other calls stay admitted.
+    body = world.rng.choice(
+        [{}, {"requests_per_minute": 0}, {"questions_per_day": 100_000, "monthly_tokens": 0}]
+    )
+    status = _workspace_status(world, actor, workspace, ADMIN)
+    return Op("PUT", f"/v1/workspaces/{workspace}/limits", status, True, json=body)
+
+
+def op_audit_logs(world: World, actor: Actor) -> Op:
+    status = 200 if _role_level(world, actor, actor.acting) >= ADMIN else 403
+
+    def check(body: Any) -> None:
+        assert {row["workspace"] for row in body["audit_logs"]} <= {actor.acting}
+
+    return Op("GET", "/v1/audit-logs", status, query={"limit": "100"}, check=check, audit_view=True)
+
+
 def op_ingest_rejections(world: World, actor: Actor) -> Op:
     workspace = world.pick_workspace(actor)
     status = _workspace_status(world, actor, workspace, ADMIN)
@@ -1441,6 +1469,9 @@ OPERATIONS: dict[str, Operation] = {
     "GET /v1/analytics/overview": op_analytics_overview,
     "GET /v1/analytics/me": op_analytics_me,
     "GET /v1/analytics/feedback": op_analytics_feedback,
+    f"GET {WS}/limits": op_limits,
+    f"PUT {WS}/limits": op_set_limits,
+    "GET /v1/audit-logs": op_audit_logs,
 }
 # Calls that start the pipeline or remove things are rarer, so the run stays short and
 # the knowledge bases keep most of their documents.
@@ -1527,7 +1558,7 @@ def _run_one(world: World, tables: list[str], actor: Actor, route: str, op: Op) 
     if world.oracle.revoked_key(actor.principal) and route not in PUBLIC_ROUTES:
         op.expected = 401  # a revoked key is refused before any route
     before = _table_state(world.stack, tables) if op.mutation and op.expected != 200 else None
-    hidden = world.oracle.forbidden_tokens(actor.principal) - op.shown
+    hidden = set() if op.audit_view else world.oracle.forbidden_tokens(actor.principal) - op.shown
     response = _send(actor, op)
     text = response.get_data(as_text=True)
     if _status_class(response.status_code) != op.expected:
@@ -1670,6 +1701,9 @@ def test_random_calls_never_leak_and_refused_mutations_change_nothing(world: Wor
             " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
             " ORDER BY table_name"
         )
+        # Every call, refused ones included, is counted and every refused mutation
+        # audited: these two grow by design.
+        if name not in ("audit_log", "quota_counters")
     ]
     routes = sorted(OPERATIONS)
     weights = [WEIGHTS.get(route, 1.0) for route in routes]

@@ -523,6 +523,15 @@ ROUTES: dict[str, Entry] = {
     "GET /v1/analytics/feedback": Entry(
         acting_workspace(ADMIN), lambda w, c: c.api.get("/v1/analytics/feedback")
     ),
+    f"GET {WS}/limits": Entry(
+        workspace_path(READ), lambda w, c: c.api.get(f"/v1/workspaces/{WORKSPACE}/limits")
+    ),
+    # Every limit back to its default: the calls after it are not limited by it.
+    f"PUT {WS}/limits": Entry(
+        workspace_path(ADMIN),
+        lambda w, c: c.api.put(f"/v1/workspaces/{WORKSPACE}/limits", json={}),
+    ),
+    "GET /v1/audit-logs": Entry(acting_workspace(ADMIN), lambda w, c: c.api.get("/v1/audit-logs")),
     "POST /v1/access-requests/<request_id>/approve": Entry(
         on_kb(ADMIN),
         lambda w, c: c.api.post(f"/v1/access-requests/{w.pending_request()}/approve"),

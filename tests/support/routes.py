@@ -11,8 +11,10 @@ from __future__ import annotations
 from shared.api import (
     analytics,
     answer,
+    audit_logs,
     evaluation,
     identity,
+    limits,
     manage,
     openai_compat,
     reference,
@@ -33,6 +35,8 @@ ALL_ROUTES: list[Route] = [
     *analytics.ROUTES,
     *sources.ROUTES,
     *reference.ROUTES,
+    *limits.ROUTES,
+    *audit_logs.ROUTES,
 ]
 
 

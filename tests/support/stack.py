@@ -17,8 +17,12 @@ _TABLES = (
     " chat_turns, chat_sessions, chunks, document_events, document_versions, access_requests,"
     " kb_grants, workspace_invitations, api_keys, stream_tickets, principals, upload_intents,"
     " source_items, source_runs, sources, documents, knowledge_bases, ingest_rejections,"
+    " workspace_limits, quota_counters,"
     " workspaces"
 )
+# The audit log refuses TRUNCATE (append-only, migration 0021) to every role; only a
+# superuser's replica mode skips its triggers, which the wipe uses and nothing else does.
+_APPEND_ONLY = "audit_log"
 
 
 def wipe_stack(stack: LocalStack) -> None:
@@ -37,6 +41,9 @@ def wipe_stack(stack: LocalStack) -> None:
         stack.notifier.poll_once()
     stack.wait_idle(60)
     stack.database.run(f"TRUNCATE {_TABLES} CASCADE")
+    with stack.database.transaction() as session:
+        session.run("SET LOCAL session_replication_role = replica")
+        session.run(f"TRUNCATE {_APPEND_ONLY}")
     stack.bus.published.clear()
 
 
