@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
-from shared.api.http import Route, json_response
+from shared.api.http import Content, Route, json_response
 from shared.api.quotas import limits_of
 from shared.auth import Principal, authorize
 from shared.db import Database
@@ -110,4 +110,15 @@ def get_audit_logs(runtime: Runtime, request: Request, principal: Principal) -> 
     return json_response(page.model_dump())
 
 
-ROUTES = [Route("GET", "/v1/audit-logs", get_audit_logs)]
+ROUTES = [
+    Route(
+        "GET",
+        "/v1/audit-logs",
+        get_audit_logs,
+        query=AuditQuery,
+        responses={200: AuditPage},
+        # With format=jsonl or Accept: application/x-ndjson: every matching row, a line each.
+        stream=Content((NDJSON,), "the matching audit rows as JSON lines"),
+        tags=("audit",),
+    )
+]

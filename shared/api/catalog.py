@@ -9,8 +9,10 @@ from __future__ import annotations
 from shared.api import (
     analytics,
     answer,
+    audit_logs,
     evaluation,
     identity,
+    limits,
     manage,
     openai_compat,
     sources,
@@ -30,4 +32,6 @@ API_ROUTES: list[Route] = [
     *sources.ROUTES,
     *analytics.ROUTES,
     *openai_compat.ROUTES,
+    *limits.ROUTES,
+    *audit_logs.ROUTES,
 ]

@@ -118,6 +118,20 @@ def put_limits(
 
 
 ROUTES = [
-    Route("GET", "/v1/workspaces/<workspace>/limits", get_limits),
-    Route("PUT", "/v1/workspaces/<workspace>/limits", put_limits, audit="limits.update"),
+    Route(
+        "GET",
+        "/v1/workspaces/<workspace>/limits",
+        get_limits,
+        responses={200: LimitsView},
+        tags=("workspaces",),
+    ),
+    Route(
+        "PUT",
+        "/v1/workspaces/<workspace>/limits",
+        put_limits,
+        audit="limits.update",
+        body=LimitsBody,
+        responses={200: LimitsView},
+        tags=("workspaces",),
+    ),
 ]

@@ -461,6 +461,7 @@ ROUTES = [
         "POST",
         "/v1/openai/chat/completions",
         post_chat_completions,
+        audit="knowledge_base.ask",
         body=ChatBody,
         responses={200: ChatCompletion},
         # With "stream": true in the body: chat.completion.chunk events, then [DONE].
