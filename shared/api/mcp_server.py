@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import logging
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
@@ -38,11 +40,12 @@ from pydantic import Field
 from werkzeug.wrappers import Request, Response
 
 from shared import trace_context
-from shared.api import mcp_tools
+from shared.api import audit, mcp_tools
 from shared.api.authn import authenticate
-from shared.api.http import bearer_challenge, check_request_text, error_response, status_of
+from shared.api.http import check_request_text, error_response, render_error
+from shared.api.quotas import check_request, limits_of
 from shared.auth import Principal
-from shared.errors import DomainError, UnauthenticatedError
+from shared.errors import DomainError
 from shared.runtime import Runtime, get_runtime
 
 MCP_PATH = "/mcp"
@@ -53,6 +56,8 @@ INSTRUCTIONS = (
     "get_document reads a document's text in windows."
 )
 # Where the authenticated caller travels from the WSGI request to the ASGI app.
+log = logging.getLogger(__name__)
+
 _PRINCIPAL_KEY = "ragline.principal"
 _INVOCATION_KEY = "ragline.invocation"
 
@@ -208,13 +213,14 @@ class McpEndpoint:
             return response
         try:
             check_request_text(request, {})
-            principal = authenticate(self._runtime(), request)
+            runtime = self._runtime()
+            principal = authenticate(runtime, request)
+            limits = limits_of(runtime, principal.workspace)
+            check_request(runtime, principal, limits)
         except DomainError as error:
-            response = error_response(status_of(error), error.code, error.message)
-            if isinstance(error, UnauthenticatedError):
-                response.headers["WWW-Authenticate"] = bearer_challenge(error)
-            return response
+            return render_error(request, error)
         trace_context.bind(workspace=principal.workspace)
+        context = _tool_call_audit(request, principal, limits.workspace_id)
         # The body is read through the request (functions-framework reads it again after
         # the function returns); the MCP app gets its own copy of it.
         body = request.get_data(cache=True)
@@ -225,4 +231,41 @@ class McpEndpoint:
             _PRINCIPAL_KEY: principal,
             _INVOCATION_KEY: trace_context.current(),
         }
-        return Response.from_app(self._app(), environ, buffered=True)  # type: ignore[arg-type]
+        response = Response.from_app(self._app(), environ, buffered=True)  # type: ignore[arg-type]
+        if context is not None:
+            try:
+                audit.finish(runtime.database, context, response.status_code)
+            except Exception:
+                log.exception("could not write the audit row of request %s", context.request_id)
+            response.headers[audit.REQUEST_ID_HEADER] = context.request_id
+        return response
+
+
+def _tool_call_audit(
+    request: Request, principal: Principal, workspace_id: str | None
+) -> audit.AuditContext | None:
+    """The audit context of a ``tools/call`` request (``mcp.<tool>``); None for the rest.
+
+    Listing tools and the handshake change and read nothing, so like other reads of
+    metadata they leave no row; every search, question and document read does.
+    """
+    try:
+        message = json.loads(request.get_data(cache=True))
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("method") != "tools/call":
+        return None
+    params = message.get("params")
+    params = params if isinstance(params, dict) else {}
+    tool = str(params.get("name") or "unknown")
+    arguments = params.get("arguments")
+    arguments = arguments if isinstance(arguments, dict) else {}
+    targets = arguments.get("knowledge_base_ids") or []
+    if arguments.get("document_id"):
+        targets = [arguments["document_id"]]
+    action = "mcp." + "".join(c if c.isalnum() or c == "_" else "_" for c in tool.lower())[:64]
+    context = audit.start(request, action, {}, audit.request_id_of(request))
+    context.identify(principal, principal.workspace, workspace_id)
+    if isinstance(targets, list):
+        context.target_ids.extend(str(target) for target in targets[:10])
+    return context

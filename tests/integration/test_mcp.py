@@ -281,3 +281,24 @@ def test_bad_input_gets_no_5xx(site: dict[str, Any], body: bytes) -> None:
     )
 
     assert response.status_code < 500, response.text
+
+
+def test_each_tool_call_leaves_one_audit_row_with_the_credential(site: dict[str, Any]) -> None:
+    owner = site["owner"]
+
+    def rows() -> list[dict[str, Any]]:
+        response = owner.get("/v1/audit-logs", query_string={"action": "mcp.search"})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return list((response.json or {})["audit_logs"])
+
+    before = len(rows())
+    result = call(
+        site, site["key"], "search", query="refund", knowledge_base_ids=[site["kb"]["id"]]
+    )
+    assert not result.is_error, text_of(result)
+
+    after = rows()
+    assert len(after) == before + 1
+    row = after[0]
+    assert row["outcome"] == "succeeded" and row["credential"]["kind"] == "api_key"
+    assert site["kb"]["id"] in row["target"]["ids"]
