@@ -31,7 +31,7 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from shared.embeddings.base import l2_normalize
-from shared.embeddings.pacer import RatePacer
+from shared.embeddings.pacer import RatePacer, shared_pacer
 from shared.errors import LimitExceededError, PermanentError, TransientError
 from shared.tokens import TokenCounter, get_counter, openai_token_counts, utf8_bound
 
@@ -256,7 +256,7 @@ class OpenAIEmbedder:
             limits.tokens_per_request if limits is not None else MAX_TOKENS_PER_REQUEST
         )
         if pacer is None and limits is not None:
-            pacer = RatePacer(limits.rpm, limits.tpm)
+            pacer = shared_pacer(name, limits.rpm, limits.tpm)
         self.pacer = pacer
         self.stats = EmbedderStats()
         self._stats_lock = threading.Lock()

@@ -135,3 +135,21 @@ class RatePacer:
                     delay = max(delay, sent_at + self.window_s - now)
                     break
         return delay
+
+
+_shared_lock = threading.Lock()
+_shared: dict[str, RatePacer] = {}
+
+
+def shared_pacer(model: str, rpm: int, tpm: int) -> RatePacer:
+    """Return the process's pacer for ``model``: the provider limits each model separately.
+
+    Every embedder of the model (one per vector dimension) shares it, so together they
+    stay inside the instance's share.
+    """
+    with _shared_lock:
+        pacer = _shared.get(model)
+        if pacer is None or (pacer.rpm, pacer.tpm) != (rpm, tpm):
+            pacer = RatePacer(rpm, tpm)
+            _shared[model] = pacer
+        return pacer
