@@ -256,7 +256,7 @@ class OpenAIEmbedder:
             limits.tokens_per_request if limits is not None else MAX_TOKENS_PER_REQUEST
         )
         if pacer is None and limits is not None:
-            pacer = shared_pacer(name, limits.rpm, limits.tpm)
+            pacer = shared_pacer(name, limits.rpm, limits.tpm, burst=self.request_tokens)
         self.pacer = pacer
         self.stats = EmbedderStats()
         self._stats_lock = threading.Lock()

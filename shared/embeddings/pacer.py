@@ -6,8 +6,15 @@ tokens. A request goes only when both fit in the window, so an instance alone ne
 draws a 429; if one comes anyway (another client shares the limit), the server's
 ``Retry-After`` holds every request of the instance back until then (:meth:`RatePacer.hold`).
 
+Within the window, tokens are also spent evenly: a bucket of ``burst`` tokens (one full
+request) refills at ``tpm / 60`` a second and starts empty. A request goes when the
+bucket holds its tokens, so a full request leaves every ``burst / (tpm / 60)`` seconds
+instead of a minute's worth at once and then nothing: the window is spent at the rate it
+frees up, and what is made meanwhile waits for the next request, which is full whenever
+inputs come faster than the limit lets them go.
+
 The books are kept under one re-entrant lock that is also held while waiting: requests
-leave an instance one at a time, in arrival order, each as soon as the window allows.
+leave an instance one at a time, in arrival order, each as soon as the limits allow.
 :meth:`RatePacer.reserve` waits for room for a full request *before* the caller gathers
 its inputs, so the inputs gathered while waiting ride in that request.
 """
@@ -56,6 +63,7 @@ class RatePacer:
         rpm: int,
         tpm: int,
         *,
+        burst: int | None = None,
         window_s: float = WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -71,6 +79,9 @@ class RatePacer:
         self._sent: deque[tuple[float, int]] = deque()
         self._tokens_in_window = 0
         self._hold_until = 0.0
+        self.burst = min(burst, tpm) if burst is not None else None
+        self._level = 0.0  # the bucket starts empty: see the module's docstring
+        self._filled_at = clock()
         self.stats = PacerStats()
 
     def acquire(self, tokens: int) -> float:
@@ -85,6 +96,7 @@ class RatePacer:
         with self._lock:
             waited = self._wait_for_room(tokens)
             self._sent.append((self._clock(), tokens))
+            self._level -= min(tokens, self.burst or 0)
             self._tokens_in_window += tokens
             self.stats.requests += 1
             self.stats.tokens += tokens
@@ -125,6 +137,13 @@ class RatePacer:
         delay = max(0.0, self._hold_until - now)
         if len(self._sent) + 1 > self.rpm:
             delay = max(delay, self._sent[len(self._sent) - self.rpm][0] + self.window_s - now)
+        if self.burst is not None:
+            rate = self.tpm / self.window_s
+            self._level = min(self.burst, self._level + (now - self._filled_at) * rate)
+            self._filled_at = now
+            short = min(tokens, self.burst) - self._level
+            if short > 0:
+                delay = max(delay, short / rate)
         excess = self._tokens_in_window + tokens - self.tpm
         if excess > 0:
             # The oldest requests leave the window first; wait until enough have left.
@@ -141,7 +160,7 @@ _shared_lock = threading.Lock()
 _shared: dict[str, RatePacer] = {}
 
 
-def shared_pacer(model: str, rpm: int, tpm: int) -> RatePacer:
+def shared_pacer(model: str, rpm: int, tpm: int, burst: int | None = None) -> RatePacer:
     """Return the process's pacer for ``model``: the provider limits each model separately.
 
     Every embedder of the model (one per vector dimension) shares it, so together they
@@ -149,7 +168,7 @@ def shared_pacer(model: str, rpm: int, tpm: int) -> RatePacer:
     """
     with _shared_lock:
         pacer = _shared.get(model)
-        if pacer is None or (pacer.rpm, pacer.tpm) != (rpm, tpm):
-            pacer = RatePacer(rpm, tpm)
+        if pacer is None or (pacer.rpm, pacer.tpm, pacer.burst) != (rpm, tpm, burst):
+            pacer = RatePacer(rpm, tpm, burst=burst)
             _shared[model] = pacer
         return pacer

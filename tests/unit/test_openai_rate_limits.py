@@ -182,3 +182,27 @@ def test_a_held_pacer_sends_nothing_before_the_retry_after(clock: Clock) -> None
     pacer.hold(7.0)
     assert pacer.acquire(10) == 7.0
     assert pacer.stats.requests == 2 and pacer.stats.tokens == 20
+
+
+def test_the_bucket_spends_the_minute_evenly_one_full_request_at_a_time(clock: Clock) -> None:
+    pacer = RatePacer(100, 600, burst=100, clock=clock, sleep=clock.sleep)  # 10 tokens/s
+    assert pacer.acquire(100) == 10.0  # it starts empty: a fresh instance gathers first
+    assert pacer.acquire(50) == 5.0
+    clock.now += 100  # idle: the bucket fills up to one full request, no more
+    assert pacer.acquire(100) == 0.0
+    assert pacer.acquire(100) == 10.0
+    with pacer.reserve(100):  # room for a full request, before gathering its inputs
+        assert clock.now - 1000.0 == 135.0
+        assert pacer.acquire(80) == 0.0
+
+
+def test_embedders_of_one_model_share_its_pacer() -> None:
+    limits = EmbeddingLimits(rpm=100, tpm=10_000, request_tokens=500)
+    small = OpenAIEmbedder(MODEL, 8, api_key="k", base_url="http://127.0.0.1:9/v1", limits=limits)
+    large = OpenAIEmbedder(MODEL, 64, api_key="k", base_url="http://127.0.0.1:9/v1", limits=limits)
+    other = OpenAIEmbedder(
+        "text-embedding-3-large", 8, api_key="k", base_url="http://127.0.0.1:9/v1", limits=limits
+    )
+    assert small.pacer is not None and small.pacer is large.pacer
+    assert other.pacer is not small.pacer
+    assert small.pacer.burst == small.request_tokens == 500
