@@ -31,6 +31,10 @@ from dataclasses import dataclass
 WINDOW_S = 60.0
 """The rate limits' window: requests and tokens per minute."""
 
+MARGIN_S = 1.0
+"""Added to the window here: the server starts a request's minute when the request
+arrives, a little after this side counted it, so it also ends a little later."""
+
 
 @dataclass
 class PacerStats:
@@ -54,6 +58,7 @@ class RatePacer:
         rpm: Requests per minute this instance may send.
         tpm: Tokens per minute this instance may send.
         window_s: Length of the window (a minute; tests may shorten it).
+        margin_s: Added to the window on this side (:data:`MARGIN_S`).
         clock: Monotonic clock in seconds.
         sleep: Called with each wait (tests pass one that advances their clock).
     """
@@ -65,6 +70,7 @@ class RatePacer:
         *,
         burst: int | None = None,
         window_s: float = WINDOW_S,
+        margin_s: float = MARGIN_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -73,6 +79,7 @@ class RatePacer:
         self.rpm = rpm
         self.tpm = tpm
         self.window_s = window_s
+        self._span_s = window_s + margin_s
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.RLock()
@@ -131,12 +138,12 @@ class RatePacer:
     def _delay(self, tokens: int) -> float:
         """Seconds until ``tokens`` more fit the window (0: now)."""
         now = self._clock()
-        horizon = now - self.window_s
+        horizon = now - self._span_s
         while self._sent and self._sent[0][0] <= horizon:
             self._tokens_in_window -= self._sent.popleft()[1]
         delay = max(0.0, self._hold_until - now)
         if len(self._sent) + 1 > self.rpm:
-            delay = max(delay, self._sent[len(self._sent) - self.rpm][0] + self.window_s - now)
+            delay = max(delay, self._sent[len(self._sent) - self.rpm][0] + self._span_s - now)
         if self.burst is not None:
             rate = self.tpm / self.window_s
             self._level = min(self.burst, self._level + (now - self._filled_at) * rate)
@@ -151,7 +158,7 @@ class RatePacer:
             for sent_at, sent_tokens in self._sent:
                 freed += sent_tokens
                 if freed >= excess:
-                    delay = max(delay, sent_at + self.window_s - now)
+                    delay = max(delay, sent_at + self._span_s - now)
                     break
         return delay
 

@@ -163,7 +163,7 @@ def test_the_pacer_keeps_a_lone_instance_free_of_429s(clock: Clock) -> None:
             api_key="local",
             base_url=server.base_url,
             limits=EmbeddingLimits(rpm=3, tpm=500, request_tokens=200),
-            pacer=RatePacer(3, 500, clock=clock, sleep=clock.sleep),
+            pacer=RatePacer(3, 500, margin_s=0.0, clock=clock, sleep=clock.sleep),
             sleep=clock.sleep,
         )
         for _ in range(5):
@@ -206,3 +206,12 @@ def test_embedders_of_one_model_share_its_pacer() -> None:
     assert small.pacer is not None and small.pacer is large.pacer
     assert other.pacer is not small.pacer
     assert small.pacer.burst == small.request_tokens == 500
+
+
+def test_the_pacer_counts_a_request_in_its_minute_a_little_longer_than_the_server(
+    clock: Clock,
+) -> None:
+    # The server starts a request's minute when it arrives, after the client counted it.
+    pacer = RatePacer(1, 10_000, clock=clock, sleep=clock.sleep)
+    pacer.acquire(10)
+    assert pacer.acquire(10) == 61.0
