@@ -300,9 +300,12 @@ class OpenAIEmbedder:
         vectors: list[list[float]] = []
         for start, end in batches:
             tokens = sum(counts[start:end])
-            if self.pacer is not None:
-                self.pacer.acquire(tokens)
-            vectors.extend(self._request(texts[start:end]))
+            sent = self.pacer.acquire(tokens) if self.pacer is not None else None
+            try:
+                vectors.extend(self._request(texts[start:end]))
+            finally:
+                if self.pacer is not None and sent is not None:
+                    self.pacer.finished(sent)
             with self._stats_lock:
                 self.stats.tokens += tokens
                 self.stats.inputs += end - start

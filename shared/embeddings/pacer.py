@@ -31,9 +31,8 @@ from dataclasses import dataclass
 WINDOW_S = 60.0
 """The rate limits' window: requests and tokens per minute."""
 
-MARGIN_S = 1.0
-"""Added to the window here: the server starts a request's minute when the request
-arrives, a little after this side counted it, so it also ends a little later."""
+Sent = list[float]
+"""One request in the window: ``[when it counts from, tokens]``."""
 
 
 @dataclass
@@ -58,7 +57,6 @@ class RatePacer:
         rpm: Requests per minute this instance may send.
         tpm: Tokens per minute this instance may send.
         window_s: Length of the window (a minute; tests may shorten it).
-        margin_s: Added to the window on this side (:data:`MARGIN_S`).
         clock: Monotonic clock in seconds.
         sleep: Called with each wait (tests pass one that advances their clock).
     """
@@ -70,7 +68,6 @@ class RatePacer:
         *,
         burst: int | None = None,
         window_s: float = WINDOW_S,
-        margin_s: float = MARGIN_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -79,11 +76,10 @@ class RatePacer:
         self.rpm = rpm
         self.tpm = tpm
         self.window_s = window_s
-        self._span_s = window_s + margin_s
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.RLock()
-        self._sent: deque[tuple[float, int]] = deque()
+        self._sent: deque[Sent] = deque()
         self._tokens_in_window = 0
         self._hold_until = 0.0
         self.burst = min(burst, tpm) if burst is not None else None
@@ -91,23 +87,35 @@ class RatePacer:
         self._filled_at = clock()
         self.stats = PacerStats()
 
-    def acquire(self, tokens: int) -> float:
+    def acquire(self, tokens: int) -> Sent:
         """Wait until a request of ``tokens`` fits the window, then count it as sent.
 
         A request larger than the whole per-minute budget waits for an empty window
-        (the caller's request cap keeps requests below that).
+        (the caller's request cap keeps requests below that). Pass the result to
+        :meth:`finished` when the response is in.
 
         Returns:
-            Seconds waited.
+            The request's entry in the window.
         """
         with self._lock:
-            waited = self._wait_for_room(tokens)
-            self._sent.append((self._clock(), tokens))
+            self._wait_for_room(tokens)
+            sent: Sent = [self._clock(), float(tokens)]
+            self._sent.append(sent)
             self._level -= min(tokens, self.burst or 0)
             self._tokens_in_window += tokens
             self.stats.requests += 1
             self.stats.tokens += tokens
-            return waited
+            return sent
+
+    def finished(self, sent: Sent) -> None:
+        """Count the request's minute from its response on.
+
+        The server starts a request's minute when the request arrives, after this side
+        sent it and before the response: counting from the response keeps this side's
+        minute over the server's, so a lone instance is never refused.
+        """
+        with self._lock:
+            sent[0] = max(sent[0], self._clock())
 
     @contextmanager
     def reserve(self, tokens: int) -> Iterator[None]:
@@ -138,12 +146,12 @@ class RatePacer:
     def _delay(self, tokens: int) -> float:
         """Seconds until ``tokens`` more fit the window (0: now)."""
         now = self._clock()
-        horizon = now - self._span_s
+        horizon = now - self.window_s
         while self._sent and self._sent[0][0] <= horizon:
-            self._tokens_in_window -= self._sent.popleft()[1]
+            self._tokens_in_window -= int(self._sent.popleft()[1])
         delay = max(0.0, self._hold_until - now)
         if len(self._sent) + 1 > self.rpm:
-            delay = max(delay, self._sent[len(self._sent) - self.rpm][0] + self._span_s - now)
+            delay = max(delay, self._sent[len(self._sent) - self.rpm][0] + self.window_s - now)
         if self.burst is not None:
             rate = self.tpm / self.window_s
             self._level = min(self.burst, self._level + (now - self._filled_at) * rate)
@@ -154,11 +162,11 @@ class RatePacer:
         excess = self._tokens_in_window + tokens - self.tpm
         if excess > 0:
             # The oldest requests leave the window first; wait until enough have left.
-            freed = 0
+            freed = 0.0
             for sent_at, sent_tokens in self._sent:
                 freed += sent_tokens
                 if freed >= excess:
-                    delay = max(delay, sent_at + self._span_s - now)
+                    delay = max(delay, sent_at + self.window_s - now)
                     break
         return delay
 

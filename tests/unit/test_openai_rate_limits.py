@@ -163,7 +163,7 @@ def test_the_pacer_keeps_a_lone_instance_free_of_429s(clock: Clock) -> None:
             api_key="local",
             base_url=server.base_url,
             limits=EmbeddingLimits(rpm=3, tpm=500, request_tokens=200),
-            pacer=RatePacer(3, 500, margin_s=0.0, clock=clock, sleep=clock.sleep),
+            pacer=RatePacer(3, 500, clock=clock, sleep=clock.sleep),
             sleep=clock.sleep,
         )
         for _ in range(5):
@@ -176,24 +176,32 @@ def test_the_pacer_keeps_a_lone_instance_free_of_429s(clock: Clock) -> None:
     assert embedder.pacer is not None and embedder.pacer.stats.waited_s == 120.0
 
 
+def waited(pacer: RatePacer, clock: Clock, tokens: int) -> float:
+    """Seconds ``acquire`` waited on the clock."""
+    before = clock.now
+    pacer.acquire(tokens)
+    return clock.now - before
+
+
 def test_a_held_pacer_sends_nothing_before_the_retry_after(clock: Clock) -> None:
     pacer = RatePacer(100, 10_000, clock=clock, sleep=clock.sleep)
     pacer.acquire(10)
     pacer.hold(7.0)
-    assert pacer.acquire(10) == 7.0
+    assert waited(pacer, clock, 10) == 7.0
     assert pacer.stats.requests == 2 and pacer.stats.tokens == 20
 
 
 def test_the_bucket_spends_the_minute_evenly_one_full_request_at_a_time(clock: Clock) -> None:
     pacer = RatePacer(100, 600, burst=100, clock=clock, sleep=clock.sleep)  # 10 tokens/s
-    assert pacer.acquire(100) == 10.0  # it starts empty: a fresh instance gathers first
-    assert pacer.acquire(50) == 5.0
+    assert waited(pacer, clock, 100) == 10.0  # it starts empty: a fresh instance gathers first
+    assert waited(pacer, clock, 50) == 5.0
     clock.now += 100  # idle: the bucket fills up to one full request, no more
-    assert pacer.acquire(100) == 0.0
-    assert pacer.acquire(100) == 10.0
+    assert waited(pacer, clock, 100) == 0.0
+    assert waited(pacer, clock, 100) == 10.0
     with pacer.reserve(100):  # room for a full request, before gathering its inputs
         assert clock.now - 1000.0 == 135.0
-        assert pacer.acquire(80) == 0.0
+        assert waited(pacer, clock, 80) == 0.0
+    assert pacer.stats.waited_s == 35.0
 
 
 def test_embedders_of_one_model_share_its_pacer() -> None:
@@ -208,10 +216,11 @@ def test_embedders_of_one_model_share_its_pacer() -> None:
     assert small.pacer.burst == small.request_tokens == 500
 
 
-def test_the_pacer_counts_a_request_in_its_minute_a_little_longer_than_the_server(
-    clock: Clock,
-) -> None:
-    # The server starts a request's minute when it arrives, after the client counted it.
+def test_a_request_counts_in_the_minute_from_its_response(clock: Clock) -> None:
+    # The server starts a request's minute when it arrives, after the client sent it and
+    # before the response: counted from the response, the client's minute covers it.
     pacer = RatePacer(1, 10_000, clock=clock, sleep=clock.sleep)
-    pacer.acquire(10)
-    assert pacer.acquire(10) == 61.0
+    sent = pacer.acquire(10)
+    clock.now += 0.5  # the round trip
+    pacer.finished(sent)
+    assert waited(pacer, clock, 10) == 60.0
