@@ -15,7 +15,9 @@ in one transaction:
 Nothing is lost or done twice: a chunk is embedded by whichever transaction locked it,
 its own task either waits for that one (and finds the vector) or embeds it itself, and
 the embed step checks every version a request touched for completion. A crash rolls
-the transaction back and the locks go with it.
+the transaction back and the locks go with it. Each request extends the lease of every
+version still waiting in the backlog, so the sweeper re-drives them only once requests
+stop going out.
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ def embed_pooled(
                 break  # full: nothing of typical size fits any more
         vectors = embedder.embed(texts)
         chunk_store.write_vectors(session, ids, vectors, kb.embedding_dim)
-    for version_id in touched - {task.version_id}:
-        # Progress, as the sweeper sees it: versions filled in here are not stalled.
-        version_store.extend_shared_lease(database, version_id, runtime.settings.lease_s)
+    # The backlog moved: neither the versions filled in here nor those still waiting
+    # behind them are stalled, as the sweeper sees it.
+    version_store.extend_pool_leases(
+        database, kb.embedding_model, kb.embedding_dim, runtime.settings.lease_s
+    )
     return touched

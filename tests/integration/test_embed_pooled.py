@@ -113,7 +113,27 @@ def test_requests_are_as_full_as_the_request_cap_allows(
     counts = openai_token_counts(chunk_texts(clean_stack, kb_id))
     assert max(counts) < cap < sum(counts)
 
-    for task in list(recorder.tasks.values()):
+    database = clean_stack.database
+    database.run(  # every lease long gone: only the backlog's progress keeps them now
+        "UPDATE document_versions SET lease_expires_at = now() - interval '1 hour'"
+        " WHERE kb_id = CAST(:kb AS uuid)",
+        kb=kb_id,
+    )
+    first, *rest = list(recorder.tasks.values())
+    embed_batch(clean_stack.runtime, first)
+    waiting = database.scalar(
+        "SELECT count(*) FROM document_versions WHERE kb_id = CAST(:kb AS uuid)"
+        " AND status = 'embedding'",
+        kb=kb_id,
+    )
+    live = database.scalar(
+        "SELECT count(*) FROM document_versions WHERE kb_id = CAST(:kb AS uuid)"
+        " AND status = 'embedding' AND lease_expires_at > now() + interval '60 seconds'",
+        kb=kb_id,
+    )
+    assert waiting > 0 and live == waiting  # the versions still waiting are not stalled
+
+    for task in rest:
         embed_batch(clean_stack.runtime, task)
 
     stats = limited.stats()
