@@ -47,7 +47,9 @@ TPM = 200_000
 # 10% at most (Terraform's derivation gives each instance the same granularity).
 REQUEST_TOKENS = TPM // 10
 LATENCY_S = 0.2
-MIN_PAGE_CHARS = 200  # a page with less text (a cover, a blank) is not a document
+MIN_PAGE_CHARS = 200
+# The code before requests were filled across versions and paced (measured beside ours).
+BASELINE_REF = "c001c2b"  # a page with less text (a cover, a blank) is not a document
 
 
 def page_texts(limit: int | None) -> list[tuple[str, str]]:
@@ -97,9 +99,91 @@ def busiest_minute(stats: LimitStats) -> int:
     return best
 
 
-def run(documents: int | None) -> dict[str, Any]:
+BASELINE_DRIVER = """
+import json, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from scripts.localstack.notifier import BucketNotifier
+from scripts.localstack.stack import LocalStack, StackConfig
+pages = json.loads(Path(sys.argv[1]).read_text())
+config = StackConfig(
+    data_dir=Path(sys.argv[2]), drop_folder=False, notify=False, sweep_interval_s=None
+)
+stack = LocalStack(config).start()
+try:
+    from werkzeug.test import Client
+    client = Client(stack.as_owner())
+    body = {"name": "bulk", "embedding_model": sys.argv[3],
+            "embedding_dimensions": int(sys.argv[4])}
+    kb_id = client.post("/v1/knowledge-bases", json=body).json["id"]
+    folder = f"{stack.settings.default_workspace}/{kb_id}"
+    bucket = stack.settings.upload_bucket
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(
+            lambda p: stack.objects.upload_bytes(bucket, f"{folder}/{p[0]}", p[1].encode()), pages
+        ))
+    notifier = BucketNotifier(
+        bucket, stack.host.storage_event, stack._dispatcher("eventarc", 2), stack.objects,
+        max_attempts=stack.config.delivery.max_attempts,
+    )
+    started = time.perf_counter()
+    notifier.poll_once()
+    stack.wait_idle(7200, settle_s=1.0)
+    finished = time.perf_counter()
+    rows = stack.database.run(
+        "SELECT status, count(*) FROM document_versions WHERE kb_id = CAST(:k AS uuid)"
+        " GROUP BY status", k=kb_id,
+    )
+    statuses = {str(status): int(count) for status, count in rows}
+    print("@@result@@" + json.dumps({"statuses": statuses, "wall_s": finished - started}))
+finally:
+    stack.stop()
+"""
+
+
+def run_baseline(ref: str, pages: list[tuple[str, str]]) -> dict[str, Any]:
+    """The same ingestion with the code of ``ref`` (a temporary git worktree), same server."""
+    import json
+    import subprocess
+    import sys
+
+    from scripts.bench.common import ref_worktree
+
+    with (
+        RateLimitedEmbeddings(rpm=RPM, tpm=TPM, latency_s=LATENCY_S) as server,
+        tempfile.TemporaryDirectory(prefix="ragline-bench-bulk-base-") as data,
+        ref_worktree(ref) as tree,
+    ):
+        listing = Path(data) / "pages.json"
+        listing.write_text(json.dumps(pages))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGLINE_", "PYTHON"))}
+        env.update({"OPENAI_API_KEY": "sk-local-bench", "OPENAI_BASE_URL": server.base_url})
+        print(f"baseline at {ref} ...", flush=True)
+        result = subprocess.run(
+            [sys.executable, "-c", BASELINE_DRIVER, str(listing), str(Path(data) / "stack"),
+             MODEL, str(DIMENSION)],
+            cwd=tree, env=env, capture_output=True, text=True, check=False, timeout=7200,
+        )  # fmt: skip
+        lines = [line for line in result.stdout.splitlines() if line.startswith("@@result@@")]
+        if result.returncode != 0 or not lines:
+            raise RuntimeError(f"the baseline failed:\n{result.stderr[-3000:]}")
+        outcome = json.loads(lines[-1].removeprefix("@@result@@"))
+        stats = server.stats()
+    share, _ = sustained_share(stats, TPM)
+    return {
+        "ref": ref,
+        "requests": stats.requests,
+        "rate_limited": stats.rate_limited,
+        "tokens_sent": stats.tokens,
+        "tpm_share": share,
+        "failed_documents": len(pages) - outcome["statuses"].get("ready", 0),
+        "statuses": outcome["statuses"],
+        "wall_s": outcome["wall_s"],
+    }
+
+
+def run(pages: list[tuple[str, str]]) -> dict[str, Any]:
     """Ingest the pages through a fresh stack against the limited server; return figures."""
-    pages = page_texts(documents)
     with (
         RateLimitedEmbeddings(rpm=RPM, tpm=TPM, latency_s=LATENCY_S) as server,
         tempfile.TemporaryDirectory(prefix="ragline-bench-bulk-") as data,
@@ -231,6 +315,22 @@ def markdown(result: dict[str, Any]) -> str:
          ""),
     ]  # fmt: skip
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    base = result.get("baseline")
+    before = ""
+    if base:
+        before = f"""
+The same run with the code before this (`{base["ref"]}`: one request per embed task,
+packed by the UTF-8 byte bound, no pacing, backoff on 429), against a fresh server with
+the same limits:
+
+| measure | before | now | now / before |
+|---|---|---|---|
+| embeddings requests | {base["requests"]:,} | {result["requests"]:,} | {result["requests"] / base["requests"]:.3f} |
+| 429s | {base["rate_limited"]:,} | {result["rate_limited"]:,} | |
+| tokens per minute, share of the limit | {base["tpm_share"]:.1%} | {share:.1%} | {share / base["tpm_share"]:.2f} |
+| documents failed | {base["failed_documents"]} | {result["failed_documents"]} | |
+| wall time | {base["wall_s"]:.1f} s | {result["wall_s"]:.1f} s | {result["wall_s"] / base["wall_s"]:.2f} |
+"""  # noqa: E501
     return f"""## Bulk ingestion at the rate limit
 
 {result["documents"]:,} documents (every page of the 20 10-Q filings with text on it, one
@@ -247,15 +347,13 @@ minute). Tokens are cl100k_base ({counted}).
 |---|---|---|
 {table}
 
+{before}
 "Fewest possible" is `max(ceil(T / R), ceil(N / 2048))` for the T cl100k tokens of the
 N chunks and R tokens per request: no request carries more than R tokens or 2,048
 inputs, so no schedule of requests can do with fewer. An embed task fills its request
 with the waiting chunks of every version (`shared/pipeline/pooled.py`), so the count
-follows the tokens, not the {result["documents"]:,} documents. Before this, each embed
-task (one per 64 chunks of a version: here one per document) made its own request,
-packed by the UTF-8 byte bound, with no pacing: at least {result["documents"]:,} requests,
-{result["documents"] / result["fewest_requests"]:.0f}x the fewest possible, by
-construction (not run here). The instance's pacer
+follows the tokens, not the {result["documents"]:,} documents (one embed task each,
+which made one request each before). The instance's pacer
 (`shared/embeddings/pacer.py`) waits until a full request fits, in a bucket refilled at
 the limit's rate and in the sliding minute, before the request is gathered: none is
 refused, and the chunks made while it waited ride in it.
@@ -277,11 +375,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 documents (smoke test)")
     parser.add_argument("--rerender", action="store_true", help="only rewrite the .md")
+    parser.add_argument(
+        "--baseline", default=BASELINE_REF, help="git ref measured beside ours ('' for none)"
+    )
     args = parser.parse_args()
     if args.rerender:
         rerender()
         return
-    result = run(200 if args.quick else None)
+    pages = page_texts(200 if args.quick else None)
+    result = run(pages)
+    if args.baseline:
+        result["baseline"] = run_baseline(args.baseline, pages)
     print({key: value for key, value in result.items() if not isinstance(value, dict)})
     metrics = {
         key: result[key]
@@ -299,6 +403,19 @@ def main() -> None:
             "wall_s",
         )
     }
+    base = result.get("baseline")
+    if base:
+        metrics.update(
+            {
+                "baseline_requests": base["requests"],
+                "baseline_rate_limited": base["rate_limited"],
+                "baseline_failed_documents": base["failed_documents"],
+                "baseline_tpm_share": base["tpm_share"],
+                "baseline_wall_s": base["wall_s"],
+                "requests_vs_baseline": result["requests"] / base["requests"],
+                "wall_vs_baseline": result["wall_s"] / base["wall_s"],
+            }
+        )
     write_section(
         "bulk_ingest",
         metrics,
