@@ -3,8 +3,8 @@
 A thousand small documents chunked at once would make a thousand small requests, one
 per embed task, and a per-minute request limit (or a request's fixed cost) would
 decide the pace. Instead, an embed task with chunks of its own to embed waits for its
-instance's turn (the embedder's pacer: room in the minute for a full request), then,
-in one transaction:
+instance's turn (the embedder's pacer: room for what waits in the pool, up to a full
+request), then, in one transaction:
 
 1. locks its own unembedded chunks, waiting for any another request holds;
 2. fills the rest of the request (``request_tokens`` of the provider's tokens, at most
@@ -54,7 +54,12 @@ def embed_pooled(
     """
     database = runtime.database
     budget = embedder.request_tokens
-    with embedder.reserve(budget), database.transaction() as session:
+    # Wait for room for what waits now, up to a full request: a lone document goes at
+    # once, a backlog in full requests.
+    waiting = chunk_store.pool_tokens(
+        database, model=kb.embedding_model, dim=kb.embedding_dim, cap=budget
+    )
+    with embedder.reserve(min(budget, max(1, waiting))), database.transaction() as session:
         own = chunk_store.lock_unembedded(
             session, task.version_id, task.first_ordinal, task.last_ordinal
         )

@@ -191,6 +191,26 @@ def claim_pool(
     )
 
 
+def pool_tokens(database: Database, *, model: str, dim: int, cap: int) -> int:
+    """About how many tokens wait for vectors from ``model``/``dim`` (counted to ``cap``).
+
+    The chunker's own token counts: an estimate of what the provider will count.
+    """
+    return int(
+        database.scalar(
+            "SELECT coalesce(sum(t.token_count), 0) FROM (SELECT c.token_count FROM chunks c"
+            " JOIN document_versions v ON v.id = c.version_id"
+            " JOIN knowledge_bases k ON k.id = c.kb_id"
+            " WHERE c.embedding IS NULL AND v.status = 'embedding'"
+            " AND k.embedding_model = :model AND k.embedding_dim = :dim"
+            " LIMIT :rows) t",
+            model=model,
+            dim=dim,
+            rows=max(1, cap),
+        )
+    )
+
+
 def unembedded_ordinals(database: Database, version_id: str) -> list[int]:
     """The ordinals of the version's chunks that have no embedding yet, ascending."""
     return [
