@@ -330,6 +330,12 @@ the same limits:
 | tokens per minute, share of the limit | {base["tpm_share"]:.1%} | {share:.1%} | {share / base["tpm_share"]:.2f} |
 | documents failed | {base["failed_documents"]} | {result["failed_documents"]} | |
 | wall time | {base["wall_s"]:.1f} s | {result["wall_s"]:.1f} s | {result["wall_s"] / base["wall_s"]:.2f} |
+
+Its share above 100% is the sliding minute's start: a client that has sent nothing may
+spend a whole minute's tokens at once, and the code before did, in requests of one
+document each (the refused ones waited out their `Retry-After`), so it ended sooner.
+The pacer spends the minute evenly from the start instead, one full request at a time:
+that first-minute burst is what it gives up for requests as few as the tokens allow.
 """  # noqa: E501
     return f"""## Bulk ingestion at the rate limit
 
@@ -354,9 +360,10 @@ inputs, so no schedule of requests can do with fewer. An embed task fills its re
 with the waiting chunks of every version (`shared/pipeline/pooled.py`), so the count
 follows the tokens, not the {result["documents"]:,} documents (one embed task each,
 which made one request each before). The instance's pacer
-(`shared/embeddings/pacer.py`) waits until a full request fits, in a bucket refilled at
-the limit's rate and in the sliding minute, before the request is gathered: none is
-refused, and the chunks made while it waited ride in it.
+(`shared/embeddings/pacer.py`) waits until what waits in the pool fits (up to a full
+request), in a bucket refilled at the limit's rate and in the sliding minute, before the
+request is gathered: none is refused, and in a backlog the chunks made while it waited
+ride in it.
 """
 
 
