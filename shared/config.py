@@ -225,6 +225,14 @@ class Settings(BaseSettings):
     chunk_tokens: int = 500
     chunk_overlap: int = 50
     embed_batch_size: int = Field(64, description="chunks per embed task")
+    # This instance's share of the embeddings provider's limits (OpenAI's tier 1 for
+    # text-embedding-3-small by default); Terraform divides the project's limits among
+    # the embed function's instances (infra/terraform/main.tf, local.embedding).
+    embedding_rpm: int = Field(3000, ge=1, description="embedding requests per minute")
+    embedding_tpm: int = Field(1_000_000, ge=1, description="embedding tokens per minute")
+    embedding_request_tokens: int = Field(
+        300_000, ge=1, le=300_000, description="most tokens in one embeddings request"
+    )
 
     # Identity (local stack: a single built-in principal until the identity issue lands).
     default_principal: str = "local-user"

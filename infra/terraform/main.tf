@@ -115,7 +115,7 @@ locals {
       cpu           = "1"
       timeout       = 300
       min_instances = 0
-      max_instances = var.embed_max_concurrent_dispatches
+      max_instances = local.embed_instances
       concurrency   = 1
       topic         = null
       event_type    = null
@@ -543,6 +543,10 @@ locals {
       RAGLINE_CORS_ORIGINS          = jsonencode(distinct(concat(var.allowed_origins, var.cors_origins)))
       # Logs are JSON lines on stdout; Cloud Logging parses severity from them.
       PYTHONUNBUFFERED = "1"
+      # Each instance's share of the embeddings provider's limits (tasks.tf).
+      RAGLINE_EMBEDDING_RPM            = tostring(local.embedding_share.rpm)
+      RAGLINE_EMBEDDING_TPM            = tostring(local.embedding_share.tpm)
+      RAGLINE_EMBEDDING_REQUEST_TOKENS = tostring(local.embedding_share.request_tokens)
     },
     # Every workspace's default quotas (shared/api/quotas.py); its admins may change them.
     {

@@ -157,25 +157,61 @@ variable "tasks_queue_name" {
   default     = "ragline-embed"
 }
 
-variable "embed_max_dispatches_per_second" {
-  description = "Rate limit of embed task dispatches (protects the embeddings provider's rate limits)."
+# The embeddings provider's limits (OpenAI: per model, per organisation; tier 1 for
+# text-embedding-3-small by default). The embed queue's rate and concurrency and each
+# instance's share are derived from them in tasks.tf (local.embedding).
+variable "embedding_rpm" {
+  description = "Embedding requests per minute the provider allows the project."
   type        = number
-  default     = 5
+  default     = 3000
 
   validation {
-    condition     = var.embed_max_dispatches_per_second > 0 && var.embed_max_dispatches_per_second <= 500
-    error_message = "embed_max_dispatches_per_second must be in (0, 500]."
+    condition     = var.embedding_rpm >= 1
+    error_message = "embedding_rpm must be at least 1."
   }
 }
 
-variable "embed_max_concurrent_dispatches" {
-  description = "Most embed tasks in flight at once; also caps the embed function's instances."
+variable "embedding_tpm" {
+  description = "Embedding tokens per minute the provider allows the project."
+  type        = number
+  default     = 1000000
+
+  validation {
+    condition     = var.embedding_tpm >= 1
+    error_message = "embedding_tpm must be at least 1."
+  }
+}
+
+variable "embedding_request_tokens" {
+  description = "Most tokens in one embeddings request (OpenAI accepts up to 300,000)."
+  type        = number
+  default     = 300000
+
+  validation {
+    condition     = var.embedding_request_tokens >= 1 && var.embedding_request_tokens <= 300000
+    error_message = "embedding_request_tokens must be in [1, 300000]."
+  }
+}
+
+variable "embedding_request_seconds" {
+  description = "Expected duration of one full embeddings request; sizes how many run at once."
   type        = number
   default     = 10
 
   validation {
-    condition     = var.embed_max_concurrent_dispatches >= 1
-    error_message = "embed_max_concurrent_dispatches must be at least 1."
+    condition     = var.embedding_request_seconds > 0
+    error_message = "embedding_request_seconds must be positive."
+  }
+}
+
+variable "embed_max_instances" {
+  description = "Cap on embed function instances (and embed tasks in flight), whatever the limits allow."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.embed_max_instances >= 1
+    error_message = "embed_max_instances must be at least 1."
   }
 }
 

@@ -1189,7 +1189,7 @@ WRITES_HEADER = (
     " | task ms p50 | server CPU ms/chunk | client CPU ms/chunk |\n"
     "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
 )
-# Terraform's embed_max_concurrent_dispatches: embed tasks Cloud Tasks runs at once.
+# Terraform's embed_max_instances: the most embed tasks Cloud Tasks runs at once.
 PRODUCTION_WRITERS = 10
 P95_TARGET_MS = 20.0
 RECALL_TARGET = 0.95
@@ -1706,7 +1706,7 @@ index built by the migrations' DDL, then a `CHECKPOINT`) plus the earlier rounds
 follow one another with the server's own checkpoints (the first writes after one log
 whole index pages, so early rounds carry more WAL).
 Writers: {", ".join(map(str, writers))}; the headline uses {headline}, production's cap
-(`embed_max_concurrent_dispatches` in Terraform). CPU per chunk: all the server's
+(`embed_max_instances` in Terraform). CPU per chunk: all the server's
 processes (a lower bound: short-lived autovacuum workers are missed) and the client
 process, which here shares the 2 cores with the server.
 

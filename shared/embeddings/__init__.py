@@ -79,9 +79,16 @@ def _create(model: str, dimension: int | None) -> Embedder:
                 raise ValueError(f"minilm has dimension {DIMENSION}, not {dimension}")
             return MiniLMEmbedder()
         if model.startswith("openai:"):
-            from shared.embeddings.openai import OpenAIEmbedder
+            from shared.config import get_settings
+            from shared.embeddings.openai import EmbeddingLimits, OpenAIEmbedder
 
-            return OpenAIEmbedder(model, dimension)
+            settings = get_settings()
+            limits = EmbeddingLimits(
+                rpm=settings.embedding_rpm,
+                tpm=settings.embedding_tpm,
+                request_tokens=settings.embedding_request_tokens,
+            )
+            return OpenAIEmbedder(model, dimension, limits=limits)
     except ValueError as exc:
         raise UnknownEmbeddingModelError(f"cannot embed with {model!r}: {exc}") from exc
     raise UnknownEmbeddingModelError(

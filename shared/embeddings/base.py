@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
 from shared.tokens import TokenCounter
@@ -38,6 +39,28 @@ class Embedder(Protocol):
             shared.errors.PermanentError: An input can never be embedded (too long).
             shared.errors.TransientError: The provider failed in a retryable way.
         """
+        ...
+
+
+@runtime_checkable
+class RateLimitedEmbedder(Embedder, Protocol):
+    """An embedder behind a provider's per-minute limits, billed per request and token.
+
+    Its callers fill each request from every version waiting (the embed step), so a
+    thousand small documents cost the requests their tokens need, not one each.
+
+    Attributes:
+        request_tokens: Most tokens one request may carry under the limits.
+    """
+
+    request_tokens: int
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Return each text's tokens as the provider's limits count them."""
+        ...
+
+    def reserve(self, tokens: int) -> AbstractContextManager[None]:
+        """Wait for this instance's turn to send a request of ``tokens``, and hold it."""
         ...
 
 

@@ -1,13 +1,20 @@
 """OpenAI embeddings through the official ``openai`` client, batched and retried.
 
 Requests respect the API's limits: at most 2,048 inputs and 300,000 tokens per
-request, 8,191 tokens per input. Token counts use :func:`shared.tokens.utf8_bound`
-(UTF-8 bytes), a provable upper bound on cl100k tokens that needs no vocabulary.
+request (or the deployment's smaller ``embedding_request_tokens``), 8,191 tokens per
+input. Each input is validated against its provable bound,
+:func:`shared.tokens.utf8_bound` (UTF-8 bytes); requests are packed by the exact
+cl100k_base counts (:func:`shared.tokens.openai_token_counts`), so they are as full as
+the limits allow: the fewest requests for the inputs given.
 
-The client's own retries are disabled: this module retries 408/409/429/5xx and
-connection errors itself, with exponential backoff and jitter, honouring
-``Retry-After``/``retry-after-ms``, then raises :class:`~shared.errors.TransientError`
-so the platform retries the task later. Other 4xx responses are permanent.
+A :class:`~shared.embeddings.pacer.RatePacer` keeps the instance inside its share of
+the requests and tokens per minute (``embedding_rpm``, ``embedding_tpm``), so a lone
+instance draws no 429. The client's own retries are disabled: this module retries
+408/409/429/5xx and connection errors itself, waiting exactly the server's
+``Retry-After``/``retry-after-ms`` when given (exponential backoff with jitter
+otherwise), then raises :class:`~shared.errors.TransientError` so the platform retries
+the task later. Other 4xx responses are permanent. :attr:`OpenAIEmbedder.stats` counts
+requests, retries and tokens.
 """
 
 from __future__ import annotations
@@ -18,13 +25,15 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from shared.embeddings.base import l2_normalize
+from shared.embeddings.pacer import RatePacer, shared_pacer
 from shared.errors import LimitExceededError, PermanentError, TransientError
-from shared.tokens import TokenCounter, get_counter, utf8_bound
+from shared.tokens import TokenCounter, get_counter, openai_token_counts, utf8_bound
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -42,6 +51,45 @@ NATIVE_DIMENSIONS = {
 }
 _FIXED_DIMENSION_MODELS = frozenset({"text-embedding-ada-002"})
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+@dataclass(frozen=True)
+class EmbeddingLimits:
+    """The provider's rate limits as this instance may use them.
+
+    Attributes:
+        rpm: Requests per minute.
+        tpm: Tokens per minute.
+        request_tokens: Most tokens in one request (the API's cap is 300,000).
+    """
+
+    rpm: int
+    tpm: int
+    request_tokens: int = MAX_TOKENS_PER_REQUEST
+
+    @property
+    def tokens_per_request(self) -> int:
+        """The largest request these limits admit: a request over the minute's budget never fits."""
+        return max(1, min(MAX_TOKENS_PER_REQUEST, self.request_tokens, self.tpm))
+
+
+@dataclass
+class EmbedderStats:
+    """What an embedder sent, for benchmarks and logs.
+
+    Attributes:
+        requests: Requests sent, retries included.
+        retries: Requests sent again after a failure (429s and others).
+        rate_limited: Responses that were 429.
+        tokens: Tokens of the requests that succeeded (cl100k, or the byte bound).
+        inputs: Inputs embedded.
+    """
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    tokens: int = 0
+    inputs: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,11 +157,13 @@ def plan_batches(
     max_inputs: int = MAX_INPUTS_PER_REQUEST,
     max_tokens: int = MAX_TOKENS_PER_REQUEST,
     max_input_tokens: int = MAX_INPUT_TOKENS,
+    counts: Sequence[int] | None = None,
 ) -> Iterator[tuple[int, int]]:
     """Split ``texts`` into consecutive ``(start, end)`` ranges, one per request.
 
-    Each range holds at most ``max_inputs`` texts whose :func:`utf8_bound` sum is at
-    most ``max_tokens``.
+    Each range holds at most ``max_inputs`` texts whose token counts (``counts``, else
+    the :func:`utf8_bound` of each) sum to at most ``max_tokens``. Ranges are filled
+    greedily in order, which for consecutive ranges gives the fewest requests.
 
     Raises:
         LimitExceededError: A text alone exceeds ``max_input_tokens`` bytes, so it
@@ -130,10 +180,11 @@ def plan_batches(
                 f"input {index} has {size} UTF-8 bytes; more than {max_input_tokens} "
                 "cannot be proven to fit the model's input limit"
             )
-        if index - start >= max_inputs or budget + size > max_tokens:
+        cost = counts[index] if counts is not None else size
+        if index > start and (index - start >= max_inputs or budget + cost > max_tokens):
             yield start, index
             start, budget = index, 0
-        budget += size
+        budget += cost
     if start < len(texts):
         yield start, len(texts)
 
@@ -155,6 +206,10 @@ class OpenAIEmbedder:
             byte bound in :attr:`max_input_bytes` is the guarantee).
         sleep: Called with each backoff delay (tests pass a recorder).
         seed: Seed of the jitter's random source, for reproducible tests.
+        limits: The rate limits this instance keeps to; None: no pacing, and requests
+            as large as the API allows.
+        pacer: A ready pacer (tests pass one with their clock); made from ``limits``
+            when not given.
     """
 
     max_input_tokens = MAX_INPUT_TOKENS
@@ -173,6 +228,8 @@ class OpenAIEmbedder:
         counter: TokenCounter | None = None,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
+        limits: EmbeddingLimits | None = None,
+        pacer: RatePacer | None = None,
     ) -> None:
         name = name.removeprefix(MODEL_PREFIX)
         if not name:
@@ -195,6 +252,14 @@ class OpenAIEmbedder:
         self._client_lock = threading.Lock()
         self._sleep = sleep
         self._rng = random.Random(seed)
+        self.request_tokens = (
+            limits.tokens_per_request if limits is not None else MAX_TOKENS_PER_REQUEST
+        )
+        if pacer is None and limits is not None:
+            pacer = shared_pacer(name, limits.rpm, limits.tpm, burst=self.request_tokens)
+        self.pacer = pacer
+        self.stats = EmbedderStats()
+        self._stats_lock = threading.Lock()
 
     @property
     def client(self) -> OpenAI:
@@ -211,6 +276,16 @@ class OpenAIEmbedder:
                 )
             return self._client
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Return each text's tokens as the provider's rate limits count them."""
+        return openai_token_counts(texts)
+
+    def reserve(self, tokens: int) -> AbstractContextManager[None]:
+        """Wait for the instance's turn to send a request of ``tokens`` (see the pacer)."""
+        if self.pacer is None:
+            return nullcontext()
+        return self.pacer.reserve(tokens)
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed ``texts`` in as few requests as the API limits allow.
 
@@ -219,11 +294,27 @@ class OpenAIEmbedder:
             PermanentError: An input is empty, or the API rejected a request (4xx).
             TransientError: Retries ran out on 408/409/429/5xx or connection errors.
         """
-        batches = list(plan_batches(texts))  # validates every input before any request
+        counts = self.count_tokens(texts)
+        # Validates every input before any request.
+        batches = list(plan_batches(texts, max_tokens=self.request_tokens, counts=counts))
         vectors: list[list[float]] = []
         for start, end in batches:
-            vectors.extend(self._request(texts[start:end]))
+            tokens = sum(counts[start:end])
+            sent = self.pacer.acquire(tokens) if self.pacer is not None else None
+            try:
+                vectors.extend(self._request(texts[start:end]))
+            finally:
+                if self.pacer is not None and sent is not None:
+                    self.pacer.finished(sent)
+            with self._stats_lock:
+                self.stats.tokens += tokens
+                self.stats.inputs += end - start
         return vectors
+
+    def _count(self, *, retry: bool) -> None:
+        with self._stats_lock:
+            self.stats.requests += 1
+            self.stats.retries += int(retry)
 
     def _request(self, batch: Sequence[str]) -> list[list[float]]:
         import openai
@@ -232,6 +323,7 @@ class OpenAIEmbedder:
         last_error: Exception | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
             wait: float | None = None
+            self._count(retry=attempt > 1)
             try:
                 response = self.client.embeddings.create(
                     model=self.name, input=list(batch), encoding_format="float", **extra
@@ -251,6 +343,9 @@ class OpenAIEmbedder:
                     ) from exc
                 last_error = exc
                 wait = parse_retry_after(exc.response.headers)
+                if status == 429:
+                    with self._stats_lock:
+                        self.stats.rate_limited += 1
             except (openai.APIConnectionError, openai.APIResponseValidationError) as exc:
                 last_error = exc
             else:
@@ -261,6 +356,8 @@ class OpenAIEmbedder:
                 raise TransientError(
                     f"OpenAI asked to retry after {wait:.0f}s: {last_error}"
                 ) from last_error
+            if wait is not None and self.pacer is not None:
+                self.pacer.hold(wait)  # the instance's next requests wait too
             self._sleep(wait if wait is not None else self.retry.backoff(attempt, self._rng))
         raise TransientError(
             f"OpenAI embeddings failed after {self.retry.max_attempts} attempts: {last_error}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from shared import trace_context
 from shared.errors import LimitExceededError, PermanentError
@@ -240,8 +241,13 @@ def _chunk_held(runtime: Runtime, version: Version) -> bool:
 
 @traced_step("ragline.pipeline.embed")
 def embed_batch(runtime: Runtime, task: EmbedTask) -> bool:
-    """Embed the task's chunks that have no vector yet; publish ``index`` when none are left."""
+    """Embed the task's chunks that have no vector yet; publish ``index`` when none are left.
+
+    With a rate-limited provider the request is filled with other versions' waiting
+    chunks too (:mod:`shared.pipeline.pooled`); each version it completes moves on.
+    """
     from shared.embeddings import get_embedder
+    from shared.embeddings.base import RateLimitedEmbedder
 
     database = runtime.database
     settings = runtime.settings
@@ -256,29 +262,50 @@ def embed_batch(runtime: Runtime, task: EmbedTask) -> bool:
     pending = chunk_store.unembedded_chunks(
         database, task.version_id, task.first_ordinal, task.last_ordinal
     )
+    filled: set[str] = set()
     if pending:
         # Batches run side by side, so none holds the stage: each keeps the sweeper off.
         version_store.extend_shared_lease(database, task.version_id, settings.lease_s)
         embedder = get_embedder(kb.embedding_model, kb.embedding_dim)
-        vectors = embedder.embed([chunk.text for chunk in pending])
-        if len(vectors) != len(pending):
-            raise RuntimeError(f"embedder returned {len(vectors)} vectors for {len(pending)} texts")
-        if any(len(vector) != kb.embedding_dim for vector in vectors):
-            raise RuntimeError(f"embedder returned vectors not of dimension {kb.embedding_dim}")
-        with database.transaction() as session:
-            chunk_store.write_vectors(
-                session, [chunk.id for chunk in pending], vectors, kb.embedding_dim
-            )
-    with database.transaction() as session:
-        if count_unembedded(session, task.version_id) > 0:
-            if pending:
+        if isinstance(embedder, RateLimitedEmbedder):
+            from shared.pipeline.pooled import embed_pooled
+
+            filled = embed_pooled(runtime, embedder, kb, task) - {task.version_id}
+        else:
+            _embed_own(runtime, embedder.embed, kb.embedding_dim, pending)
+    for other in sorted(filled):
+        _finish_embedding(runtime, other, progressed=True)
+    return _finish_embedding(runtime, task.version_id, progressed=bool(pending))
+
+
+def _embed_own(
+    runtime: Runtime,
+    embed: Callable[[list[str]], list[list[float]]],
+    dim: int,
+    pending: list[chunk_store.ChunkText],
+) -> None:
+    """Embed a task's own pending chunks in one call and store their vectors."""
+    vectors = embed([chunk.text for chunk in pending])
+    if len(vectors) != len(pending):
+        raise RuntimeError(f"embedder returned {len(vectors)} vectors for {len(pending)} texts")
+    if any(len(vector) != dim for vector in vectors):
+        raise RuntimeError(f"embedder returned vectors not of dimension {dim}")
+    with runtime.database.transaction() as session:
+        chunk_store.write_vectors(session, [chunk.id for chunk in pending], vectors, dim)
+
+
+def _finish_embedding(runtime: Runtime, version_id: str, *, progressed: bool) -> bool:
+    """Record progress, or move a version with no chunk left to embed on to ``index``."""
+    with runtime.database.transaction() as session:
+        if count_unembedded(session, version_id) > 0:
+            if progressed:
                 # Progress, as the sweeper sees it: a long embedding stage is not stalled.
-                version_store.touch(session, task.version_id)
+                version_store.touch(session, version_id)
             return True
         # Every batch that finds nothing left publishes: the last one to commit always
         # sees zero, and a lost publish is retried by the task's own retry.
-        transition(session, task.version_id, "indexing", ("embedding", "indexing"))
-    runtime.publisher.publish(settings.topic_index, IndexRequested(version_id=task.version_id))
+        transition(session, version_id, "indexing", ("embedding", "indexing"))
+    runtime.publisher.publish(runtime.settings.topic_index, IndexRequested(version_id=version_id))
     return True
 
 

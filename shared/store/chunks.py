@@ -39,6 +39,15 @@ class ChunkText:
 
 
 @dataclass(frozen=True)
+class PooledChunk:
+    """A chunk of any version waiting for its vector: what fills an embeddings request."""
+
+    id: int
+    version_id: str
+    text: str
+
+
+@dataclass(frozen=True)
 class _Ordinal:
     ordinal: int
 
@@ -135,6 +144,70 @@ def unembedded_chunks(
         v=version_id,
         first=first_ordinal,
         last=last_ordinal,
+    )
+
+
+def lock_unembedded(
+    session: Session, version_id: str, first_ordinal: int, last_ordinal: int
+) -> list[ChunkText]:
+    """Lock the version's unembedded chunks in the ordinal range, in order, and return them.
+
+    Waits for rows another transaction holds (a request filled from the pool): once it
+    commits they have vectors and are left out, once it lets them go they are returned.
+    """
+    return session.records(
+        ChunkText,
+        "SELECT id, text FROM chunks WHERE version_id = CAST(:v AS uuid)"
+        " AND ordinal BETWEEN :first AND :last AND embedding IS NULL"
+        " ORDER BY ordinal FOR UPDATE",
+        v=version_id,
+        first=first_ordinal,
+        last=last_ordinal,
+    )
+
+
+def claim_pool(
+    session: Session, *, model: str, dim: int, skip: Sequence[int], limit: int
+) -> list[PooledChunk]:
+    """Lock up to ``limit`` unembedded chunks of any version embedding with ``model``/``dim``.
+
+    Oldest versions first, in ordinal order; rows another transaction holds are passed
+    over (``SKIP LOCKED``), and so are ``skip`` (rows this transaction holds already).
+    """
+    return session.records(
+        PooledChunk,
+        "SELECT c.id, CAST(c.version_id AS text) AS version_id, c.text FROM chunks c"
+        " JOIN document_versions v ON v.id = c.version_id"
+        " JOIN knowledge_bases k ON k.id = c.kb_id"
+        " WHERE c.embedding IS NULL AND v.status = 'embedding'"
+        " AND k.embedding_model = :model AND k.embedding_dim = :dim"
+        " AND NOT (c.id = ANY(CAST(:skip AS bigint[])))"
+        " ORDER BY v.created_at, c.version_id, c.ordinal"
+        " LIMIT :limit FOR UPDATE OF c SKIP LOCKED",
+        model=model,
+        dim=dim,
+        skip=list(skip),
+        limit=limit,
+    )
+
+
+def pool_tokens(database: Database, *, model: str, dim: int, cap: int) -> int:
+    """About how many tokens wait for vectors from ``model``/``dim`` (counted to ``cap``).
+
+    The chunker's own token counts: an estimate of what the provider will count.
+    """
+    return int(
+        database.scalar(
+            "SELECT coalesce(sum(t.token_count), 0) FROM (SELECT c.token_count FROM chunks c"
+            " JOIN document_versions v ON v.id = c.version_id"
+            " JOIN knowledge_bases k ON k.id = c.kb_id"
+            " WHERE c.embedding IS NULL AND v.status = 'embedding'"
+            " AND k.embedding_model = :model AND k.embedding_dim = :dim"
+            " LIMIT :rows) t",
+            model=model,
+            dim=dim,
+            rows=max(1, cap),
+        )
     )
 
 

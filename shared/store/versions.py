@@ -306,6 +306,30 @@ def set_last_error(database: Database, version_id: str, message: str) -> None:
     )
 
 
+def extend_pool_leases(database: Database, model: str, dim: int, lease_s: int) -> int:
+    """Keep the sweeper off every version waiting for vectors from ``model``/``dim``.
+
+    Requests filled across versions embed the oldest chunks first, so a version far back
+    in a long backlog waits without progress of its own; while requests keep going out,
+    the backlog moves, and its versions are not stalled.
+
+    Returns:
+        How many versions' leases were extended.
+    """
+    rows = database.run(
+        "UPDATE document_versions v SET lease_expires_at ="
+        " greatest(v.lease_expires_at, now() + make_interval(secs => :lease))"
+        " FROM knowledge_bases k WHERE k.id = v.kb_id AND v.status = 'embedding'"
+        " AND k.embedding_model = :model AND k.embedding_dim = :dim"
+        " AND EXISTS (SELECT 1 FROM chunks c WHERE c.version_id = v.id AND c.embedding IS NULL)"
+        " RETURNING v.id",
+        lease=lease_s,
+        model=model,
+        dim=dim,
+    )
+    return len(rows)
+
+
 def touch(session: Session, version_id: str) -> None:
     """Record progress: bump ``updated_at`` and reset the stage's re-drive counts."""
     session.run(

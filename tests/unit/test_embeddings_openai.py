@@ -18,6 +18,7 @@ from shared.embeddings.openai import (
     parse_retry_after,
 )
 from shared.errors import LimitExceededError, PermanentError, TransientError
+from shared.tokens import openai_token_counts
 from tests.support.openai_server import OpenAIServer, Reply, fake_embedding
 
 MODEL = "text-embedding-3-small"
@@ -85,17 +86,28 @@ def test_batches_hold_at_most_2048_inputs(server: OpenAIServer, embedder: OpenAI
 
 
 def test_batches_hold_at_most_300k_tokens(server: OpenAIServer, embedder: OpenAIEmbedder) -> None:
-    rng = random.Random(1)
-    # 8,000-byte inputs (some multi-byte): 37 fit under the 300k-token bound, not 2,048.
-    texts = [
-        ("é" * 4000) if i % 3 == 0 else "".join(rng.choices("abcdef ", k=8000)) for i in range(100)
-    ]
+    # Requests are packed by cl100k tokens, as OpenAI counts them: each text here is
+    # 1,250 tokens (" hello" is one), so exactly 240 fill a 300k-token request.
+    texts = [f"hello{' hello' * 1249}" for _ in range(600)]
+    assert openai_token_counts(texts[:1]) == [1250]
     embedder.embed(texts)
     batches = inputs_per_request(server)
-    assert len(batches) == 3
+    assert [len(batch) for batch in batches] == [240, 240, 120]
     for batch in batches:
-        assert sum(len(t.encode("utf-8")) for t in batch) <= MAX_TOKENS_PER_REQUEST
+        assert sum(openai_token_counts(batch)) <= MAX_TOKENS_PER_REQUEST
     assert [x for batch in batches for x in batch] == texts
+
+
+def test_batches_are_packed_by_tokens_not_bytes(
+    server: OpenAIServer, embedder: OpenAIEmbedder
+) -> None:
+    # 8,000-byte texts of about 2,000 tokens: the byte bound would make three requests.
+    rng = random.Random(1)
+    texts = ["".join(rng.choices(["tax ", "rate ", "debt "], k=1700)) for _ in range(100)]
+    counts = openai_token_counts(texts)
+    assert sum(len(t) for t in texts) > 2 * MAX_TOKENS_PER_REQUEST > sum(counts)
+    embedder.embed(texts)
+    assert len(inputs_per_request(server)) == 1
 
 
 def test_input_over_the_provable_limit_is_permanent(
