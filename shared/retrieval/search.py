@@ -44,6 +44,12 @@ EXACT_SEARCH_MAX_CHUNKS = 4_000
 # gave recall@10 0.96 with some questions finding none of their true top 10; 100 gives
 # 0.99 for about 2 ms more (docs/benchmarks.md).
 EF_SEARCH_MIN = 100
+# The full-text arm's candidates: chunks containing the question's rarest words, adding
+# words rarest first while the chunks containing them stay under this many (counted
+# over the knowledge bases); a scope searched exactly is small enough to score every
+# chunk containing any word. Measured on SciFact and at 100k and 1M chunks
+# (docs/benchmarks.md, "Full-text arm at scale").
+TEXT_POSTINGS = 4_000
 # A name routes a search only if at most this share of the documents in scope carry it
 # in their profile: a word every document's title page has ("Form", "Inc") says nothing.
 ROUTING_MAX_SHARE = 0.5
@@ -290,10 +296,12 @@ def search_plan(database: Database, scope: ScopeSql, top_k: int) -> SearchPlan:
     """
     limit = max(top_k * CANDIDATE_FACTOR, MIN_CANDIDATES)
     counted = store.scope_chunk_count(database, scope, EXACT_SEARCH_MAX_CHUNKS + 1)
+    exact = counted <= EXACT_SEARCH_MAX_CHUNKS
     return SearchPlan(
         limit=limit,
-        exact=counted <= EXACT_SEARCH_MAX_CHUNKS,
+        exact=exact,
         ef_search=min(max(limit, EF_SEARCH_MIN), 1000),
+        postings=None if exact else TEXT_POSTINGS,
     )
 
 

@@ -16,7 +16,8 @@ _TABLES = (
     "evaluation_results, evaluation_runs, webhook_deliveries, webhooks, outbox, turn_feedback,"
     " chat_turns, chat_sessions, chunks, document_events, document_versions, access_requests,"
     " kb_grants, workspace_invitations, api_keys, stream_tickets, principals, upload_intents,"
-    " documents, knowledge_bases, ingest_rejections, workspaces"
+    " documents, knowledge_bases, ingest_rejections, workspaces, version_terms, kb_terms,"
+    " kb_text_stats"
 )
 
 
