@@ -129,7 +129,11 @@ def load_source() -> Source:
     from shared.db.connection import Database, url_connection_factory
 
     pg_dir = cache_dir("scifact") / "stack-5183docs" / "pg"
-    database = Database(url_connection_factory(start_postgres(pg_dir)), size=1)
+    running = (pg_dir / "postmaster.pid").exists()
+    # A server the SciFact benchmark is running is read through its socket (starting
+    # it here would stop it when this process is done).
+    url = f"postgresql://postgres@/ragline?host={pg_dir}" if running else start_postgres(pg_dir)
+    database = Database(url_connection_factory(url), size=1)
     texts: list[str] = []
     vectors: list[list[float]] = []
     for text, embedding in database.run(
@@ -138,7 +142,8 @@ def load_source() -> Source:
         texts.append(str(text))
         vectors.append(json.loads(str(embedding)))
     database.close()
-    release_postgres(pg_dir)
+    if not running:
+        release_postgres(pg_dir)
     queries, query_vectors = _claims(cache_dir("scifact") / "minilm.sqlite")
     meta_path.write_text(json.dumps({"texts": texts, "queries": queries}))
     np.save(vectors_path, np.asarray(vectors, dtype=np.float32))
@@ -342,13 +347,13 @@ def build(database: Database, source: Source, size: int) -> tuple[Store, dict[st
         database.run(
             "INSERT INTO chunks (version_id, document_id, kb_id, ordinal, text, embedding,"
             " embedding_dim, char_start, char_end, token_count)"
-            " SELECT CAST(:v AS uuid), CAST(:d AS uuid), CAST(:k AS uuid), g.i - :first,"
+            " SELECT CAST(:v AS uuid), CAST(:d AS uuid), CAST(:k AS uuid), g.i - CAST(:first AS bigint),"
             " x.head || ' ' || y.tail, l2_normalize(x.a + y.b + z.c), 384, 0,"
             " length(x.head) + 1 + length(y.tail), x.head_n + y.tail_n"
-            " FROM generate_series(:first, :last) AS g(i)"
-            " JOIN scale_source x ON x.id = (g.i::bigint * 2654435761) % :count"
-            " JOIN scale_source y ON y.id = (g.i::bigint * 40503 + 7) % :count"
-            " JOIN scale_source z ON z.id = (g.i::bigint * 69069 + 13) % :count",
+            " FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g(i)"
+            " JOIN scale_source x ON x.id = (g.i * 2654435761) % CAST(:count AS bigint)"
+            " JOIN scale_source y ON y.id = (g.i * 40503 + 7) % CAST(:count AS bigint)"
+            " JOIN scale_source z ON z.id = (g.i * 69069 + 13) % CAST(:count AS bigint)",
             v=version,
             d=document,
             k=kb.id,

@@ -280,8 +280,8 @@ def text_arm_sql(scope: ScopeSql) -> str:
     changes): N, the mean length in the embedding model's tokens, and each word's
     document frequency, one index lookup per word. Candidates are generated rarest word
     first: the chunks in scope (GIN index) containing the question's rarest words, adding
-    words while the chunks they occur in stay under ``:budget`` postings (the rarest
-    always counts). A chunk holding none of those words holds only common ones, which
+    words while the chunks they occur in stay within ``:budget`` postings (the rarest
+    word always counts, however common). A chunk holding none of those words holds only common ones, which
     BM25 weighs least; so the arm never reads the thousands of chunks that contain a
     common word alone. Each candidate is scored with every word of the question (its
     frequency in the chunk from the positions the tsvector stores).
@@ -294,13 +294,13 @@ def text_arm_sql(scope: ScopeSql) -> str:
         " stats AS MATERIALIZED (SELECT greatest(sum(s.chunks), 1)::float8 AS n,"
         " coalesce(sum(s.tokens)::float8 / nullif(sum(s.counted_chunks), 0), 1) AS avgdl"
         " FROM kb_text_stats s WHERE s.kb_id = ANY(CAST(:kbs AS uuid[]))),"
-        " weights AS MATERIALIZED (SELECT k.lexeme,"
+        " weights AS MATERIALIZED (SELECT k.lexeme, k.df,"
         " ln(1 + (s.n - k.df + 0.5) / (k.df + 0.5)) AS idf,"
         " sum(k.df) OVER (ORDER BY k.df, k.lexeme) - k.df AS rarer"
         " FROM known k CROSS JOIN stats s),"
         " chosen AS MATERIALIZED (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q,"
         " (SELECT array_agg(lexeme) FROM weights) AS every FROM weights"
-        " WHERE rarer < CAST(:budget AS float8)),"
+        " WHERE rarer = 0 OR rarer + df <= CAST(:budget AS float8)),"
         " matched AS MATERIALIZED (SELECT m.id, m.dl, u.lexeme,"
         " cardinality(u.positions) AS tf FROM (SELECT c.id,"
         " greatest(c.token_count, 1)::float8 AS dl, ts_filter(setweight(c.tsv, 'A',"
