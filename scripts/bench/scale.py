@@ -347,7 +347,8 @@ def build(database: Database, source: Source, size: int) -> tuple[Store, dict[st
         database.run(
             "INSERT INTO chunks (version_id, document_id, kb_id, ordinal, text, embedding,"
             " embedding_dim, char_start, char_end, token_count)"
-            " SELECT CAST(:v AS uuid), CAST(:d AS uuid), CAST(:k AS uuid), g.i - CAST(:first AS bigint),"
+            " SELECT CAST(:v AS uuid), CAST(:d AS uuid), CAST(:k AS uuid),"
+            " g.i - CAST(:first AS bigint),"
             " x.head || ' ' || y.tail, l2_normalize(x.a + y.b + z.c), 384, 0,"
             " length(x.head) + 1 + length(y.tail), x.head_n + y.tail_n"
             " FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g(i)"

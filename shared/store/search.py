@@ -280,11 +280,13 @@ def text_arm_sql(scope: ScopeSql) -> str:
     changes): N, the mean length in the embedding model's tokens, and each word's
     document frequency, one index lookup per word. Candidates are generated rarest word
     first: the chunks in scope (GIN index) containing the question's rarest words, adding
-    words while the chunks they occur in stay within ``:budget`` postings (the rarest
-    word always counts, however common). A chunk holding none of those words holds only common ones, which
-    BM25 weighs least; so the arm never reads the thousands of chunks that contain a
-    common word alone. Each candidate is scored with every word of the question (its
-    frequency in the chunk from the positions the tsvector stores).
+    words while the chunks they occur in stay within ``:budget`` postings. A chunk
+    holding none of those words holds only common ones, which BM25 weighs least; so the
+    arm never reads the thousands of chunks that contain a common word alone. When even
+    the rarest word is in more chunks than the budget, the candidates are the chunks
+    holding two of the three rarest words; and at most four times the budget are read.
+    Each candidate is scored with every word of the question (its frequency in the chunk
+    from the positions the tsvector stores).
     """
     return (
         "WITH known AS MATERIALIZED (SELECT t.lexeme, sum(t.df)::float8 AS df FROM kb_terms t"
@@ -298,14 +300,20 @@ def text_arm_sql(scope: ScopeSql) -> str:
         " ln(1 + (s.n - k.df + 0.5) / (k.df + 0.5)) AS idf,"
         " sum(k.df) OVER (ORDER BY k.df, k.lexeme) - k.df AS rarer"
         " FROM known k CROSS JOIN stats s),"
-        " chosen AS MATERIALIZED (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q,"
-        " (SELECT array_agg(lexeme) FROM weights) AS every FROM weights"
-        " WHERE rarer = 0 OR rarer + df <= CAST(:budget AS float8)),"
+        " rarest AS (SELECT lexeme, row_number() OVER (ORDER BY df, lexeme) AS r FROM weights),"
+        " chosen AS MATERIALIZED (SELECT CASE WHEN min(w.df) <= CAST(:budget AS float8)"
+        " THEN string_agg(quote_literal(w.lexeme), ' | ')"
+        " FILTER (WHERE w.rarer + w.df <= CAST(:budget AS float8))"
+        " ELSE coalesce((SELECT string_agg(quote_literal(a.lexeme) || ' & '"
+        " || quote_literal(b.lexeme), ' | ') FROM rarest a JOIN rarest b"
+        " ON a.r < b.r AND b.r <= 3), min(w.lexeme)) END::tsquery AS q,"
+        " array_agg(w.lexeme) AS every FROM weights w),"
         " matched AS MATERIALIZED (SELECT m.id, m.dl, u.lexeme,"
         " cardinality(u.positions) AS tf FROM (SELECT c.id,"
         " greatest(c.token_count, 1)::float8 AS dl, ts_filter(setweight(c.tsv, 'A',"
         " (SELECT every FROM chosen)), '{a}') AS hits"
-        f" FROM chunks c {scope.chunks()} AND c.tsv @@ (SELECT q FROM chosen)) m,"
+        f" FROM chunks c {scope.chunks()} AND c.tsv @@ (SELECT q FROM chosen)"
+        " LIMIT least(4 * CAST(:budget AS float8), 1e18)::bigint) m,"
         " unnest(m.hits) AS u)"
         " SELECT t.id, sum(w.idf"
         f" * t.tf * {BM25_K1 + 1} / (t.tf + {BM25_K1} * (1 - {BM25_B}"

@@ -122,17 +122,23 @@ def test_a_large_scope_ranks_the_rarest_words_candidates_by_full_bm25(
     monkeypatch.setattr(search, "EXACT_SEARCH_MAX_CHUNKS", 0)
     monkeypatch.setattr(search, "TEXT_POSTINGS", 10_000)
     assert _text_arm(stack, kb["id"]) == [chunk_id for chunk_id, _ in ranked]
-    # A budget of one posting: only the chunks holding the rarest word are candidates
-    # (document frequency, ties by lexeme), each still scored with every word.
-    monkeypatch.setattr(search, "TEXT_POSTINGS", 1)
+    # A budget as small as the rarest word's postings: only the chunks holding it are
+    # candidates (document frequency, ties by lexeme), each scored with every word.
     df = {
         t: sum(1 for c in chunks if t in c["tf"])
         for t in terms
         if any(t in c["tf"] for c in chunks)
     }
-    rarest = min(df, key=lambda t: (df[t], t))
-    holding = {c["id"] for c in chunks if rarest in c["tf"]}
+    by_rarity = sorted(df, key=lambda t: (df[t], t))
+    monkeypatch.setattr(search, "TEXT_POSTINGS", df[by_rarity[0]])
+    holding = {c["id"] for c in chunks if by_rarity[0] in c["tf"]}
     assert _text_arm(stack, kb["id"]) == [i for i, _ in ranked if i in holding]
+    # Even the rarest word is in more chunks than the budget: the candidates are the
+    # chunks holding two of the three rarest words.
+    monkeypatch.setattr(search, "TEXT_POSTINGS", df[by_rarity[0]] - 1)
+    pairs = {c["id"] for c in chunks if sum(1 for t in by_rarity[:3] if t in c["tf"]) >= 2}
+    assert pairs
+    assert _text_arm(stack, kb["id"]) == [i for i, _ in ranked if i in pairs]
 
 
 def _statistics(stack: LocalStack, kb_id: str) -> tuple[dict[str, int], dict[str, int]]:
