@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scripts.bench.common import (
+    RESULTS,
     SCIFACT,
     cache_dir,
     median,
@@ -692,6 +693,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         database.close()
     if args.build_only:
         return
+    # Sizes measured by an earlier run and not this one stay in the report.
+    saved = RESULTS / "scale.json"
+    if saved.exists():
+        for key, figures in json.loads(saved.read_text()).get("details", {}).items():
+            results.setdefault(int(key), figures)
+    results = dict(sorted(results.items()))
     metrics: dict[str, Any] = {}
     for size, figures in results.items():
         tag = label(size)

@@ -256,14 +256,16 @@ def vector_arm_sql(scope: ScopeSql, dim: int, exact: bool) -> str:
     the index's (half-precision) order; they are ranked by their full-precision
     distance (near-ties can swap in half precision).
     """
-    ranked = (
-        f"cosine_distance(c.embedding::vector({dim}), CAST(:q AS vector({dim})))"
-        if exact
-        else distance_sql(dim)
-    )
+    if exact:
+        # Ordered by the distance it returns: one comparison per chunk, not two.
+        return (
+            f"SELECT c.id, cosine_distance(c.embedding::vector({dim}),"
+            f" CAST(:q AS vector({dim}))) AS distance FROM chunks c {scope.chunks()}"
+            f" AND c.embedding_dim = {dim} ORDER BY distance LIMIT :n"
+        )
     return (
         f"SELECT c.id, {_distance(dim)} AS distance FROM chunks c {scope.chunks()}"
-        f" AND c.embedding_dim = {dim} ORDER BY {ranked} LIMIT :n"
+        f" AND c.embedding_dim = {dim} ORDER BY {distance_sql(dim)} LIMIT :n"
     )
 
 
