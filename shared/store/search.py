@@ -286,7 +286,7 @@ def text_arm_sql(scope: ScopeSql) -> str:
     holding none of those words holds only common ones, which BM25 weighs least; so the
     arm never reads the thousands of chunks that contain a common word alone. When even
     the rarest word is in more chunks than the budget, the candidates are the chunks
-    holding two of the three rarest words; and at most four times the budget are read.
+    holding two of the three rarest words; and at most the budget of chunks is read.
     Each candidate is scored with every word of the question (its frequency in the chunk
     from the positions the tsvector stores).
     """
@@ -315,7 +315,7 @@ def text_arm_sql(scope: ScopeSql) -> str:
         " greatest(c.token_count, 1)::float8 AS dl, ts_filter(setweight(c.tsv, 'A',"
         " (SELECT every FROM chosen)), '{a}') AS hits"
         f" FROM chunks c {scope.chunks()} AND c.tsv @@ (SELECT q FROM chosen)"
-        " LIMIT least(4 * CAST(:budget AS float8), 1e18)::bigint) m,"
+        " LIMIT least(CAST(:budget AS float8), 1e18)::bigint) m,"
         " unnest(m.hits) AS u)"
         " SELECT t.id, sum(w.idf"
         f" * t.tf * {BM25_K1 + 1} / (t.tf + {BM25_K1} * (1 - {BM25_B}"
