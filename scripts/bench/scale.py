@@ -24,7 +24,7 @@ index build times and sizes; the memory settings used.
 
 Usage: ``.venv/bin/python -m scripts.bench.scale [--sizes 100000,1000000] [--reuse]``
 (``--reuse`` keeps a size's database when it already holds the chunks.) Long: the 1M
-build takes most of an hour on two cores, so ``scripts.bench.run`` runs it only with
+build takes about 25 minutes on two cores, so ``scripts.bench.run`` runs it only with
 ``--scale``.
 """
 
