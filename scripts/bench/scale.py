@@ -722,6 +722,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics[f"filtered_1pct_results_{tag}"] = figures["filter_1pct"]["vector_results_min"]
         for clients in CLIENTS:
             metrics[f"qps_{clients}_{tag}"] = figures[f"qps_{clients}_after"]
+    # The keys exist even for a size not measured (null), so runs compare.
+    for tag in ("100k", "1m"):
+        for key in ("hybrid_p95_ms", "vector_recall_at_10", "filtered_1pct_results"):
+            metrics.setdefault(f"{key}_{tag}", None)
     write_section(
         "scale",
         metrics,
