@@ -116,11 +116,15 @@ class SearchPlan:
         exact: Compare the query with every chunk in scope (True) or walk the HNSW
             index (False).
         ef_search: ``hnsw.ef_search`` for the walk.
+        postings: The full-text arm's candidate budget: it adds the question's words,
+            rarest first, while the chunks containing them stay under this count
+            (:func:`text_arm_sql`); None scores every chunk containing any word.
     """
 
     limit: int
     exact: bool
     ef_search: int
+    postings: int | None = None
 
 
 def models_in_scope(session: Session, scope: ScopeSql) -> list[ModelInScope]:
@@ -252,49 +256,71 @@ def vector_arm_sql(scope: ScopeSql, dim: int, exact: bool) -> str:
     the index's (half-precision) order; they are ranked by their full-precision
     distance (near-ties can swap in half precision).
     """
-    ranked = (
-        f"cosine_distance(c.embedding::vector({dim}), CAST(:q AS vector({dim})))"
-        if exact
-        else distance_sql(dim)
-    )
+    if exact:
+        # Ordered by the distance it returns: one comparison per chunk, not two.
+        return (
+            f"SELECT c.id, cosine_distance(c.embedding::vector({dim}),"
+            f" CAST(:q AS vector({dim}))) AS distance FROM chunks c {scope.chunks()}"
+            f" AND c.embedding_dim = {dim} ORDER BY distance LIMIT :n"
+        )
     return (
         f"SELECT c.id, {_distance(dim)} AS distance FROM chunks c {scope.chunks()}"
-        f" AND c.embedding_dim = {dim} ORDER BY {ranked} LIMIT :n"
+        f" AND c.embedding_dim = {dim} ORDER BY {distance_sql(dim)} LIMIT :n"
     )
 
 
 def text_arm_sql(scope: ScopeSql) -> str:
-    """The full-text arm: the ``:n`` chunks in scope best matching ``:tsq`` by BM25.
+    """The full-text arm: the ``:n`` chunks in scope best matching ``:terms`` by BM25.
 
-    Chunks matching any of the question's words (GIN index), ranked by BM25.
     ts_rank_cd counts every matching word alike, so a question's common words
     ("patients", "cells", "increase") outweigh the one rare word that identifies the
     passage; BM25 weighs each word by its inverse document frequency and saturates
-    repeats. Statistics are over the search's scope: N and the mean length (in the
-    embedding model's tokens) from its active versions' chunk counts and token totals
-    (a scan of every chunk in scope cost milliseconds per 10k chunks), each word's
-    document frequency from the matching chunks (every chunk containing the word
-    matches the OR query), its frequency in a chunk from the positions the tsvector
-    stores.
+    repeats.
+
+    Statistics come from the knowledge bases' counts (``kb_terms``, ``kb_text_stats``,
+    migration 0019: the readable chunks, kept by a trigger when an active version
+    changes): N, the mean length in the embedding model's tokens, and each word's
+    document frequency, one index lookup per word. Candidates are generated rarest word
+    first: the chunks in scope (GIN index) containing the question's rarest words, adding
+    words while the chunks they occur in stay within ``:budget`` postings. A chunk
+    holding none of those words holds only common ones, which BM25 weighs least; so the
+    arm never reads the thousands of chunks that contain a common word alone. When even
+    the rarest word is in more chunks than the budget, the candidates are the chunks
+    holding two of the three rarest words; and at most the budget of chunks is read.
+    Each candidate is scored with every word of the question (its frequency in the chunk
+    from the positions the tsvector stores).
     """
     return (
-        "WITH matched AS MATERIALIZED (SELECT m.id, m.dl, u.lexeme,"
+        "WITH known AS MATERIALIZED (SELECT t.lexeme, sum(t.df)::float8 AS df FROM kb_terms t"
+        " WHERE t.kb_id = ANY(CAST(:kbs AS uuid[]))"
+        " AND t.lexeme = ANY(tsvector_to_array(to_tsvector('english', :terms)))"
+        " GROUP BY t.lexeme HAVING sum(t.df) > 0),"
+        " stats AS MATERIALIZED (SELECT greatest(sum(s.chunks), 1)::float8 AS n,"
+        " coalesce(sum(s.tokens)::float8 / nullif(sum(s.counted_chunks), 0), 1) AS avgdl"
+        " FROM kb_text_stats s WHERE s.kb_id = ANY(CAST(:kbs AS uuid[]))),"
+        " weights AS MATERIALIZED (SELECT k.lexeme, k.df,"
+        " ln(1 + (s.n - k.df + 0.5) / (k.df + 0.5)) AS idf,"
+        " sum(k.df) OVER (ORDER BY k.df, k.lexeme) - k.df AS rarer"
+        " FROM known k CROSS JOIN stats s),"
+        " rarest AS (SELECT lexeme, row_number() OVER (ORDER BY df, lexeme) AS r FROM weights),"
+        " chosen AS MATERIALIZED (SELECT CASE WHEN min(w.df) <= CAST(:budget AS float8)"
+        " THEN string_agg(quote_literal(w.lexeme), ' | ')"
+        " FILTER (WHERE w.rarer + w.df <= CAST(:budget AS float8))"
+        " ELSE coalesce((SELECT string_agg(quote_literal(a.lexeme) || ' & '"
+        " || quote_literal(b.lexeme), ' | ') FROM rarest a JOIN rarest b"
+        " ON a.r < b.r AND b.r <= 3), min(w.lexeme)) END::tsquery AS q,"
+        " array_agg(w.lexeme) AS every FROM weights w),"
+        " matched AS MATERIALIZED (SELECT m.id, m.dl, u.lexeme,"
         " cardinality(u.positions) AS tf FROM (SELECT c.id,"
         " greatest(c.token_count, 1)::float8 AS dl, ts_filter(setweight(c.tsv, 'A',"
-        " tsvector_to_array(to_tsvector('english', :terms))), '{a}') AS hits"
-        f" FROM chunks c {scope.chunks()} AND c.tsv @@ to_tsquery('english', :tsq)) m,"
-        " unnest(m.hits) AS u),"
-        " df AS (SELECT lexeme, count(*)::float8 AS df FROM matched GROUP BY lexeme),"
-        # Versions without a token total (none after migration 0007) are left out of
-        # the mean length rather than counted as empty: avgdl is never zero.
-        " stats AS (SELECT greatest(sum(v.chunk_count), 1)::float8 AS n,"
-        " coalesce(sum(v.token_total)::float8 / nullif(sum(v.chunk_count)"
-        f" FILTER (WHERE v.token_total IS NOT NULL), 0), 1) AS avgdl"
-        f"{scope.active_versions('f')})"
-        " SELECT t.id, sum(ln(1 + (s.n - d.df + 0.5) / (d.df + 0.5))"
+        " (SELECT every FROM chosen)), '{a}') AS hits"
+        f" FROM chunks c {scope.chunks()} AND c.tsv @@ (SELECT q FROM chosen)"
+        " LIMIT least(CAST(:budget AS float8), 1e18)::bigint) m,"
+        " unnest(m.hits) AS u)"
+        " SELECT t.id, sum(w.idf"
         f" * t.tf * {BM25_K1 + 1} / (t.tf + {BM25_K1} * (1 - {BM25_B}"
         f" + {BM25_B} * t.dl / s.avgdl)))::real AS rank"
-        " FROM matched t JOIN df d USING (lexeme) CROSS JOIN stats s"
+        " FROM matched t JOIN weights w USING (lexeme) CROSS JOIN stats s"
         " GROUP BY t.id ORDER BY rank DESC, t.id LIMIT :n"
     )
 
@@ -369,6 +395,7 @@ class HybridQuery:
             "tsq": self.tsquery,
             "terms": self.terms,
             "n": self.plan.limit,
+            "budget": float("inf") if self.plan.postings is None else float(self.plan.postings),
             **self.scope.params,
         }
 

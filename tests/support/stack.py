@@ -17,7 +17,7 @@ _TABLES = (
     " chat_turns, chat_sessions, chunks, document_events, document_versions, access_requests,"
     " kb_grants, workspace_invitations, api_keys, stream_tickets, principals, upload_intents,"
     " source_items, source_runs, sources, documents, knowledge_bases, ingest_rejections,"
-    " workspace_limits, quota_counters,"
+    " workspace_limits, quota_counters, version_terms, kb_terms, kb_text_stats,"
     " workspaces"
 )
 # The audit log refuses TRUNCATE (append-only, migration 0021) to every role; only a
