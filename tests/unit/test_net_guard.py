@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -12,6 +12,7 @@ import pytest
 from shared.errors import UnsafeUrlError, UpstreamError
 from shared.net.client import SafeHttpClient, connect_tcp
 from shared.net.guard import UrlGuard, parse_numeric_ipv4
+from tests.support.fake_dns import FakeDns
 
 PUBLIC = "93.184.216.34"
 
@@ -26,17 +27,6 @@ DNS: dict[str, list[str]] = {
     "mapped.example.com": ["::ffff:10.0.0.1"],
     "cgnat.example.com": ["100.64.1.1"],
 }
-
-
-class FakeDns:
-    """A resolver with fixed answers that records what it was asked."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-
-    def __call__(self, host: str, port: int) -> Sequence[str]:
-        self.asked.append(host)
-        return DNS.get(host, [])
 
 
 class RecordingConnector:
@@ -110,7 +100,7 @@ FORBIDDEN = [
 @pytest.mark.parametrize("url", FORBIDDEN)
 def test_a_forbidden_url_is_refused_before_any_connection(url: str) -> None:
     connector = RecordingConnector()
-    client = SafeHttpClient(UrlGuard(FakeDns()), connector)
+    client = SafeHttpClient(UrlGuard(FakeDns(DNS)), connector)
 
     with pytest.raises(UnsafeUrlError) as refused:
         client.post(url, b"{}", {"Content-Type": "application/json"})
@@ -143,7 +133,7 @@ def test_numeric_hosts_are_read_as_the_c_resolver_reads_them() -> None:
 def test_a_public_url_connects_to_the_address_that_was_checked(
     url: str, address: str, port: int
 ) -> None:
-    dns = FakeDns()
+    dns = FakeDns(DNS)
     connector = RecordingConnector()
     client = SafeHttpClient(UrlGuard(dns), connector)
 
@@ -155,7 +145,7 @@ def test_a_public_url_connects_to_the_address_that_was_checked(
 
 
 def test_the_allow_list_admits_only_its_networks() -> None:
-    guard = UrlGuard(FakeDns(), allow_networks=["127.0.0.1/32"])
+    guard = UrlGuard(FakeDns(DNS), allow_networks=["127.0.0.1/32"])
     assert guard.check("http://127.0.0.1:8000/x").addresses == ("127.0.0.1",)
     for url in ("http://127.0.0.2/", "http://localhost/", "http://10.0.0.1/"):
         with pytest.raises(UnsafeUrlError):

@@ -9,7 +9,7 @@ opens a real connection.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,6 +20,7 @@ from shared.sources.connector import ItemRef, Outcome
 from shared.sources.web.config import UrlSourceConfig
 from shared.sources.web.connector import UrlConnector, check_source_url
 from shared.sources.web.fetch import PageFetcher
+from tests.support.fake_dns import FakeDns
 
 PUBLIC = "93.184.216.34"
 
@@ -34,17 +35,6 @@ DNS: dict[str, list[str]] = {
     "mapped.example.com": ["::ffff:127.0.0.1"],
     "cgnat.example.com": ["100.64.3.4"],
 }
-
-
-class FakeDns:
-    """Fixed answers; a name not listed resolves to nothing."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-
-    def __call__(self, host: str, port: int) -> Sequence[str]:
-        self.asked.append(host)
-        return DNS.get(host, [])
 
 
 class CannedServer:
@@ -93,7 +83,7 @@ def server() -> Iterator[CannedServer]:
 
 
 def fetcher_for(connector: CannedServer) -> PageFetcher:
-    return PageFetcher(SafeHttpClient(UrlGuard(FakeDns()), connector), timeout_s=5)
+    return PageFetcher(SafeHttpClient(UrlGuard(FakeDns(DNS)), connector), timeout_s=5)
 
 
 FORBIDDEN = [
@@ -188,7 +178,7 @@ def test_a_source_with_a_refused_url_is_refused_when_created(url: str) -> None:
     config = UrlSourceConfig(url=url)
 
     with pytest.raises(UnsafeUrlError) as refused:
-        check_source_url(config, UrlGuard(FakeDns()))
+        check_source_url(config, UrlGuard(FakeDns(DNS)))
 
     assert refused.value.code == "unsafe_url"  # the HTTP layer's 400
 
@@ -243,7 +233,7 @@ def test_a_public_url_connects_to_the_checked_address_with_its_host_name(
     server: CannedServer,
 ) -> None:
     server.answers.append(answer("200 OK", {"Content-Type": "text/plain"}, b"hello"))
-    dns = FakeDns()
+    dns = FakeDns(DNS)
     fetcher = PageFetcher(SafeHttpClient(UrlGuard(dns), server))
 
     result = fetcher.fetch("http://public.example.com:8080/a")
