@@ -309,6 +309,15 @@ def model_stub() -> Iterator[tuple[str, int]]:
             process.wait()
 
 
+# Limits high enough that no run of the bench is refused (0 would mean unlimited, and
+# skip the counters a deployment pays for).
+QUOTAS_NEVER_REACHED = {
+    "quota_requests_per_minute": 1_000_000_000,
+    "quota_api_key_requests_per_minute": 1_000_000_000,
+    "quota_questions_per_day": 1_000_000_000,
+}
+
+
 # -- the generator: one runtime per kind ----------------------------------------------------
 
 
@@ -324,6 +333,7 @@ def runtime_for(stack: Any, kind: str, base_url: str | None = None) -> Any:
     from shared.runtime import Runtime
 
     base = stack.runtime
+    update: dict[str, object]
     if kind == "llm":
         assert base_url is not None
         update = {
@@ -333,6 +343,9 @@ def runtime_for(stack: Any, kind: str, base_url: str | None = None) -> Any:
         }
     else:
         update = {"openai_api_key": "", "openai_base_url": "", "openai_model": ""}
+    # Quotas stay on (their counters are part of every request's work), with limits no
+    # run reaches: the bench sends far more than a person's requests per minute.
+    update.update(QUOTAS_NEVER_REACHED)
     return Runtime(
         base.settings.model_copy(update=update),
         parse_limits=base.parse_limits,
