@@ -309,12 +309,14 @@ def model_stub() -> Iterator[tuple[str, int]]:
             process.wait()
 
 
-# Limits high enough that no run of the bench is refused (0 would mean unlimited, and
-# skip the counters a deployment pays for).
+# Quotas stay on (their counters are part of every request's work) with limits no run
+# reaches: the bench sends far more than a person's requests and questions (0 would mean
+# unlimited, and skip the counters). Set in the environment, so the workers of
+# ``--compare`` read them too; a ref from before quotas ignores them.
 QUOTAS_NEVER_REACHED = {
-    "quota_requests_per_minute": 1_000_000_000,
-    "quota_api_key_requests_per_minute": 1_000_000_000,
-    "quota_questions_per_day": 1_000_000_000,
+    "RAGLINE_QUOTA_REQUESTS_PER_MINUTE": "1000000000",
+    "RAGLINE_QUOTA_API_KEY_REQUESTS_PER_MINUTE": "1000000000",
+    "RAGLINE_QUOTA_QUESTIONS_PER_DAY": "1000000000",
 }
 
 
@@ -333,7 +335,6 @@ def runtime_for(stack: Any, kind: str, base_url: str | None = None) -> Any:
     from shared.runtime import Runtime
 
     base = stack.runtime
-    update: dict[str, object]
     if kind == "llm":
         assert base_url is not None
         update = {
@@ -343,9 +344,6 @@ def runtime_for(stack: Any, kind: str, base_url: str | None = None) -> Any:
         }
     else:
         update = {"openai_api_key": "", "openai_base_url": "", "openai_model": ""}
-    # Quotas stay on (their counters are part of every request's work), with limits no
-    # run reaches: the bench sends far more than a person's requests per minute.
-    update.update(QUOTAS_NEVER_REACHED)
     return Runtime(
         base.settings.model_copy(update=update),
         parse_limits=base.parse_limits,
@@ -1463,6 +1461,7 @@ def bottleneck_note(results: dict[str, Any], settings: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Measure, print a summary, and write the section."""
+    os.environ.update(QUOTAS_NEVER_REACHED)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=200, help="first questions per generator")
     parser.add_argument("--warmup", type=int, default=20)
