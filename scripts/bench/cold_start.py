@@ -71,6 +71,8 @@ IMPORTS_BY_DISTRIBUTION: dict[str, list[str]] = {
     "pillow": ["PIL.Image"],
     "mcp": ["mcp.server.mcpserver"],
     "a2wsgi": ["a2wsgi"],
+    "defusedxml": ["defusedxml.ElementTree"],
+    "swagger-ui-bundle-v2": ["swagger_ui_bundle"],
 }
 
 # Libraries worth tracking per target (module name -> what to call it).
