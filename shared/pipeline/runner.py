@@ -52,8 +52,9 @@ def run_step(
     started = time.monotonic()
     outcome = "retry"
     try:
-        work()
-        outcome = "ok"
+        # A step returns False when it had nothing to do (a redelivery, a version gone or
+        # past the stage): its line says so, apart from the attempts that did the work.
+        outcome = "skipped" if work() is False else "ok"
     except PermanentError as error:
         outcome = "failed"
         log.warning("%s failed permanently: %s", step, error, extra=extra)
