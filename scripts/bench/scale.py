@@ -3,13 +3,17 @@
 Data behaves like real data because it is made of real data. The source is the 10,077
 SciFact chunks Ragline ingested in the SciFact benchmark (its stored database, text and
 MiniLM vectors as the product wrote them). Each synthetic chunk joins the first half of
-one source chunk's words to the second half of another's; its vector is the first
-chunk's MiniLM vector perturbed by the second's and a third's (``0.8 a + 0.2 b +
-0.1 c``, renormalised): neighbourhoods, term frequencies and document frequencies keep
-the shape of real passages, never of uniform random vectors. Rows are generated inside
-PostgreSQL (pgvector arithmetic) and written to the real ``chunks`` table of the real
-schema; versions are then activated as the index step does (the text statistics
-trigger counts them), and the indexes are built by the product's DDL.
+one source chunk's words to the second half of another's, and its vector matches that
+text: the sum of the two passages' MiniLM vectors (each half weighs as much as the
+other, as in MiniLM's mean pooling), perturbed by a third passage's (``x + y + 0.2 z``,
+renormalised; :data:`RECIPE`). At 1M chunks that is 1M distinct points spread like
+real passages (each source passage is one half of about 200 chunks, each joined to a
+different other half), not copies of the 10,077 sources; term frequencies and document
+frequencies keep the shape of real passages, never of uniform random vectors. Rows
+are generated inside PostgreSQL (pgvector arithmetic) and written to the real
+``chunks`` table of the real schema; versions are then activated as the index step
+does (the text statistics trigger counts them), and the indexes are built by the
+product's DDL.
 
 Queries: the 300 SciFact test claims with their MiniLM vectors (the SciFact benchmark's
 cache), issued through the product's own statement builders
@@ -90,6 +94,11 @@ REPORTED_SETTINGS = (
     "max_parallel_workers_per_gather",
 )
 TARGET_P95_MS = {100_000: 20.0, 1_000_000: 50.0}
+# How a chunk's vector is made from its two halves' passages (x: the head's, y: the
+# tail's) and a third (z): the weights of x, y and z before renormalising. Recorded as
+# the knowledge base's description, so ``--reuse`` never keeps a build of another recipe.
+RECIPE_WEIGHTS = (1.0, 1.0, 0.2)
+RECIPE = "l2_normalize(x + y + 0.2 z)"
 
 
 def label(size: int) -> str:
@@ -246,7 +255,10 @@ def open_database(size: int, pool: int) -> Database:
 
 def existing(database: Database, size: int) -> Store | None:
     """The store a previous run built for ``size``, if complete."""
-    kb = database.scalar("SELECT id::text FROM knowledge_bases WHERE name = 'scale'")
+    kb = database.scalar(
+        "SELECT id::text FROM knowledge_bases WHERE name = 'scale' AND description = :r",
+        r=RECIPE,
+    )
     if kb is None:
         return None
     chunks = database.scalar(
@@ -288,10 +300,12 @@ def build(database: Database, source: Source, size: int) -> tuple[Store, dict[st
         get_settings(),
         name="scale",
         principal="bench",
+        description=RECIPE,
         embedding_model=MODEL,
         workspace=WORKSPACE,
     )
-    # The source rows, with their vectors pre-scaled for the recombination.
+    # The source rows, with their vectors pre-scaled by RECIPE_WEIGHTS (pgvector has
+    # no scalar product), so the recombination is a sum.
     database.run(
         "CREATE UNLOGGED TABLE scale_source (id int PRIMARY KEY, head text, head_n int,"
         " tail text, tail_n int, a vector(384), b vector(384), c vector(384))"
@@ -308,7 +322,7 @@ def build(database: Database, source: Source, size: int) -> tuple[Store, dict[st
             str(half),
             _copy(tail),
             str(len(words) - half),
-            *(vector_literal((vector * weight).tolist()) for weight in (0.8, 0.2, 0.1)),
+            *(vector_literal((vector * weight).tolist()) for weight in RECIPE_WEIGHTS),
         ]
         buffer.write("\t".join(fields) + "\n")
     with database.session() as session:
@@ -750,7 +764,7 @@ def _previous() -> dict[str, dict[str, float]]:
 def _save_build(size: int, figures: dict[str, float]) -> None:
     """Keep a build's figures for a later ``--reuse`` run's report."""
     builds = _previous()
-    builds[str(size)] = {**figures, "built_at": now()}  # type: ignore[dict-item]
+    builds[str(size)] = {**figures, "recipe": RECIPE, "built_at": now()}  # type: ignore[dict-item]
     (cache_dir("scale") / "builds.json").write_text(json.dumps(builds, indent=2))
 
 
