@@ -854,7 +854,7 @@ def vector_arm(
 
     model = store_search.ModelInScope(name=MODEL, dimension=DIMENSION, kb_ids=[store.kb_id])
     compiled = search.model_scope(_request(store, "", scope), model, scope.document_ids)
-    plan = search.search_plan(store.database, compiled, top_k)
+    plan = search.search_plan(store.database, compiled, top_k, DIMENSION)
     if strategy is not None:
         plan = replace(plan, exact=strategy == "exact")
     if ef_search is not None:

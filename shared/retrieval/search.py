@@ -24,6 +24,7 @@ from shared.retrieval.fusion import reciprocal_rank_fusion
 from shared.retrieval.query import named_terms, or_query_terms, wants_latest
 from shared.retrieval.types import Passage
 from shared.store import search as store
+from shared.store import vector_index
 from shared.store.scope import Scope, ScopeSql, compile_scope
 from shared.store.search import HybridQuery, HybridRow, ModelInScope, SearchPlan
 from shared.tracing import span
@@ -44,6 +45,13 @@ EXACT_SEARCH_MAX_CHUNKS = 4_000
 # gave recall@10 0.96 with some questions finding none of their true top 10; 100 gives
 # 0.99 for about 2 ms more (docs/benchmarks.md).
 EF_SEARCH_MIN = 100
+# A larger graph needs a longer walk for the same recall: ef_search grows by one
+# candidate per this many chunks in the HNSW graph (the whole index of the dimension,
+# which every walk crosses), from EF_SEARCH_MIN up to EF_SEARCH_MAX, pgvector's limit.
+# At 1M recombined SciFact chunks ef_search 100 found 0.89 of the true top 10
+# (docs/benchmarks.md, "Scale").
+EF_SEARCH_CHUNKS_PER_CANDIDATE = 1_000
+EF_SEARCH_MAX = 1_000
 # The full-text arm's candidates: chunks containing the question's rarest words, adding
 # words rarest first while the chunks containing them stay within this many (counted
 # over the knowledge bases); a small filtered scope scores every chunk containing any
@@ -279,7 +287,7 @@ def model_scope(
     return compile_scope(replace(request_scope(request, document_ids), kb_ids=tuple(model.kb_ids)))
 
 
-def search_plan(database: Database, scope: ScopeSql, top_k: int) -> SearchPlan:
+def search_plan(database: Database, scope: ScopeSql, top_k: int, dimension: int) -> SearchPlan:
     """How a search of ``scope`` for ``top_k`` passages walks it.
 
     Each arm looks :data:`CANDIDATE_FACTOR` times deeper than the answer needs. The
@@ -287,27 +295,41 @@ def search_plan(database: Database, scope: ScopeSql, top_k: int) -> SearchPlan:
     joins make it expect a handful of rows, so it would sort every chunk of the
     knowledge base by distance): the scope's size, read from its versions' chunk
     counts, decides instead. A scope of at most :data:`EXACT_SEARCH_MAX_CHUNKS` chunks
-    is compared exactly, anything larger walks the HNSW index. The full-text arm reads
-    the chunks of the question's rarest words within :data:`TEXT_POSTINGS` postings,
-    unless the scope is small and filtered.
+    is compared exactly, anything larger walks the HNSW index, keeping more candidates
+    the larger the graph (:func:`ef_search_for`). The full-text arm reads the chunks of
+    the question's rarest words within :data:`TEXT_POSTINGS` postings, unless the scope
+    is small and filtered.
 
     Args:
         database: The database.
         scope: The compiled scope.
         top_k: Passages the search returns.
+        dimension: The embedding dimension of the knowledge bases in scope.
     """
     limit = max(top_k * CANDIDATE_FACTOR, MIN_CANDIDATES)
     counted = store.scope_chunk_count(database, scope, EXACT_SEARCH_MAX_CHUNKS + 1)
     exact = counted <= EXACT_SEARCH_MAX_CHUNKS
+    # Only a walk reads the graph's size: an exact search costs no extra round trip.
+    graph = 0 if exact else vector_index.indexed_chunks(database, dimension)
     # The budget counts postings over whole knowledge bases: a filtered scope holds only
     # some of them, so a small filtered scope scores every chunk of its own instead.
     filtered = scope.scope.document_ids is not None or bool(scope.metadata)
     return SearchPlan(
         limit=limit,
         exact=exact,
-        ef_search=min(max(limit, EF_SEARCH_MIN), 1000),
+        ef_search=ef_search_for(graph, limit),
         postings=None if exact and filtered else TEXT_POSTINGS,
     )
+
+
+def ef_search_for(graph_chunks: int, limit: int) -> int:
+    """``hnsw.ef_search`` for a walk of a graph of ``graph_chunks`` returning ``limit``.
+
+    At least the limit and :data:`EF_SEARCH_MIN`, one more candidate per
+    :data:`EF_SEARCH_CHUNKS_PER_CANDIDATE` chunks beyond, at most :data:`EF_SEARCH_MAX`.
+    """
+    grown = -(-graph_chunks // EF_SEARCH_CHUNKS_PER_CANDIDATE)
+    return min(max(limit, EF_SEARCH_MIN, grown), EF_SEARCH_MAX)
 
 
 def hybrid_query(
@@ -335,7 +357,7 @@ def hybrid_query(
         scope=scope,
         vector=vector,
         dim=dim,
-        plan=search_plan(database, scope, request.top_k),
+        plan=search_plan(database, scope, request.top_k, dim),
         tsquery=" | ".join(terms),
         terms=" ".join(terms),
     )

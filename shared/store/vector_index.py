@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 
-from shared.db import Session
+from shared.db import Database, Session
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,19 @@ MAX_INDEXED_DIMENSION = 4000
 def index_name(dimension: int) -> str:
     """The name of the HNSW index serving ``dimension``."""
     return f"chunks_embedding_hnsw_{dimension}"
+
+
+def indexed_chunks(database: Database, dimension: int) -> int:
+    """Chunks in the HNSW graph of ``dimension``, as the server's statistics estimate it.
+
+    The graph holds every knowledge base's chunks of that dimension, and a walk crosses
+    all of it whatever the scope. The estimate (``pg_class.reltuples``) is kept by
+    index builds, VACUUM and ANALYZE; 0 when there is no index or no estimate yet.
+    """
+    value = database.scalar(
+        "SELECT reltuples FROM pg_class WHERE oid = to_regclass(:n)", n=index_name(dimension)
+    )
+    return max(int(value or 0), 0)
 
 
 def distance_sql(dimension: int, alias: str = "c", query: str = ":q") -> str:

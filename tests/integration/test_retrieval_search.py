@@ -19,6 +19,7 @@ from shared.db.connection import Session
 from shared.retrieval import search
 from shared.retrieval.search import RetrievalRequest
 from shared.store.search import ModelInScope
+from shared.store.vector_index import indexed_chunks
 from tests.support.api import Api
 from tests.support.stack import wipe_stack
 
@@ -99,6 +100,32 @@ def test_a_large_scope_walks_the_index_and_a_small_one_is_scanned_exactly(
     assert "chunks_embedding_hnsw_384" not in plan
     assert "cosine_distance" in plan
     assert ranking == _exact(stack, kb_id, query, one)
+
+
+def test_a_walk_keeps_more_candidates_the_larger_the_graph(
+    stack: LocalStack, corpus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scaled down: one candidate per chunk in the graph, no floor above the limit, so
+    # the knowledge base's ~30 chunks stand for a graph of millions.
+    monkeypatch.setattr(search, "EXACT_SEARCH_MAX_CHUNKS", 12)
+    monkeypatch.setattr(search, "EF_SEARCH_CHUNKS_PER_CANDIDATE", 1)
+    monkeypatch.setattr(search, "EF_SEARCH_MIN", 1)
+    monkeypatch.setattr(search, "MIN_CANDIDATES", 1)
+    stack.database.run("ANALYZE chunks")  # the graph's size estimate, as autovacuum keeps it
+    graph = indexed_chunks(stack.database, 384)
+    kb_id = corpus["kb"]["id"]
+    model = ModelInScope(name="hashing-384", dimension=384, kb_ids=[kb_id])
+    request = RetrievalRequest(query="bread", kb_ids=[kb_id], workspace="default", top_k=1)
+
+    walk = search.search_plan(stack.database, search.model_scope(request, model, None), 1, 384)
+    assert not walk.exact
+    assert graph > walk.limit
+    assert walk.ef_search == graph
+
+    one = [corpus["documents"]["bread and ovens"]["document_id"]]
+    small = search.search_plan(stack.database, search.model_scope(request, model, one), 1, 384)
+    assert small.exact
+    assert small.ef_search == walk.limit  # an exact search does not read the graph's size
 
 
 def test_the_statement_itself_keeps_other_workspaces_out(
