@@ -22,14 +22,15 @@ cache), issued through the product's own statement builders
 Measured per size: the hybrid statement with today's full-text arm and with the one it
 replaced (the earlier arm scored every chunk containing any word of the question; its
 SQL is kept here as the baseline), p50/p95 with one client and queries per second with
-1, 4 and 16 clients; the vector arm alone (p50/p95, recall@10 against the same query
-with index scans disabled); results under filters matching 10% and 1% of the chunks;
-index build times and sizes; the memory settings used.
+1, 4 and 16 clients; the vector arm alone (p50/p95, recall@10 against the exact
+search), with the plan's ``ef_search`` and with each of :data:`EF_SWEEP` (there also the
+hybrid statement's p95); results under filters matching 10% and 1% of the chunks; index
+build times and sizes; the memory settings used.
 
 Usage: ``.venv/bin/python -m scripts.bench.scale [--sizes 100000,1000000] [--reuse]``
-(``--reuse`` keeps a size's database when it already holds the chunks.) Long: the 1M
-build takes about 25 minutes on two cores, so ``scripts.bench.run`` runs it only with
-``--scale``.
+(``--reuse`` keeps a size's database when it already holds the chunks, built with
+today's :data:`RECIPE`.) Long: the 1M build takes about 15 minutes on two cores, so
+``scripts.bench.run`` runs it only with ``--scale``.
 """
 
 from __future__ import annotations
