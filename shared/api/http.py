@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 from shared.api import audit
 from shared.api.authn import authenticate
 from shared.api.cors import add_cors_headers, allowed_origin, is_preflight, preflight_response
-from shared.api.quotas import check_request, limits_of
+from shared.api.quotas import check_request, limits_of, remembered
 from shared.api.text_input import check_json, check_pairs
 from shared.auth import Principal
 from shared.errors import (
@@ -429,6 +429,17 @@ class Router:
         context: audit.AuditContext | None,
     ) -> Response:
         """Authenticate, count the request, then run the handler (audited if declared)."""
+        with remembered():
+            return self._run(runtime, request, endpoint, args, context)
+
+    def _run(
+        self,
+        runtime: Runtime,
+        request: Request,
+        endpoint: str,
+        args: Mapping[str, Any],
+        context: audit.AuditContext | None,
+    ) -> Response:
         principal = ANONYMOUS
         if endpoint not in self._public:
             principal = self._authenticate(runtime, request)

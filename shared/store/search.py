@@ -8,6 +8,7 @@ statement runs both arms (HNSW cosine search and BM25 full text) in one round tr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 
@@ -325,8 +326,8 @@ def text_arm_sql(scope: ScopeSql) -> str:
     )
 
 
-def apply_plan(session: Session, plan: SearchPlan) -> None:
-    """Set the per-transaction settings of a search, in one round trip.
+def plan_settings(plan: SearchPlan) -> dict[str, str | int]:
+    """The per-transaction settings of a search (``SET LOCAL``, sent with its ``BEGIN``).
 
     Iterative scans keep walking the HNSW graph until LIMIT rows pass the scope
     filters (relaxed order: results are re-sorted by distance). The planner cannot be
@@ -335,12 +336,17 @@ def apply_plan(session: Session, plan: SearchPlan) -> None:
     (100k chunks: hundreds of ms); sorting is disabled unless the search is exact, so
     the index's order wins.
     """
-    session.run(
-        "SET LOCAL hnsw.iterative_scan = relaxed_order;"
-        f" SET LOCAL hnsw.ef_search = {plan.ef_search};"
-        f" SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES};"
-        f" SET LOCAL enable_sort = {'on' if plan.exact else 'off'}"
-    )
+    return {
+        "hnsw.iterative_scan": "relaxed_order",
+        "hnsw.ef_search": plan.ef_search,
+        "hnsw.max_scan_tuples": MAX_SCAN_TUPLES,
+        "enable_sort": "on" if plan.exact else "off",
+    }
+
+
+def _searching(database: Database, plan: SearchPlan) -> AbstractContextManager[Session]:
+    """A read-only transaction with the plan's settings: one round trip to begin it."""
+    return database.transaction(read_only=True, settings=plan_settings(plan))
 
 
 @dataclass(frozen=True)
@@ -412,8 +418,7 @@ def vector_search(
         dim: The embedding dimension of the knowledge bases in scope.
         plan: Limit, exact or index, ef_search.
     """
-    with database.transaction() as session:
-        apply_plan(session, plan)
+    with _searching(database, plan) as session:
         hits = session.records(
             VectorHit,
             f"WITH vec AS MATERIALIZED ({vector_arm_sql(scope, dim, plan.exact)})"
@@ -431,8 +436,7 @@ def hybrid_search(database: Database, query: HybridQuery) -> list[HybridRow]:
     Returns:
         The union of both arms' candidates, in no particular order.
     """
-    with database.transaction() as session:
-        apply_plan(session, query.plan)
+    with _searching(database, query.plan) as session:
         return session.records(HybridRow, query.sql(), **query.params())
 
 
@@ -441,8 +445,7 @@ def explain_hybrid_search(database: Database, query: HybridQuery) -> str:
 
     For diagnosing a slow search: the same statement and settings, run and timed.
     """
-    with database.transaction() as session:
-        apply_plan(session, query.plan)
+    with _searching(database, query.plan) as session:
         return "\n".join(
             str(line)
             for line in session.scalars(

@@ -77,3 +77,21 @@ def test_turn_writes_do_not_wait_for_the_wal_flush(database: Database) -> None:
     # ... so an ordinary write still waits for its flush (which the probe does see).
     history.record_feedback(database, principal, second, "up", "")
     assert wal_flushes(database) > before
+
+
+def test_quota_counters_do_not_wait_for_the_wal_flush(database: Database) -> None:
+    import datetime as dt
+
+    from shared.store import quotas
+
+    window = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    before = wal_flushes(database)
+    taken = [
+        quotas.take(database, "requests_per_minute", "flush-test", window, 1, 2) for _ in "abc"
+    ]
+    assert wal_flushes(database) == before
+    # Counted all the same: two fit the limit, the third does not.
+    assert [t.used if t else None for t in taken] == [1, 2, None]
+    assert quotas.used(database, "requests_per_minute", "flush-test", window) == 2
+    assert database.scalar("SHOW synchronous_commit") == "on"
+    database.run("DELETE FROM quota_counters WHERE subject = 'flush-test'")
