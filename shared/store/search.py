@@ -29,11 +29,16 @@ BM25_B = 0.75
 
 @dataclass(frozen=True)
 class ModelInScope:
-    """An embedding model and the knowledge bases in scope that use it."""
+    """An embedding model and the knowledge bases in scope that use it.
+
+    ``chunks``: the readable chunks of those knowledge bases (their text statistics),
+    before any document or metadata filter; None when not read.
+    """
 
     name: str
     dimension: int
     kb_ids: list[str]
+    chunks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class DocumentFacts:
             text states (None if none).
         matched: The names looked for that its profile contains.
         named: The question contains its file name (with or without extension) or title.
+        chunks: Its active version's chunks.
         in_scope: Documents in scope.
         routing: The knowledge bases' routing: ``off`` if any has it off, else
             ``names`` if any has the name filter, else ``auto``.
@@ -71,6 +77,7 @@ class DocumentFacts:
     fiscal_year_end_month: int | None
     matched: list[str]
     named: bool
+    chunks: int
     in_scope: int
     routing: str
 
@@ -136,7 +143,9 @@ def models_in_scope(session: Session, scope: ScopeSql) -> list[ModelInScope]:
     return session.records(
         ModelInScope,
         "SELECT k.embedding_model AS name, k.embedding_dim AS dimension,"
-        " array_agg(k.id::text ORDER BY k.id) AS kb_ids"
+        " array_agg(k.id::text ORDER BY k.id) AS kb_ids,"
+        " coalesce(sum((SELECT s.chunks FROM kb_text_stats s WHERE s.kb_id = k.id)), 0)::int"
+        " AS chunks"
         + scope.knowledge_bases()
         + " GROUP BY k.embedding_model, k.embedding_dim ORDER BY k.embedding_model",
         **scope.params,
@@ -185,7 +194,7 @@ def document_facts(
         # "a.md" is not named by every question with an "a" in it.
         f" ({_named_in_question(_FILE_STEM, 4)}"
         f"  OR {_named_in_question('d.title', 8)}) AS named,"
-        " count(*) OVER () AS in_scope,"
+        " coalesce(v.chunk_count, 0) AS chunks, count(*) OVER () AS in_scope,"
         " (SELECT CASE WHEN bool_or(o.routing = 'off') THEN 'off'"
         "  WHEN bool_or(o.routing = 'names') THEN 'names' ELSE 'auto' END"
         "  FROM knowledge_bases o WHERE o.id = ANY(CAST(:kbs AS uuid[]))) AS routing"
@@ -213,16 +222,6 @@ def _named_in_question(name_sql: str, shortest: int) -> str:
         f"(length({_words(name_sql)}) >= {shortest + 2}"
         f" AND position({_words(name_sql)} IN {_words(':q')}) > 0)"
     )
-
-
-def chunk_total(session: Session, document_ids: Sequence[str]) -> int:
-    """The chunks of the active versions of ``document_ids`` (from their chunk counts)."""
-    total = session.scalar(
-        "SELECT coalesce(sum(v.chunk_count), 0) FROM documents d JOIN document_versions v"
-        " ON v.id = d.active_version_id WHERE d.id = ANY(CAST(:docs AS uuid[]))",
-        docs=list(document_ids),
-    )
-    return int(total or 0)
 
 
 def scope_chunk_count(database: Database, scope: ScopeSql, cap: int) -> int:
