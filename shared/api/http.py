@@ -215,6 +215,13 @@ def model_response(
     return json_response(shaped.model_dump(mode="json", exclude_unset=True), status, headers)
 
 
+def instance_response(
+    body: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON response of a response model the handler built (validated when built)."""
+    return json_response(body.model_dump(mode="json"), status, headers)
+
+
 def error_response(status: int, code: str, message: str) -> Response:
     """An error in the API's format (:class:`ErrorBody`)."""
     body = ErrorBody(error=ErrorDetail(code=code, message=message))
