@@ -416,7 +416,8 @@ class Router:
                 context = audit.start(request, action, args, request_id)
             runtime = self._runtime()
             check_request_text(request, args)
-            response = self._dispatch(runtime, request, str(endpoint), args, context)
+            with remembered():  # the request's limits, read once
+                response = self._dispatch(runtime, request, str(endpoint), args, context)
         except Exception as error:  # every failure becomes an error response
             response = render_error(request, error, error_format)
         if context is not None and runtime is not None:
@@ -436,17 +437,6 @@ class Router:
         context: audit.AuditContext | None,
     ) -> Response:
         """Authenticate, count the request, then run the handler (audited if declared)."""
-        with remembered():
-            return self._run(runtime, request, endpoint, args, context)
-
-    def _run(
-        self,
-        runtime: Runtime,
-        request: Request,
-        endpoint: str,
-        args: Mapping[str, Any],
-        context: audit.AuditContext | None,
-    ) -> Response:
         principal = ANONYMOUS
         if endpoint not in self._public:
             principal = self._authenticate(runtime, request)
