@@ -155,10 +155,15 @@ def add(
     window_start: dt.datetime,
     amount: int,
 ) -> None:
-    """Add ``amount`` to a counter unconditionally (usage known only afterwards)."""
+    """Add ``amount`` to a counter unconditionally (usage known only afterwards).
+
+    Committed without waiting for the disk, as :func:`take`.
+    """
     database.run(
-        "INSERT INTO quota_counters AS c (limit_name, subject, window_start, used)"
-        " VALUES (:l, :s, :ws, :n) ON CONFLICT (limit_name, subject, window_start)"
+        "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))"
+        " INSERT INTO quota_counters AS c (limit_name, subject, window_start, used)"
+        " SELECT :l, :s, :ws, CAST(:n AS bigint) FROM async_commit"
+        " ON CONFLICT (limit_name, subject, window_start)"
         " DO UPDATE SET used = c.used + EXCLUDED.used",
         l=limit_name,
         s=subject,
