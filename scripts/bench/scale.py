@@ -463,13 +463,12 @@ def before_text_arm_sql(scope: ScopeSql) -> str:
 def run_hybrid(database: Database, query: HybridQuery, before: bool) -> list[Any]:
     """The hybrid statement (today's, or with the replaced full-text arm)."""
     from shared.store import search as store
-    from shared.store.search import HybridRow, apply_plan, text_arm_sql
+    from shared.store.search import HybridRow, plan_settings, text_arm_sql
 
     if not before:
         return store.hybrid_search(database, query)
     sql = query.sql().replace(text_arm_sql(query.scope), before_text_arm_sql(query.scope))
-    with database.transaction() as session:
-        apply_plan(session, query.plan)
+    with database.transaction(read_only=True, settings=plan_settings(query.plan)) as session:
         return session.records(HybridRow, sql, **query.params())
 
 

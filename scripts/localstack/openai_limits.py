@@ -30,9 +30,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from scripts.localstack.loopback_http import LoopbackHttpServer
 from shared.tokens import openai_token_counts
 
 MAX_INPUTS = 2048
@@ -103,7 +104,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.3g}s" if seconds >= 0.001 else "0s"
 
 
-class RateLimitedEmbeddings:
+class RateLimitedEmbeddings(LoopbackHttpServer):
     """The server: ``127.0.0.1`` on an ephemeral port, one thread per connection.
 
     Args:
@@ -125,6 +126,7 @@ class RateLimitedEmbeddings:
         window_s: float = WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.rpm = rpm
         self.tpm = tpm
         self.latency_s = latency_s
@@ -135,36 +137,10 @@ class RateLimitedEmbeddings:
         self._window: deque[tuple[float, int]] = deque()
         self._window_tokens = 0
         self._stats = LimitStats()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> RateLimitedEmbeddings:
-        """Start serving in a background thread."""
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> RateLimitedEmbeddings:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """The ``base_url`` to give the ``openai`` client."""
-        if self._httpd is None:
-            raise RuntimeError("the server is not running")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        """This server's request handler."""
+        return _make_handler(self)
 
     def stats(self) -> LimitStats:
         """A copy of the counts so far."""

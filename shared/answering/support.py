@@ -21,6 +21,7 @@ which is what an unsupported figure usually looks like; it does not prove entail
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -109,9 +110,15 @@ def _contains(passage: Iterable[Decimal], claimed: Number) -> bool:
 Terms = Callable[[str], Iterable[str]]
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _wordlike(term: str) -> bool:
+    """Whether ``term`` holds no digit (words recur across passages: cached)."""
+    return not any(char.isdigit() for char in term)
+
+
 def _words(text: str, terms: Terms) -> set[str]:
     """The content words of ``text`` without numbers (those are compared as values)."""
-    return {term for term in terms(text) if not any(char.isdigit() for char in term)}
+    return set(filter(_wordlike, terms(text)))
 
 
 def check_support(claims: Iterable[str], passage: str, terms: Terms) -> Support:

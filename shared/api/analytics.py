@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from werkzeug.wrappers import Request, Response
 
 from shared.api.access import require_kb
-from shared.api.http import Route, json_response
+from shared.api.http import Route, instance_response
 from shared.auth import Principal, authorize
 from shared.errors import InvalidInputError
 from shared.ids import is_uuid
@@ -334,7 +334,7 @@ def get_overview(runtime: Runtime, request: Request, principal: Principal) -> Re
             for row in store.most_cited_documents(database, window, principal)
         ],
     )
-    return json_response(overview.model_dump(mode="json"))
+    return instance_response(overview)
 
 
 def get_my_analytics(runtime: Runtime, request: Request, principal: Principal) -> Response:
@@ -355,7 +355,7 @@ def get_my_analytics(runtime: Runtime, request: Request, principal: Principal) -
         feedback=_feedback(store.feedback_counts(database, window)),
         not_in_documents=_not_in_documents(figures),
     )
-    return json_response(mine.model_dump(mode="json"))
+    return instance_response(mine)
 
 
 def _encode_cursor(item: store.NegativeFeedback) -> str:
@@ -415,7 +415,7 @@ def get_negative_feedback(runtime: Runtime, request: Request, principal: Princip
         ],
         next_page_token=_encode_cursor(page[-1]) if len(rows) > query.limit else None,
     )
-    return json_response(body.model_dump(mode="json"))
+    return instance_response(body)
 
 
 TAGS = ("analytics",)

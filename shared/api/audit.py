@@ -134,10 +134,13 @@ class AuditContext:
     def on_commit(self, session: Session) -> None:
         """The commit hook: append the row in the first transaction that changed a row."""
         with self.lock:
-            if self.written or self.closed or not store.transaction_wrote(session):
+            if self.written or self.closed:
                 return
-            store.append(session, self.entry("succeeded", None))
-            self.written = True
+            self.written = store.append_if_wrote(session, self.entry("succeeded", None))
+
+    def pending(self) -> bool:
+        """True until the row is written (or the request is over)."""
+        return not (self.written or self.closed)
 
 
 _context: ContextVar[AuditContext | None] = ContextVar("ragline_audit", default=None)
@@ -168,7 +171,7 @@ def recording(context: AuditContext) -> Iterator[AuditContext]:
     """Make ``context`` the request's, and write its row with the change (commit hook)."""
     token = _context.set(context)
     try:
-        with before_commit(context.on_commit):
+        with before_commit(context.on_commit, pending=context.pending):
             yield context
     finally:
         _context.reset(token)

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
-from shared.api.http import Content, Route, json_response
+from shared.api.http import Content, Route, instance_response
 from shared.api.quotas import limits_of
 from shared.auth import Principal, authorize
 from shared.db import Database
@@ -87,7 +87,7 @@ def get_audit_logs(runtime: Runtime, request: Request, principal: Principal) -> 
     query = AuditQuery.model_validate(request.args.to_dict())
     workspace_id = limits_of(runtime, principal.workspace).workspace_id
     if workspace_id is None:
-        return json_response(AuditPage(audit_logs=[], next_cursor=None).model_dump())
+        return instance_response(AuditPage(audit_logs=[], next_cursor=None))
     where = store.AuditFilter(
         workspace_id=workspace_id,
         actor=query.actor,
@@ -107,7 +107,7 @@ def get_audit_logs(runtime: Runtime, request: Request, principal: Principal) -> 
         audit_logs=[row.to_json() for row in rows],
         next_cursor=_encode_cursor(rows[-1].id) if more and rows else None,
     )
-    return json_response(page.model_dump())
+    return instance_response(page)
 
 
 ROUTES = [

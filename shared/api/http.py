@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 from shared.api import audit
 from shared.api.authn import authenticate
 from shared.api.cors import add_cors_headers, allowed_origin, is_preflight, preflight_response
-from shared.api.quotas import check_request, limits_of
+from shared.api.quotas import check_request, limits_of, remembered
 from shared.api.text_input import check_json, check_pairs
 from shared.auth import Principal
 from shared.errors import (
@@ -213,6 +213,13 @@ def model_response(
         raise RuntimeError(f"response does not fit {model.__name__}: {error}") from error
     # Only the fields the body has: a field with a default is documented as optional.
     return json_response(shaped.model_dump(mode="json", exclude_unset=True), status, headers)
+
+
+def instance_response(
+    body: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON response of a response model the handler built (validated when built)."""
+    return json_response(body.model_dump(mode="json"), status, headers)
 
 
 def error_response(status: int, code: str, message: str) -> Response:
@@ -409,7 +416,8 @@ class Router:
                 context = audit.start(request, action, args, request_id)
             runtime = self._runtime()
             check_request_text(request, args)
-            response = self._dispatch(runtime, request, str(endpoint), args, context)
+            with remembered():  # the request's limits, read once
+                response = self._dispatch(runtime, request, str(endpoint), args, context)
         except Exception as error:  # every failure becomes an error response
             response = render_error(request, error, error_format)
         if context is not None and runtime is not None:

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Request, Response
 
-from shared.api.http import Route, json_response, read_json
+from shared.api.http import Route, instance_response, read_json
 from shared.api.quotas import LIMIT_NAMES, default_limits, monthly_tokens_used
 from shared.auth import ROLE_LEVEL, Principal
 from shared.errors import ForbiddenError, NotFoundError
@@ -95,7 +95,7 @@ def _view(runtime: Runtime, workspace: str, workspace_id: str) -> Response:
         updated_by=own.updated_by if own else None,
         updated_at=own.updated_at if own else None,
     )
-    return json_response(view.model_dump(mode="json"))
+    return instance_response(view)
 
 
 def get_limits(

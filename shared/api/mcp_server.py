@@ -24,6 +24,7 @@ requests). The WSGI side stays what every other function uses: the same
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 
 _PRINCIPAL_KEY = "ragline.principal"
 _INVOCATION_KEY = "ragline.invocation"
+_AUDIT_KEY = "ragline.audit"
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -135,7 +137,12 @@ def build_server() -> MCPServer:
 
 
 def _as_caller(app: AsgiApp) -> AsgiApp:
-    """Wrap the MCP app so its tools run as the principal the WSGI side authenticated."""
+    """Wrap the MCP app so its tools run as the principal the WSGI side authenticated.
+
+    A tool call's audit context is recorded around the app too: the row is appended in
+    the first transaction the tool's work commits (a question's turn), as for any other
+    audited request, and the WSGI side writes it only if the tool changed nothing.
+    """
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         environ = scope.get("wsgi_environ") or {}
@@ -143,11 +150,13 @@ def _as_caller(app: AsgiApp) -> AsgiApp:
         if not isinstance(principal, Principal):
             raise RuntimeError("the MCP app was reached without authentication")
         invocation = environ.get(_INVOCATION_KEY)
+        context = environ.get(_AUDIT_KEY)
         _principal.set(principal)
-        if isinstance(invocation, trace_context.Invocation):
-            with trace_context.activated(invocation):
-                await app(scope, receive, send)
-        else:
+        with contextlib.ExitStack() as stack:
+            if isinstance(invocation, trace_context.Invocation):
+                stack.enter_context(trace_context.activated(invocation))
+            if isinstance(context, audit.AuditContext):
+                stack.enter_context(audit.recording(context))
             await app(scope, receive, send)
 
     return serve
@@ -230,6 +239,7 @@ class McpEndpoint:
             "CONTENT_LENGTH": str(len(body)),
             _PRINCIPAL_KEY: principal,
             _INVOCATION_KEY: trace_context.current(),
+            _AUDIT_KEY: context,
         }
         response = Response.from_app(self._app(), environ, buffered=True)  # type: ignore[arg-type]
         if context is not None:

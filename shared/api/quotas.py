@@ -30,8 +30,11 @@ next question is refused.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,8 +77,36 @@ def default_limits(settings: Settings) -> dict[str, int]:
     return {name: int(getattr(settings, f"quota_{name}")) for name in LIMIT_NAMES}
 
 
+# A request's limits, read once: the Router counts the request and the answering entry
+# admits its question under the same workspace's limits.
+_remembered: ContextVar[dict[str, Limits] | None] = ContextVar("ragline_limits", default=None)
+
+
+@contextlib.contextmanager
+def remembered() -> Iterator[None]:
+    """Read each workspace's limits at most once inside the block (one request)."""
+    token = _remembered.set({})
+    try:
+        yield
+    finally:
+        _remembered.reset(token)
+
+
 def limits_of(runtime: Runtime, workspace: str) -> Limits:
-    """The limits in force in the workspace named ``workspace``: its own, else defaults."""
+    """The limits in force in the workspace named ``workspace``: its own, else defaults.
+
+    Inside :func:`remembered`, a workspace's limits are read once and reused.
+    """
+    memo = _remembered.get()
+    if memo is not None and workspace in memo:
+        return memo[workspace]
+    limits = _read_limits(runtime, workspace)
+    if memo is not None:
+        memo[workspace] = limits
+    return limits
+
+
+def _read_limits(runtime: Runtime, workspace: str) -> Limits:
     values = default_limits(runtime.settings)
     found = store.limits_by_name(runtime.database, workspace)
     if found is not None:
@@ -234,8 +265,7 @@ def charge_tokens(runtime: Runtime, principal: Principal, tokens: int) -> None:
     """
     if tokens <= 0:
         return
-    found = store.limits_by_name(runtime.database, principal.workspace)
-    workspace_id = found.workspace_id if found else principal.workspace
+    workspace_id = limits_of(runtime, principal.workspace).workspace_id or principal.workspace
     start, _ = window_bounds("month", runtime.clock())
     with suspended():
         store.add(runtime.database, "monthly_tokens", workspace_id, start, tokens)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from werkzeug.wrappers import Request, Response
 
 from shared.api.access import require_kb
-from shared.api.http import Route, json_response, read_json
+from shared.api.http import Route, instance_response, read_json
 from shared.auth import Action, Principal
 from shared.errors import ConflictError, NotFoundError
 from shared.pipeline.sync import delete_source, start_sync
@@ -188,10 +188,6 @@ def source_view(runtime: Runtime, source: Source) -> SourceView:
     )
 
 
-def _json(model: BaseModel, status: int = 200) -> Response:
-    return json_response(model.model_dump(mode="json"), status)
-
-
 def _check_urls(runtime: Runtime, kind: str, config: Any) -> None:
     """Refuse (400) any URL of the config the SSRF guard refuses, before any connection."""
     urls = source_type(kind).outbound_urls
@@ -231,7 +227,7 @@ def post_source(runtime: Runtime, request: Request, principal: Principal, kb_id:
         )
     if not body.paused:
         start_sync(runtime, source.id, "created")
-    return _json(source_view(runtime, _reload(runtime, source.id)), 201)
+    return instance_response(source_view(runtime, _reload(runtime, source.id)), 201)
 
 
 def _reload(runtime: Runtime, source_id: str) -> Source:
@@ -245,14 +241,16 @@ def get_sources(runtime: Runtime, request: Request, principal: Principal, kb_id:
     """The knowledge base's sources with their state (readers)."""
     kb = require_kb(runtime.database, kb_id, principal)
     views = [source_view(runtime, source) for source in store.list_sources(runtime.database, kb.id)]
-    return _json(SourceList(sources=views))
+    return instance_response(SourceList(sources=views))
 
 
 def get_source(
     runtime: Runtime, request: Request, principal: Principal, source_id: str
 ) -> Response:
     """One source with its state (readers of its knowledge base)."""
-    return _json(source_view(runtime, _source_of(runtime, principal, source_id, "read")))
+    return instance_response(
+        source_view(runtime, _source_of(runtime, principal, source_id, "read"))
+    )
 
 
 def patch_source(
@@ -283,7 +281,7 @@ def patch_source(
         )
     if updated is None:
         raise NotFoundError(f"source {source_id!r} not found", code="source_not_found")
-    return _json(source_view(runtime, updated))
+    return instance_response(source_view(runtime, updated))
 
 
 def delete_source_route(
@@ -301,7 +299,9 @@ def post_sync(runtime: Runtime, request: Request, principal: Principal, source_i
     start = start_sync(runtime, source.id, "manual")
     if start is None:  # only scheduled starts decline
         raise ConflictError("the sync could not start", code="sync_not_started")
-    return _json(SyncStarted(run=run_view(runtime, start.run), started=start.started), 202)
+    return instance_response(
+        SyncStarted(run=run_view(runtime, start.run), started=start.started), 202
+    )
 
 
 TAGS = ("sources",)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import queue
+import re
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
@@ -226,19 +227,29 @@ class Session:
         return found[0] if found else None
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(
+        self, *, read_only: bool = False, settings: Mapping[str, str | int] | None = None
+    ) -> Iterator[Session]:
         """Run the block in a transaction: commit on success, roll back on error.
 
         A commit hook installed for the current context
-        (:func:`shared.db.commit_hooks.before_commit`) runs in the transaction first.
+        (:func:`shared.db.commit_hooks.before_commit`) runs in the transaction first,
+        unless it is read-only.
+
+        Args:
+            read_only: ``BEGIN READ ONLY``: the server refuses any write, so no commit
+                hook has anything to record.
+            settings: ``SET LOCAL`` each name to its value for this transaction, sent
+                with ``BEGIN`` in the same round trip. Names and values are code's own
+                constants (identifiers and numbers), never a caller's text.
         """
-        _execute_simple(self._connection, "BEGIN")
+        _execute_simple(self._connection, _begin_sql(read_only, settings or {}))
         try:
             yield self
         except BaseException:
             _execute_simple(self._connection, "ROLLBACK")
             raise
-        hook = current_hook()
+        hook = None if read_only else current_hook()
         if hook is not None:
             try:
                 hook(self)
@@ -246,6 +257,20 @@ class Session:
                 _execute_simple(self._connection, "ROLLBACK")
                 raise
         _execute_simple(self._connection, "COMMIT")
+
+
+_SETTING_NAME = re.compile(r"[a-z_]+(\.[a-z_]+)?")
+_SETTING_VALUE = re.compile(r"[A-Za-z0-9_.]+")
+
+
+def _begin_sql(read_only: bool, settings: Mapping[str, str | int]) -> str:
+    """``BEGIN`` (read-only if asked) and a ``SET LOCAL`` per setting, one simple query."""
+    parts = ["BEGIN READ ONLY" if read_only else "BEGIN"]
+    for name, value in settings.items():
+        if not _SETTING_NAME.fullmatch(name) or not _SETTING_VALUE.fullmatch(str(value)):
+            raise ValueError(f"not a setting this code sets: {name} = {value!r}")
+        parts.append(f"SET LOCAL {name} = '{value}'")
+    return "; ".join(parts)
 
 
 @functools.lru_cache(maxsize=256)
@@ -303,9 +328,17 @@ class Database:
             self._slots.release()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """Check a connection out and run the block in one transaction."""
-        with self.session() as session, session.transaction():
+    def transaction(
+        self, *, read_only: bool = False, settings: Mapping[str, str | int] | None = None
+    ) -> Iterator[Session]:
+        """Check a connection out and run the block in one transaction.
+
+        ``read_only`` and ``settings`` as :meth:`Session.transaction`.
+        """
+        with (
+            self.session() as session,
+            session.transaction(read_only=read_only, settings=settings),
+        ):
             yield session
 
     def _alone(self, sql: str) -> contextlib.AbstractContextManager[Session]:

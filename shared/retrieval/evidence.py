@@ -60,6 +60,8 @@ class Evidence:
         periods: The periods the question names, as written.
         order: The position asked for ("latest"), if any.
         routing: The knowledge bases' routing (``auto``, ``names`` or ``off``).
+        chunks: The chunks of each document weighed (by id), so a search narrowed
+            to them knows its size.
     """
 
     narrow_to: list[str] | None = None
@@ -69,6 +71,7 @@ class Evidence:
     periods: list[str] = field(default_factory=list)
     order: Order | None = None
     routing: str = "auto"
+    chunks: dict[str, int] = field(default_factory=dict)
 
 
 def period_of(facts: DocumentFacts) -> ReportingPeriod | None:
@@ -135,6 +138,7 @@ def weigh(session: Session, scope: ScopeSql, question: str) -> Evidence:
     order = order_asked(question)
     evidence = Evidence(names=names, periods=[a.text for a in asks], order=order)
     documents = store.document_facts(session, scope, names, question, bool(asks or order))
+    evidence.chunks = {d.id: d.chunks for d in documents}
     if documents:
         evidence.routing = documents[0].routing
     if not documents or evidence.routing != "auto" or documents[0].in_scope < 2:
@@ -149,7 +153,7 @@ def weigh(session: Session, scope: ScopeSql, question: str) -> Evidence:
         carrying = [d for d in documents if name in d.matched]
         if not carrying or len(carrying) > NAME_MAX_SHARE * in_scope:
             continue
-        if store.chunk_total(session, _ids(carrying)) >= DOCUMENT_LEVEL_MIN_CHUNKS * len(carrying):
+        if sum(d.chunks for d in carrying) >= DOCUMENT_LEVEL_MIN_CHUNKS * len(carrying):
             evidence.document_names.append(name)
             groups.append(carrying)
     dated = matching_periods(documents, asks, asks_range(question)) if asks else []

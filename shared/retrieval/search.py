@@ -174,11 +174,12 @@ def _retrieve(database: Database, request: RetrievalRequest) -> Retrieval:
                     routed = evidence.narrow_to
                 routing_span.set_attribute("ragline.routed", len(routed or ()))
     document_ids = _within(routed, request.document_ids)
+    size = _known_size(request, models, document_ids, evidence)
     rankings: list[list[int]] = []
     rows: dict[int, HybridRow] = {}
     arms: list[ArmRankings] = []
     for model in models:
-        arm = search_model(database, request, model, document_ids)
+        arm = search_model(database, request, model, document_ids, size.get(model.name))
         arms.append(arm)
         rankings.extend([arm.vector, arm.text])
         for row in arm.rows:
@@ -213,6 +214,29 @@ def _retrieve(database: Database, request: RetrievalRequest) -> Retrieval:
         arms=arms,
         evidence=evidence,
     )
+
+
+def _known_size(
+    request: RetrievalRequest,
+    models: Sequence[ModelInScope],
+    document_ids: Sequence[str] | None,
+    evidence: Evidence | None,
+) -> dict[str, int]:
+    """The chunks each model's search will read, where what was already read tells it.
+
+    A whole knowledge base's count comes with its model (its text statistics), a search
+    narrowed to documents the evidence weighed from their counts; a metadata filter or
+    a request's own document list is counted by the plan instead.
+    """
+    if request.metadata:
+        return {}
+    if document_ids is None:
+        return {m.name: m.chunks for m in models if m.chunks is not None}
+    if request.document_ids is None and evidence is not None and len(models) == 1:
+        known = [evidence.chunks.get(d) for d in document_ids]
+        if all(count is not None for count in known):
+            return {models[0].name: sum(count or 0 for count in known)}
+    return {}
 
 
 def _within(chosen: Sequence[str] | None, allowed: Sequence[str] | None) -> Sequence[str] | None:
@@ -287,7 +311,9 @@ def model_scope(
     return compile_scope(replace(request_scope(request, document_ids), kb_ids=tuple(model.kb_ids)))
 
 
-def search_plan(database: Database, scope: ScopeSql, top_k: int, dimension: int) -> SearchPlan:
+def search_plan(
+    database: Database, scope: ScopeSql, top_k: int, dimension: int, chunks: int | None = None
+) -> SearchPlan:
     """How a search of ``scope`` for ``top_k`` passages walks it.
 
     Each arm looks :data:`CANDIDATE_FACTOR` times deeper than the answer needs. The
@@ -305,9 +331,14 @@ def search_plan(database: Database, scope: ScopeSql, top_k: int, dimension: int)
         scope: The compiled scope.
         top_k: Passages the search returns.
         dimension: The embedding dimension of the knowledge bases in scope.
+        chunks: The scope's chunks when already known; else counted here.
     """
     limit = max(top_k * CANDIDATE_FACTOR, MIN_CANDIDATES)
-    counted = store.scope_chunk_count(database, scope, EXACT_SEARCH_MAX_CHUNKS + 1)
+    counted = (
+        chunks
+        if chunks is not None
+        else store.scope_chunk_count(database, scope, EXACT_SEARCH_MAX_CHUNKS + 1)
+    )
     exact = counted <= EXACT_SEARCH_MAX_CHUNKS
     # Only a walk reads the graph's size: an exact search costs no extra round trip.
     graph = 0 if exact else vector_index.indexed_chunks(database, dimension)
@@ -337,6 +368,7 @@ def hybrid_query(
     request: RetrievalRequest,
     model: ModelInScope,
     document_ids: Sequence[str] | None,
+    chunks: int | None = None,
 ) -> HybridQuery:
     """The hybrid statement :func:`search_model` runs for one embedding model.
 
@@ -345,6 +377,7 @@ def hybrid_query(
         request: The question and its filters.
         model: The model and the knowledge bases in scope that use it.
         document_ids: The documents to search (routed or the request's), None for all.
+        chunks: The chunks in that scope, when already known (else counted).
     """
     from shared.embeddings import get_embedder
 
@@ -357,7 +390,7 @@ def hybrid_query(
         scope=scope,
         vector=vector,
         dim=dim,
-        plan=search_plan(database, scope, request.top_k, dim),
+        plan=search_plan(database, scope, request.top_k, dim, chunks),
         tsquery=" | ".join(terms),
         terms=" ".join(terms),
     )
@@ -368,6 +401,7 @@ def search_model(
     request: RetrievalRequest,
     model: ModelInScope,
     document_ids: Sequence[str] | None,
+    chunks: int | None = None,
 ) -> ArmRankings:
     """Both arms for the knowledge bases of one embedding model, in one statement.
 
@@ -376,12 +410,14 @@ def search_model(
         request: The question and its filters.
         model: The model and the knowledge bases in scope that use it.
         document_ids: The documents to search (routed or the request's), None for all.
+        chunks: The chunks in that scope, when already known (else counted).
 
     Returns:
         Each arm's ranking and every candidate's row.
     """
     with span("ragline.retrieval.search", embedding_model=model.name) as current:
-        found = store.hybrid_search(database, hybrid_query(database, request, model, document_ids))
+        query = hybrid_query(database, request, model, document_ids, chunks)
+        found = store.hybrid_search(database, query)
         current.set_attribute("ragline.candidates", len(found))
     vector_hits = [row for row in found if row.distance is not None]
     text_hits = [row for row in found if row.rank is not None]

@@ -104,36 +104,53 @@ _COLUMNS = (
 )
 
 
-def transaction_wrote(session: Session) -> bool:
-    """True if the session's open transaction has changed a row (it holds an xid)."""
-    found = session.record(_Wrote, "SELECT pg_current_xact_id_if_assigned() IS NOT NULL AS wrote")
+_APPEND = (
+    "INSERT INTO audit_log (workspace_id, workspace, actor, credential_kind,"
+    " credential_id, action, target_kind, target_ids, outcome, status, request_id,"
+    " trace_id, client_address, user_agent, details) SELECT CAST(:wid AS uuid), :ws,"
+    " :actor, :ck, :cid, :action, :tk, CAST(:tids AS text[]), :outcome, :status, :rid,"
+    " :tid, :addr, :ua, CAST(:details AS jsonb)"
+)
+
+
+def _values(entry: AuditEntry) -> dict[str, object]:
+    return {
+        "wid": entry.workspace_id,
+        "ws": entry.workspace,
+        "actor": entry.actor,
+        "ck": entry.credential_kind,
+        "cid": entry.credential_id,
+        "action": entry.action,
+        "tk": entry.target_kind,
+        "tids": list(entry.target_ids),
+        "outcome": entry.outcome,
+        "status": entry.status,
+        "rid": entry.request_id,
+        "tid": entry.trace_id,
+        "addr": entry.client_address,
+        "ua": entry.user_agent,
+        "details": json.dumps(entry.details),
+    }
+
+
+def append_if_wrote(session: Session, entry: AuditEntry) -> bool:
+    """Append one row in the session's open transaction if it has changed a row.
+
+    One statement: the condition (the transaction holds an xid) is evaluated before the
+    row is inserted, and an INSERT of no rows takes no xid, so a transaction that
+    changed nothing stays read-only. Returns whether the row was appended.
+    """
+    found = session.record(
+        _Wrote,
+        _APPEND + " WHERE pg_current_xact_id_if_assigned() IS NOT NULL RETURNING true AS wrote",
+        **_values(entry),
+    )
     return bool(found and found.wrote)
 
 
 def append(database: Database | Session, entry: AuditEntry) -> None:
     """Append one row (in the session's transaction when given a session)."""
-    database.run(
-        "INSERT INTO audit_log (workspace_id, workspace, actor, credential_kind,"
-        " credential_id, action, target_kind, target_ids, outcome, status, request_id,"
-        " trace_id, client_address, user_agent, details) VALUES (CAST(:wid AS uuid), :ws,"
-        " :actor, :ck, :cid, :action, :tk, CAST(:tids AS text[]), :outcome, :status, :rid,"
-        " :tid, :addr, :ua, CAST(:details AS jsonb))",
-        wid=entry.workspace_id,
-        ws=entry.workspace,
-        actor=entry.actor,
-        ck=entry.credential_kind,
-        cid=entry.credential_id,
-        action=entry.action,
-        tk=entry.target_kind,
-        tids=list(entry.target_ids),
-        outcome=entry.outcome,
-        status=entry.status,
-        rid=entry.request_id,
-        tid=entry.trace_id,
-        addr=entry.client_address,
-        ua=entry.user_agent,
-        details=json.dumps(entry.details),
-    )
+    database.run(_APPEND, **_values(entry))
 
 
 def read(database: Database | Session, where: AuditFilter, limit: int) -> list[AuditRecord]:

@@ -124,27 +124,28 @@ def take(
 ) -> Taken | None:
     """Add ``amount`` to a counter if the sum stays within ``limit``; None if it does not.
 
-    One statement: the upsert's row lock serializes concurrent takes of one counter and
-    its ``WHERE`` is evaluated on the latest row, so exactly ``limit`` units are ever
-    granted in a window, whatever the number of instances. Its commit does not wait for
-    the disk (``synchronous_commit = off``): a database crash may forget the last
-    moment's counts, which a rate limit can afford on every request.
+    One statement, on its own (its implicit transaction): the upsert's row lock
+    serializes concurrent takes of one counter and its ``WHERE`` is evaluated on the
+    latest row, so exactly ``limit`` units are ever granted in a window, whatever the
+    number of instances. Its commit does not wait for the disk (``synchronous_commit``
+    off for that transaction only, set inside the statement): a database crash may
+    forget the last moment's counts, which a rate limit can afford on every request.
     """
-    with database.transaction() as session:
-        session.run("SET LOCAL synchronous_commit = off")
-        return session.record(
-            Taken,
-            "INSERT INTO quota_counters AS c (limit_name, subject, window_start, used)"
-            " SELECT :l, :s, :ws, CAST(:n AS bigint) WHERE CAST(:n AS bigint) <= :lim"
-            " ON CONFLICT (limit_name, subject, window_start) DO UPDATE"
-            " SET used = c.used + EXCLUDED.used WHERE c.used + EXCLUDED.used <= :lim"
-            " RETURNING c.used",
-            l=limit_name,
-            s=subject,
-            ws=window_start,
-            n=amount,
-            lim=limit,
-        )
+    return database.record(
+        Taken,
+        "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))"
+        " INSERT INTO quota_counters AS c (limit_name, subject, window_start, used)"
+        " SELECT :l, :s, :ws, CAST(:n AS bigint) FROM async_commit"
+        " WHERE CAST(:n AS bigint) <= :lim"
+        " ON CONFLICT (limit_name, subject, window_start) DO UPDATE"
+        " SET used = c.used + EXCLUDED.used WHERE c.used + EXCLUDED.used <= :lim"
+        " RETURNING c.used",
+        l=limit_name,
+        s=subject,
+        ws=window_start,
+        n=amount,
+        lim=limit,
+    )
 
 
 def add(
@@ -154,10 +155,15 @@ def add(
     window_start: dt.datetime,
     amount: int,
 ) -> None:
-    """Add ``amount`` to a counter unconditionally (usage known only afterwards)."""
+    """Add ``amount`` to a counter unconditionally (usage known only afterwards).
+
+    Committed without waiting for the disk, as :func:`take`.
+    """
     database.run(
-        "INSERT INTO quota_counters AS c (limit_name, subject, window_start, used)"
-        " VALUES (:l, :s, :ws, :n) ON CONFLICT (limit_name, subject, window_start)"
+        "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))"
+        " INSERT INTO quota_counters AS c (limit_name, subject, window_start, used)"
+        " SELECT :l, :s, :ws, CAST(:n AS bigint) FROM async_commit"
+        " ON CONFLICT (limit_name, subject, window_start)"
         " DO UPDATE SET used = c.used + EXCLUDED.used",
         l=limit_name,
         s=subject,

@@ -8,6 +8,7 @@ statement runs both arms (HNSW cosine search and BM25 full text) in one round tr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 
@@ -28,11 +29,16 @@ BM25_B = 0.75
 
 @dataclass(frozen=True)
 class ModelInScope:
-    """An embedding model and the knowledge bases in scope that use it."""
+    """An embedding model and the knowledge bases in scope that use it.
+
+    ``chunks``: the readable chunks of those knowledge bases (their text statistics),
+    before any document or metadata filter; None when not read.
+    """
 
     name: str
     dimension: int
     kb_ids: list[str]
+    chunks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class DocumentFacts:
             text states (None if none).
         matched: The names looked for that its profile contains.
         named: The question contains its file name (with or without extension) or title.
+        chunks: Its active version's chunks.
         in_scope: Documents in scope.
         routing: The knowledge bases' routing: ``off`` if any has it off, else
             ``names`` if any has the name filter, else ``auto``.
@@ -70,6 +77,7 @@ class DocumentFacts:
     fiscal_year_end_month: int | None
     matched: list[str]
     named: bool
+    chunks: int
     in_scope: int
     routing: str
 
@@ -135,7 +143,9 @@ def models_in_scope(session: Session, scope: ScopeSql) -> list[ModelInScope]:
     return session.records(
         ModelInScope,
         "SELECT k.embedding_model AS name, k.embedding_dim AS dimension,"
-        " array_agg(k.id::text ORDER BY k.id) AS kb_ids"
+        " array_agg(k.id::text ORDER BY k.id) AS kb_ids,"
+        " coalesce(sum((SELECT s.chunks FROM kb_text_stats s WHERE s.kb_id = k.id)), 0)::int"
+        " AS chunks"
         + scope.knowledge_bases()
         + " GROUP BY k.embedding_model, k.embedding_dim ORDER BY k.embedding_model",
         **scope.params,
@@ -184,7 +194,7 @@ def document_facts(
         # "a.md" is not named by every question with an "a" in it.
         f" ({_named_in_question(_FILE_STEM, 4)}"
         f"  OR {_named_in_question('d.title', 8)}) AS named,"
-        " count(*) OVER () AS in_scope,"
+        " coalesce(v.chunk_count, 0) AS chunks, count(*) OVER () AS in_scope,"
         " (SELECT CASE WHEN bool_or(o.routing = 'off') THEN 'off'"
         "  WHEN bool_or(o.routing = 'names') THEN 'names' ELSE 'auto' END"
         "  FROM knowledge_bases o WHERE o.id = ANY(CAST(:kbs AS uuid[]))) AS routing"
@@ -212,16 +222,6 @@ def _named_in_question(name_sql: str, shortest: int) -> str:
         f"(length({_words(name_sql)}) >= {shortest + 2}"
         f" AND position({_words(name_sql)} IN {_words(':q')}) > 0)"
     )
-
-
-def chunk_total(session: Session, document_ids: Sequence[str]) -> int:
-    """The chunks of the active versions of ``document_ids`` (from their chunk counts)."""
-    total = session.scalar(
-        "SELECT coalesce(sum(v.chunk_count), 0) FROM documents d JOIN document_versions v"
-        " ON v.id = d.active_version_id WHERE d.id = ANY(CAST(:docs AS uuid[]))",
-        docs=list(document_ids),
-    )
-    return int(total or 0)
 
 
 def scope_chunk_count(database: Database, scope: ScopeSql, cap: int) -> int:
@@ -325,8 +325,8 @@ def text_arm_sql(scope: ScopeSql) -> str:
     )
 
 
-def apply_plan(session: Session, plan: SearchPlan) -> None:
-    """Set the per-transaction settings of a search, in one round trip.
+def plan_settings(plan: SearchPlan) -> dict[str, str | int]:
+    """The per-transaction settings of a search (``SET LOCAL``, sent with its ``BEGIN``).
 
     Iterative scans keep walking the HNSW graph until LIMIT rows pass the scope
     filters (relaxed order: results are re-sorted by distance). The planner cannot be
@@ -335,12 +335,17 @@ def apply_plan(session: Session, plan: SearchPlan) -> None:
     (100k chunks: hundreds of ms); sorting is disabled unless the search is exact, so
     the index's order wins.
     """
-    session.run(
-        "SET LOCAL hnsw.iterative_scan = relaxed_order;"
-        f" SET LOCAL hnsw.ef_search = {plan.ef_search};"
-        f" SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES};"
-        f" SET LOCAL enable_sort = {'on' if plan.exact else 'off'}"
-    )
+    return {
+        "hnsw.iterative_scan": "relaxed_order",
+        "hnsw.ef_search": plan.ef_search,
+        "hnsw.max_scan_tuples": MAX_SCAN_TUPLES,
+        "enable_sort": "on" if plan.exact else "off",
+    }
+
+
+def _searching(database: Database, plan: SearchPlan) -> AbstractContextManager[Session]:
+    """A read-only transaction with the plan's settings: one round trip to begin it."""
+    return database.transaction(read_only=True, settings=plan_settings(plan))
 
 
 @dataclass(frozen=True)
@@ -412,8 +417,7 @@ def vector_search(
         dim: The embedding dimension of the knowledge bases in scope.
         plan: Limit, exact or index, ef_search.
     """
-    with database.transaction() as session:
-        apply_plan(session, plan)
+    with _searching(database, plan) as session:
         hits = session.records(
             VectorHit,
             f"WITH vec AS MATERIALIZED ({vector_arm_sql(scope, dim, plan.exact)})"
@@ -431,8 +435,7 @@ def hybrid_search(database: Database, query: HybridQuery) -> list[HybridRow]:
     Returns:
         The union of both arms' candidates, in no particular order.
     """
-    with database.transaction() as session:
-        apply_plan(session, query.plan)
+    with _searching(database, query.plan) as session:
         return session.records(HybridRow, query.sql(), **query.params())
 
 
@@ -441,8 +444,7 @@ def explain_hybrid_search(database: Database, query: HybridQuery) -> str:
 
     For diagnosing a slow search: the same statement and settings, run and timed.
     """
-    with database.transaction() as session:
-        apply_plan(session, query.plan)
+    with _searching(database, query.plan) as session:
         return "\n".join(
             str(line)
             for line in session.scalars(

@@ -1,7 +1,8 @@
-"""Chat-turn writes commit asynchronously, and only they do.
+"""A question's bookkeeping commits asynchronously, and only it does.
 
-A question's turn rows (``history.start_session``, ``start_turn``, ``finish_turn``)
-are written with ``synchronous_commit = off`` for their own transaction: the commit
+A question's turn rows (``history.start_session``, ``start_turn``, ``finish_turn``) and
+its quota counters (``quotas.take``, ``quotas.add``) are written with
+``synchronous_commit = off`` for their own transaction: the commit
 does not wait for the WAL to reach the disk. Checked on the real server through the
 connection's own WAL statistics (``pg_stat_get_backend_io``): an asynchronous commit
 makes the backend flush nothing, a synchronous one flushes. The setting must not
@@ -77,3 +78,24 @@ def test_turn_writes_do_not_wait_for_the_wal_flush(database: Database) -> None:
     # ... so an ordinary write still waits for its flush (which the probe does see).
     history.record_feedback(database, principal, second, "up", "")
     assert wal_flushes(database) > before
+
+
+def test_quota_counters_and_charges_do_not_wait_for_the_wal_flush(database: Database) -> None:
+    import datetime as dt
+
+    from shared.store import quotas
+
+    window = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    before = wal_flushes(database)
+    taken = [
+        quotas.take(database, "requests_per_minute", "flush-test", window, 1, 2) for _ in "abc"
+    ]
+    quotas.add(database, "monthly_tokens", "flush-test", window, 500)
+    quotas.add(database, "monthly_tokens", "flush-test", window, 250)
+    assert wal_flushes(database) == before
+    # Counted all the same: two fit the limit, the third does not.
+    assert [t.used if t else None for t in taken] == [1, 2, None]
+    assert quotas.used(database, "requests_per_minute", "flush-test", window) == 2
+    assert quotas.used(database, "monthly_tokens", "flush-test", window) == 750
+    assert database.scalar("SHOW synchronous_commit") == "on"
+    database.run("DELETE FROM quota_counters WHERE subject = 'flush-test'")

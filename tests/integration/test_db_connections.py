@@ -92,3 +92,76 @@ def test_prepared_statements_are_reused_and_survive_errors_and_table_changes(
             assert [tuple(row) for row in session.run(select, id=2)] == [(2, "two", None)]
     finally:
         database.run(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_a_read_only_transaction_carries_its_settings_and_refuses_writes(
+    database: Database,
+) -> None:
+    settings: dict[str, str | int] = {
+        "enable_sort": "off",
+        "hnsw.ef_search": 123,
+        "work_mem": "7MB",
+    }
+    with database.session() as session:
+        # Not a temporary table: a read-only transaction may still write those.
+        session.run("CREATE TABLE IF NOT EXISTS read_only_probe (id int)")
+        default_work_mem = session.scalar("SHOW work_mem")
+        with session.transaction(read_only=True, settings=settings):
+            assert session.scalar("SHOW transaction_read_only") == "on"
+            assert session.scalar("SHOW enable_sort") == "off"
+            assert session.scalar("SHOW hnsw.ef_search") == "123"
+            assert session.scalar("SHOW work_mem") == "7MB"
+        # SET LOCAL: gone with the transaction, the pooled connection keeps its defaults.
+        assert session.scalar("SHOW enable_sort") == "on"
+        assert session.scalar("SHOW work_mem") == default_work_mem
+        with (
+            pytest.raises(Exception, match="read-only transaction"),
+            session.transaction(read_only=True),
+        ):
+            session.run("INSERT INTO read_only_probe VALUES (1)")
+        assert session.scalar("SELECT count(*) FROM read_only_probe") == 0
+        session.run("DROP TABLE read_only_probe")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"work_mem; DROP TABLE w": 1}, {"work_mem": "1MB'; DROP TABLE w; --"}, {"Work Mem": 1}],
+)
+def test_transaction_settings_must_be_plain_names_and_values(
+    database: Database, settings: dict[str, Any]
+) -> None:
+    with database.session() as session:
+        with (
+            pytest.raises(ValueError, match="not a setting"),
+            session.transaction(settings=settings),
+        ):
+            pass
+        # Nothing was sent: the connection is outside any transaction.
+        assert session.scalar("SELECT pg_current_xact_id_if_assigned() IS NULL")
+        assert session.scalar("SELECT now() = statement_timestamp()")
+
+
+def test_commit_hooks_run_until_they_have_nothing_left_to_do(database: Database) -> None:
+    from shared.db.commit_hooks import before_commit, current_hook
+
+    calls: list[bool] = []
+    done = {"value": False}
+
+    def hook(session: Any) -> None:
+        calls.append(bool(session.scalar("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")))
+        done["value"] = True
+
+    with database.session() as session:
+        session.run("CREATE TEMP TABLE h (id int)")
+        with before_commit(hook, pending=lambda: not done["value"]):
+            with session.transaction(read_only=True):
+                session.scalar("SELECT 1")
+            assert calls == []  # a read-only transaction has nothing to record
+            with session.transaction():
+                session.run("INSERT INTO h VALUES (1)")
+            assert calls == [True]
+            assert current_hook() is None
+            with session.transaction():
+                session.run("INSERT INTO h VALUES (2)")
+            assert calls == [True]
+        assert current_hook() is None

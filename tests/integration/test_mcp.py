@@ -302,3 +302,24 @@ def test_each_tool_call_leaves_one_audit_row_with_the_credential(site: dict[str,
     row = after[0]
     assert row["outcome"] == "succeeded" and row["credential"]["kind"] == "api_key"
     assert site["kb"]["id"] in row["target"]["ids"]
+
+
+def test_an_ask_tool_calls_audit_row_commits_with_the_question_it_records(
+    site: dict[str, Any],
+) -> None:
+    """The row is appended in the transaction that stores the question (its session and
+    first turn), as for ``POST /v1/ask``: one commit holds both or neither."""
+    database = site["stack"].database
+    result = call(site, site["key"], "ask", question=QUESTION)
+    assert not result.is_error, text_of(result)
+
+    logged = database.one(
+        "SELECT xmin::text, actor FROM audit_log WHERE action = 'mcp.ask' ORDER BY id DESC LIMIT 1"
+    )
+    assert logged is not None
+    session_xmin = database.scalar(
+        "SELECT xmin::text FROM chat_sessions WHERE principal = :p"
+        " ORDER BY created_at DESC LIMIT 1",
+        p=logged[1],
+    )
+    assert logged[0] == session_xmin

@@ -348,3 +348,41 @@ def test_the_budget_is_charged_with_the_models_reported_usage(
     assert shown["monthly_tokens_used"] == spent
     refused = ask(base_url, viewer, kb["id"])
     assert (refused.status_code, refused.json()["error"]["limit"]) == (429, "monthly_tokens")
+
+
+def test_a_question_reads_its_workspaces_limits_once(
+    clean_stack: LocalStack, clock: Clock, llm: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting the request, admitting the question and charging its usage share one read."""
+    from shared.store import quotas as store
+
+    owner = Api(clean_stack)
+    kb = owner.create_kb("quota-reads")
+    owner.ingest(kb["id"], "tides.txt", b"The tides rise twice a day, at dawn and at dusk.")
+    set_limits(owner, monthly_tokens=1_000_000, questions_per_day=2)
+    clock.now = NOON
+    reads: list[str] = []
+    real = store.limits_by_name
+
+    def counted(database: Any, workspace: str) -> Any:
+        reads.append(workspace)
+        return real(database, workspace)
+
+    monkeypatch.setattr(store, "limits_by_name", counted)
+    for expected_status in (200, 200, 429):
+        llm.script_chat("Twice a day [1].")
+        reads.clear()
+        response = owner.post(
+            "/v1/ask", json={"knowledge_base_ids": [kb["id"]], "question": "When do tides rise?"}
+        )
+        assert response.status_code == expected_status, response.get_data(as_text=True)
+        assert reads == [WORKSPACE]
+    # Each request reads afresh: a change applies to the very next one.
+    set_limits(owner, monthly_tokens=1_000_000, questions_per_day=3)
+    llm.script_chat("Twice a day [1].")
+    answered = owner.post(
+        "/v1/ask", json={"knowledge_base_ids": [kb["id"]], "question": "When do tides rise?"}
+    )
+    assert answered.status_code == 200
+    used = body_of(owner.get(f"/v1/workspaces/{WORKSPACE}/limits"))["monthly_tokens_used"]
+    assert used > 0

@@ -8,7 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from scripts.localstack.stack import LocalStack
+from shared.db import Database
 from shared.retrieval.search import RetrievalRequest, retrieve
+from shared.store.scope import ScopeSql
+from shared.store.search import SearchPlan
 from tests.support.api import Api
 from tests.support.filings import COMPANIES
 from tests.support.filings import filing as _filing
@@ -75,3 +78,45 @@ def test_routing_can_be_switched_on_an_existing_knowledge_base(
     assert refused.status_code == 400, "model and chunking cannot change under stored chunks"
     missing = api.patch("/v1/knowledge-bases/no-such-kb", json={"routing": "off"})
     assert missing.status_code == 404
+
+
+def test_a_search_knows_its_size_from_what_it_already_read(
+    stack: LocalStack, filings: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole knowledge base's size comes from its statistics, a routed search's from the
+    documents weighed; both equal the count the plan would otherwise make."""
+    from shared.retrieval import search
+    from shared.store import search as store
+
+    planned: list[tuple[int | None, int]] = []
+    real_plan = search.search_plan
+
+    def recording_plan(
+        database: Database, scope: ScopeSql, top_k: int, dimension: int, chunks: int | None = None
+    ) -> SearchPlan:
+        counted = store.scope_chunk_count(database, scope, search.EXACT_SEARCH_MAX_CHUNKS + 1)
+        planned.append((chunks, counted))
+        return real_plan(database, scope, top_k, dimension, chunks)
+
+    monkeypatch.setattr(search, "search_plan", recording_plan)
+    (on_kb, on_docs), _ = filings.items()
+    routed_question = "How did Globex's revenue grow in the quarter?"
+    _, routed_to = _ask(stack, on_kb, routed_question)
+    assert routed_to == [on_docs["Globex"]]
+    _ask(stack, on_kb, "How did revenue grow in the quarter?")
+    assert len(planned) == 2
+    assert all(known == counted and counted > 0 for known, counted in planned), planned
+    assert planned[0][1] < planned[1][1]  # one filing, then all three
+    # A metadata filter is the plan's to count.
+    planned.clear()
+    retrieve(
+        stack.database,
+        RetrievalRequest(
+            query="revenue",
+            kb_ids=[on_kb],
+            workspace=stack.settings.default_workspace,
+            top_k=8,
+            metadata={"shelf": "none"},
+        ),
+    )
+    assert [known for known, _ in planned] == [None]

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from scripts.localstack.stack import LocalStack
-from shared.db.connection import Session
 from shared.retrieval import search
 from shared.retrieval.search import RetrievalRequest
 from shared.store import search as store
@@ -165,10 +164,10 @@ def test_without_iterative_scans_the_same_walks_come_back_short(
     clean_stack: LocalStack, crowd: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The control: these scopes are selective enough that the walk needs iterative scans.
-    def plain_walk(session: Session, plan: SearchPlan) -> None:
-        session.run(f"SET LOCAL hnsw.ef_search = {plan.ef_search}; SET LOCAL enable_sort = off")
+    def plain_walk(plan: SearchPlan) -> dict[str, str | int]:
+        return {"hnsw.ef_search": plan.ef_search, "enable_sort": "off"}
 
-    monkeypatch.setattr(store, "apply_plan", plain_walk)
+    monkeypatch.setattr(store, "plan_settings", plain_walk)
     for request in (_limited_request(crowd), _rare_request(crowd)):
         vector, plan = _vector_arm(clean_stack, request)
         assert "chunks_embedding_hnsw_384" in plan

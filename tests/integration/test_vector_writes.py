@@ -8,6 +8,8 @@ on the real database, on both pg8000 front ends, and through the real pipeline s
 from __future__ import annotations
 
 import io
+import random
+import string
 import struct
 from collections.abc import Iterator, Sequence
 
@@ -112,3 +114,55 @@ def test_embed_tasks_store_exactly_the_embedders_vectors(
         nearest = session.scalar(nearest_sql, q=query)
     assert index_name(embedder.dimension) in plan
     assert nearest == rows[0][0]
+
+
+def test_embeddings_are_stored_in_their_rows(clean_stack: LocalStack, recorder: Recorder) -> None:
+    """A long passage's vector stays in the chunk's row, not in the TOAST table.
+
+    Under pgvector's own storage (EXTERNAL) these rows pass the 2 kB threshold and the
+    vector, their largest value, moves out of line: every exact comparison would read
+    it back through the TOAST index (migration 0024). The same rows under that storage
+    are the control.
+    """
+    db = clean_stack.database
+    rt = clean_stack.runtime
+    kb = Api(clean_stack).create_kb("inline", chunk_tokens=400, chunk_overlap=0)
+    # Words of random letters: text that does not compress, as a long passage's.
+    draw = random.Random(7)
+    text = "\n\n".join(
+        " ".join(
+            "".join(draw.choice(string.ascii_lowercase) for _ in range(draw.randint(3, 9)))
+            for _ in range(250)
+        )
+        for _ in range(4)
+    )
+    _, version = store_version(clean_stack, kb["id"], text)
+    assert parse_version(rt, version) and chunk_version(rt, version)
+    for task in recorder.tasks_for(version):
+        assert embed_batch(rt, task)
+    assert index_version(rt, version)
+
+    counts = db.one(
+        "SELECT count(*), count(*) FILTER (WHERE pg_column_toast_chunk_id(embedding) IS NOT NULL),"
+        " min(pg_column_size(embedding) + pg_column_size(text))"
+        " FROM chunks WHERE version_id = CAST(:v AS uuid) AND embedding IS NOT NULL",
+        v=version,
+    )
+    assert counts is not None
+    rows, out_of_line, smallest = counts
+    assert rows >= 3
+    assert out_of_line == 0
+    with db.session() as session:
+        session.run("CREATE TEMP TABLE external_chunks (text text, embedding vector)")
+        session.run("ALTER TABLE external_chunks ALTER COLUMN embedding SET STORAGE EXTERNAL")
+        session.run(
+            "INSERT INTO external_chunks SELECT text, embedding FROM chunks"
+            " WHERE version_id = CAST(:v AS uuid)",
+            v=version,
+        )
+        control = session.scalar(
+            "SELECT count(*) FROM external_chunks"
+            " WHERE pg_column_toast_chunk_id(embedding) IS NOT NULL"
+        )
+        session.run("DROP TABLE external_chunks")
+    assert control == rows, f"rows of {smallest} bytes stay inline under EXTERNAL too"

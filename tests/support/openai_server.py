@@ -34,8 +34,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from scripts.localstack.loopback_http import LoopbackHttpServer
 
 DEFAULT_DIMENSIONS = {
     "text-embedding-3-small": 1536,
@@ -192,7 +194,7 @@ def chat_chunk(model: str, delta: dict[str, Any], finish_reason: str | None = No
 ChatScript = str | list[str] | Callable[[RecordedRequest], str | list[str]]
 
 
-class OpenAIServer:
+class OpenAIServer(LoopbackHttpServer):
     """An OpenAI-compatible server on ``127.0.0.1:<ephemeral port>`` in a thread.
 
     Scripted replies (:meth:`enqueue`, :meth:`fail`) are consumed first, in order, per
@@ -203,6 +205,7 @@ class OpenAIServer:
     """
 
     def __init__(self, api_key: str | None = None) -> None:
+        super().__init__()
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
         self._routes: dict[str, Handler] = {
@@ -215,41 +218,10 @@ class OpenAIServer:
         self._chat_interval = 0.0
         self.streams: list[StreamRecord] = []
         self._stream_done = threading.Condition(self._lock)
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> OpenAIServer:
-        """Start serving in a daemon thread; returns self."""
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._httpd.daemon_threads = True
-        # A short poll interval keeps stop() (and so each test's teardown) fast.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> OpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """The ``base_url`` for ``openai.OpenAI`` (ends with ``/v1``)."""
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        """This server's request handler."""
+        return _make_handler(self)
 
     # -- programming -------------------------------------------------------------------
 

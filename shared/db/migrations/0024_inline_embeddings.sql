@@ -1,0 +1,14 @@
+-- Keep each chunk's embedding in its row rather than in the TOAST table.
+--
+-- pgvector gives `vector` EXTERNAL storage: a row over about 2 kB moves its largest
+-- value out of line, and a 384-dimension vector (1.5 kB) beside a passage's text is
+-- that value. Every exact comparison and every full-precision re-score then costs an
+-- index lookup and a read in the TOAST table per chunk. MAIN keeps the vector in the
+-- row up to the page's limit (about 8 kB, 2,000 dimensions), compressing and moving
+-- the text first: reading a chunk's vector is reading its row.
+--
+-- Rows written from now on are stored this way (the embed step writes every vector
+-- with an UPDATE). Rows already stored keep their out-of-line vectors, which still
+-- read correctly; a table rewrite moves them (VACUUM FULL chunks, or pg_repack
+-- without the exclusive lock; see infra/terraform/README.md, "Database").
+ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE MAIN;
