@@ -312,7 +312,12 @@ def model_scope(
 
 
 def search_plan(
-    database: Database, scope: ScopeSql, top_k: int, dimension: int, chunks: int | None = None
+    database: Database,
+    scope: ScopeSql,
+    top_k: int,
+    dimension: int,
+    chunks: int | None = None,
+    graph: int | None = None,
 ) -> SearchPlan:
     """How a search of ``scope`` for ``top_k`` passages walks it.
 
@@ -332,6 +337,8 @@ def search_plan(
         top_k: Passages the search returns.
         dimension: The embedding dimension of the knowledge bases in scope.
         chunks: The scope's chunks when already known; else counted here.
+        graph: The chunks in the dimension's HNSW graph when already known (read with
+            the models in scope); else read here if the search walks it.
     """
     limit = max(top_k * CANDIDATE_FACTOR, MIN_CANDIDATES)
     counted = (
@@ -340,8 +347,10 @@ def search_plan(
         else store.scope_chunk_count(database, scope, EXACT_SEARCH_MAX_CHUNKS + 1)
     )
     exact = counted <= EXACT_SEARCH_MAX_CHUNKS
-    # Only a walk reads the graph's size: an exact search costs no extra round trip.
-    graph = 0 if exact else vector_index.indexed_chunks(database, dimension)
+    if exact:
+        graph = 0
+    elif graph is None:  # only a walk needs the graph's size
+        graph = vector_index.indexed_chunks(database, dimension)
     # The budget counts postings over whole knowledge bases: a filtered scope holds only
     # some of them, so a small filtered scope scores every chunk of its own instead.
     filtered = scope.scope.document_ids is not None or bool(scope.metadata)
@@ -390,7 +399,7 @@ def hybrid_query(
         scope=scope,
         vector=vector,
         dim=dim,
-        plan=search_plan(database, scope, request.top_k, dim, chunks),
+        plan=search_plan(database, scope, request.top_k, dim, chunks, model.indexed),
         tsquery=" | ".join(terms),
         terms=" ".join(terms),
     )

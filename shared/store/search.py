@@ -15,7 +15,7 @@ from datetime import date
 from shared.db import Database
 from shared.db.connection import Session
 from shared.store.scope import ScopeSql
-from shared.store.vector_index import distance_sql
+from shared.store.vector_index import distance_sql, indexed_chunks_sql
 
 # Upper bound on the tuples one iterative HNSW scan visits (pgvector's default is
 # 20,000); past it a very selective filter returns fewer rows rather than scanning on.
@@ -32,13 +32,15 @@ class ModelInScope:
     """An embedding model and the knowledge bases in scope that use it.
 
     ``chunks``: the readable chunks of those knowledge bases (their text statistics),
-    before any document or metadata filter; None when not read.
+    before any document or metadata filter; ``indexed``: the chunks in the HNSW graph of
+    that dimension, every knowledge base's (the server's estimate); None when not read.
     """
 
     name: str
     dimension: int
     kb_ids: list[str]
     chunks: int | None = None
+    indexed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ def models_in_scope(session: Session, scope: ScopeSql) -> list[ModelInScope]:
         "SELECT k.embedding_model AS name, k.embedding_dim AS dimension,"
         " array_agg(k.id::text ORDER BY k.id) AS kb_ids,"
         " coalesce(sum((SELECT s.chunks FROM kb_text_stats s WHERE s.kb_id = k.id)), 0)::int"
-        " AS chunks"
+        f" AS chunks, coalesce({indexed_chunks_sql('k.embedding_dim')}, 0)::int AS indexed"
         + scope.knowledge_bases()
         + " GROUP BY k.embedding_model, k.embedding_dim ORDER BY k.embedding_model",
         **scope.params,

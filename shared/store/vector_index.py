@@ -39,6 +39,14 @@ def index_name(dimension: int) -> str:
     return f"chunks_embedding_hnsw_{dimension}"
 
 
+def indexed_chunks_sql(dimension_sql: str) -> str:
+    """SQL for :func:`indexed_chunks` of the dimension the expression ``dimension_sql`` holds."""
+    return (
+        "(SELECT greatest(i.reltuples, 0)::bigint FROM pg_class i"
+        f" WHERE i.oid = to_regclass('chunks_embedding_hnsw_' || {dimension_sql}))"
+    )
+
+
 def indexed_chunks(database: Database, dimension: int) -> int:
     """Chunks in the HNSW graph of ``dimension``, as the server's statistics estimate it.
 

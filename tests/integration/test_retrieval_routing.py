@@ -12,6 +12,7 @@ from shared.db import Database
 from shared.retrieval.search import RetrievalRequest, retrieve
 from shared.store.scope import ScopeSql
 from shared.store.search import SearchPlan
+from shared.store.vector_index import indexed_chunks
 from tests.support.api import Api
 from tests.support.filings import COMPANIES
 from tests.support.filings import filing as _filing
@@ -92,11 +93,18 @@ def test_a_search_knows_its_size_from_what_it_already_read(
     real_plan = search.search_plan
 
     def recording_plan(
-        database: Database, scope: ScopeSql, top_k: int, dimension: int, chunks: int | None = None
+        database: Database,
+        scope: ScopeSql,
+        top_k: int,
+        dimension: int,
+        chunks: int | None = None,
+        graph: int | None = None,
     ) -> SearchPlan:
         counted = store.scope_chunk_count(database, scope, search.EXACT_SEARCH_MAX_CHUNKS + 1)
         planned.append((chunks, counted))
-        return real_plan(database, scope, top_k, dimension, chunks)
+        # The graph's size comes with the models, as the index's estimate says.
+        assert graph == indexed_chunks(database, dimension)
+        return real_plan(database, scope, top_k, dimension, chunks, graph)
 
     monkeypatch.setattr(search, "search_plan", recording_plan)
     (on_kb, on_docs), _ = filings.items()
