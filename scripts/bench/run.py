@@ -140,7 +140,17 @@ TARGETS = [
         "= 10",
         lambda v: v >= 10,
     ),
-    Target("Answer overhead p50", "answer_overhead", "p50_ms", "< 10 ms", lambda v: v < 10),
+    Target(
+        "Answer overhead p50",
+        "answer_overhead",
+        "p50_ms",
+        "< 10 ms",
+        lambda v: v < 10,
+        miss_note=lambda _: (
+            "about 11 ms of it is Python CPU per question on this machine (the Answer"
+            " overhead section's last product-change note)"
+        ),
+    ),
     Target(
         "Hybrid statement p95 at 100k chunks, one client",
         "scale",
