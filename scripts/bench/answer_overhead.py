@@ -266,13 +266,18 @@ Quotas, the audit log and the analytics columns had taken a first question from 
   rewritten once (`VACUUM FULL chunks`), as an existing deployment would be.
 - Citation support decides whether a word holds a digit once per distinct word.
 
-What remains (quiet machine, this page's run): about 11 ms of Python CPU per question
-(thread time, model stream excluded: retrieval's Python and the client side of its
-statements 3, citation checking 1.7, prompt 1.2, turn rows 1, authentication 0.6, the
-rest Flask, routing and JSON) and about 5 ms in PostgreSQL, 4 of them the hybrid
-statement (planning 1, exact vector arm 1.8, full-text arm 1.4). The 10 ms target needs
-less Python per question than this design spends; see the compare table for the
-change's own effect.
+What remains, measured apart (the request thread's CPU time over 150 questions, the
+model's stream excluded, on the shared machine): about 11 ms of Python per question
+(retrieval's Python and the client side of its statements 3, citation checking 1.7,
+prompt 1.2, turn rows 1, authentication 0.6, the rest Flask, routing and JSON), and
+about 5 ms in PostgreSQL, 4 of them the hybrid statement (planning 1, exact vector arm
+1.8, full-text arm 1.4). The 10 ms target needs less Python per question than this
+design spends. Before and after in one run (`--compare 2916418`, both sides on the
+same rewritten rows, so the storage change is in neither ratio):
+`docs/bench/answer_overhead_compare_2916418.md`: on a quiet machine the round trips
+cost little over a Unix socket (1.01x); in an earlier run with another benchmark
+building an index beside it, 0.83x. Each round trip saved is a network round trip to
+Cloud SQL in production.
 """
 
 
