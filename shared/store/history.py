@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from shared.auth import Principal
 from shared.db import Database, Session
 from shared.ids import is_uuid
+from shared.store.async_commit import ASYNC_COMMIT
 from shared.store.scope import readable_knowledge_bases_sql
 
 # Earlier exchanges a follow-up is read against (question rewriting and the prompt).
@@ -287,24 +288,11 @@ def get_turn(database: Database, principal: Principal, turn_id: str) -> Turn | N
     )
 
 
-# Chat-turn writes commit asynchronously (``synchronous_commit = off`` for their own
-# transaction only): the commit returns without waiting for its WAL to reach the
-# disk, which is most of what a small write costs (3 ms of a 3.2 ms INSERT on the
-# local stack, more on a busy disk). What that risks is bounded, and acceptable for
-# chat history: if the *database server* crashes (not our process), the transactions
-# committed in the last 3 x ``wal_writer_delay`` (600 ms by default) may be lost,
-# e.g. a session's newest turn, or an answer left as 'answering'; a follow-up naming
-# a lost session gets the 404 of any unknown session. It never corrupts anything:
-# recovery replays the WAL in order to a consistent state (unlike ``fsync = off``),
-# and any later synchronous commit (documents, knowledge bases, feedback) flushes the
-# WAL up to itself, these turns included. PostgreSQL's manual ("Asynchronous Commit",
-# in Reliability and the Write-Ahead Log) calls this an acceptable trade-off for many
-# applications, as long as nothing outside the database acts on the assumption that
-# the transaction was remembered; nothing does here. The setting is made with
-# ``set_config(..., is_local => true)`` inside the statement itself, so it costs no
-# round trip and applies to that statement's implicit transaction only; the pooled
-# connection keeps the server default for everything else.
-_ASYNC_COMMIT = "async_commit AS (SELECT set_config('synchronous_commit', 'off', true))"
+# Chat-turn writes commit asynchronously (shared.store.async_commit): the commit returns
+# without waiting for its WAL to reach the disk, which is most of what a small write
+# costs. A database server crash may lose a session's newest turn, or leave an answer
+# as 'answering'; a follow-up naming a lost session gets the 404 of any unknown
+# session. Documents, knowledge bases and feedback commit synchronously.
 
 # The columns a new turn is inserted with, after its session id and number.
 _NEW_TURN = (
@@ -358,7 +346,7 @@ def start_session(
     """
     row = database.record(
         _NewTurn,
-        f"WITH {_ASYNC_COMMIT}, new_session AS (INSERT INTO chat_sessions (workspace_id,"
+        f"WITH {ASYNC_COMMIT}, new_session AS (INSERT INTO chat_sessions (workspace_id,"
         " principal, title, kb_ids) SELECT id, :principal, :title, CAST(:kbs AS uuid[])"
         " FROM workspaces WHERE name = :ws RETURNING id)"
         f" {_NEW_TURN_COLUMNS} SELECT new_session.id, 1,{_NEW_TURN}"
@@ -399,7 +387,7 @@ def start_turn(
         question, standalone_question, kb_ids, top_k, filters, retrieved, regenerated_from
     )
     turn_id = database.scalar(
-        f"WITH {_ASYNC_COMMIT}, touched AS (UPDATE chat_sessions SET updated_at = now()"
+        f"WITH {ASYNC_COMMIT}, touched AS (UPDATE chat_sessions SET updated_at = now()"
         " WHERE id = CAST(:sid AS uuid) RETURNING id)"
         f" {_NEW_TURN_COLUMNS} SELECT touched.id, (SELECT coalesce(max(t.number), 0) + 1"
         f" FROM chat_turns t WHERE t.session_id = touched.id),{_NEW_TURN}"
@@ -411,7 +399,7 @@ def start_turn(
     if turn_id is not None:
         return str(turn_id)
     with database.transaction() as session:
-        session.run("SET LOCAL synchronous_commit = off")  # see _ASYNC_COMMIT
+        session.run("SET LOCAL synchronous_commit = off")  # see ASYNC_COMMIT
         touched = session.scalar(
             "UPDATE chat_sessions SET updated_at = now() WHERE id = CAST(:sid AS uuid)"
             " RETURNING id",
@@ -449,7 +437,7 @@ def finish_turn(
 
     ``not_in_documents`` records that the answer said the documents do not hold one
     (analytics count it). Committed asynchronously, as the turn was started (see
-    ``_ASYNC_COMMIT``).
+    ``ASYNC_COMMIT``).
     """
     cited = [citation.to_json() for citation in citations]
     documents = sorted({str(citation["document_id"]) for citation in cited})
@@ -457,7 +445,7 @@ def finish_turn(
     # started first has committed (and they read as gone here, so their citations are
     # redacted now), and one that starts later waits for this commit, then redacts them.
     database.run(
-        f"WITH {_ASYNC_COMMIT}, alive AS (SELECT id::text AS id FROM documents"
+        f"WITH {ASYNC_COMMIT}, alive AS (SELECT id::text AS id FROM documents"
         " WHERE id = ANY(CAST(:docs AS uuid[])) FOR KEY SHARE),"
         " gone AS (SELECT (SELECT count(*) FROM alive) < :ndocs AS missing)"
         " UPDATE chat_turns t SET status = :status,"

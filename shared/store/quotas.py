@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from shared.db import Database, Session
+from shared.store.async_commit import ASYNC_COMMIT
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def take(
     """
     return database.record(
         Taken,
-        "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))"
+        f"WITH {ASYNC_COMMIT}"
         " INSERT INTO quota_counters AS c (limit_name, subject, window_start, used)"
         " SELECT :l, :s, :ws, CAST(:n AS bigint) FROM async_commit"
         " WHERE CAST(:n AS bigint) <= :lim"
@@ -160,7 +161,7 @@ def add(
     Committed without waiting for the disk, as :func:`take`.
     """
     database.run(
-        "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))"
+        f"WITH {ASYNC_COMMIT}"
         " INSERT INTO quota_counters AS c (limit_name, subject, window_start, used)"
         " SELECT :l, :s, :ws, CAST(:n AS bigint) FROM async_commit"
         " ON CONFLICT (limit_name, subject, window_start)"

@@ -21,8 +21,10 @@ from shared.ids import is_uuid
 OUTCOMES = ("added", "updated", "unchanged", "deleted", "skipped", "failed")
 
 
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+def _object(text: str | None) -> dict[str, Any] | None:
+    """A JSON object column read as text (None when null or not an object)."""
+    value = None if text is None else json.loads(text)
+    return value if isinstance(value, dict) else None
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,7 @@ class Source:
     @property
     def config(self) -> dict[str, Any]:
         """The type's configuration, as validated when it was stored."""
-        value = _loads(self.config_json)
-        return value if isinstance(value, dict) else {}
+        return _object(self.config_json) or {}
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,7 @@ class SourceRun:
     @property
     def counts(self) -> dict[str, int] | None:
         """The outcome counts written when the run ended (None while it runs)."""
-        value = _loads(self.counts_json)
-        return value if isinstance(value, dict) else None
+        return _object(self.counts_json)
 
 
 @dataclass(frozen=True)
@@ -98,14 +98,12 @@ class SourceItem:
     @property
     def hints(self) -> dict[str, Any]:
         """The connector's hints recorded when the item was found."""
-        value = _loads(self.hints_json)
-        return value if isinstance(value, dict) else {}
+        return _object(self.hints_json) or {}
 
     @property
     def revision(self) -> dict[str, Any] | None:
         """The revision stored by the last fetch (etag, last_modified, version)."""
-        value = _loads(self.revision_json)
-        return value if isinstance(value, dict) else None
+        return _object(self.revision_json)
 
 
 @dataclass(frozen=True)

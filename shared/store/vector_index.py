@@ -34,16 +34,19 @@ HNSW_EF_CONSTRUCTION = 64
 MAX_INDEXED_DIMENSION = 4000
 
 
+_INDEX_PREFIX = "chunks_embedding_hnsw_"
+
+
 def index_name(dimension: int) -> str:
     """The name of the HNSW index serving ``dimension``."""
-    return f"chunks_embedding_hnsw_{dimension}"
+    return f"{_INDEX_PREFIX}{dimension}"
 
 
 def indexed_chunks_sql(dimension_sql: str) -> str:
     """SQL for :func:`indexed_chunks` of the dimension the expression ``dimension_sql`` holds."""
     return (
         "(SELECT greatest(i.reltuples, 0)::bigint FROM pg_class i"
-        f" WHERE i.oid = to_regclass('chunks_embedding_hnsw_' || {dimension_sql}))"
+        f" WHERE i.oid = to_regclass('{_INDEX_PREFIX}' || {dimension_sql}))"
     )
 
 
